@@ -1,0 +1,392 @@
+//! Plain configuration structs of the SimCLR core: the one vocabulary shared by the spec
+//! language (`spec` resolves YAML into these) and the trainer (`ml` consumes them).
+//!
+//! Every field has a default, so a spec lists only what differs. Defaults follow the paper's
+//! CIFAR-10 adaptation (Chen et al. 2020, appendix B.9) and the official repository's
+//! CIFAR-10 recipe (ResNet-18, LARS, base LR 1.0 with linear scaling, weight decay 1e-4,
+//! temperature 0.5, colour strength 0.5, no blur).
+
+use serde::{Deserialize, Serialize};
+
+/// Which dataset a run trains and evaluates on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetName {
+    #[default]
+    Cifar10,
+    Cifar100,
+    /// A directory with one sub-directory per class of PNG/JPEG files.
+    ImageFolder,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetConfig {
+    pub name: DatasetName,
+    /// Extracted directory or `.tar.gz` archive. `None`: looked up in the data directory
+    /// (`--data-dir`, `SWEEP_DATA_DIR`), which the scheduler fills in before training.
+    pub path: Option<String>,
+    /// Class-balanced, seeded subset of the training split used for pretraining
+    /// (`None`: the whole split).
+    pub train_subset: Option<usize>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// A small 4-block ConvNet for quick CPU runs (channels `16 * width`, doubling per block).
+    Convnet,
+    #[default]
+    Resnet18,
+    Resnet34,
+    Resnet50,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Stem {
+    /// 3x3 stride-1 conv, no max-pool (appendix B.9, for 32x32 images).
+    #[default]
+    Cifar,
+    /// 7x7 stride-2 conv + 3x3 stride-2 max-pool (ImageNet).
+    Imagenet,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncoderConfig {
+    pub arch: Arch,
+    pub stem: Stem,
+    /// Width multiplier (1, 2 or 4 in the paper's Figure 7).
+    pub width: usize,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            arch: Arch::Resnet18,
+            stem: Stem::Cifar,
+            width: 1,
+        }
+    }
+}
+
+/// Projection head g(.) of section 4.2 / Figure 8.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// z = h (no projection; `out_dim` is meaningless and must be absent).
+    None,
+    /// z = W h.
+    Linear,
+    /// z = W2 relu(BN(W1 h)) (`layers` linear layers in all).
+    #[default]
+    Nonlinear,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadConfig {
+    pub kind: HeadKind,
+    /// Hidden width of the nonlinear head; `None`: the representation's dimension.
+    pub hidden: Option<usize>,
+    /// Output dimension of z; `None` only (and always) for `kind: none`.
+    pub out_dim: Option<usize>,
+    /// Number of linear layers of the nonlinear head (2 in the paper).
+    pub layers: usize,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            kind: HeadKind::Nonlinear,
+            hidden: None,
+            out_dim: Some(128),
+            layers: 2,
+        }
+    }
+}
+
+/// The contrastive objectives of Table 2 / Table 4.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    #[default]
+    NtXent,
+    NtLogistic,
+    Margin,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub kind: LossKind,
+    /// tau of NT-Xent / NT-Logistic (Table 5).
+    pub temperature: f64,
+    /// l2-normalise z before the similarity (Table 5).
+    pub l2_norm: bool,
+    /// m of the margin triplet loss.
+    pub margin: f64,
+    /// Semi-hard negative mining (appendix B.10) for nt_logistic and margin.
+    pub semi_hard: bool,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            kind: LossKind::NtXent,
+            temperature: 0.5,
+            l2_norm: true,
+            margin: 1.0,
+            semi_hard: false,
+        }
+    }
+}
+
+/// Figure 5's seven transformations (appendix A; DESIGN.md section 9).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum AugOp {
+    /// Random resized crop (area U(0.08, 1), log-uniform aspect 3/4..4/3) + flip p = 0.5.
+    Crop,
+    Cutout,
+    /// Colour distortion of strength `color_strength` (jitter p = 0.8, grayscale p = 0.2).
+    Color,
+    Sobel,
+    /// Additive gaussian noise.
+    Noise,
+    /// Gaussian blur, p = 0.5, sigma U(0.1, 2.0), kernel 10% of the side.
+    Blur,
+    /// Rotation by 90, 180 or 270 degrees.
+    Rotate,
+}
+
+impl AugOp {
+    pub const ALL: [AugOp; 7] = [
+        AugOp::Crop,
+        AugOp::Cutout,
+        AugOp::Color,
+        AugOp::Sobel,
+        AugOp::Noise,
+        AugOp::Blur,
+        AugOp::Rotate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AugOp::Crop => "crop",
+            AugOp::Cutout => "cutout",
+            AugOp::Color => "color",
+            AugOp::Sobel => "sobel",
+            AugOp::Noise => "noise",
+            AugOp::Blur => "blur",
+            AugOp::Rotate => "rotate",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AugProtocol {
+    /// SimCLR's pipeline: both views get `ops`, each with its own randomness.
+    #[default]
+    Symmetric,
+    /// Figure 5's ablation: `ops` in order on one view, the other view left as is.
+    OneBranch,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    pub protocol: AugProtocol,
+    /// Applied in this order.
+    pub ops: Vec<AugOp>,
+    /// Colour distortion strength s (1.0 ImageNet, 0.5 CIFAR-10).
+    pub color_strength: f64,
+    /// Smallest crop area fraction of random resized crop.
+    pub crop_min_scale: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            protocol: AugProtocol::Symmetric,
+            ops: vec![AugOp::Crop, AugOp::Color],
+            color_strength: 0.5,
+            crop_min_scale: 0.08,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Sgd,
+    #[default]
+    Lars,
+    Adamw,
+}
+
+/// How the base learning rate scales with the batch size (appendix B.1, Figure 9).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LrScaling {
+    /// lr = base * B / 256 (the paper's 0.3 x B/256 with base 0.3).
+    #[default]
+    Linear,
+    /// lr = base * sqrt(B) (the paper's 0.075 x sqrt(B) with base 0.075).
+    Sqrt,
+    /// lr = base.
+    None,
+}
+
+impl LrScaling {
+    /// The peak learning rate for `base` at batch size `batch_size`.
+    pub fn apply(self, base: f64, batch_size: usize) -> f64 {
+        match self {
+            LrScaling::Linear => base * batch_size as f64 / 256.0,
+            LrScaling::Sqrt => base * (batch_size as f64).sqrt(),
+            LrScaling::None => base,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    /// Base learning rate, scaled by `lr_scaling`.
+    pub lr: f64,
+    pub lr_scaling: LrScaling,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// LARS trust coefficient (eta).
+    pub trust_coefficient: f64,
+    /// Adam betas and epsilon (AdamW only).
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Linear warmup length in epochs (may be fractional), then cosine decay if `cosine`.
+    pub warmup_epochs: f64,
+    pub cosine: bool,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Lars,
+            lr: 1.0,
+            lr_scaling: LrScaling::Linear,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-4,
+            trust_coefficient: 0.001,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            warmup_epochs: 10.0,
+            cosine: true,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// Peak learning rate after scaling for `batch_size`.
+    pub fn peak_lr(&self, batch_size: usize) -> f64 {
+        self.lr_scaling.apply(self.lr, batch_size)
+    }
+}
+
+/// Everything one pretraining run needs, and nothing about where or how it is executed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainConfig {
+    pub dataset: DatasetConfig,
+    pub encoder: EncoderConfig,
+    pub head: HeadConfig,
+    pub loss: LossConfig,
+    pub augment: AugmentConfig,
+    pub optimizer: OptimizerConfig,
+    /// N: the number of images per step (2N views, 2(N-1) negatives per positive pair).
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub seed: u64,
+    /// Write a checkpoint every this many epochs (resume granularity; not part of RunId).
+    pub checkpoint_every: usize,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetConfig::default(),
+            encoder: EncoderConfig::default(),
+            head: HeadConfig::default(),
+            loss: LossConfig::default(),
+            augment: AugmentConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            batch_size: 512,
+            epochs: 1000,
+            seed: 0,
+            checkpoint_every: 1,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalKind {
+    /// Multinomial logistic regression on frozen features (section 2.3 linear protocol).
+    #[default]
+    Linear,
+    /// Weighted k-nearest-neighbour vote on cosine similarity (k = 200, tau = 0.1).
+    Knn,
+}
+
+/// Which representation an evaluation reads: h (encoder output) or z = g(h) (Figure 8).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSource {
+    #[default]
+    H,
+    Z,
+}
+
+/// One evaluation of a finished pretrain checkpoint. Fields that do not apply to `kind`
+/// are ignored (and canonicalised away from the RunId by `spec`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub kind: EvalKind,
+    pub on: FeatureSource,
+    /// Class-balanced subset of the training split the classifier / neighbour bank uses
+    /// (`None`: all of it).
+    pub train_subset: Option<usize>,
+    /// Class-balanced subset of the test split scored (`None`: all of it).
+    pub test_subset: Option<usize>,
+    /// Linear: epochs of the logistic regression on the extracted features.
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub weight_decay: f64,
+    /// kNN: neighbours and the temperature of the weighted vote.
+    pub k: usize,
+    pub temperature: f64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            kind: EvalKind::Linear,
+            on: FeatureSource::H,
+            train_subset: None,
+            test_subset: None,
+            epochs: 100,
+            lr: 0.1,
+            batch_size: 256,
+            weight_decay: 0.0,
+            k: 200,
+            temperature: 0.1,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The SimCLR core (Chen et al. 2020) on candle: data, augmentations, encoders, heads,
+//! losses, optimizers, schedules, checkpoints, training and evaluation.
+//!
+//! Knows nothing of the database, the CLI, progress bars or tokio: it takes plain config
+//! structs (`config`) and a device, and reports through an [`observer::Observer`].
+
+pub mod augment;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod encoder;
+pub mod error;
+pub mod eval;
+pub mod head;
+pub mod init;
+pub mod loss;
+pub mod model;
+pub mod observer;
+pub mod optim;
+pub mod rng;
+pub mod schedule;
+pub mod trainer;
+
+use std::path::PathBuf;
+
+pub use candle_core::Device;
+pub use error::MlError;
+
+/// A checkpoint the caller knows of, with the sha256 recorded when it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointRef {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Where and how a pretrain runs; none of this changes its result.
+#[derive(Clone, Debug)]
+pub struct TrainEnv {
+    pub device: Device,
+    /// Resolved dataset location (extracted directory or archive).
+    pub data_path: PathBuf,
+    /// Directory that holds this run's checkpoints (created if missing).
+    pub checkpoint_dir: PathBuf,
+    /// Known checkpoints, newest first. The trainer resumes from the first whose sha256
+    /// verifies; corrupt ones are skipped with a warning. Empty: start from scratch.
+    pub resume_from: Vec<CheckpointRef>,
+    /// Threads preparing augmented batches in the background.
+    pub loader_threads: usize,
+}
+
+/// How a pretrain call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PretrainOutcome {
+    /// All epochs done; `checkpoint` holds the final weights.
+    Finished {
+        checkpoint: observer::CheckpointInfo,
+    },
+    /// The observer asked to stop; `checkpoint` lets a later call continue.
+    Stopped {
+        checkpoint: observer::CheckpointInfo,
+    },
+}
+
+/// Final numbers of one evaluation (fractions in [0, 1]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalResult {
+    pub top1: f64,
+    pub top5: f64,
+    /// Number of test images scored.
+    pub n_test: usize,
+}
+
+pub use eval::evaluate;
+pub use trainer::pretrain;
