@@ -1,1 +1,787 @@
-//! (being written)
+//! SimCLR's data augmentations (Chen et al. 2020, appendix A; DESIGN.md section 9) on u8
+//! HWC images, and the two protocols that compose them into a pair of views.
+//!
+//! Every random decision of a view is drawn from its own counter-based stream
+//! `rng::stream(seed, Domain::Augment, &[epoch, image index, view])`, so a resumed run sees
+//! exactly the views an uninterrupted one saw, whatever thread prepared them.
+//!
+//! Layout: an image is `h * w * 3` bytes, row-major, channels interleaved (HWC, RGB).
+//! The per-op functions are public so tests and tools can call them with fixed parameters;
+//! the `random_*` / `*_op` functions draw those parameters from a stream.
+//!
+//! Speed: no allocation per pixel, f32 arithmetic, one scratch buffer per view; colour
+//! jitter runs its four adjustments on one f32 copy and quantises once at the end.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use super::config::{AugOp, AugProtocol, AugmentConfig};
+use super::error::MlError;
+use super::rng::{self, Domain};
+
+/// ITU-R BT.601 luma weights (torchvision `rgb_to_grayscale`, TF `rgb_to_grayscale`).
+const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// The stream of one view: keys (epoch, image index, view 0/1).
+pub fn view_rng(seed: u64, epoch: usize, index: usize, view: usize) -> ChaCha8Rng {
+    rng::stream(
+        seed,
+        Domain::Augment,
+        &[epoch as u64, index as u64, view as u64],
+    )
+}
+
+/// U(lo, hi) as f32; never panics on lo == hi (a strength of 0 gives a degenerate range).
+#[inline]
+fn uniform<R: Rng>(rng: &mut R, lo: f32, hi: f32) -> f32 {
+    lo + (hi - lo) * rng.gen::<f32>()
+}
+
+/// Checks an augmentation config before a run (the per-view functions clamp instead of
+/// failing, so they never panic).
+pub fn validate(aug: &AugmentConfig) -> Result<(), MlError> {
+    if !(aug.crop_min_scale > 0.0 && aug.crop_min_scale <= 1.0) {
+        return Err(MlError::Config(format!(
+            "augment.crop_min_scale must be in (0, 1], got {}",
+            aug.crop_min_scale
+        )));
+    }
+    if !(aug.color_strength >= 0.0 && aug.color_strength.is_finite()) {
+        return Err(MlError::Config(format!(
+            "augment.color_strength must be >= 0, got {}",
+            aug.color_strength
+        )));
+    }
+    Ok(())
+}
+
+/// Both views of image `index` (of `h x w`, HWC u8) for `(seed, epoch)`.
+///
+/// - `Symmetric` (SimCLR, Figure 2): each view gets `aug.ops` in order, view 0 with the
+///   stream of view 0, view 1 with the stream of view 1.
+/// - `OneBranch` (Figure 5's ablation): view 0 gets `aug.ops` in order, view 1 is the image
+///   as is. (Figure 5 first brings every view to the target size; CIFAR images already are.)
+pub fn augment_pair(
+    img: &[u8],
+    h: usize,
+    w: usize,
+    aug: &AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    index: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    let v0 = augment_view(img, h, w, aug, &mut view_rng(seed, epoch, index, 0));
+    let v1 = match aug.protocol {
+        AugProtocol::Symmetric => {
+            augment_view(img, h, w, aug, &mut view_rng(seed, epoch, index, 1))
+        }
+        AugProtocol::OneBranch => img.to_vec(),
+    };
+    (v0, v1)
+}
+
+/// One view: `aug.ops` applied in order, parameters drawn from `rng`. Output `h x w` HWC.
+pub fn augment_view<R: Rng>(
+    img: &[u8],
+    h: usize,
+    w: usize,
+    aug: &AugmentConfig,
+    rng: &mut R,
+) -> Vec<u8> {
+    let mut cur = img.to_vec();
+    let mut scratch = vec![0u8; img.len()];
+    for &op in &aug.ops {
+        apply_op(op, &mut cur, &mut scratch, h, w, aug, rng);
+    }
+    cur
+}
+
+/// One op with parameters drawn from `rng`, in place on `buf` (`scratch` has buf's size).
+pub fn apply_op<R: Rng>(
+    op: AugOp,
+    buf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    h: usize,
+    w: usize,
+    aug: &AugmentConfig,
+    rng: &mut R,
+) {
+    match op {
+        AugOp::Crop => {
+            random_crop_flip(buf, h, w, aug.crop_min_scale, rng, scratch);
+            std::mem::swap(buf, scratch);
+        }
+        AugOp::Color => color_distort(buf, aug.color_strength as f32, rng),
+        AugOp::Blur => random_blur(buf, h, w, rng),
+        AugOp::Cutout => random_cutout(buf, h, w, rng),
+        AugOp::Sobel => {
+            sobel(buf, h, w, scratch);
+            std::mem::swap(buf, scratch);
+        }
+        AugOp::Noise => random_noise(buf, rng),
+        AugOp::Rotate => {
+            // Uniformly one of 90, 180, 270 degrees (counter-clockwise, numpy's rot90).
+            let k = rng.gen_range(1..=3usize);
+            rotate90(buf, h, w, k, scratch);
+            if k % 2 == 1 && h != w {
+                // A quarter turn of a non-square image is w x h: bring it back to h x w
+                // (Figure 5's protocol keeps every view at the target size).
+                let full = CropBox {
+                    top: 0,
+                    left: 0,
+                    height: w,
+                    width: h,
+                };
+                resized_crop(scratch, w, h, full, h, w, false, buf);
+            } else {
+                std::mem::swap(buf, scratch);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Random resized crop + flip.
+
+/// A crop rectangle in pixel coordinates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CropBox {
+    pub top: usize,
+    pub left: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// torchvision's `RandomResizedCrop.get_params`: area fraction U(min_scale, 1), aspect ratio
+/// log-uniform in [3/4, 4/3] (as the official SimCLR code), side lengths rounded; up to 10
+/// tries, then a centre crop of the whole image with the aspect clamped into [3/4, 4/3].
+pub fn sample_crop_box<R: Rng>(h: usize, w: usize, min_scale: f64, rng: &mut R) -> CropBox {
+    let min_scale = if min_scale > 0.0 && min_scale <= 1.0 {
+        min_scale
+    } else {
+        0.08
+    };
+    let area = (h * w) as f64;
+    let (lr0, lr1) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    for _ in 0..10 {
+        let target = area * (min_scale + (1.0 - min_scale) * rng.gen::<f64>());
+        let ratio = (lr0 + (lr1 - lr0) * rng.gen::<f64>()).exp();
+        let cw = (target * ratio).sqrt().round() as usize;
+        let ch = (target / ratio).sqrt().round() as usize;
+        if cw > 0 && ch > 0 && cw <= w && ch <= h {
+            let top = rng.gen_range(0..=h - ch);
+            let left = rng.gen_range(0..=w - cw);
+            return CropBox {
+                top,
+                left,
+                height: ch,
+                width: cw,
+            };
+        }
+    }
+    // Fallback: centre crop (torchvision).
+    let in_ratio = w as f64 / h as f64;
+    let (ch, cw) = if in_ratio < 3.0 / 4.0 {
+        (((w as f64) / (3.0 / 4.0)).round() as usize, w)
+    } else if in_ratio > 4.0 / 3.0 {
+        (h, ((h as f64) * (4.0 / 3.0)).round() as usize)
+    } else {
+        (h, w)
+    };
+    let (ch, cw) = (ch.clamp(1, h), cw.clamp(1, w));
+    CropBox {
+        top: (h - ch) / 2,
+        left: (w - cw) / 2,
+        height: ch,
+        width: cw,
+    }
+}
+
+/// Bilinear resize of `b` (inside the `h x w` image `src`) to `out_h x out_w` into `out`,
+/// mirrored horizontally when `flip`. Half-pixel centres, edge clamped (torchvision
+/// `resize(..., antialias=False)`, `align_corners=False`).
+#[allow(clippy::too_many_arguments)]
+pub fn resized_crop(
+    src: &[u8],
+    _h: usize,
+    w: usize,
+    b: CropBox,
+    out_h: usize,
+    out_w: usize,
+    flip: bool,
+    out: &mut Vec<u8>,
+) {
+    out.resize(out_h * out_w * 3, 0);
+    // Per output column: source byte offsets of the two taps and the weight of the right one.
+    let taps = |n_out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
+        let scale = n_in as f32 / n_out as f32;
+        (0..n_out)
+            .map(|o| {
+                let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (s as usize).min(n_in - 1);
+                let i1 = (i0 + 1).min(n_in - 1);
+                (i0, i1, s - i0 as f32)
+            })
+            .collect()
+    };
+    let mut xs = taps(out_w, b.width);
+    if flip {
+        xs.reverse();
+    }
+    let ys = taps(out_h, b.height);
+    let stride = w * 3;
+    for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
+        let r0 = &src[(b.top + y0) * stride..(b.top + y0 + 1) * stride];
+        let r1 = &src[(b.top + y1) * stride..(b.top + y1 + 1) * stride];
+        let orow = &mut out[oy * out_w * 3..(oy + 1) * out_w * 3];
+        for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
+            let (a, c) = ((b.left + x0) * 3, (b.left + x1) * 3);
+            for ch in 0..3 {
+                let top = r0[a + ch] as f32 + (r0[c + ch] as f32 - r0[a + ch] as f32) * fx;
+                let bot = r1[a + ch] as f32 + (r1[c + ch] as f32 - r1[a + ch] as f32) * fx;
+                let v = top + (bot - top) * fy;
+                orow[ox * 3 + ch] = (v + 0.5) as u8;
+            }
+        }
+    }
+}
+
+/// Random resized crop back to `h x w`, then horizontal flip with p = 0.5 (appendix A).
+pub fn random_crop_flip<R: Rng>(
+    img: &[u8],
+    h: usize,
+    w: usize,
+    min_scale: f64,
+    rng: &mut R,
+    out: &mut Vec<u8>,
+) {
+    let b = sample_crop_box(h, w, min_scale, rng);
+    let flip = rng.gen::<f32>() < 0.5;
+    resized_crop(img, h, w, b, h, w, flip, out);
+}
+
+// ---------------------------------------------------------------------------------------
+// Colour distortion.
+
+/// The four jitter adjustments (torchvision `ColorJitter`, official SimCLR `color_jitter`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Jitter {
+    /// Multiply by the factor.
+    Brightness(f32),
+    /// Blend with the mean luma of the image.
+    Contrast(f32),
+    /// Blend with the per-pixel luma.
+    Saturation(f32),
+    /// Shift the HSV hue by this fraction of a turn (in [-0.5, 0.5]).
+    Hue(f32),
+}
+
+/// Applies `ops` in order to an image of f32 values in [0, 1] (HWC), clipping to [0, 1]
+/// after each one (as torchvision's `_blend` and the official code's `clip_by_value`).
+pub fn jitter_f32(px: &mut [f32], ops: &[Jitter]) {
+    for op in ops {
+        match *op {
+            Jitter::Brightness(f) => {
+                for v in px.iter_mut() {
+                    *v = (*v * f).clamp(0.0, 1.0);
+                }
+            }
+            Jitter::Contrast(f) => {
+                let n = (px.len() / 3).max(1) as f32;
+                let mean = px
+                    .chunks_exact(3)
+                    .map(|p| LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2])
+                    .sum::<f32>()
+                    / n;
+                let add = (1.0 - f) * mean;
+                for v in px.iter_mut() {
+                    *v = (*v * f + add).clamp(0.0, 1.0);
+                }
+            }
+            Jitter::Saturation(f) => {
+                for p in px.chunks_exact_mut(3) {
+                    let g = (1.0 - f) * (LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2]);
+                    for v in p.iter_mut() {
+                        *v = (*v * f + g).clamp(0.0, 1.0);
+                    }
+                }
+            }
+            Jitter::Hue(shift) => hue_shift_f32(px, shift),
+        }
+    }
+}
+
+/// torchvision `adjust_hue`: to HSV, hue += shift (mod 1), back to RGB. Value and chroma
+/// (max and max - min) are unchanged, so only the hue sector is recomputed.
+fn hue_shift_f32(px: &mut [f32], shift: f32) {
+    let shift6 = shift * 6.0;
+    for p in px.chunks_exact_mut(3) {
+        let (r, g, b) = (p[0], p[1], p[2]);
+        let mx = r.max(g).max(b);
+        let mn = r.min(g).min(b);
+        let c = mx - mn;
+        if c <= 0.0 {
+            continue; // grey: hue undefined, unchanged
+        }
+        let mut h6 = if mx == r {
+            (g - b) / c
+        } else if mx == g {
+            2.0 + (b - r) / c
+        } else {
+            4.0 + (r - g) / c
+        } + shift6;
+        while h6 < 0.0 {
+            h6 += 6.0;
+        }
+        while h6 >= 6.0 {
+            h6 -= 6.0;
+        }
+        let i = (h6 as usize).min(5);
+        let f = h6 - i as f32;
+        let (pp, q, t) = (mn, mx - c * f, mn + c * f);
+        let (nr, ng, nb) = match i {
+            0 => (mx, t, pp),
+            1 => (q, mx, pp),
+            2 => (pp, mx, t),
+            3 => (pp, q, mx),
+            4 => (t, pp, mx),
+            _ => (mx, pp, q),
+        };
+        p[0] = nr;
+        p[1] = ng;
+        p[2] = nb;
+    }
+}
+
+/// Applies jitter `ops` to a u8 image (one f32 copy, quantised once at the end).
+pub fn jitter(img: &mut [u8], ops: &[Jitter]) {
+    let mut f: Vec<f32> = img.iter().map(|&v| v as f32 * (1.0 / 255.0)).collect();
+    jitter_f32(&mut f, ops);
+    for (d, v) in img.iter_mut().zip(&f) {
+        *d = (v * 255.0 + 0.5) as u8;
+    }
+}
+
+/// ITU-R 601 luma (0.299 R + 0.587 G + 0.114 B) into all three channels.
+pub fn grayscale(img: &mut [u8]) {
+    for p in img.chunks_exact_mut(3) {
+        let y = LUMA[0] * p[0] as f32 + LUMA[1] * p[1] as f32 + LUMA[2] * p[2] as f32;
+        let y = (y + 0.5).min(255.0) as u8;
+        p.fill(y);
+    }
+}
+
+/// Draws the jitter of strength `s`: brightness, contrast, saturation factors
+/// U(max(0, 1 - 0.8s), 1 + 0.8s), hue shift U(-0.2s, 0.2s) (capped at 0.5), in a random
+/// order (torchvision `ColorJitter.get_params`: order first, then the four factors).
+pub fn sample_jitter<R: Rng>(s: f32, rng: &mut R) -> [Jitter; 4] {
+    let mut order = [0usize, 1, 2, 3];
+    order.shuffle(rng);
+    let x = 0.8 * s;
+    let (lo, hi) = ((1.0 - x).max(0.0), 1.0 + x);
+    let bf = uniform(rng, lo, hi);
+    let cf = uniform(rng, lo, hi);
+    let sf = uniform(rng, lo, hi);
+    let hx = (0.2 * s).min(0.5);
+    let hf = uniform(rng, -hx, hx);
+    order.map(|k| match k {
+        0 => Jitter::Brightness(bf),
+        1 => Jitter::Contrast(cf),
+        2 => Jitter::Saturation(sf),
+        _ => Jitter::Hue(hf),
+    })
+}
+
+/// Colour distortion of strength `s` (appendix A): with p = 0.8 the jitter of
+/// [`sample_jitter`], then with p = 0.2 grayscale.
+pub fn color_distort<R: Rng>(img: &mut [u8], s: f32, rng: &mut R) {
+    if rng.gen::<f32>() < 0.8 {
+        let ops = sample_jitter(s, rng);
+        jitter(img, &ops);
+    }
+    if rng.gen::<f32>() < 0.2 {
+        grayscale(img);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gaussian blur.
+
+/// Kernel side for an image of side `h`: 10% of it, made odd, at least 3 (official SimCLR:
+/// `radius = (h // 10) // 2`, `size = 2 radius + 1`; 32 px gives 3, 224 px gives 23).
+pub fn blur_kernel_size(h: usize) -> usize {
+    2 * ((h / 10) / 2).max(1) + 1
+}
+
+/// Separable gaussian blur with standard deviation `sigma` (pixels), kernel
+/// [`blur_kernel_size`] of the height, reflect padding at the borders.
+pub fn gaussian_blur(img: &mut [u8], h: usize, w: usize, sigma: f32) {
+    let radius = blur_kernel_size(h) / 2;
+    let k: Vec<f32> = {
+        let raw: Vec<f32> = (0..=2 * radius)
+            .map(|i| {
+                let x = i as f32 - radius as f32;
+                (-x * x / (2.0 * sigma * sigma)).exp()
+            })
+            .collect();
+        let s: f32 = raw.iter().sum();
+        raw.iter().map(|v| v / s).collect()
+    };
+    // Reflect (without repeating the edge): -1 -> 1, n -> n - 2.
+    let reflect = |i: isize, n: usize| -> usize {
+        let n = n as isize;
+        let mut i = i;
+        if n == 1 {
+            return 0;
+        }
+        while i < 0 || i >= n {
+            i = if i < 0 { -i } else { 2 * (n - 1) - i };
+        }
+        i as usize
+    };
+    let mut tmp = vec![0f32; h * w * 3];
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = [0f32; 3];
+            for (t, kv) in k.iter().enumerate() {
+                let sx = reflect(x as isize + t as isize - radius as isize, w);
+                let o = (y * w + sx) * 3;
+                for c in 0..3 {
+                    acc[c] += kv * img[o + c] as f32;
+                }
+            }
+            tmp[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&acc);
+        }
+    }
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = [0f32; 3];
+            for (t, kv) in k.iter().enumerate() {
+                let sy = reflect(y as isize + t as isize - radius as isize, h);
+                let o = (sy * w + x) * 3;
+                for c in 0..3 {
+                    acc[c] += kv * tmp[o + c];
+                }
+            }
+            for c in 0..3 {
+                img[(y * w + x) * 3 + c] = (acc[c] + 0.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+/// Blur op: with p = 0.5, sigma U(0.1, 2.0) (appendix A).
+pub fn random_blur<R: Rng>(img: &mut [u8], h: usize, w: usize, rng: &mut R) {
+    if rng.gen::<f32>() < 0.5 {
+        let sigma = uniform(rng, 0.1, 2.0);
+        gaussian_blur(img, h, w, sigma);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Figure 5's other ops.
+
+/// Fills the `side x side` square at (top, left) with 0 (clipped to the image).
+pub fn cutout(img: &mut [u8], h: usize, w: usize, top: usize, left: usize, side: usize) {
+    for y in top..(top + side).min(h) {
+        let a = (y * w + left.min(w)) * 3;
+        let b = (y * w + (left + side).min(w)) * 3;
+        img[a..b].fill(0);
+    }
+}
+
+/// Cutout op (Figure 4e): one square of side U(0.1, 0.5) x min(h, w) (rounded, at least
+/// 1 px), placed uniformly so that it lies wholly inside the image, filled with 0 (black).
+pub fn random_cutout<R: Rng>(img: &mut [u8], h: usize, w: usize, rng: &mut R) {
+    let side_max = h.min(w);
+    let side = ((uniform(rng, 0.1, 0.5) * side_max as f32).round() as usize).clamp(1, side_max);
+    let top = rng.gen_range(0..=h - side);
+    let left = rng.gen_range(0..=w - side);
+    cutout(img, h, w, top, left, side);
+}
+
+/// Sobel filtering (Figure 4h): gradient magnitude of the luma with the 3x3 Sobel kernels
+/// and replicated borders, in all three channels. Fixed scale: magnitude / 4, clipped to 255
+/// (a full black-to-white step along an axis is 4 x 255, so it maps to 255); a constant
+/// image gives 0 everywhere. Writes `h x w` HWC into `out`.
+pub fn sobel(img: &[u8], h: usize, w: usize, out: &mut Vec<u8>) {
+    out.resize(h * w * 3, 0);
+    let luma: Vec<f32> = img
+        .chunks_exact(3)
+        .map(|p| LUMA[0] * p[0] as f32 + LUMA[1] * p[1] as f32 + LUMA[2] * p[2] as f32)
+        .collect();
+    let at = |y: isize, x: isize| -> f32 {
+        let y = y.clamp(0, h as isize - 1) as usize;
+        let x = x.clamp(0, w as isize - 1) as usize;
+        luma[y * w + x]
+    };
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let gx = (at(y - 1, x + 1) + 2.0 * at(y, x + 1) + at(y + 1, x + 1))
+                - (at(y - 1, x - 1) + 2.0 * at(y, x - 1) + at(y + 1, x - 1));
+            let gy = (at(y + 1, x - 1) + 2.0 * at(y + 1, x) + at(y + 1, x + 1))
+                - (at(y - 1, x - 1) + 2.0 * at(y - 1, x) + at(y - 1, x + 1));
+            let m = ((gx * gx + gy * gy).sqrt() * 0.25 + 0.5).min(255.0) as u8;
+            let o = (y as usize * w + x as usize) * 3;
+            out[o..o + 3].fill(m);
+        }
+    }
+}
+
+/// Adds gaussian noise of standard deviation `sigma` (in [0, 255] units) to every value,
+/// rounded and clipped to [0, 255]; the noise is drawn from `rng`.
+pub fn add_noise<R: Rng>(img: &mut [u8], sigma: f32, rng: &mut R) {
+    for v in img.iter_mut() {
+        let n: f32 = rng.sample(StandardNormal);
+        *v = (*v as f32 + sigma * n + 0.5).clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// Noise op (Figure 4i): additive gaussian noise with sigma U(0, 0.1) x 255 per view
+/// (independent per pixel and channel).
+pub fn random_noise<R: Rng>(img: &mut [u8], rng: &mut R) {
+    let sigma = uniform(rng, 0.0, 0.1) * 255.0;
+    add_noise(img, sigma, rng);
+}
+
+/// Rotates by `k` quarter turns counter-clockwise (numpy `rot90`). The result is `w x h`
+/// for odd `k`, `h x w` for even `k`, written into `out`.
+pub fn rotate90(img: &[u8], h: usize, w: usize, k: usize, out: &mut Vec<u8>) {
+    out.resize(h * w * 3, 0);
+    let k = k % 4;
+    let (oh, ow) = if k % 2 == 1 { (w, h) } else { (h, w) };
+    for i in 0..oh {
+        for j in 0..ow {
+            let (sy, sx) = match k {
+                0 => (i, j),
+                1 => (j, w - 1 - i),
+                2 => (h - 1 - i, w - 1 - j),
+                _ => (h - 1 - j, i),
+            };
+            let s = (sy * w + sx) * 3;
+            let d = (i * ow + j) * 3;
+            out[d..d + 3].copy_from_slice(&img[s..s + 3]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed, varied 8x6 test image (h = 8, w = 6).
+    fn fixture(h: usize, w: usize) -> Vec<u8> {
+        (0..h * w * 3)
+            .map(|i| ((i * 37 + (i / 3) * 11) % 256) as u8)
+            .collect()
+    }
+
+    fn cfg(ops: Vec<AugOp>, protocol: AugProtocol) -> AugmentConfig {
+        AugmentConfig {
+            protocol,
+            ops,
+            ..AugmentConfig::default()
+        }
+    }
+
+    #[test]
+    fn grayscale_gives_equal_channels_with_601_luma() {
+        let mut img = fixture(8, 6);
+        let orig = img.clone();
+        grayscale(&mut img);
+        for (p, o) in img.chunks_exact(3).zip(orig.chunks_exact(3)) {
+            assert!(p[0] == p[1] && p[1] == p[2]);
+            let y = 0.299 * o[0] as f32 + 0.587 * o[1] as f32 + 0.114 * o[2] as f32;
+            assert!((p[0] as f32 - y).abs() <= 0.5 + 1e-3);
+        }
+    }
+
+    #[test]
+    fn four_quarter_turns_are_the_identity_and_one_turn_moves_pixels() {
+        for (h, w) in [(8, 8), (8, 6)] {
+            let img = fixture(h, w);
+            let (mut a, mut b) = (img.clone(), Vec::new());
+            let (mut hh, mut ww) = (h, w);
+            for turn in 0..4 {
+                rotate90(&a, hh, ww, 1, &mut b);
+                std::mem::swap(&mut a, &mut b);
+                std::mem::swap(&mut hh, &mut ww);
+                if turn == 0 {
+                    assert_ne!(a, img);
+                    // numpy rot90: out[0][0] = in[0][w - 1].
+                    assert_eq!(&a[0..3], &img[(w - 1) * 3..w * 3]);
+                }
+            }
+            assert_eq!(a, img);
+            rotate90(&img, h, w, 2, &mut b);
+            let mut c = Vec::new();
+            rotate90(&b, h, w, 2, &mut c);
+            assert_eq!(c, img);
+        }
+    }
+
+    #[test]
+    fn sobel_of_constant_image_is_zero_and_of_an_edge_is_not() {
+        let img = vec![123u8; 8 * 8 * 3];
+        let mut out = Vec::new();
+        sobel(&img, 8, 8, &mut out);
+        assert!(out.iter().all(|&v| v == 0));
+        // Left half black, right half white: strong response on the boundary only.
+        let mut edge = vec![0u8; 8 * 8 * 3];
+        for y in 0..8 {
+            for x in 4..8 {
+                edge[(y * 8 + x) * 3..(y * 8 + x) * 3 + 3].fill(255);
+            }
+        }
+        sobel(&edge, 8, 8, &mut out);
+        assert_eq!(out[(2 * 8 + 4) * 3], 255);
+        assert_eq!(out[(2 * 8 + 1) * 3], 0);
+        assert!(out.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+    }
+
+    #[test]
+    fn crop_boxes_stay_within_bounds_and_area_range() {
+        for (h, w, min_scale) in [(32, 32, 0.08), (8, 6, 0.08), (32, 32, 0.5), (5, 40, 0.08)] {
+            let mut rng = view_rng(1, 0, 0, 0);
+            for _ in 0..2000 {
+                let b = sample_crop_box(h, w, min_scale, &mut rng);
+                assert!(b.height >= 1 && b.width >= 1);
+                assert!(b.top + b.height <= h && b.left + b.width <= w, "{b:?}");
+                let frac = (b.height * b.width) as f64 / (h * w) as f64;
+                assert!(frac <= 1.0, "{frac}");
+                if h == 32 && w == 32 {
+                    // Rounding the sides can move the area a little below the minimum.
+                    assert!(frac >= min_scale * 0.8, "{frac}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resized_crop_of_the_whole_image_is_identity_and_flip_mirrors() {
+        let (h, w) = (8, 6);
+        let img = fixture(h, w);
+        let full = CropBox {
+            top: 0,
+            left: 0,
+            height: h,
+            width: w,
+        };
+        let mut out = Vec::new();
+        resized_crop(&img, h, w, full, h, w, false, &mut out);
+        assert_eq!(out, img);
+        resized_crop(&img, h, w, full, h, w, true, &mut out);
+        for y in 0..h {
+            for x in 0..w {
+                let a = (y * w + x) * 3;
+                let b = (y * w + (w - 1 - x)) * 3;
+                assert_eq!(out[a..a + 3], img[b..b + 3]);
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_view_and_different_coordinates_differ() {
+        let img = fixture(8, 6);
+        let aug = cfg(
+            vec![AugOp::Crop, AugOp::Color, AugOp::Noise],
+            AugProtocol::Symmetric,
+        );
+        let a = augment_pair(&img, 8, 6, &aug, 7, 3, 11);
+        let b = augment_pair(&img, 8, 6, &aug, 7, 3, 11);
+        assert_eq!(a, b);
+        assert_ne!(a.0, a.1, "the two views use different streams");
+        let c = augment_pair(&img, 8, 6, &aug, 7, 4, 11);
+        assert_ne!(a.0, c.0, "another epoch gives another view");
+        let d = augment_pair(&img, 8, 6, &aug, 8, 3, 11);
+        assert_ne!(a.0, d.0, "another seed gives another view");
+    }
+
+    #[test]
+    fn one_branch_leaves_the_second_view_as_is() {
+        let img = fixture(8, 8);
+        let aug = cfg(vec![AugOp::Rotate, AugOp::Cutout], AugProtocol::OneBranch);
+        let (v0, v1) = augment_pair(&img, 8, 8, &aug, 1, 0, 0);
+        assert_eq!(v1, img);
+        assert_ne!(v0, img);
+        assert_eq!(v0.len(), img.len());
+        // Every op keeps the view at h x w, including a quarter turn of a non-square image.
+        for op in AugOp::ALL {
+            let aug = cfg(vec![op], AugProtocol::OneBranch);
+            let (v0, _) = augment_pair(&fixture(8, 6), 8, 6, &aug, 2, 0, 5);
+            assert_eq!(v0.len(), 8 * 6 * 3, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_with_neutral_factors_is_identity_and_hue_full_turn_too() {
+        let img = fixture(8, 6);
+        let mut a = img.clone();
+        jitter(
+            &mut a,
+            &[
+                Jitter::Brightness(1.0),
+                Jitter::Contrast(1.0),
+                Jitter::Saturation(1.0),
+                Jitter::Hue(0.0),
+            ],
+        );
+        assert_eq!(a, img);
+        // A hue shift of 1/3 of a turn maps pure red to pure green.
+        let mut red = vec![255u8, 0, 0];
+        jitter(&mut red, &[Jitter::Hue(1.0 / 3.0)]);
+        assert_eq!(red, vec![0, 255, 0]);
+        // Saturation 0 is grayscale.
+        let mut s0 = img.clone();
+        jitter(&mut s0, &[Jitter::Saturation(0.0)]);
+        let mut g = img.clone();
+        grayscale(&mut g);
+        for (x, y) in s0.iter().zip(&g) {
+            assert!((*x as i32 - *y as i32).abs() <= 1);
+        }
+    }
+
+    #[test]
+    fn cutout_zeroes_one_square_inside_the_image() {
+        let img = vec![200u8; 32 * 32 * 3];
+        for i in 0..50 {
+            let mut a = img.clone();
+            random_cutout(&mut a, 32, 32, &mut view_rng(3, 0, i, 0));
+            let zeros = a.chunks_exact(3).filter(|p| p[0] == 0).count();
+            let side = (zeros as f64).sqrt().round() as usize;
+            assert_eq!(side * side, zeros, "a square");
+            assert!((3..=16).contains(&side), "side {side}");
+        }
+    }
+
+    #[test]
+    fn blur_keeps_constant_images_and_smooths_an_impulse() {
+        let mut c = vec![77u8; 32 * 32 * 3];
+        gaussian_blur(&mut c, 32, 32, 1.5);
+        assert!(c.iter().all(|&v| v == 77));
+        let mut imp = vec![0u8; 32 * 32 * 3];
+        imp[(16 * 32 + 16) * 3] = 255;
+        gaussian_blur(&mut imp, 32, 32, 1.0);
+        assert!(imp[(16 * 32 + 16) * 3] < 255);
+        assert!(imp[(16 * 32 + 17) * 3] > 0);
+        assert_eq!(blur_kernel_size(32), 3);
+        assert_eq!(blur_kernel_size(224), 23);
+    }
+
+    #[test]
+    fn noise_changes_values_and_validate_rejects_bad_scale() {
+        let mut img = vec![128u8; 32 * 32 * 3];
+        add_noise(&mut img, 20.0, &mut view_rng(0, 0, 0, 0));
+        let mean = img.iter().map(|&v| v as f64).sum::<f64>() / img.len() as f64;
+        assert!((mean - 128.0).abs() < 2.0);
+        assert!(img.iter().filter(|&&v| v != 128).count() > img.len() / 2);
+        let bad = AugmentConfig {
+            crop_min_scale: 0.0,
+            ..AugmentConfig::default()
+        };
+        assert!(validate(&bad).is_err());
+        assert!(validate(&AugmentConfig::default()).is_ok());
+    }
+}
