@@ -1,0 +1,377 @@
+//! The training loader: batches of two augmented views, prepared ahead on background
+//! threads while the current step trains, identical whatever the thread count and whether
+//! the epoch started at step 0 or was resumed at step k.
+//!
+//! Epoch order: the image indices permuted by `rng::stream(seed, Domain::DataOrder,
+//! &[epoch])`; step s takes positions `s * B .. (s + 1) * B`; the last incomplete batch is
+//! dropped (NT-Xent needs a constant N). Views of image i are keyed by i's index in the
+//! image set (not its position), so they do not depend on the batch it lands in.
+//!
+//! Threads: worker t prepares steps `start + t, start + t + T, ...` into its own bounded
+//! channel; the consumer reads the workers round-robin, so batches arrive in step order
+//! with no reordering buffer and at most `T x QUEUE` batches in memory.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver};
+use rand::seq::SliceRandom;
+
+use super::ImageSet;
+use crate::ml::augment::{augment_pair, validate};
+use crate::ml::config::AugmentConfig;
+use crate::ml::error::MlError;
+use crate::ml::rng::{self, Domain};
+
+/// Batches each worker may have ready ahead of the consumer.
+const QUEUE: usize = 2;
+
+/// One training step's input: two `[n, 3, H, W]` f32 arrays in [0, 1]; image k of `v1`
+/// and image k of `v2` are the two views of the same image (the positive pair).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewBatch {
+    pub step_in_epoch: usize,
+    pub n: usize,
+    pub v1: Vec<f32>,
+    pub v2: Vec<f32>,
+}
+
+/// Full batches in an epoch of `n_images` (the last incomplete one is dropped).
+pub fn steps_per_epoch(n_images: usize, batch_size: usize) -> usize {
+    n_images.checked_div(batch_size).unwrap_or(0)
+}
+
+/// Epoch `epoch`'s order of `indices`.
+pub fn epoch_order(indices: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
+    let mut perm = indices.to_vec();
+    perm.shuffle(&mut rng::stream(seed, Domain::DataOrder, &[epoch as u64]));
+    perm
+}
+
+/// HWC u8 -> CHW f32 in [0, 1]. `out` is `3 * hw` long.
+fn to_chw(src: &[u8], out: &mut [f32], hw: usize) {
+    let (r, rest) = out.split_at_mut(hw);
+    let (g, b) = rest.split_at_mut(hw);
+    for (p, px) in src.chunks_exact(3).enumerate() {
+        r[p] = px[0] as f32 * (1.0 / 255.0);
+        g[p] = px[1] as f32 * (1.0 / 255.0);
+        b[p] = px[2] as f32 * (1.0 / 255.0);
+    }
+}
+
+struct Job {
+    set: Arc<ImageSet>,
+    perm: Arc<Vec<usize>>,
+    aug: AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    batch_size: usize,
+}
+
+impl Job {
+    fn batch(&self, step: usize) -> ViewBatch {
+        let (h, w) = (self.set.height, self.set.width);
+        let per = 3 * h * w;
+        let n = self.batch_size;
+        let mut v1 = vec![0f32; n * per];
+        let mut v2 = vec![0f32; n * per];
+        for (k, &idx) in self.perm[step * n..(step + 1) * n].iter().enumerate() {
+            let (a, b) = augment_pair(
+                self.set.image(idx),
+                h,
+                w,
+                &self.aug,
+                self.seed,
+                self.epoch,
+                idx,
+            );
+            to_chw(&a, &mut v1[k * per..(k + 1) * per], h * w);
+            to_chw(&b, &mut v2[k * per..(k + 1) * per], h * w);
+        }
+        ViewBatch {
+            step_in_epoch: step,
+            n,
+            v1,
+            v2,
+        }
+    }
+}
+
+/// Iterator over the batches of one epoch from `start_step` on (see [`view_batches`]).
+pub struct ViewBatches {
+    rxs: Vec<Receiver<ViewBatch>>,
+    handles: Vec<JoinHandle<()>>,
+    start: usize,
+    next: usize,
+    steps: usize,
+}
+
+/// The batches of epoch `epoch` of `indices` (indices into `set`) from `start_step` to the
+/// end of the epoch, two views per image augmented by `aug` and prepared by `threads`
+/// background threads (0 counts as 1). Output does not depend on `threads`, and starting at
+/// `start_step = k` gives exactly the batches k.. of an epoch started at 0.
+///
+/// Errors (`Config`) on a batch size of 0 or above the number of images, an index outside
+/// the set, a `start_step` past the end, or an invalid `aug`.
+#[allow(clippy::too_many_arguments)]
+pub fn view_batches(
+    set: Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
+    aug: &AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    batch_size: usize,
+    start_step: usize,
+    threads: usize,
+) -> Result<ViewBatches, MlError> {
+    validate(aug)?;
+    if batch_size == 0 || batch_size > indices.len() {
+        return Err(MlError::Config(format!(
+            "batch size {batch_size} must be between 1 and the {} training images",
+            indices.len()
+        )));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i >= set.len()) {
+        return Err(MlError::Config(format!(
+            "image index {bad} outside the set of {} images",
+            set.len()
+        )));
+    }
+    let steps = steps_per_epoch(indices.len(), batch_size);
+    if start_step > steps {
+        return Err(MlError::Config(format!(
+            "start step {start_step} past the {steps} steps of the epoch"
+        )));
+    }
+    let threads = threads.max(1).min((steps - start_step).max(1));
+    let job = Arc::new(Job {
+        perm: Arc::new(epoch_order(&indices, seed, epoch)),
+        set,
+        aug: aug.clone(),
+        seed,
+        epoch,
+        batch_size,
+    });
+    let mut rxs = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let (tx, rx) = bounded(QUEUE);
+        let job = Arc::clone(&job);
+        let h = std::thread::Builder::new()
+            .name(format!("loader-{t}"))
+            .spawn(move || {
+                for step in (start_step + t..steps).step_by(threads) {
+                    if tx.send(job.batch(step)).is_err() {
+                        return; // consumer gone
+                    }
+                }
+            })
+            .map_err(|e| MlError::Config(format!("cannot start loader thread: {e}")))?;
+        rxs.push(rx);
+        handles.push(h);
+    }
+    Ok(ViewBatches {
+        rxs,
+        handles,
+        start: start_step,
+        next: start_step,
+        steps,
+    })
+}
+
+impl Iterator for ViewBatches {
+    type Item = ViewBatch;
+
+    fn next(&mut self) -> Option<ViewBatch> {
+        if self.next >= self.steps {
+            return None;
+        }
+        let t = (self.next - self.start) % self.rxs.len();
+        match self.rxs[t].recv() {
+            Ok(b) => {
+                self.next += 1;
+                Some(b)
+            }
+            Err(_) => {
+                // The worker ended without sending this step: it panicked. Re-raise its
+                // panic rather than silently ending the epoch early.
+                let h = self.handles.swap_remove(t);
+                match h.join() {
+                    Err(p) => std::panic::resume_unwind(p),
+                    Ok(()) => panic!("loader thread {t} stopped before step {}", self.next),
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.steps - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for ViewBatches {}
+
+impl Drop for ViewBatches {
+    fn drop(&mut self) {
+        // Closing the channels makes blocked workers return; then wait for them.
+        self.rxs.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Un-augmented batches of `indices` in the given order for feature extraction:
+/// (`[n, 3, H, W]` f32 in [0, 1], labels); the last batch may be partial.
+pub struct PlainBatches {
+    set: Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
+    batch_size: usize,
+    pos: usize,
+}
+
+/// See [`PlainBatches`]. A `batch_size` of 0 yields nothing.
+pub fn plain_batches(
+    set: Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
+    batch_size: usize,
+) -> PlainBatches {
+    PlainBatches {
+        set,
+        indices,
+        batch_size,
+        pos: 0,
+    }
+}
+
+impl Iterator for PlainBatches {
+    type Item = (Vec<f32>, Vec<u16>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.batch_size == 0 || self.pos >= self.indices.len() {
+            return None;
+        }
+        let end = (self.pos + self.batch_size).min(self.indices.len());
+        let hw = self.set.height * self.set.width;
+        let mut x = vec![0f32; (end - self.pos) * 3 * hw];
+        let mut y = Vec::with_capacity(end - self.pos);
+        for (k, &i) in self.indices[self.pos..end].iter().enumerate() {
+            to_chw(self.set.image(i), &mut x[k * 3 * hw..(k + 1) * 3 * hw], hw);
+            y.push(self.set.labels[i]);
+        }
+        self.pos = end;
+        Some((x, y))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::config::{AugOp, AugProtocol};
+
+    fn tiny_set(n: usize) -> Arc<ImageSet> {
+        let (h, w) = (8, 8);
+        Arc::new(ImageSet {
+            images: (0..n * h * w * 3).map(|i| (i * 13 % 251) as u8).collect(),
+            labels: (0..n).map(|i| (i % 4) as u16).collect(),
+            height: h,
+            width: w,
+            num_classes: 4,
+            class_names: (0..4).map(|i| i.to_string()).collect(),
+        })
+    }
+
+    fn all(
+        set: &Arc<ImageSet>,
+        idx: &Arc<Vec<usize>>,
+        aug: &AugmentConfig,
+        start: usize,
+        threads: usize,
+    ) -> Vec<ViewBatch> {
+        view_batches(set.clone(), idx.clone(), aug, 9, 2, 5, start, threads)
+            .unwrap()
+            .collect()
+    }
+
+    #[test]
+    fn batches_do_not_depend_on_threads_and_resume_gives_the_tail() {
+        let set = tiny_set(40);
+        let idx = Arc::new((0..37).collect::<Vec<_>>());
+        let aug = AugmentConfig::default();
+        let one = all(&set, &idx, &aug, 0, 1);
+        assert_eq!(
+            one.len(),
+            7,
+            "37 images in batches of 5: the last 2 dropped"
+        );
+        assert_eq!(steps_per_epoch(37, 5), 7);
+        assert_eq!(one, all(&set, &idx, &aug, 0, 3));
+        assert_eq!(&one[4..], &all(&set, &idx, &aug, 4, 3)[..]);
+        assert_eq!(&one[4..], &all(&set, &idx, &aug, 4, 1)[..]);
+        for (s, b) in one.iter().enumerate() {
+            assert_eq!((b.step_in_epoch, b.n), (s, 5));
+            assert_eq!(b.v1.len(), 5 * 3 * 64);
+            assert!(b.v1.iter().chain(&b.v2).all(|v| (0.0..=1.0).contains(v)));
+            assert_ne!(b.v1, b.v2);
+        }
+        // Another epoch: another order and other views.
+        let e3: Vec<_> = view_batches(set.clone(), idx.clone(), &aug, 9, 3, 5, 0, 2)
+            .unwrap()
+            .collect();
+        assert_ne!(e3[0].v1, one[0].v1);
+        // Dropping the iterator early ends the workers (no hang).
+        let mut it = view_batches(set.clone(), idx.clone(), &aug, 9, 2, 1, 0, 3).unwrap();
+        it.next().unwrap();
+        drop(it);
+    }
+
+    #[test]
+    fn one_branch_second_view_is_the_plain_image_in_chw() {
+        let set = tiny_set(10);
+        let idx = Arc::new((0..10).collect::<Vec<_>>());
+        let aug = AugmentConfig {
+            protocol: AugProtocol::OneBranch,
+            ops: vec![AugOp::Rotate],
+            ..AugmentConfig::default()
+        };
+        let b = view_batches(set.clone(), idx.clone(), &aug, 1, 0, 10, 0, 2)
+            .unwrap()
+            .next()
+            .unwrap();
+        let order = epoch_order(&idx, 1, 0);
+        let (plain, labels) = plain_batches(set.clone(), Arc::new(order.clone()), 10)
+            .next()
+            .unwrap();
+        assert_eq!(b.v2, plain);
+        assert_eq!(
+            labels,
+            order.iter().map(|&i| set.labels[i]).collect::<Vec<_>>()
+        );
+        // Pixel (y=1, x=2), green channel of image order[0].
+        let want = set.image(order[0])[(8 + 2) * 3 + 1] as f32 / 255.0;
+        assert!((plain[64 + 8 + 2] - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn plain_batches_keep_the_partial_tail_and_bad_configs_are_errors() {
+        let set = tiny_set(7);
+        let idx = Arc::new((0..7).collect::<Vec<_>>());
+        let sizes: Vec<usize> = plain_batches(set.clone(), idx.clone(), 3)
+            .map(|(x, y)| {
+                assert_eq!(x.len(), y.len() * 3 * 64);
+                y.len()
+            })
+            .collect();
+        assert_eq!(sizes, vec![3, 3, 1]);
+        let aug = AugmentConfig::default();
+        assert!(view_batches(set.clone(), idx.clone(), &aug, 0, 0, 8, 0, 1).is_err());
+        assert!(view_batches(set.clone(), idx.clone(), &aug, 0, 0, 0, 0, 1).is_err());
+        assert!(view_batches(set.clone(), Arc::new(vec![0, 99]), &aug, 0, 0, 1, 0, 1).is_err());
+        assert!(view_batches(set.clone(), idx.clone(), &aug, 0, 0, 2, 4, 1).is_err());
+        assert_eq!(
+            view_batches(set, idx, &aug, 0, 0, 2, 3, 1).unwrap().count(),
+            0
+        );
+    }
+}
