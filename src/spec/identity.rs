@@ -1,0 +1,229 @@
+//! Run identity (DESIGN.md section 5): a RunId is the sha256 of the canonical resolved
+//! stage config (sorted keys, numbers as their typed values print), the dataset
+//! fingerprint and a semantics version. Pretrain and each evaluation are separate stages
+//! with their own ids; an evaluation's id includes its pretrain's id, so changing only
+//! evaluation settings reuses the finished pretrain.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::run::RunConfig;
+use crate::ml::config::{EvalConfig, PretrainConfig};
+
+/// Bump when a change to the code changes what a stored config means (training
+/// semantics): every RunId changes, so old results are never mistaken for new ones.
+pub const SEMANTICS_VERSION: u32 = 1;
+
+/// Fields that do not change a run's result: where the data lives (its content is the
+/// fingerprint) and how often checkpoints are written (resume is exact).
+const NON_SEMANTIC: &[&str] = &["checkpoint_every", "dataset.path"];
+
+/// Content hash of a stage, hex-encoded (64 characters).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+impl RunId {
+    /// The first 12 hex digits, for tables.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Pretrain,
+    Eval,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Pretrain => "pretrain",
+            StageKind::Eval => "eval",
+        }
+    }
+}
+
+/// One node of the run graph: a pretrain, or an evaluation of one pretrain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub id: RunId,
+    pub kind: StageKind,
+    /// The pretrain an evaluation reads (None for a pretrain).
+    pub parent: Option<RunId>,
+    /// The stage's resolved config as stored: a PretrainConfig or an EvalConfig.
+    pub config: Value,
+    /// Short human label: "pretrain" or "linear@h", "knn@z"...
+    pub label: String,
+}
+
+/// The stages of a run: its pretrain first, then each evaluation.
+pub fn stages(run: &RunConfig, dataset_fingerprint: &str) -> Vec<Stage> {
+    let pre = pretrain_stage(&run.pretrain, dataset_fingerprint);
+    let mut out = Vec::with_capacity(1 + run.evals.len());
+    for e in &run.evals {
+        out.push(eval_stage(&pre.id, e));
+    }
+    out.insert(0, pre);
+    out
+}
+
+pub fn pretrain_stage(cfg: &PretrainConfig, dataset_fingerprint: &str) -> Stage {
+    let config = serde_json::to_value(cfg).expect("config serialises");
+    let mut semantic = config.clone();
+    for path in NON_SEMANTIC {
+        remove_path(&mut semantic, path);
+    }
+    let id = hash(&serde_json::json!({
+        "semantics": SEMANTICS_VERSION,
+        "stage": "pretrain",
+        "dataset_fingerprint": dataset_fingerprint,
+        "config": semantic,
+    }));
+    Stage {
+        id,
+        kind: StageKind::Pretrain,
+        parent: None,
+        config,
+        label: "pretrain".into(),
+    }
+}
+
+pub fn eval_stage(pretrain: &RunId, cfg: &EvalConfig) -> Stage {
+    let config = serde_json::to_value(cfg).expect("config serialises");
+    let id = hash(&serde_json::json!({
+        "semantics": SEMANTICS_VERSION,
+        "stage": "eval",
+        "pretrain": pretrain.0,
+        "config": config,
+    }));
+    Stage {
+        id,
+        kind: StageKind::Eval,
+        parent: Some(pretrain.clone()),
+        config,
+        label: eval_label(cfg),
+    }
+}
+
+/// "linear@h", "knn@z".
+pub fn eval_label(cfg: &EvalConfig) -> String {
+    let kind = serde_json::to_value(cfg.kind).ok();
+    let on = serde_json::to_value(cfg.on).ok();
+    format!(
+        "{}@{}",
+        kind.as_ref().and_then(Value::as_str).unwrap_or("?"),
+        on.as_ref().and_then(Value::as_str).unwrap_or("?")
+    )
+}
+
+fn hash(v: &Value) -> RunId {
+    RunId(hex::encode(Sha256::digest(canonical_json(v).as_bytes())))
+}
+
+/// JSON with object keys sorted at every level and no whitespace.
+pub fn canonical_json(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sorted(v)).expect("json serialises")
+}
+
+fn remove_path(v: &mut Value, path: &str) {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (p.split('.').try_fold(&mut *v, |n, s| n.get_mut(s)), l),
+        None => (Some(v), path),
+    };
+    if let Some(Value::Object(m)) = parent {
+        m.remove(last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::run::RunConfig;
+
+    fn run_from_yaml(yaml: &str) -> RunConfig {
+        RunConfig::from_tree(serde_yaml::from_str(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn key_order_and_number_formatting_do_not_change_the_id() {
+        let a = run_from_yaml(
+            "optimizer: {lr: 1, momentum: 0.9}\nbatch_size: 256\nloss: {temperature: 0.5}",
+        );
+        let b = run_from_yaml(
+            "loss: {temperature: 5.0e-1}\nbatch_size: 256\noptimizer: {momentum: 0.90, lr: 1.0}",
+        );
+        assert_eq!(stages(&a, "fp"), stages(&b, "fp"));
+    }
+
+    #[test]
+    fn any_semantic_change_gives_another_id_but_checkpoint_interval_and_path_do_not() {
+        let base = run_from_yaml("{}");
+        let id = |r: &RunConfig| stages(r, "fp")[0].id.clone();
+        let edits: &[&str] = &[
+            "batch_size: 128",
+            "epochs: 10",
+            "seed: 1",
+            "optimizer: {lr: 0.5}",
+            "loss: {temperature: 0.1}",
+            "augment: {ops: [crop]}",
+            "head: {out_dim: 64}",
+            "encoder: {arch: convnet}",
+            "dataset: {train_subset: 1000}",
+        ];
+        for e in edits {
+            assert_ne!(id(&run_from_yaml(e)), id(&base), "{e} must change the id");
+        }
+        assert_ne!(
+            stages(&base, "other-data")[0].id,
+            id(&base),
+            "dataset fingerprint"
+        );
+        assert_eq!(id(&run_from_yaml("checkpoint_every: 5")), id(&base));
+        assert_eq!(id(&run_from_yaml("dataset: {path: /elsewhere}")), id(&base));
+    }
+
+    #[test]
+    fn eval_ids_depend_on_eval_settings_only_through_their_own_stage() {
+        let a = run_from_yaml("evals: [{kind: linear, epochs: 100}]");
+        let b = run_from_yaml("evals: [{kind: linear, epochs: 50}]");
+        let (sa, sb) = (stages(&a, "fp"), stages(&b, "fp"));
+        assert_eq!(sa[0].id, sb[0].id, "pretrain reused");
+        assert_ne!(sa[1].id, sb[1].id);
+        assert_eq!(sa[1].parent.as_ref(), Some(&sa[0].id));
+        assert_eq!(sa[1].label, "linear@h");
+    }
+
+    #[test]
+    fn fields_a_kind_ignores_do_not_split_runs() {
+        let a = run_from_yaml("head: {kind: none, out_dim: 64}");
+        let b = run_from_yaml("head: {kind: none}");
+        assert_eq!(stages(&a, "fp")[0].id, stages(&b, "fp")[0].id);
+    }
+}

@@ -1,0 +1,288 @@
+//! The fully resolved run: one pretrain configuration and the evaluations that hang off
+//! it. Canonicalisation clears fields that have no meaning for the chosen kind, so that
+//! they cannot split one experiment into two RunIds; validation rejects values that cannot
+//! train.
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::ml::config::{
+    AugProtocol, EvalConfig, EvalKind, HeadKind, LossKind, OptimizerConfig, OptimizerKind,
+    PretrainConfig,
+};
+
+/// One grid point, fully resolved.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    pub pretrain: PretrainConfig,
+    pub evals: Vec<EvalConfig>,
+}
+
+/// A field path (dotted, relative to the run) and what is wrong with it.
+pub(crate) type FieldError = (String, String);
+
+/// The evaluations a run gets when the spec lists none: linear and kNN on h.
+pub fn default_evals() -> Vec<EvalConfig> {
+    vec![
+        EvalConfig {
+            kind: EvalKind::Linear,
+            ..EvalConfig::default()
+        },
+        EvalConfig {
+            kind: EvalKind::Knn,
+            ..EvalConfig::default()
+        },
+    ]
+}
+
+impl RunConfig {
+    /// Builds a run from a merged YAML tree (the run config's fields plus `evals`).
+    pub(crate) fn from_tree(mut tree: Value) -> Result<Self, FieldError> {
+        let evals = match tree.as_mapping_mut().and_then(|m| m.remove("evals")) {
+            None | Some(Value::Null) => default_evals(),
+            Some(v) => typed::<Vec<EvalConfig>>(v).map_err(|(p, m)| (join("evals", &p), m))?,
+        };
+        let pretrain = typed::<PretrainConfig>(tree)?;
+        let mut run = RunConfig { pretrain, evals };
+        run.canonicalize();
+        run.validate()?;
+        Ok(run)
+    }
+
+    /// Resets fields that the chosen kinds ignore to their defaults.
+    pub fn canonicalize(&mut self) {
+        let p = &mut self.pretrain;
+        if p.head.kind == HeadKind::None {
+            p.head.out_dim = None;
+            p.head.hidden = None;
+            p.head.layers = crate::ml::config::HeadConfig::default().layers;
+        }
+        if p.head.kind == HeadKind::Linear {
+            p.head.hidden = None;
+            p.head.layers = 1;
+        }
+        let defaults = crate::ml::config::LossConfig::default();
+        match p.loss.kind {
+            LossKind::NtXent => p.loss.margin = defaults.margin,
+            LossKind::NtLogistic => p.loss.margin = defaults.margin,
+            LossKind::Margin => p.loss.temperature = defaults.temperature,
+        }
+        canonical_optimizer(&mut p.optimizer);
+        for e in &mut self.evals {
+            let d = EvalConfig::default();
+            match e.kind {
+                EvalKind::Linear => {
+                    e.k = d.k;
+                    e.temperature = d.temperature;
+                }
+                EvalKind::Knn => {
+                    e.epochs = d.epochs;
+                    e.lr = d.lr;
+                    e.batch_size = d.batch_size;
+                    e.weight_decay = d.weight_decay;
+                }
+            }
+        }
+        // The same evaluation listed twice is one stage.
+        let mut seen = Vec::new();
+        self.evals.retain(|e| {
+            let dup = seen.contains(e);
+            if !dup {
+                seen.push(e.clone());
+            }
+            !dup
+        });
+    }
+
+    /// Rejects values that cannot train, naming the field.
+    pub(crate) fn validate(&self) -> Result<(), FieldError> {
+        let p = &self.pretrain;
+        let err = |path: &str, msg: String| Err((path.to_string(), msg));
+        if p.batch_size < 2 {
+            return err(
+                "batch_size",
+                format!(
+                    "must be at least 2 (NT-Xent needs negatives), got {}",
+                    p.batch_size
+                ),
+            );
+        }
+        if p.epochs == 0 {
+            return err("epochs", "must be at least 1".into());
+        }
+        if p.checkpoint_every == 0 {
+            return err(
+                "checkpoint_every",
+                "must be at least 1 (epochs between checkpoints)".into(),
+            );
+        }
+        if let Some(n) = p.dataset.train_subset {
+            if n < p.batch_size {
+                return err(
+                    "dataset.train_subset",
+                    format!("{n} images is fewer than one batch of {}", p.batch_size),
+                );
+            }
+        }
+        if !matches!(p.encoder.width, 1..=16) {
+            return err(
+                "encoder.width",
+                format!(
+                    "must be 1..=16 (1, 2, 4 in the paper), got {}",
+                    p.encoder.width
+                ),
+            );
+        }
+        match (p.head.kind, p.head.out_dim) {
+            (HeadKind::None, _) => {}
+            (_, None) => {
+                return err(
+                    "head.out_dim",
+                    "required for linear and nonlinear heads".into(),
+                )
+            }
+            (_, Some(0)) => return err("head.out_dim", "must be at least 1".into()),
+            _ => {}
+        }
+        if p.head.kind == HeadKind::Nonlinear && p.head.layers < 2 {
+            return err(
+                "head.layers",
+                "a nonlinear head has at least 2 layers (use kind: linear for 1)".into(),
+            );
+        }
+        if p.head.hidden == Some(0) {
+            return err("head.hidden", "must be at least 1".into());
+        }
+        positive("loss.temperature", p.loss.temperature)?;
+        if !(p.loss.margin.is_finite() && p.loss.margin >= 0.0) {
+            return err(
+                "loss.margin",
+                format!("must be >= 0, got {}", p.loss.margin),
+            );
+        }
+        if p.loss.semi_hard && p.loss.kind == LossKind::NtXent {
+            return err(
+                "loss.semi_hard",
+                "semi-hard mining applies to nt_logistic and margin (Table 4), not nt_xent".into(),
+            );
+        }
+        if !(p.augment.color_strength.is_finite() && p.augment.color_strength >= 0.0) {
+            return err(
+                "augment.color_strength",
+                format!("must be >= 0, got {}", p.augment.color_strength),
+            );
+        }
+        if !(p.augment.crop_min_scale > 0.0 && p.augment.crop_min_scale <= 1.0) {
+            return err(
+                "augment.crop_min_scale",
+                format!("must be in (0, 1], got {}", p.augment.crop_min_scale),
+            );
+        }
+        if p.augment.protocol == AugProtocol::OneBranch && p.augment.ops.is_empty() {
+            return err(
+                "augment.ops",
+                "one_branch needs at least one op (Figure 5)".into(),
+            );
+        }
+        let o = &p.optimizer;
+        positive("optimizer.lr", o.lr)?;
+        if !(0.0..1.0).contains(&o.momentum) {
+            return err(
+                "optimizer.momentum",
+                format!("must be in [0, 1), got {}", o.momentum),
+            );
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return err(
+                "optimizer.weight_decay",
+                format!("must be >= 0, got {}", o.weight_decay),
+            );
+        }
+        if !(o.warmup_epochs.is_finite() && o.warmup_epochs >= 0.0) {
+            return err(
+                "optimizer.warmup_epochs",
+                format!("must be >= 0, got {}", o.warmup_epochs),
+            );
+        }
+        positive("optimizer.trust_coefficient", o.trust_coefficient)?;
+        if self.evals.is_empty() {
+            return err(
+                "evals",
+                "list at least one evaluation (kind: linear or knn)".into(),
+            );
+        }
+        for (i, e) in self.evals.iter().enumerate() {
+            let at = |f: &str| format!("evals.{i}.{f}");
+            if e.on == crate::ml::config::FeatureSource::Z && p.head.kind == HeadKind::None {
+                // z = h without a head: allowed, but it is the same number as `on: h`.
+            }
+            match e.kind {
+                EvalKind::Linear => {
+                    if e.epochs == 0 {
+                        return Err((at("epochs"), "must be at least 1".into()));
+                    }
+                    if e.batch_size == 0 {
+                        return Err((at("batch_size"), "must be at least 1".into()));
+                    }
+                    positive(&at("lr"), e.lr)?;
+                }
+                EvalKind::Knn => {
+                    if e.k == 0 {
+                        return Err((at("k"), "must be at least 1".into()));
+                    }
+                    positive(&at("temperature"), e.temperature)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn canonical_optimizer(o: &mut OptimizerConfig) {
+    let d = OptimizerConfig::default();
+    if o.kind != OptimizerKind::Lars {
+        o.trust_coefficient = d.trust_coefficient;
+    }
+    if o.kind == OptimizerKind::Adamw {
+        o.momentum = d.momentum;
+        o.nesterov = d.nesterov;
+    } else {
+        o.beta1 = d.beta1;
+        o.beta2 = d.beta2;
+        o.eps = d.eps;
+    }
+}
+
+fn positive(path: &str, v: f64) -> Result<(), FieldError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err((
+            path.to_string(),
+            format!("must be a positive number, got {v}"),
+        ))
+    }
+}
+
+fn join(prefix: &str, path: &str) -> String {
+    if path.is_empty() || path == "." {
+        prefix.to_string()
+    } else {
+        format!("{prefix}.{path}")
+    }
+}
+
+/// Deserialises `v` into `T`, returning the dotted path of the offending field.
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let path = e
+            .path()
+            .to_string()
+            .replace('[', ".")
+            .replace(']', "")
+            .trim_start_matches('.')
+            .to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, e.into_inner().to_string())
+    })
+}

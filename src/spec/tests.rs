@@ -1,0 +1,313 @@
+//! Spec tests: grid expansion of the committed specs (snapshot), generators, profiles,
+//! overrides, and one test per class of bad input.
+
+use std::path::Path;
+
+use super::*;
+
+fn plan(text: &str, opts: &LoadOptions) -> Result<Plan, SpecError> {
+    load_str(text, Path::new("test.yaml"), opts)
+}
+
+fn committed(name: &str, profile: Option<&str>) -> Plan {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sweeps")
+        .join(name);
+    let opts = LoadOptions {
+        profile: profile.map(str::to_string),
+        overrides: vec![],
+    };
+    load(&path, &opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(text: &str) -> SpecError {
+    plan(text, &LoadOptions::default()).expect_err("spec must be rejected")
+}
+
+/// One line per run: its cell coordinates, compact.
+fn render_cells(p: &Plan) -> String {
+    let mut s = format!("{} runs, axes {:?}\n", p.runs.len(), p.axes);
+    for r in &p.runs {
+        let cell: Vec<String> = r.cell.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        s.push_str(&cell.join(" "));
+        s.push('\n');
+    }
+    s
+}
+
+/// Compares against `src/spec/snapshots/NAME`; `UPDATE_SNAPSHOTS=1` rewrites it.
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/spec/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)"
+    );
+}
+
+#[test]
+fn augment_pairs_expands_to_the_49_cells_of_figure_5() {
+    for profile in [None, Some("smoke")] {
+        let p = committed("augment_pairs.yaml", profile);
+        assert_eq!(p.runs.len(), 49);
+        let ops: Vec<Vec<&str>> = p
+            .runs
+            .iter()
+            .map(|r| {
+                r.config
+                    .pretrain
+                    .augment
+                    .ops
+                    .iter()
+                    .map(|o| o.name())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(ops[0], ["crop"], "diagonal first cell is the single op");
+        assert_eq!(
+            ops[1],
+            ["crop", "cutout"],
+            "row = first op, column = second"
+        );
+        assert_eq!(ops[8], ["cutout"]);
+        assert_eq!(ops.iter().filter(|o| o.len() == 1).count(), 7);
+    }
+    snapshot(
+        "augment_pairs_smoke.txt",
+        &render_cells(&committed("augment_pairs.yaml", Some("smoke"))),
+    );
+}
+
+#[test]
+fn head_dims_expands_to_15_runs_with_none_having_no_dimension() {
+    let p = committed("head_dims.yaml", None);
+    assert_eq!(p.runs.len(), 15);
+    let none: Vec<_> = p
+        .runs
+        .iter()
+        .filter(|r| r.config.pretrain.head.kind == crate::ml::config::HeadKind::None)
+        .collect();
+    assert_eq!(none.len(), 1);
+    assert_eq!(none[0].config.pretrain.head.out_dim, None);
+    snapshot("head_dims.txt", &render_cells(&p));
+}
+
+#[test]
+fn the_other_paper_specs_expand_to_their_tables() {
+    assert_eq!(committed("losses.yaml", None).runs.len(), 5);
+    assert_eq!(committed("batch_epochs.yaml", None).runs.len(), 20);
+    assert_eq!(committed("batch_epochs.yaml", Some("smoke")).runs.len(), 6);
+    let t = committed("temperature.yaml", None);
+    assert_eq!(t.runs.len(), 6);
+    let rows: Vec<(bool, f64)> = t
+        .runs
+        .iter()
+        .map(|r| {
+            (
+                r.config.pretrain.loss.l2_norm,
+                r.config.pretrain.loss.temperature,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows[4],
+        (false, 10.0),
+        "zip pairs the two lists element by element"
+    );
+}
+
+#[test]
+fn the_smoke_profile_shrinks_the_model_and_keeps_the_grid() {
+    let p = committed("losses.yaml", Some("smoke"));
+    let r = &p.runs[0].config.pretrain;
+    assert_eq!(r.encoder.arch, crate::ml::config::Arch::Convnet);
+    assert_eq!(r.dataset.train_subset, Some(1000));
+    assert_eq!(p.runs[0].config.evals.len(), 1);
+}
+
+#[test]
+fn base_lists_only_what_differs_and_defaults_fill_the_rest() {
+    let p = plan("name: t\nbase: {batch_size: 64}\n", &LoadOptions::default()).unwrap();
+    let r = &p.runs[0].config;
+    assert_eq!(r.pretrain.batch_size, 64);
+    assert_eq!(r.pretrain.loss.temperature, 0.5);
+    assert_eq!(r.evals, default_evals());
+}
+
+#[test]
+fn set_overrides_any_field_and_fixes_an_axis() {
+    let text = "name: t\ngrid:\n  batch_size: [64, 128]\n  loss.temperature: [0.1, 0.5]\n";
+    let opts = LoadOptions {
+        profile: None,
+        overrides: vec![
+            "batch_size=32".into(),
+            "optimizer.lr=0.25".into(),
+            "seeds=[1,2]".into(),
+        ],
+    };
+    let p = plan(text, &opts).unwrap();
+    assert_eq!(p.runs.len(), 4, "2 temperatures x 2 seeds");
+    assert!(p
+        .runs
+        .iter()
+        .all(|r| r.config.pretrain.batch_size == 32 && r.config.pretrain.optimizer.lr == 0.25));
+}
+
+#[test]
+fn exclude_drops_matching_points_and_seeds_repeat_the_grid() {
+    let text = "name: t\ngrid:\n  batch_size: [64, 128]\n  epochs: [1, 2]\nexclude:\n  - {batch_size: 128, epochs: 2}\nseeds: [0, 1]\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    assert_eq!(p.runs.len(), 6);
+    assert_eq!(p.excluded, 2);
+    assert_eq!(p.runs[0].config.pretrain.seed, 0);
+    assert_eq!(p.runs[5].config.pretrain.seed, 1);
+}
+
+#[test]
+fn lint_warns_on_known_pitfalls() {
+    let p = plan(
+        "name: t\nbase:\n  encoder: {stem: imagenet}\n  augment: {ops: [crop, blur]}\n  loss: {l2_norm: false, temperature: 0.1}\ngrid:\n  batch_size: [64, 128]\n  optimizer.lr_scaling: [none]\n",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let all = p.warnings.join("\n");
+    for needle in ["imagenet stem", "blur", "without l2", "does not scale"] {
+        assert!(
+            all.contains(needle),
+            "missing warning about {needle}: {all}"
+        );
+    }
+}
+
+// ---- bad input: one test per class; each names the file, the place and the field ----
+
+#[test]
+fn malformed_yaml_names_line_and_column() {
+    let e = err("name: t\nbase:\n  batch_size: [64\n");
+    assert_eq!(e.file, Path::new("test.yaml"));
+    assert!(e.location.is_some(), "{e}");
+    assert!(e.to_string().starts_with("test.yaml:"), "{e}");
+}
+
+#[test]
+fn unknown_key_names_the_nearest_valid_key() {
+    let e = err("name: t\nbase:\n  optimizer:\n    momentun: 0.9\n");
+    assert_eq!(e.path, "base.optimizer.momentun");
+    assert_eq!(e.location.map(|l| l.line), Some(4), "{e}");
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("did you mean `momentum`"),
+        "{e}"
+    );
+    let top = err("name: t\ngird: {}\n");
+    assert!(
+        top.hint.as_deref().unwrap_or("").contains("`grid`"),
+        "{top}"
+    );
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let e = err("name: t\nbase:\n  batch_size: lots\n");
+    assert_eq!(e.path, "base.batch_size");
+    assert_eq!(e.location.map(|l| l.line), Some(3), "{e}");
+}
+
+#[test]
+fn out_of_range_values_are_rejected_with_their_field() {
+    for (text, field, line) in [
+        ("name: t\nbase:\n  batch_size: 0\n", "base.batch_size", 3),
+        (
+            "name: t\nbase:\n  optimizer: {lr: -0.1}\n",
+            "base.optimizer.lr",
+            3,
+        ),
+        (
+            "name: t\nbase:\n  augment: {ops: [crop, sharpen]}\n",
+            "base.augment.ops.1",
+            3,
+        ),
+        (
+            "name: t\ngrid:\n  batch_size: [64, 0]\n",
+            "grid.batch_size",
+            3,
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!(e.path, field, "{e}");
+        assert_eq!(e.location.map(|l| l.line), Some(line), "{e}");
+    }
+    let op = err("name: t\ngrid:\n  augment.ops: {pairs_of: [crop, colour]}\n");
+    assert!(op.hint.as_deref().unwrap_or("").contains("`color`"), "{op}");
+}
+
+#[test]
+fn unknown_profile_is_rejected_with_the_profiles_that_exist() {
+    let e = plan(
+        "name: t\nprofiles:\n  smoke: {seeds: [0]}\n",
+        &LoadOptions {
+            profile: Some("smok".into()),
+            overrides: vec![],
+        },
+    )
+    .unwrap_err();
+    assert!(e.message.contains("no profile `smok`"), "{e}");
+    assert!(e.hint.as_deref().unwrap_or("").contains("`smoke`"), "{e}");
+}
+
+#[test]
+fn empty_grids_are_rejected() {
+    assert!(err("name: t\ngrid:\n  batch_size: []\n")
+        .message
+        .contains("no values"));
+    assert!(err("name: t\nseeds: []\n").message.contains("empty"));
+    let all_out = err("name: t\ngrid:\n  batch_size: [64]\nexclude:\n  - {batch_size: 64}\n");
+    assert!(all_out.message.contains("empty"), "{all_out}");
+}
+
+#[test]
+fn the_same_axis_twice_is_rejected() {
+    let dup = err("name: t\ngrid:\n  batch_size: [64]\n  batch_size: [128]\n");
+    assert!(dup.to_string().contains("duplicate"), "{dup}");
+    let overlap = err("name: t\ngrid:\n  head: [{kind: linear}]\n  head.out_dim: [64]\n");
+    assert!(overlap.message.contains("overlaps"), "{overlap}");
+    let zipped =
+        err("name: t\ngrid:\n  batch_size: [64]\nzip:\n  - {batch_size: [64], epochs: [1]}\n");
+    assert!(zipped.message.contains("overlaps"), "{zipped}");
+}
+
+#[test]
+fn bad_overrides_name_the_flag() {
+    let e = plan(
+        "name: t\n",
+        &LoadOptions {
+            profile: None,
+            overrides: vec!["optimizer.lrr=1".into()],
+        },
+    )
+    .unwrap_err();
+    assert!(e.path.starts_with("--set"), "{e}");
+    assert!(e.hint.as_deref().unwrap_or("").contains("`lr`"), "{e}");
+    let e = plan(
+        "name: t\n",
+        &LoadOptions {
+            profile: None,
+            overrides: vec!["nonsense".into()],
+        },
+    )
+    .unwrap_err();
+    assert!(e.message.contains("key=value"), "{e}");
+}
