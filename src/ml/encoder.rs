@@ -305,3 +305,222 @@ impl Encoder {
         y.flatten_from(2)?.mean(D::Minus1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::init::seeded_var_builder;
+    use candle_core::{DType, Device, Var};
+    use candle_nn::VarMap;
+
+    fn enc(arch: Arch, stem: Stem, width: usize) -> EncoderConfig {
+        EncoderConfig { arch, stem, width }
+    }
+
+    // PyTorch 2.15 golden (/work/golden/enc_golden.py):
+    // import torch, torch.nn.functional as F
+    // torch.set_default_dtype(torch.float64)
+    // x = torch.tensor([[[[0.1,0.5,-0.2,0.3,0.9,-0.4],[0.7,-0.1,0.2,0.8,0.0,0.6],[-0.3,0.4,1.1,-0.5,0.2,0.1],[0.25,0.35,-0.6,0.45,0.55,-0.7],[0.05,-0.15,0.65,0.75,-0.85,0.95]]]], requires_grad=True)
+    // y = F.max_pool2d(x, 3, 2, 1)
+    // w = torch.arange(1, y.numel()+1, dtype=torch.float64).reshape(y.shape)
+    // (y * w).sum().backward()
+    // print("maxpool y", y.flatten().tolist(), "shape", list(y.shape))
+    // print("maxpool grad", x.grad.flatten().tolist())
+    // Printed:
+    // maxpool y [0.7, 0.8, 0.9, 0.7, 1.1, 0.8, 0.35, 0.75, 0.95] shape [1, 1, 3, 3]
+    // maxpool grad [0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 5.0, 0.0, 0.0, 8.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 8.0, 0.0, 9.0]
+    #[test]
+    fn max_pool_matches_pytorch_forward_and_backward() {
+        let d = Device::Cpu;
+        let x: [f64; 30] = [
+            0.1, 0.5, -0.2, 0.3, 0.9, -0.4, 0.7, -0.1, 0.2, 0.8, 0.0, 0.6, -0.3, 0.4, 1.1, -0.5,
+            0.2, 0.1, 0.25, 0.35, -0.6, 0.45, 0.55, -0.7, 0.05, -0.15, 0.65, 0.75, -0.85, 0.95,
+        ];
+        let v = Var::from_tensor(&Tensor::from_slice(&x, (1, 1, 5, 6), &d).unwrap()).unwrap();
+        let y = max_pool_3x3_s2(v.as_tensor()).unwrap();
+        assert_eq!(y.dims(), &[1, 1, 3, 3]);
+        let got: Vec<f64> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(got, vec![0.7, 0.8, 0.9, 0.7, 1.1, 0.8, 0.35, 0.75, 0.95]);
+        let w = Tensor::arange(1f64, 10.0, &d)
+            .unwrap()
+            .reshape((1, 1, 3, 3))
+            .unwrap();
+        let g = (y * w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx: Vec<f64> = g.get(&v).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let mut want = [0.0; 30];
+        for (i, val) in [
+            (4, 3.0),
+            (6, 5.0),
+            (9, 8.0),
+            (14, 5.0),
+            (19, 7.0),
+            (27, 8.0),
+            (29, 9.0),
+        ] {
+            want[i] = val;
+        }
+        assert_eq!(gx, want.to_vec());
+    }
+
+    #[test]
+    fn max_pool_gradient_matches_finite_differences() {
+        let d = Device::Cpu;
+        // Distinct values (no ties), odd and even sides.
+        let x: Vec<f64> = (0..2 * 7 * 8)
+            .map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0)
+            .collect();
+        let wv: Vec<f64> = (0..2 * 4 * 4).map(|i| 0.5 + (i % 5) as f64).collect();
+        let w = Tensor::from_vec(wv, (1, 2, 4, 4), &d).unwrap();
+        let f = |xs: &Tensor| {
+            max_pool_3x3_s2(xs)
+                .unwrap()
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let v = Var::from_tensor(&Tensor::from_vec(x.clone(), (1, 2, 7, 8), &d).unwrap()).unwrap();
+        let g = f(v.as_tensor()).backward().unwrap();
+        let gx: Vec<f64> = g.get(&v).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let eps = 1e-4; // smaller than half the gap between distinct values
+        for k in 0..x.len() {
+            let mut p = x.clone();
+            p[k] += eps;
+            let lp: f64 = f(&Tensor::from_vec(p.clone(), (1, 2, 7, 8), &d).unwrap())
+                .to_scalar()
+                .unwrap();
+            p[k] -= 2.0 * eps;
+            let lm: f64 = f(&Tensor::from_vec(p, (1, 2, 7, 8), &d).unwrap())
+                .to_scalar()
+                .unwrap();
+            let fd = (lp - lm) / (2.0 * eps);
+            assert!(
+                (gx[k] - fd).abs() < 1e-6,
+                "d/dx[{k}]: autograd {} vs fd {fd}",
+                gx[k]
+            );
+        }
+    }
+
+    fn build(cfg: &EncoderConfig, dtype: DType) -> (VarMap, Encoder) {
+        let map = VarMap::new();
+        let vb = seeded_var_builder(&map, 3, &Device::Cpu).set_dtype(dtype);
+        let e = Encoder::new(cfg, 3, vb).unwrap();
+        (map, e)
+    }
+
+    fn n_params(map: &VarMap) -> usize {
+        crate::ml::init::trainable_vars(map)
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    }
+
+    #[test]
+    fn representation_shapes_per_arch_and_stem() {
+        let d = Device::Cpu;
+        for (cfg, side, dim) in [
+            (enc(Arch::Convnet, Stem::Cifar, 1), 16, 128),
+            (enc(Arch::Convnet, Stem::Cifar, 2), 9, 256),
+            (enc(Arch::Resnet18, Stem::Cifar, 1), 8, 512),
+            (enc(Arch::Resnet18, Stem::Imagenet, 1), 16, 512),
+            (enc(Arch::Resnet34, Stem::Cifar, 1), 8, 512),
+        ] {
+            let (_, e) = build(&cfg, DType::F32);
+            assert_eq!(e.repr_dim(), dim);
+            let x = Tensor::rand(0f32, 1.0, (2, 3, side, side), &d).unwrap();
+            let h = e.forward_t(&x, true).unwrap();
+            assert_eq!(h.dims(), &[2, dim], "{cfg:?}");
+        }
+    }
+
+    #[test]
+    fn resnet50_forward_shape() {
+        let (_, e) = build(&enc(Arch::Resnet50, Stem::Cifar, 1), DType::F32);
+        assert_eq!(e.repr_dim(), 2048);
+        let x = Tensor::rand(0f32, 1.0, (2, 3, 8, 8), &Device::Cpu).unwrap();
+        assert_eq!(e.forward_t(&x, false).unwrap().dims(), &[2, 2048]);
+    }
+
+    #[test]
+    fn resnet_parameter_counts_match_torchvision() {
+        // torchvision resnet18 / resnet50 without the 1000-way fc: 11,689,512 - 513,000 and
+        // 25,557,032 - 2,049,000. The CIFAR stem swaps the 7x7x3x64 conv for a 3x3x3x64 one.
+        let (m, _) = build(&enc(Arch::Resnet18, Stem::Imagenet, 1), DType::F32);
+        assert_eq!(n_params(&m), 11_176_512);
+        let (m, _) = build(&enc(Arch::Resnet18, Stem::Cifar, 1), DType::F32);
+        assert_eq!(n_params(&m), 11_176_512 - 7 * 7 * 3 * 64 + 3 * 3 * 3 * 64);
+        let (m, _) = build(&enc(Arch::Resnet50, Stem::Imagenet, 1), DType::F32);
+        assert_eq!(n_params(&m), 23_508_032);
+    }
+
+    #[test]
+    fn convnet_gradients_flow_and_match_finite_differences() {
+        let d = Device::Cpu;
+        let (map, e) = build(&enc(Arch::Convnet, Stem::Cifar, 1), DType::F64);
+        let x = Tensor::rand(0f64, 1.0, (3, 3, 8, 8), &d).unwrap();
+        let w = Tensor::rand(-1f64, 1.0, (3, 128), &d).unwrap();
+        // Training mode: the loss couples the batch through BN statistics, as in pretraining.
+        let f = |e: &Encoder| {
+            e.forward_t(&x, true)
+                .unwrap()
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let grads = f(&e).backward().unwrap();
+        for (name, var) in crate::ml::init::trainable_vars(&map) {
+            let g = grads
+                .get(&var)
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm: f64 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+            assert!(norm > 0.0, "zero gradient for {name}");
+        }
+        // Finite differences on a few weights of the first and last convs.
+        for name in ["conv1.weight", "conv4.weight"] {
+            let var = map.data().lock().unwrap().get(name).unwrap().clone();
+            let g: Vec<f64> = grads
+                .get(&var)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let base = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            for k in [0, 7, base.len() - 1] {
+                let eps = 1e-5;
+                let mut p = base.clone();
+                p[k] += eps;
+                var.set(&Tensor::from_vec(p.clone(), var.shape(), &d).unwrap())
+                    .unwrap();
+                let lp: f64 = f(&e).to_scalar().unwrap();
+                p[k] -= 2.0 * eps;
+                var.set(&Tensor::from_vec(p, var.shape(), &d).unwrap())
+                    .unwrap();
+                let lm: f64 = f(&e).to_scalar().unwrap();
+                var.set(&Tensor::from_vec(base.clone(), var.shape(), &d).unwrap())
+                    .unwrap();
+                let fd = (lp - lm) / (2.0 * eps);
+                assert!(
+                    (g[k] - fd).abs() <= 1e-5 * fd.abs().max(1.0),
+                    "{name}[{k}]: autograd {} vs fd {fd}",
+                    g[k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn convnet_rejects_imagenet_stem_and_zero_width() {
+        let map = VarMap::new();
+        let vb = seeded_var_builder(&map, 0, &Device::Cpu);
+        assert!(Encoder::new(&enc(Arch::Convnet, Stem::Imagenet, 1), 3, vb.clone()).is_err());
+        assert!(Encoder::new(&enc(Arch::Resnet18, Stem::Cifar, 0), 3, vb).is_err());
+    }
+}

@@ -179,3 +179,106 @@ pub fn build_model(
     let model = SimclrModel::new(vb, enc, head, in_channels)?;
     Ok((map, model))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::config::{Arch, Stem};
+
+    fn values(map: &VarMap) -> Vec<(String, Vec<f32>)> {
+        let data = map.data().lock().unwrap();
+        let mut v: Vec<(String, Vec<f32>)> = data
+            .iter()
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    t.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn small() -> (EncoderConfig, HeadConfig) {
+        let e = EncoderConfig {
+            arch: Arch::Convnet,
+            stem: Stem::Cifar,
+            width: 1,
+        };
+        (e, HeadConfig::default())
+    }
+
+    #[test]
+    fn same_seed_same_weights_other_seed_other_weights() {
+        let (e, h) = small();
+        let d = Device::Cpu;
+        let a = values(&build_model(&e, &h, 3, 5, &d).unwrap().0);
+        let b = values(&build_model(&e, &h, 3, 5, &d).unwrap().0);
+        let c = values(&build_model(&e, &h, 3, 6, &d).unwrap().0);
+        assert_eq!(a, b);
+        let wa = &a
+            .iter()
+            .find(|(k, _)| k == "encoder.conv1.weight")
+            .unwrap()
+            .1;
+        let wc = &c
+            .iter()
+            .find(|(k, _)| k == "encoder.conv1.weight")
+            .unwrap()
+            .1;
+        assert_ne!(wa, wc);
+    }
+
+    #[test]
+    fn values_do_not_depend_on_creation_order() {
+        let d = Device::Cpu;
+        let init = candle_nn::init::DEFAULT_KAIMING_NORMAL;
+        let m1 = VarMap::new();
+        let vb1 = seeded_var_builder(&m1, 1, &d);
+        vb1.get_with_hints((4, 3), "a", init).unwrap();
+        vb1.get_with_hints((5, 2), "b", init).unwrap();
+        let m2 = VarMap::new();
+        let vb2 = seeded_var_builder(&m2, 1, &d);
+        vb2.get_with_hints((5, 2), "b", init).unwrap();
+        vb2.get_with_hints((4, 3), "a", init).unwrap();
+        assert_eq!(values(&m1), values(&m2));
+        // Asking again returns the stored variable, not a new draw.
+        let again: Vec<f32> = vb1
+            .get_with_hints((4, 3), "a", init)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(again, values(&m1)[0].1);
+        assert!(
+            vb1.get_with_hints((3, 3), "a", init).is_err(),
+            "shape mismatch must fail"
+        );
+    }
+
+    #[test]
+    fn distributions_follow_candle_nn_defaults() {
+        let (e, h) = small();
+        let (map, _) = build_model(&e, &h, 3, 0, &Device::Cpu).unwrap();
+        let v = values(&map);
+        let get = |n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        // conv4: 128 x 64 x 3 x 3, kaiming normal, std sqrt(2 / (64 * 9)).
+        let w = get("encoder.conv4.weight");
+        let mean = w.iter().map(|&x| x as f64).sum::<f64>() / w.len() as f64;
+        let std =
+            (w.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
+        let want = (2.0f64 / 576.0).sqrt();
+        assert!(mean.abs() < 0.05 * want, "mean {mean}");
+        assert!((std / want - 1.0).abs() < 0.02, "std {std} vs {want}");
+        assert!(get("encoder.bn2.weight").iter().all(|&x| x == 1.0));
+        assert!(get("encoder.bn2.bias").iter().all(|&x| x == 0.0));
+        assert!(get("encoder.bn2.running_mean").iter().all(|&x| x == 0.0));
+        assert!(get("encoder.bn2.running_var").iter().all(|&x| x == 1.0));
+        assert!(trainable_vars(&map)
+            .iter()
+            .all(|(k, _)| !is_running_stat(k)));
+        assert!(trainable_vars(&map).len() < map.all_vars().len());
+    }
+}

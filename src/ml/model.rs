@@ -56,3 +56,146 @@ impl SimclrModel {
         self.head.forward_t(h, train)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ml::config::{Arch, EncoderConfig, HeadConfig, HeadKind, Stem};
+    use crate::ml::init::build_model;
+    use candle_core::{DType, Device, Tensor};
+
+    fn convnet() -> EncoderConfig {
+        EncoderConfig {
+            arch: Arch::Convnet,
+            stem: Stem::Cifar,
+            width: 1,
+        }
+    }
+
+    fn head(
+        kind: HeadKind,
+        hidden: Option<usize>,
+        out_dim: Option<usize>,
+        layers: usize,
+    ) -> HeadConfig {
+        HeadConfig {
+            kind,
+            hidden,
+            out_dim,
+            layers,
+        }
+    }
+
+    fn var(map: &candle_nn::VarMap, name: &str) -> Tensor {
+        map.data()
+            .lock()
+            .unwrap()
+            .get(name)
+            .unwrap()
+            .as_tensor()
+            .clone()
+    }
+
+    #[test]
+    fn h_and_z_shapes_for_each_head() {
+        let d = Device::Cpu;
+        let x = Tensor::rand(0f32, 1.0, (4, 3, 8, 8), &d).unwrap();
+        for (h, out) in [
+            (head(HeadKind::None, None, None, 2), 128),
+            (head(HeadKind::Linear, None, Some(16), 2), 16),
+            (head(HeadKind::Nonlinear, None, Some(32), 2), 32),
+            (head(HeadKind::Nonlinear, Some(64), Some(8), 3), 8),
+        ] {
+            let (map, m) = build_model(&convnet(), &h, 3, 0, &d).unwrap();
+            assert_eq!(m.repr_dim(), 128);
+            assert_eq!(m.out_dim(), out);
+            let (hh, z) = m.forward_t(&x, true).unwrap();
+            assert_eq!(hh.dims(), &[4, 128]);
+            assert_eq!(z.dims(), &[4, out], "{h:?}");
+            if h.kind == HeadKind::None {
+                let diff: f32 = (hh - z)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                assert_eq!(diff, 0.0, "no head: z = h");
+            }
+            if h.layers == 3 {
+                assert_eq!(var(&map, "head.linear0.weight").dims(), &[64, 128]);
+                assert_eq!(var(&map, "head.linear1.weight").dims(), &[64, 64]);
+                assert_eq!(var(&map, "head.linear2.weight").dims(), &[8, 64]);
+                assert!(map
+                    .data()
+                    .lock()
+                    .unwrap()
+                    .contains_key("head.bn1.running_var"));
+                assert!(!map.data().lock().unwrap().contains_key("head.bn2.weight"));
+            }
+        }
+        let bad = head(HeadKind::Linear, None, None, 2);
+        assert!(build_model(&convnet(), &bad, 3, 0, &d).is_err());
+    }
+
+    #[test]
+    fn batch_norm_updates_running_stats_in_train_mode_and_uses_them_in_eval() {
+        let d = Device::Cpu;
+        let h = head(HeadKind::Nonlinear, None, Some(16), 2);
+        let (map, m) = build_model(&convnet(), &h, 3, 0, &d).unwrap();
+        let x = (Tensor::rand(0f32, 1.0, (6, 3, 8, 8), &d).unwrap() * 3.0).unwrap();
+        let rm0: Vec<f32> = var(&map, "encoder.bn1.running_mean").to_vec1().unwrap();
+        assert!(rm0.iter().all(|&v| v == 0.0));
+
+        // Eval mode leaves the running statistics alone.
+        let (e1, _) = m.forward_t(&x, false).unwrap();
+        assert_eq!(
+            var(&map, "encoder.bn1.running_mean")
+                .to_vec1::<f32>()
+                .unwrap(),
+            rm0
+        );
+
+        // Train mode moves them (momentum 0.1 toward the batch statistics).
+        let (t1, _) = m.forward_t(&x, true).unwrap();
+        let rm1: Vec<f32> = var(&map, "encoder.bn1.running_mean").to_vec1().unwrap();
+        assert!(rm1.iter().any(|&v| v != 0.0), "running mean not updated");
+        let rv1: Vec<f32> = var(&map, "head.bn0.running_var").to_vec1().unwrap();
+        assert!(
+            rv1.iter().any(|&v| v != 1.0),
+            "head running var not updated"
+        );
+
+        // Eval output now uses the new statistics, differs from the batch-statistics output,
+        // and does not depend on what else is in the batch.
+        let (e2, _) = m.forward_t(&x, false).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_keepdim(0)
+                .unwrap()
+                .max_keepdim(1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0]
+        };
+        assert!(diff(&e1, &e2) > 0.0);
+        assert!(diff(&t1, &e2) > 0.0);
+        let (e_first, _) = m.forward_t(&x.narrow(0, 0, 2).unwrap(), false).unwrap();
+        assert!(diff(&e_first, &e2.narrow(0, 0, 2).unwrap()) < 1e-5);
+
+        // Round trip through safetensors carries the running statistics.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        map.save(&path).unwrap();
+        let (mut map2, m2) = build_model(&convnet(), &h, 3, 99, &d).unwrap();
+        map2.load(&path).unwrap();
+        let (e3, _) = m2.forward_t(&x, false).unwrap();
+        assert_eq!(diff(&e2, &e3), 0.0);
+        assert_eq!(e3.dtype(), DType::F32);
+    }
+}
