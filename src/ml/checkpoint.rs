@@ -1,1 +1,479 @@
-//! (being written)
+//! Checkpoints of a pretraining run (DESIGN.md section 5): one safetensors file holding the
+//! model variables (`model/<name>`, BatchNorm running statistics included since they live in
+//! the `VarMap`), the optimizer state (`optim/<name>`) and, as string metadata, a JSON
+//! [`CheckpointMeta`] (epochs completed, next global step, position in the epoch, the whole
+//! `PretrainConfig`, format version).
+//!
+//! There is no RNG state to store: every random decision is drawn from `rng::stream` keyed by
+//! (seed, epoch, image index, view), so seed + epoch + step_in_epoch *is* the RNG and
+//! data-order state.
+//!
+//! Writes are atomic: the bytes are serialised in memory, hashed (sha256), written to
+//! `NAME.tmp`, fsynced, renamed to `NAME`, and the directory is fsynced. Loads verify the
+//! sha256 the caller recorded before parsing anything.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::config::PretrainConfig;
+use super::observer::CheckpointInfo;
+use super::{CheckpointRef, MlError};
+
+/// Version of the checkpoint layout; bumped when the meaning of a field changes.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_TAG: &str = "simclr-sweep-checkpoint";
+const MODEL_PREFIX: &str = "model/";
+const OPTIM_PREFIX: &str = "optim/";
+
+/// Where a run stands at a checkpoint, and what produced it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CheckpointMeta {
+    pub version: u32,
+    /// Epochs fully completed.
+    pub epoch: usize,
+    /// Global step of the next step to run.
+    pub step: usize,
+    /// Steps already done in epoch `epoch` (0 at an epoch boundary; > 0 for a checkpoint
+    /// written when the observer asked to stop mid-epoch).
+    pub step_in_epoch: usize,
+    pub steps_per_epoch: usize,
+    /// Sums over the steps already done in the current epoch, so a resumed epoch reports the
+    /// same means as an uninterrupted one.
+    pub epoch_loss_sum: f64,
+    pub epoch_acc_sum: f64,
+    pub config: PretrainConfig,
+}
+
+/// A checkpoint read back and verified.
+pub struct LoadedCheckpoint {
+    pub meta: CheckpointMeta,
+    /// Model variables by `VarMap` name (on the requested device).
+    pub model: HashMap<String, Tensor>,
+    /// Optimizer state as written by `Optimizer::state`.
+    pub optim: HashMap<String, Tensor>,
+    pub info: CheckpointInfo,
+}
+
+/// The file name of the checkpoint at `meta` (sortable by step).
+pub fn file_name(meta: &CheckpointMeta) -> String {
+    format!("ckpt-e{:05}-s{:010}.safetensors", meta.epoch, meta.step)
+}
+
+/// The global step encoded in a checkpoint file name, `None` for other files.
+fn step_of_file(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix("ckpt-e")?.strip_suffix(".safetensors")?;
+    let (_, step) = rest.split_once("-s")?;
+    step.parse().ok()
+}
+
+fn ck_err(path: &Path, message: impl Into<String>) -> MlError {
+    MlError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> MlError {
+    MlError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Serialise the checkpoint to bytes (model vars and optimizer state moved to the CPU).
+pub fn to_bytes(
+    meta: &CheckpointMeta,
+    model: &VarMap,
+    optim: &[(String, Tensor)],
+) -> Result<Vec<u8>, MlError> {
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    {
+        let data = model
+            .data()
+            .lock()
+            .map_err(|_| MlError::Config("model variables are poisoned".into()))?;
+        for (name, var) in data.iter() {
+            let t = var.as_tensor().to_device(&Device::Cpu)?.contiguous()?;
+            tensors.push((format!("{MODEL_PREFIX}{name}"), t));
+        }
+    }
+    for (name, t) in optim {
+        let t = t.to_device(&Device::Cpu)?.contiguous()?;
+        tensors.push((format!("{OPTIM_PREFIX}{name}"), t));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let meta_json = serde_json::to_string(meta)
+        .map_err(|e| MlError::Config(format!("checkpoint metadata: {e}")))?;
+    let metadata: HashMap<String, String> = [
+        ("format".to_string(), FORMAT_TAG.to_string()),
+        ("version".to_string(), FORMAT_VERSION.to_string()),
+        ("meta".to_string(), meta_json),
+    ]
+    .into_iter()
+    .collect();
+    safetensors::serialize(tensors, Some(metadata))
+        .map_err(|e| MlError::Config(format!("checkpoint serialisation: {e}")))
+}
+
+/// Write `bytes` to `path` atomically: `path.tmp`, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MlError> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    {
+        let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+    if let Some(dir) = path.parent() {
+        // Make the rename durable. Opening a directory fails on some platforms: ignore that.
+        if let Ok(d) = fs::File::open(dir) {
+            d.sync_all().map_err(|e| io_err(dir, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Save a checkpoint into `dir` (created if missing), durably, then delete the run's older
+/// checkpoints except the newest one before this (two are kept). Returns what was written.
+pub fn save(
+    dir: &Path,
+    meta: &CheckpointMeta,
+    model: &VarMap,
+    optim: &[(String, Tensor)],
+) -> Result<CheckpointInfo, MlError> {
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let bytes = to_bytes(meta, model, optim)?;
+    let sha256 = sha256_hex(&bytes);
+    let path = dir.join(file_name(meta));
+    write_atomic(&path, &bytes)?;
+    prune(dir, meta.step, 2)?;
+    Ok(CheckpointInfo {
+        path,
+        epoch: meta.epoch,
+        step: meta.step,
+        sha256,
+    })
+}
+
+/// Keep the checkpoint at `newest_step` and the `keep - 1` newest ones before it; delete the
+/// others, including any later than `newest_step` (a stale lineage, e.g. a corrupt checkpoint
+/// the run resumed around). Returns the deleted paths.
+pub fn prune(dir: &Path, newest_step: usize, keep: usize) -> Result<Vec<PathBuf>, MlError> {
+    let mut found: Vec<(usize, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let name = entry.file_name();
+        if let Some(step) = name.to_str().and_then(step_of_file) {
+            found.push((step, entry.path()));
+        }
+    }
+    found.sort();
+    let mut kept = 0;
+    let mut deleted = Vec::new();
+    for (step, path) in found.into_iter().rev() {
+        if step <= newest_step && kept < keep {
+            kept += 1;
+            continue;
+        }
+        fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        deleted.push(path);
+    }
+    Ok(deleted)
+}
+
+/// Read a checkpoint, verify its sha256 against `r.sha256`, and parse it. Tensors are placed
+/// on `device`. Any mismatch or corruption is `MlError::Checkpoint`.
+pub fn load(r: &CheckpointRef, device: &Device) -> Result<LoadedCheckpoint, MlError> {
+    let path = &r.path;
+    let bytes = fs::read(path).map_err(|e| ck_err(path, format!("cannot read: {e}")))?;
+    let sha = sha256_hex(&bytes);
+    if !sha.eq_ignore_ascii_case(r.sha256.trim()) {
+        return Err(ck_err(
+            path,
+            format!("sha256 mismatch: file has {sha}, expected {}", r.sha256),
+        ));
+    }
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| ck_err(path, format!("bad header: {e}")))?;
+    let md = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| ck_err(path, "no metadata"))?;
+    if md.get("format").map(String::as_str) != Some(FORMAT_TAG) {
+        return Err(ck_err(path, "not a simclr-sweep checkpoint"));
+    }
+    let meta: CheckpointMeta = serde_json::from_str(
+        md.get("meta")
+            .ok_or_else(|| ck_err(path, "metadata has no meta entry"))?,
+    )
+    .map_err(|e| ck_err(path, format!("bad metadata: {e}")))?;
+    if meta.version != FORMAT_VERSION {
+        return Err(ck_err(
+            path,
+            format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                meta.version
+            ),
+        ));
+    }
+    let all = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| ck_err(path, format!("bad tensors: {e}")))?;
+    let mut model = HashMap::new();
+    let mut optim = HashMap::new();
+    for (name, t) in all {
+        if let Some(n) = name.strip_prefix(MODEL_PREFIX) {
+            model.insert(n.to_string(), t);
+        } else if let Some(n) = name.strip_prefix(OPTIM_PREFIX) {
+            optim.insert(n.to_string(), t);
+        } else {
+            return Err(ck_err(path, format!("unexpected tensor {name}")));
+        }
+    }
+    let info = CheckpointInfo {
+        path: path.clone(),
+        epoch: meta.epoch,
+        step: meta.step,
+        sha256: sha,
+    };
+    Ok(LoadedCheckpoint {
+        meta,
+        model,
+        optim,
+        info,
+    })
+}
+
+/// Set every variable of `varmap` to the checkpoint's tensor of the same name. Every variable
+/// must be present with its shape and dtype; extra tensors are an error too (a different
+/// model).
+pub fn restore_varmap(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), MlError> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| MlError::Config("model variables are poisoned".into()))?;
+    if data.len() != tensors.len() {
+        return Err(ck_err(
+            path,
+            format!(
+                "checkpoint has {} model tensors, the model has {} variables",
+                tensors.len(),
+                data.len()
+            ),
+        ));
+    }
+    for (name, var) in data.iter() {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| ck_err(path, format!("missing variable {name}")))?;
+        if t.dims() != var.dims() || t.dtype() != var.dtype() {
+            return Err(ck_err(
+                path,
+                format!(
+                    "variable {name}: checkpoint {:?} {:?}, model {:?} {:?}",
+                    t.dims(),
+                    t.dtype(),
+                    var.dims(),
+                    var.dtype()
+                ),
+            ));
+        }
+        var.set(&t.to_device(var.device())?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use candle_nn::Init;
+
+    fn meta(epoch: usize, step: usize) -> CheckpointMeta {
+        CheckpointMeta {
+            version: FORMAT_VERSION,
+            epoch,
+            step,
+            step_in_epoch: 0,
+            steps_per_epoch: 4,
+            epoch_loss_sum: 0.0,
+            epoch_acc_sum: 0.0,
+            config: PretrainConfig::default(),
+        }
+    }
+
+    fn varmap(v: f64) -> VarMap {
+        let vm = VarMap::new();
+        vm.get(
+            (2, 3),
+            "enc.conv.weight",
+            Init::Const(v),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        vm.get(
+            3,
+            "enc.bn.running_var",
+            Init::Const(v + 1.0),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
+        vm
+    }
+
+    fn to_vec(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn save_load_round_trip_is_exact_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = varmap(0.25);
+        let optim = vec![(
+            "enc.conv.weight/momentum".to_string(),
+            Tensor::new(&[[1e-7f32, 2.0, 3.0], [4.0, 5.0, 6.5]], &Device::Cpu).unwrap(),
+        )];
+        let m = CheckpointMeta {
+            step_in_epoch: 3,
+            epoch_loss_sum: 1.0 / 3.0,
+            ..meta(1, 7)
+        };
+        let info = save(dir.path(), &m, &vm, &optim).unwrap();
+        assert!(info.path.exists());
+        assert!(!dir.path().join(format!("{}.tmp", file_name(&m))).exists());
+        let bytes = fs::read(&info.path).unwrap();
+        assert_eq!(sha256_hex(&bytes), info.sha256);
+
+        let r = CheckpointRef {
+            path: info.path.clone(),
+            sha256: info.sha256.clone(),
+        };
+        let loaded = load(&r, &Device::Cpu).unwrap();
+        assert_eq!(loaded.meta, m);
+        assert_eq!(loaded.info, info);
+        assert_eq!(
+            to_vec(&loaded.optim["enc.conv.weight/momentum"]),
+            to_vec(&optim[0].1)
+        );
+        let vm2 = varmap(9.0);
+        restore_varmap(&vm2, &loaded.model, &info.path).unwrap();
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let other = vm2.data().lock().unwrap()[name].clone();
+            assert_eq!(to_vec(var.as_tensor()), to_vec(other.as_tensor()), "{name}");
+        }
+    }
+
+    #[test]
+    fn corrupt_or_mismatched_checkpoint_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = save(dir.path(), &meta(1, 4), &varmap(0.5), &[]).unwrap();
+        // Wrong recorded hash.
+        let r = CheckpointRef {
+            path: info.path.clone(),
+            sha256: "00".repeat(32),
+        };
+        assert!(matches!(
+            load(&r, &Device::Cpu),
+            Err(MlError::Checkpoint { .. })
+        ));
+        // One flipped byte.
+        let mut bytes = fs::read(&info.path).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 0x40;
+        fs::write(&info.path, &bytes).unwrap();
+        let r = CheckpointRef {
+            path: info.path.clone(),
+            sha256: info.sha256.clone(),
+        };
+        let err = load(&r, &Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("sha256 mismatch"), "{err}");
+        // Missing file.
+        let r = CheckpointRef {
+            path: dir.path().join("nope.safetensors"),
+            sha256: info.sha256,
+        };
+        assert!(matches!(
+            load(&r, &Device::Cpu),
+            Err(MlError::Checkpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn restore_rejects_a_different_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = save(dir.path(), &meta(1, 4), &varmap(0.5), &[]).unwrap();
+        let loaded = load(
+            &CheckpointRef {
+                path: info.path.clone(),
+                sha256: info.sha256,
+            },
+            &Device::Cpu,
+        )
+        .unwrap();
+        let other = VarMap::new();
+        other
+            .get(
+                (3, 3),
+                "enc.conv.weight",
+                Init::Const(0.),
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap();
+        other
+            .get(
+                3,
+                "enc.bn.running_var",
+                Init::Const(0.),
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap();
+        assert!(restore_varmap(&other, &loaded.model, &info.path).is_err());
+    }
+
+    #[test]
+    fn keeps_the_last_two_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = varmap(0.5);
+        for e in 1..=4 {
+            save(dir.path(), &meta(e, 4 * e), &vm, &[]).unwrap();
+        }
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![file_name(&meta(3, 12)), file_name(&meta(4, 16))]
+        );
+        // A run that resumed from an older checkpoint drops the stale later ones when it writes.
+        save(dir.path(), &meta(2, 8), &vm, &[]).unwrap();
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec![file_name(&meta(2, 8))]);
+    }
+}
