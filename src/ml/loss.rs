@@ -78,7 +78,7 @@ pub fn contrastive_loss(z1: &Tensor, z2: &Tensor, cfg: &LossConfig) -> Result<Lo
             "contrastive loss needs at least 2 images per batch (negatives), got {n}"
         );
     }
-    if !(cfg.temperature > 0.0) && cfg.kind != LossKind::Margin {
+    if cfg.kind != LossKind::Margin && (cfg.temperature.is_nan() || cfg.temperature <= 0.0) {
         candle_core::bail!("temperature must be > 0, got {}", cfg.temperature);
     }
     let two_n = 2 * n;
