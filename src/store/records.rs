@@ -1,0 +1,148 @@
+//! Plain types the store takes and returns; callers never see SQL rows.
+
+use serde::Serialize;
+
+/// Lifecycle of a run (DESIGN.md section 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Done => "done",
+            RunState::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunState::Queued,
+            "running" => RunState::Running,
+            "done" => RunState::Done,
+            "failed" => RunState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A sweep as `sweep run` registers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSweep {
+    pub name: String,
+    pub spec_path: String,
+    pub spec_text: String,
+    pub profile: Option<String>,
+    pub overrides: Vec<String>,
+}
+
+/// One stage of the sweep, in grid order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewStage {
+    pub id: String,
+    /// "pretrain" or "eval".
+    pub stage: String,
+    pub parent_id: Option<String>,
+    pub label: String,
+    /// Canonical JSON of the stage config.
+    pub config: String,
+    pub dataset_fingerprint: String,
+    pub semantics_version: i64,
+    /// JSON object of the run's cell coordinates (axis path -> value).
+    pub cell: String,
+}
+
+/// What registering changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registered {
+    pub new_stages: usize,
+    pub existing_stages: usize,
+    /// The sweep row or its membership was written (false: nothing changed at all).
+    pub changed: bool,
+}
+
+/// A stored sweep.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepRecord {
+    pub name: String,
+    pub spec_path: String,
+    pub spec_text: String,
+    pub profile: Option<String>,
+    pub overrides: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A sweep and how many of its stages are in each state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepSummary {
+    pub name: String,
+    pub profile: Option<String>,
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub updated_at: i64,
+}
+
+/// A stored stage, with its place in one sweep.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub stage: String,
+    pub parent_id: Option<String>,
+    pub label: String,
+    pub config: String,
+    pub dataset_fingerprint: String,
+    pub state: RunState,
+    pub attempts: i64,
+    pub lease_owner: Option<String>,
+    pub lease_host: Option<String>,
+    pub heartbeat_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub compute_seconds: f64,
+    pub failure: Option<String>,
+    /// Position in the sweep's grid order, and the cell coordinates (JSON).
+    pub position: i64,
+    pub cell: String,
+}
+
+/// A run handed to a worker by [`crate::store::Store::claim`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    pub run: RunRecord,
+    /// The parent pretrain's config (evaluations only).
+    pub parent_config: Option<String>,
+}
+
+/// Who holds a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worker {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckpointRecord {
+    pub run_id: String,
+    pub step: i64,
+    pub epoch: i64,
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricRecord {
+    pub name: String,
+    pub step: i64,
+    pub value: f64,
+}

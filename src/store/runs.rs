@@ -1,0 +1,535 @@
+//! Queries: registering sweeps, reading state, claiming and leasing runs, recording
+//! metrics and checkpoints. Every write is one BEGIN IMMEDIATE transaction.
+
+use std::collections::HashMap;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::error::{Result, StoreError};
+use super::records::*;
+use super::{now_ms, Store};
+
+const RUN_COLUMNS: &str =
+    "r.id, r.stage, r.parent_id, r.label, r.config, r.dataset_fingerprint, r.state, \
+     r.attempts, r.lease_owner, r.lease_host, r.heartbeat_at, r.started_at, r.finished_at, \
+     r.compute_seconds, r.failure";
+
+impl Store {
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Registers a sweep and its stages. Idempotent: registering the same sweep again
+    /// writes nothing; a stage another sweep already holds is shared, not duplicated.
+    /// Membership follows the latest registration (an edited spec replaces it).
+    pub async fn register(&self, sweep: &NewSweep, stages: &[NewStage]) -> Result<Registered> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let overrides = serde_json::to_string(&sweep.overrides).expect("strings serialise");
+        let existing = sqlx::query(
+            "SELECT spec_path, spec_text, profile, overrides FROM sweeps WHERE name = $1",
+        )
+        .bind(&sweep.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let same_sweep = existing.as_ref().is_some_and(|r| {
+            r.get::<String, _>(0) == sweep.spec_path
+                && r.get::<String, _>(1) == sweep.spec_text
+                && r.get::<Option<String>, _>(2) == sweep.profile
+                && r.get::<String, _>(3) == overrides
+        });
+        let mut out = Registered::default();
+        if !same_sweep {
+            sqlx::query(
+                "INSERT INTO sweeps (name, spec_path, spec_text, profile, overrides, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 ON CONFLICT (name) DO UPDATE SET spec_path = excluded.spec_path, spec_text = excluded.spec_text, \
+                 profile = excluded.profile, overrides = excluded.overrides, updated_at = excluded.updated_at",
+            )
+            .bind(&sweep.name)
+            .bind(&sweep.spec_path)
+            .bind(&sweep.spec_text)
+            .bind(&sweep.profile)
+            .bind(&overrides)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            out.changed = true;
+        }
+        for s in stages {
+            let inserted = sqlx::query(
+                "INSERT INTO runs (id, stage, parent_id, label, config, dataset_fingerprint, semantics_version, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&s.id)
+            .bind(&s.stage)
+            .bind(&s.parent_id)
+            .bind(&s.label)
+            .bind(&s.config)
+            .bind(&s.dataset_fingerprint)
+            .bind(s.semantics_version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                out.new_stages += 1;
+            } else {
+                out.existing_stages += 1;
+            }
+        }
+        let members: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT run_id, position, cell FROM sweep_runs WHERE sweep = $1 ORDER BY position",
+        )
+        .bind(&sweep.name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let wanted: Vec<(String, i64, String)> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i as i64, s.cell.clone()))
+            .collect();
+        if members != wanted {
+            sqlx::query("DELETE FROM sweep_runs WHERE sweep = $1")
+                .bind(&sweep.name)
+                .execute(&mut *tx)
+                .await?;
+            for (id, pos, cell) in &wanted {
+                sqlx::query("INSERT INTO sweep_runs (sweep, run_id, position, cell) VALUES ($1, $2, $3, $4)")
+                    .bind(&sweep.name)
+                    .bind(id)
+                    .bind(pos)
+                    .bind(cell)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            out.changed = true;
+        }
+        if out.changed || out.new_stages > 0 {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(out)
+    }
+
+    /// States of the given stage ids that exist in the store.
+    pub async fn states(&self, ids: &[String]) -> Result<HashMap<String, RunState>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, state FROM runs WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let state: String = row.get(1);
+                out.insert(row.get(0), parse_state(&state)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn sweep(&self, name: &str) -> Result<SweepRecord> {
+        let row = sqlx::query(
+            "SELECT name, spec_path, spec_text, profile, overrides, created_at, updated_at FROM sweeps WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchSweep(name.to_string()))?;
+        let overrides: String = row.get(4);
+        Ok(SweepRecord {
+            name: row.get(0),
+            spec_path: row.get(1),
+            spec_text: row.get(2),
+            profile: row.get(3),
+            overrides: serde_json::from_str(&overrides)
+                .map_err(|e| StoreError::Corrupt(format!("sweep {name}: overrides: {e}")))?,
+            created_at: row.get(5),
+            updated_at: row.get(6),
+        })
+    }
+
+    /// All sweeps with their state counts, most recently updated first.
+    pub async fn sweeps(&self) -> Result<Vec<SweepSummary>> {
+        let rows = sqlx::query(
+            "SELECT s.name, s.profile, s.updated_at, \
+               COALESCE(SUM(r.state = 'queued'), 0), COALESCE(SUM(r.state = 'running'), 0), \
+               COALESCE(SUM(r.state = 'done'), 0), COALESCE(SUM(r.state = 'failed'), 0) \
+             FROM sweeps s LEFT JOIN sweep_runs m ON m.sweep = s.name LEFT JOIN runs r ON r.id = m.run_id \
+             GROUP BY s.name ORDER BY s.updated_at DESC, s.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SweepSummary {
+                name: r.get(0),
+                profile: r.get(1),
+                updated_at: r.get(2),
+                queued: r.get(3),
+                running: r.get(4),
+                done: r.get(5),
+                failed: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The stages of a sweep in grid order.
+    pub async fn sweep_runs(&self, sweep: &str) -> Result<Vec<RunRecord>> {
+        self.sweep(sweep).await?;
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, m.position, m.cell FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
+             WHERE m.sweep = $1 ORDER BY m.position"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_record).collect()
+    }
+
+    /// Claims one runnable stage for `worker`: a queued stage whose parent (if any) is
+    /// done, or a running one whose lease expired (its worker died). One BEGIN IMMEDIATE
+    /// transaction, so two workers never get the same run. Stages whose attempts reached
+    /// `max_attempts` through expired leases are marked failed instead.
+    pub async fn claim(
+        &self,
+        sweep: Option<&str>,
+        worker: &Worker,
+        lease_ms: i64,
+        max_attempts: i64,
+    ) -> Result<Option<Claimed>> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        // Dead workers' runs that used up their attempts: failed, with the reason.
+        let exhausted: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= $2",
+        )
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &exhausted {
+            let reason = format!(
+                "its worker stopped heartbeating {max_attempts} times (killed or lost machine)"
+            );
+            fail_with_dependents(&mut tx, id, &reason, now).await?;
+        }
+        let sweep_filter = if sweep.is_some() {
+            "AND m.sweep = $3"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT r.id, MIN(m.position) AS pos FROM runs r JOIN sweep_runs m ON m.run_id = r.id \
+             LEFT JOIN runs p ON p.id = r.parent_id \
+             WHERE ((r.state = 'queued') OR (r.state = 'running' AND r.lease_expires_at < $1)) \
+               AND r.attempts < $2 AND (r.parent_id IS NULL OR p.state = 'done') {sweep_filter} \
+             GROUP BY r.id ORDER BY (r.stage = 'eval') DESC, pos LIMIT 1"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(max_attempts);
+        if let Some(s) = sweep {
+            q = q.bind(s);
+        }
+        let Some(row) = q.fetch_optional(&mut *tx).await? else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let id: String = row.get(0);
+        sqlx::query(
+            "UPDATE runs SET state = 'running', attempts = attempts + 1, lease_owner = $2, lease_host = $3, \
+             lease_pid = $4, heartbeat_at = $5, lease_expires_at = $6, started_at = COALESCE(started_at, $5), \
+             failure = NULL WHERE id = $1",
+        )
+        .bind(&id)
+        .bind(&worker.id)
+        .bind(&worker.host)
+        .bind(worker.pid)
+        .bind(now)
+        .bind(now + lease_ms)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!("SELECT {RUN_COLUMNS}, 0, '{{}}' FROM runs r WHERE r.id = $1");
+        let run = run_record(
+            &sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?,
+        )?;
+        let parent_config = match &run.parent_id {
+            Some(p) => Some(
+                sqlx::query_scalar::<_, String>("SELECT config FROM runs WHERE id = $1")
+                    .bind(p)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            ),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(Some(Claimed { run, parent_config }))
+    }
+
+    /// Whether any stage of `sweep` (all sweeps: None) is still queued or running.
+    pub async fn unfinished(&self, sweep: Option<&str>) -> Result<i64> {
+        let n: i64 = match sweep {
+            Some(s) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM runs r JOIN sweep_runs m ON m.run_id = r.id \
+                 WHERE m.sweep = $1 AND r.state IN ('queued', 'running')",
+                )
+                .bind(s)
+                .fetch_one(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE state IN ('queued', 'running')")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(n)
+    }
+
+    /// Extends `worker`'s lease on `run_id`. `false`: the lease was lost (expired and
+    /// claimed by another worker): stop working on it.
+    pub async fn heartbeat(&self, run_id: &str, worker: &Worker, lease_ms: i64) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let now = now_ms();
+        let n = sqlx::query(
+            "UPDATE runs SET heartbeat_at = $3, lease_expires_at = $4 \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+        )
+        .bind(run_id)
+        .bind(&worker.id)
+        .bind(now)
+        .bind(now + lease_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Marks a stage done. A pretrain is done only with a recorded checkpoint.
+    pub async fn finish(
+        &self,
+        run_id: &str,
+        worker: &Worker,
+        compute_seconds: f64,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "UPDATE runs SET state = 'done', finished_at = $3, compute_seconds = compute_seconds + $4, \
+             lease_owner = NULL, lease_host = NULL, lease_pid = NULL, lease_expires_at = NULL, failure = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running' \
+             AND (stage = 'eval' OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = $1))",
+        )
+        .bind(run_id)
+        .bind(&worker.id)
+        .bind(now_ms())
+        .bind(compute_seconds)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Marks a stage failed with `reason`; its evaluations fail with it.
+    pub async fn fail(
+        &self,
+        run_id: &str,
+        worker: &Worker,
+        reason: &str,
+        compute_seconds: f64,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let owned: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE id = $1 AND lease_owner = $2")
+                .bind(run_id)
+                .bind(&worker.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if owned == 1 {
+            sqlx::query("UPDATE runs SET compute_seconds = compute_seconds + $2 WHERE id = $1")
+                .bind(run_id)
+                .bind(compute_seconds)
+                .execute(&mut *tx)
+                .await?;
+            fail_with_dependents(&mut tx, run_id, reason, now_ms()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a stage back (graceful stop: Ctrl-C, SIGTERM): queued again, the attempt not
+    /// counted, its checkpoints kept for the next worker.
+    pub async fn release(&self, run_id: &str, worker: &Worker, compute_seconds: f64) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE runs SET state = 'queued', attempts = MAX(attempts - 1, 0), lease_owner = NULL, \
+             lease_host = NULL, lease_pid = NULL, lease_expires_at = NULL, \
+             compute_seconds = compute_seconds + $3 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+        )
+        .bind(run_id)
+        .bind(&worker.id)
+        .bind(compute_seconds)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Requeues a sweep's failed stages with fresh attempts.
+    pub async fn retry_failed(&self, sweep: &str) -> Result<u64> {
+        self.sweep(sweep).await?;
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "UPDATE runs SET state = 'queued', attempts = 0, failure = NULL, finished_at = NULL \
+             WHERE state = 'failed' AND id IN (SELECT run_id FROM sweep_runs WHERE sweep = $1)",
+        )
+        .bind(sweep)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Records metrics; a (run, name, step) written again overwrites, never duplicates.
+    pub async fn record_metrics(&self, run_id: &str, metrics: &[MetricRecord]) -> Result<()> {
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for m in metrics {
+            sqlx::query(
+                "INSERT INTO metrics (run_id, name, step, value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (run_id, name, step) DO UPDATE SET value = excluded.value",
+            )
+            .bind(run_id)
+            .bind(&m.name)
+            .bind(m.step)
+            .bind(m.value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn metrics(&self, run_id: &str) -> Result<Vec<MetricRecord>> {
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+            "SELECT name, step, value FROM metrics WHERE run_id = $1 ORDER BY name, step",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, step, value)| MetricRecord { name, step, value })
+            .collect())
+    }
+
+    /// Records a durable checkpoint (idempotent per step).
+    pub async fn record_checkpoint(&self, c: &CheckpointRecord) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO checkpoints (run_id, step, epoch, path, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (run_id, step) DO UPDATE SET epoch = excluded.epoch, path = excluded.path, \
+             sha256 = excluded.sha256, created_at = excluded.created_at",
+        )
+        .bind(&c.run_id)
+        .bind(c.step)
+        .bind(c.epoch)
+        .bind(&c.path)
+        .bind(&c.sha256)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A run's checkpoints, newest first.
+    pub async fn checkpoints(&self, run_id: &str) -> Result<Vec<CheckpointRecord>> {
+        let rows: Vec<(String, i64, i64, String, String)> = sqlx::query_as(
+            "SELECT run_id, step, epoch, path, sha256 FROM checkpoints WHERE run_id = $1 ORDER BY step DESC",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, step, epoch, path, sha256)| CheckpointRecord {
+                run_id,
+                step,
+                epoch,
+                path,
+                sha256,
+            })
+            .collect())
+    }
+}
+
+async fn fail_with_dependents(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET state = 'failed', failure = $2, finished_at = $3, lease_owner = NULL, \
+         lease_host = NULL, lease_pid = NULL, lease_expires_at = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE runs SET state = 'failed', failure = $2, finished_at = $3 WHERE parent_id = $1 AND state = 'queued'",
+    )
+    .bind(id)
+    .bind(format!("its pretrain {} failed", &id[..12.min(id.len())]))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn parse_state(s: &str) -> Result<RunState> {
+    RunState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run state `{s}`")))
+}
+
+fn run_record(r: &SqliteRow) -> Result<RunRecord> {
+    let state: String = r.get(6);
+    Ok(RunRecord {
+        id: r.get(0),
+        stage: r.get(1),
+        parent_id: r.get(2),
+        label: r.get(3),
+        config: r.get(4),
+        dataset_fingerprint: r.get(5),
+        state: parse_state(&state)?,
+        attempts: r.get(7),
+        lease_owner: r.get(8),
+        lease_host: r.get(9),
+        heartbeat_at: r.get(10),
+        started_at: r.get(11),
+        finished_at: r.get(12),
+        compute_seconds: r.get(13),
+        failure: r.get(14),
+        position: r.get(15),
+        cell: r.get(16),
+    })
+}
