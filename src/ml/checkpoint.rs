@@ -2,7 +2,8 @@
 //! model variables (`model/<name>`, BatchNorm running statistics included since they live in
 //! the `VarMap`), the optimizer state (`optim/<name>`) and, as string metadata, a JSON
 //! [`CheckpointMeta`] (epochs completed, next global step, position in the epoch, the whole
-//! `PretrainConfig`, format version).
+//! `PretrainConfig`, format version) under the metadata key `simclr-sweep-checkpoint`.
+//! Identical states give byte-identical files (and sha256).
 //!
 //! There is no RNG state to store: every random decision is drawn from `rng::stream` keyed by
 //! (seed, epoch, image index, view), so seed + epoch + step_in_epoch *is* the RNG and
@@ -116,13 +117,10 @@ pub fn to_bytes(
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let meta_json = serde_json::to_string(meta)
         .map_err(|e| MlError::Config(format!("checkpoint metadata: {e}")))?;
-    let metadata: HashMap<String, String> = [
-        ("format".to_string(), FORMAT_TAG.to_string()),
-        ("version".to_string(), FORMAT_VERSION.to_string()),
-        ("meta".to_string(), meta_json),
-    ]
-    .into_iter()
-    .collect();
+    // One metadata entry: safetensors writes its metadata map in HashMap order, so a single
+    // key keeps the bytes (and the sha256) of identical states identical.
+    let metadata: HashMap<String, String> =
+        [(FORMAT_TAG.to_string(), meta_json)].into_iter().collect();
     safetensors::serialize(tensors, Some(metadata))
         .map_err(|e| MlError::Config(format!("checkpoint serialisation: {e}")))
 }
@@ -213,14 +211,11 @@ pub fn load(r: &CheckpointRef, device: &Device) -> Result<LoadedCheckpoint, MlEr
         .metadata()
         .as_ref()
         .ok_or_else(|| ck_err(path, "no metadata"))?;
-    if md.get("format").map(String::as_str) != Some(FORMAT_TAG) {
-        return Err(ck_err(path, "not a simclr-sweep checkpoint"));
-    }
-    let meta: CheckpointMeta = serde_json::from_str(
-        md.get("meta")
-            .ok_or_else(|| ck_err(path, "metadata has no meta entry"))?,
-    )
-    .map_err(|e| ck_err(path, format!("bad metadata: {e}")))?;
+    let meta_json = md
+        .get(FORMAT_TAG)
+        .ok_or_else(|| ck_err(path, "not a simclr-sweep checkpoint"))?;
+    let meta: CheckpointMeta =
+        serde_json::from_str(meta_json).map_err(|e| ck_err(path, format!("bad metadata: {e}")))?;
     if meta.version != FORMAT_VERSION {
         return Err(ck_err(
             path,
@@ -259,7 +254,7 @@ pub fn load(r: &CheckpointRef, device: &Device) -> Result<LoadedCheckpoint, MlEr
 
 /// Set every variable of `varmap` to the checkpoint's tensor of the same name. Every variable
 /// must be present with its shape and dtype; extra tensors are an error too (a different
-/// model).
+/// model). Nothing is changed unless every check passes.
 pub fn restore_varmap(
     varmap: &VarMap,
     tensors: &HashMap<String, Tensor>,
@@ -295,7 +290,10 @@ pub fn restore_varmap(
                 ),
             ));
         }
-        var.set(&t.to_device(var.device())?)?;
+    }
+    // Every check passed: only now change the model.
+    for (name, var) in data.iter() {
+        var.set(&tensors[name].to_device(var.device())?)?;
     }
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! **Exclusion rule** ([`is_excluded`]): a parameter is a BatchNorm or bias parameter when the
 //! last dot-separated segment of its name is `bias`, or when any segment (lower-cased) starts
 //! with `bn` or contains `norm` (`bn1.weight`, `head.bn.weight`, `batch_norm.weight`,
-//! `norm2.weight`). Excluded parameters get no weight decay (all three optimizers) and no
+//! `norm2.weight`), or when it has rank <= 1 (torchvision-style `downsample.1.weight` is a
+//! BatchNorm gamma; in SimCLR's networks every rank-1 parameter is a gamma, beta or bias). Excluded parameters get no weight decay (all three optimizers) and no
 //! LARS trust-ratio adaptation, like the official code's
 //! `exclude_from_weight_decay=['batch_normalization', 'bias']`.
 //! Names containing `running_` (BatchNorm statistics) are never updated.
@@ -26,8 +27,8 @@ use candle_nn::VarMap;
 use super::config::{OptimizerConfig, OptimizerKind};
 use super::MlError;
 
-/// Whether `name` is a BatchNorm or bias parameter (no weight decay, no LARS adaptation).
-/// See the module documentation for the rule.
+/// Whether `name` names a BatchNorm or bias parameter (no weight decay, no LARS adaptation).
+/// The optimizer also excludes every rank <= 1 parameter; see the module documentation.
 pub fn is_excluded(name: &str) -> bool {
     let mut segments = name.split('.').peekable();
     while let Some(seg) = segments.next() {
@@ -101,7 +102,7 @@ impl Optimizer {
                 continue;
             };
             let g = g.to_dtype(var.dtype())?;
-            let excluded = is_excluded(name);
+            let excluded = is_excluded(name) || var.rank() <= 1;
             let new = match self.cfg.kind {
                 OptimizerKind::Sgd => {
                     sgd_update(&self.cfg, &mut self.state, name, var, &g, lr, excluded)?
@@ -442,6 +443,34 @@ mod tests {
         ] {
             assert!(!is_excluded(n), "{n}");
         }
+    }
+
+    #[test]
+    fn rank_one_parameters_are_excluded_whatever_their_name() {
+        // torchvision names a downsample BatchNorm `downsample.1`: its gamma must get neither
+        // decay nor LARS adaptation, so the update is exactly lr * g.
+        let dev = Device::Cpu;
+        let w = Var::from_tensor(&Tensor::new(&[2f32, -4.0], &dev).unwrap()).unwrap();
+        let g = Tensor::new(&[0.5f32, 0.25], &dev).unwrap();
+        let grads = (w.as_tensor() * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::Lars,
+            momentum: 0.9,
+            weight_decay: 0.5,
+            trust_coefficient: 0.001,
+            ..Default::default()
+        };
+        let mut opt = Optimizer::new(
+            &cfg,
+            vec![("layer2.0.downsample.1.weight".into(), w.clone())],
+        );
+        opt.step(&grads, 0.1).unwrap();
+        assert_close(w.as_tensor(), &[1.95, -4.025]);
     }
 
     #[test]

@@ -1,11 +1,612 @@
-//! The pretraining loop (being written).
-use super::{config::PretrainConfig, observer::Observer, MlError, PretrainOutcome, TrainEnv};
+//! The SimCLR pretraining loop (section 2.1, Algorithm 1): two augmented views per image,
+//! one forward pass over the 2N views (BatchNorm statistics over all 2N, like the official
+//! code's global BN on one device), the contrastive loss, backward, an optimizer step at the
+//! scheduled learning rate; checkpoints every `checkpoint_every` epochs, on the last epoch and
+//! whenever the observer asks to stop.
+//!
+//! Resume is bit-identical on CPU: weights, BatchNorm running statistics and optimizer state
+//! come from the checkpoint, the schedule from the global step, and data order and
+//! augmentations are keyed by (seed, epoch, image index, view), so nothing else carries state.
+//!
+//! Failures are errors, never a crash of the caller: a NaN or infinite loss stops with
+//! `MlError::NonFinite` (step and value), allocation failures reported by candle (CUDA) become
+//! `MlError::OutOfMemory`, corrupt checkpoints are skipped with a warning on stderr (falling
+//! back to an older one, or to a fresh start), and a panic inside training becomes
+//! `MlError::Config("internal error ...")`.
 
-/// Pretrain a SimCLR model (being written).
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarMap;
+
+use super::checkpoint::{self, CheckpointMeta, LoadedCheckpoint};
+use super::config::PretrainConfig;
+use super::data::{self, ImageSet, Split};
+use super::init;
+use super::loss;
+use super::model::SimclrModel;
+use super::observer::{CheckpointInfo, Control, EpochMetrics, Observer, StepMetrics};
+use super::optim::Optimizer;
+use super::schedule::lr_at;
+use super::{MlError, PretrainOutcome, TrainEnv};
+
+/// Turn a candle error into `OutOfMemory` when it says so, else `Candle`.
+pub(crate) fn tensor_err(e: candle_core::Error) -> MlError {
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("out of memory")
+        || lower.contains("out_of_memory")
+        || lower.contains("memory allocation")
+        || lower.contains("failed to allocate")
+    {
+        MlError::OutOfMemory(msg)
+    } else {
+        MlError::Candle(e)
+    }
+}
+
+/// `tensor_err` for errors already wrapped in `MlError`.
+pub(crate) fn classify(e: MlError) -> MlError {
+    match e {
+        MlError::Candle(c) => tensor_err(c),
+        other => other,
+    }
+}
+
+/// Run `f`, turning a panic into an error.
+pub(crate) fn no_panic<T>(f: impl FnOnce() -> Result<T, MlError>) -> Result<T, MlError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(classify),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(MlError::Config(format!("internal error (panic): {msg}")))
+        }
+    }
+}
+
+/// Pretrain a SimCLR model: load the training split (`cfg.dataset`, `env.data_path`),
+/// optionally a class-balanced subset of it (`train_subset`, seeded by `cfg.seed`), resume
+/// from the first verifiable checkpoint of `env.resume_from`, and train to `cfg.epochs`.
 pub fn pretrain(
-    _cfg: &PretrainConfig,
-    _env: &TrainEnv,
-    _obs: &mut dyn Observer,
+    cfg: &PretrainConfig,
+    env: &TrainEnv,
+    obs: &mut dyn Observer,
 ) -> Result<PretrainOutcome, MlError> {
-    Err(MlError::Config("pretrain is not implemented yet".into()))
+    no_panic(|| {
+        let set = data::load_split(&cfg.dataset, &env.data_path, Split::Train)?;
+        let indices = match cfg.dataset.train_subset {
+            Some(n) => data::balanced_subset(&set.labels, set.num_classes, n, cfg.seed)?,
+            None => (0..set.len()).collect(),
+        };
+        pretrain_on(cfg, env, Arc::new(set), Arc::new(indices), obs)
+    })
+}
+
+/// Where the loop stands (what a checkpoint records).
+#[derive(Clone, Copy, Debug, Default)]
+struct Position {
+    epoch: usize,
+    step_in_epoch: usize,
+    loss_sum: f64,
+    acc_sum: f64,
+}
+
+/// The part of a config that must match for a checkpoint to continue this run: everything
+/// but the checkpoint cadence and the dataset location.
+fn resume_key(cfg: &PretrainConfig) -> PretrainConfig {
+    let mut c = cfg.clone();
+    c.checkpoint_every = 1;
+    c.dataset.path = None;
+    c
+}
+
+/// Restore `loaded` into the model and optimizer, or say why it does not fit this run.
+fn restore(
+    loaded: &LoadedCheckpoint,
+    cfg: &PretrainConfig,
+    steps_per_epoch: usize,
+    varmap: &VarMap,
+    opt: &mut Optimizer,
+) -> Result<Position, MlError> {
+    let path = &loaded.info.path;
+    let bad = |m: String| MlError::Checkpoint {
+        path: path.clone(),
+        message: m,
+    };
+    let m = &loaded.meta;
+    if resume_key(&m.config) != resume_key(cfg) {
+        return Err(bad("written by a different configuration".into()));
+    }
+    if m.steps_per_epoch != steps_per_epoch
+        || m.step != m.epoch * steps_per_epoch + m.step_in_epoch
+        || m.step_in_epoch >= steps_per_epoch.max(1)
+        || m.epoch > cfg.epochs
+    {
+        return Err(bad(format!(
+            "inconsistent position: epoch {} step {} step_in_epoch {} steps_per_epoch {} (run has {steps_per_epoch})",
+            m.epoch, m.step, m.step_in_epoch, m.steps_per_epoch
+        )));
+    }
+    opt.load_state(&loaded.optim)
+        .map_err(|e| bad(e.to_string()))?;
+    checkpoint::restore_varmap(varmap, &loaded.model, path)?;
+    Ok(Position {
+        epoch: m.epoch,
+        step_in_epoch: m.step_in_epoch,
+        loss_sum: m.epoch_loss_sum,
+        acc_sum: m.epoch_acc_sum,
+    })
+}
+
+struct Run<'a> {
+    cfg: &'a PretrainConfig,
+    env: &'a TrainEnv,
+    varmap: VarMap,
+    opt: Optimizer,
+    steps_per_epoch: usize,
+}
+
+impl Run<'_> {
+    fn save(&self, pos: &Position, obs: &mut dyn Observer) -> Result<CheckpointInfo, MlError> {
+        let meta = CheckpointMeta {
+            version: checkpoint::FORMAT_VERSION,
+            epoch: pos.epoch,
+            step: pos.epoch * self.steps_per_epoch + pos.step_in_epoch,
+            step_in_epoch: pos.step_in_epoch,
+            steps_per_epoch: self.steps_per_epoch,
+            epoch_loss_sum: pos.loss_sum,
+            epoch_acc_sum: pos.acc_sum,
+            config: self.cfg.clone(),
+        };
+        let info = checkpoint::save(
+            &self.env.checkpoint_dir,
+            &meta,
+            &self.varmap,
+            &self.opt.state(),
+        )?;
+        obs.on_checkpoint(&info).map_err(MlError::Observer)?;
+        Ok(info)
+    }
+}
+
+/// [`pretrain`] on an already loaded image set and the indices of the images to train on.
+pub(crate) fn pretrain_on(
+    cfg: &PretrainConfig,
+    env: &TrainEnv,
+    set: Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
+    obs: &mut dyn Observer,
+) -> Result<PretrainOutcome, MlError> {
+    if cfg.batch_size < 2 {
+        return Err(MlError::Config(format!(
+            "batch size {} leaves no negatives (need >= 2)",
+            cfg.batch_size
+        )));
+    }
+    if cfg.epochs == 0 || cfg.checkpoint_every == 0 {
+        return Err(MlError::Config(
+            "epochs and checkpoint_every must be at least 1".into(),
+        ));
+    }
+    let spe = data::steps_per_epoch(indices.len(), cfg.batch_size);
+    if spe == 0 {
+        return Err(MlError::Config(format!(
+            "batch size {} exceeds the {} training images",
+            cfg.batch_size,
+            indices.len()
+        )));
+    }
+    let total_steps = spe * cfg.epochs;
+    let build = || -> Result<(VarMap, SimclrModel, Optimizer), MlError> {
+        let (vm, model) = init::build_model(&cfg.encoder, &cfg.head, 3, cfg.seed, &env.device)
+            .map_err(tensor_err)?;
+        let opt = Optimizer::new(&cfg.optimizer, init::trainable_vars(&vm));
+        Ok((vm, model, opt))
+    };
+    let (varmap, model, opt) = build()?;
+    let mut run = Run {
+        cfg,
+        env,
+        varmap,
+        opt,
+        steps_per_epoch: spe,
+    };
+    let mut model = model;
+
+    // Resume from the first checkpoint that verifies and fits.
+    let mut pos = Position::default();
+    let mut last: Option<CheckpointInfo> = None;
+    let mut dirty = false;
+    for r in &env.resume_from {
+        let attempt = checkpoint::load(r, &env.device).and_then(|l| {
+            dirty = true;
+            let p = restore(&l, cfg, spe, &run.varmap, &mut run.opt)?;
+            Ok((p, l.info))
+        });
+        match attempt {
+            Ok((p, info)) => {
+                pos = p;
+                last = Some(info);
+                dirty = false;
+                break;
+            }
+            Err(e) => eprintln!("warning: skipping checkpoint {}: {e}", r.path.display()),
+        }
+    }
+    if dirty {
+        // A failed restore may have changed some variables: start from clean weights.
+        let (vm, m, o) = build()?;
+        run.varmap = vm;
+        run.opt = o;
+        model = m;
+    }
+
+    let (h, w) = (set.height, set.width);
+    let mut global = pos.epoch * spe + pos.step_in_epoch;
+    while pos.epoch < cfg.epochs {
+        let epoch = pos.epoch;
+        let t_epoch = Instant::now();
+        let batches = data::view_batches(
+            set.clone(),
+            indices.clone(),
+            &cfg.augment,
+            cfg.seed,
+            epoch,
+            cfg.batch_size,
+            pos.step_in_epoch,
+            env.loader_threads,
+        )?;
+        let mut stop = false;
+        for b in batches {
+            let t0 = Instant::now();
+            let n = b.n;
+            let x1 = Tensor::from_vec(b.v1, (n, 3, h, w), &env.device).map_err(tensor_err)?;
+            let x2 = Tensor::from_vec(b.v2, (n, 3, h, w), &env.device).map_err(tensor_err)?;
+            let x = Tensor::cat(&[&x1, &x2], 0).map_err(tensor_err)?; // [2N, 3, H, W]
+            let (_h, z) = model.forward_t(&x, true).map_err(tensor_err)?; // z [2N, D]
+            let z1 = z.narrow(0, 0, n).map_err(tensor_err)?;
+            let z2 = z.narrow(0, n, n).map_err(tensor_err)?;
+            let out = loss::contrastive_loss(&z1, &z2, &cfg.loss).map_err(tensor_err)?;
+            let value = out
+                .loss
+                .to_dtype(DType::F64)
+                .and_then(|t| t.to_scalar::<f64>())
+                .map_err(tensor_err)?;
+            if !value.is_finite() {
+                return Err(MlError::NonFinite {
+                    epoch,
+                    step: global,
+                    value,
+                });
+            }
+            let grads = out.loss.backward().map_err(tensor_err)?;
+            let lr = lr_at(&cfg.optimizer, cfg.batch_size, global, spe, total_steps);
+            run.opt.step(&grads, lr).map_err(classify)?;
+            pos.step_in_epoch = b.step_in_epoch + 1;
+            pos.loss_sum += value;
+            pos.acc_sum += out.accuracy;
+            let secs = t0.elapsed().as_secs_f64();
+            let m = StepMetrics {
+                epoch,
+                step: global,
+                steps_per_epoch: spe,
+                loss: value,
+                lr,
+                contrastive_acc: out.accuracy,
+                images_per_sec: if secs > 0.0 { n as f64 / secs } else { 0.0 },
+            };
+            global += 1;
+            if obs.on_step(&m) == Control::Stop {
+                stop = true;
+                break;
+            }
+        }
+        if pos.step_in_epoch < spe {
+            // Stopped mid-epoch: checkpoint the position inside the epoch.
+            let info = run.save(&pos, obs)?;
+            return Ok(PretrainOutcome::Stopped { checkpoint: info });
+        }
+        obs.on_epoch(&EpochMetrics {
+            epoch,
+            loss: pos.loss_sum / spe as f64,
+            contrastive_acc: pos.acc_sum / spe as f64,
+            seconds: t_epoch.elapsed().as_secs_f64(),
+        })
+        .map_err(MlError::Observer)?;
+        pos = Position {
+            epoch: epoch + 1,
+            ..Position::default()
+        };
+        if stop || pos.epoch % cfg.checkpoint_every == 0 || pos.epoch == cfg.epochs {
+            last = Some(run.save(&pos, obs)?);
+        }
+        if stop {
+            let checkpoint = last.ok_or_else(|| MlError::Config("no checkpoint".into()))?;
+            return Ok(PretrainOutcome::Stopped { checkpoint });
+        }
+    }
+    match last {
+        Some(checkpoint) => Ok(PretrainOutcome::Finished { checkpoint }),
+        // Only reachable when resuming a finished run whose checkpoint is then missing.
+        None => Err(MlError::Config("finished without a checkpoint".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::config::{
+        Arch, AugOp, AugmentConfig, EncoderConfig, HeadConfig, OptimizerConfig, OptimizerKind, Stem,
+    };
+    use crate::ml::observer::NullObserver;
+    use crate::ml::CheckpointRef;
+    use candle_core::Device;
+    use rand::Rng;
+
+    /// 32 random 8x8 images, 4 classes.
+    fn tiny_set() -> Arc<ImageSet> {
+        let mut r = crate::ml::rng::stream(1, crate::ml::rng::Domain::Eval, &[99]);
+        let n = 32;
+        Arc::new(ImageSet {
+            images: (0..n * 8 * 8 * 3).map(|_| r.gen::<u8>()).collect(),
+            labels: (0..n).map(|i| (i % 4) as u16).collect(),
+            height: 8,
+            width: 8,
+            num_classes: 4,
+            class_names: (0..4).map(|i| i.to_string()).collect(),
+        })
+    }
+
+    fn tiny_cfg(epochs: usize) -> PretrainConfig {
+        PretrainConfig {
+            encoder: EncoderConfig {
+                arch: Arch::Convnet,
+                stem: Stem::Cifar,
+                width: 1,
+            },
+            head: HeadConfig {
+                out_dim: Some(16),
+                ..Default::default()
+            },
+            augment: AugmentConfig {
+                ops: vec![AugOp::Crop, AugOp::Color],
+                ..Default::default()
+            },
+            optimizer: OptimizerConfig {
+                kind: OptimizerKind::Lars,
+                lr: 1.0,
+                warmup_epochs: 1.0,
+                ..Default::default()
+            },
+            batch_size: 8,
+            epochs,
+            seed: 3,
+            checkpoint_every: 1,
+            ..Default::default()
+        }
+    }
+
+    fn env(dir: &std::path::Path, resume_from: Vec<CheckpointRef>) -> TrainEnv {
+        TrainEnv {
+            device: Device::Cpu,
+            data_path: dir.to_path_buf(),
+            checkpoint_dir: dir.to_path_buf(),
+            resume_from,
+            loader_threads: 2,
+        }
+    }
+
+    /// Records losses and checkpoints; stops after `stop_after` steps if set.
+    #[derive(Default)]
+    struct Rec {
+        losses: Vec<(usize, f64)>,
+        epochs: Vec<EpochMetrics>,
+        ckpts: Vec<CheckpointInfo>,
+        stop_after: Option<usize>,
+    }
+    impl Observer for Rec {
+        fn on_step(&mut self, m: &StepMetrics) -> Control {
+            self.losses.push((m.step, m.loss));
+            match self.stop_after {
+                Some(k) if self.losses.len() >= k => Control::Stop,
+                _ => Control::Continue,
+            }
+        }
+        fn on_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
+            self.epochs.push(m.clone());
+            Ok(())
+        }
+        fn on_checkpoint(&mut self, c: &CheckpointInfo) -> anyhow::Result<()> {
+            self.ckpts.push(c.clone());
+            Ok(())
+        }
+    }
+
+    fn as_ref(c: &CheckpointInfo) -> CheckpointRef {
+        CheckpointRef {
+            path: c.path.clone(),
+            sha256: c.sha256.clone(),
+        }
+    }
+
+    fn run(
+        cfg: &PretrainConfig,
+        env: &TrainEnv,
+        rec: &mut Rec,
+    ) -> Result<PretrainOutcome, MlError> {
+        let set = tiny_set();
+        let idx = Arc::new((0..set.len()).collect::<Vec<_>>());
+        no_panic(|| pretrain_on(cfg, env, set, idx, rec))
+    }
+
+    fn weights(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+        let mut v: Vec<(String, Vec<f32>)> = candle_core::safetensors::load(path, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("model/"))
+            .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn resume_reproduces_the_uninterrupted_run_exactly() {
+        // Uninterrupted: 4 epochs of 4 steps.
+        let d_full = tempfile::tempdir().unwrap();
+        let mut full = Rec::default();
+        let out = run(&tiny_cfg(4), &env(d_full.path(), vec![]), &mut full).unwrap();
+        let PretrainOutcome::Finished {
+            checkpoint: end_full,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(full.losses.len(), 16);
+        assert_eq!(full.ckpts.len(), 4);
+        // Only the last two checkpoints remain.
+        assert_eq!(std::fs::read_dir(d_full.path()).unwrap().count(), 2);
+
+        // Interrupted: stop after 2 epochs, then resume and finish.
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Rec {
+            stop_after: Some(8),
+            ..Default::default()
+        };
+        let out = run(&tiny_cfg(4), &env(d.path(), vec![]), &mut a).unwrap();
+        let PretrainOutcome::Stopped { checkpoint } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!((checkpoint.epoch, checkpoint.step), (2, 8));
+        let mut b = Rec::default();
+        let out = run(
+            &tiny_cfg(4),
+            &env(d.path(), vec![as_ref(&checkpoint)]),
+            &mut b,
+        )
+        .unwrap();
+        let PretrainOutcome::Finished { checkpoint: end } = out else {
+            panic!("{out:?}")
+        };
+        let joined: Vec<(usize, f64)> = a.losses.iter().chain(&b.losses).copied().collect();
+        assert_eq!(joined, full.losses, "loss sequences differ");
+        assert_eq!(
+            a.epochs
+                .iter()
+                .chain(&b.epochs)
+                .map(|e| e.loss)
+                .collect::<Vec<_>>(),
+            full.epochs.iter().map(|e| e.loss).collect::<Vec<_>>()
+        );
+        // Same final weights and BatchNorm running statistics.
+        let w_end = weights(&end.path);
+        assert!(w_end.iter().any(|(k, _)| k.ends_with("running_var")));
+        assert_eq!(w_end, weights(&end_full.path));
+        // The losses moved: the test compares a real training trajectory.
+        assert!(full.losses.iter().any(|l| l.1 != full.losses[0].1));
+        assert_eq!(end.sha256, end_full.sha256);
+    }
+
+    #[test]
+    fn mid_epoch_stop_resumes_exactly() {
+        let d_full = tempfile::tempdir().unwrap();
+        let mut full = Rec::default();
+        run(&tiny_cfg(2), &env(d_full.path(), vec![]), &mut full).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Rec {
+            stop_after: Some(3),
+            ..Default::default()
+        };
+        let PretrainOutcome::Stopped { checkpoint } =
+            run(&tiny_cfg(2), &env(d.path(), vec![]), &mut a).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((checkpoint.epoch, checkpoint.step), (0, 3));
+        let mut b = Rec::default();
+        run(
+            &tiny_cfg(2),
+            &env(d.path(), vec![as_ref(&checkpoint)]),
+            &mut b,
+        )
+        .unwrap();
+        let joined: Vec<(usize, f64)> = a.losses.iter().chain(&b.losses).copied().collect();
+        assert_eq!(joined, full.losses);
+        assert_eq!(b.epochs[0].loss, full.epochs[0].loss);
+    }
+
+    #[test]
+    fn corrupt_checkpoint_falls_back_to_the_older_one_or_scratch() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Rec::default();
+        run(&tiny_cfg(2), &env(d.path(), vec![]), &mut a).unwrap();
+        let (older, newer) = (as_ref(&a.ckpts[0]), as_ref(&a.ckpts[1]));
+        // Corrupt the newest checkpoint.
+        let mut bytes = std::fs::read(&newer.path).unwrap();
+        let k = bytes.len() / 2;
+        bytes[k] ^= 1;
+        std::fs::write(&newer.path, &bytes).unwrap();
+        let mut b = Rec::default();
+        let out = run(
+            &tiny_cfg(2),
+            &env(d.path(), vec![newer.clone(), older.clone()]),
+            &mut b,
+        )
+        .unwrap();
+        assert!(matches!(out, PretrainOutcome::Finished { .. }));
+        // Resumed from epoch 1: only the second epoch's steps ran again, identically.
+        assert_eq!(b.losses, a.losses[4..].to_vec());
+
+        // Nothing valid: train from scratch.
+        let d2 = tempfile::tempdir().unwrap();
+        let mut c = Rec::default();
+        let bogus = CheckpointRef {
+            path: d2.path().join("missing.safetensors"),
+            sha256: "ab".repeat(32),
+        };
+        let bad_sha = CheckpointRef {
+            sha256: "00".repeat(32),
+            ..older
+        };
+        run(&tiny_cfg(2), &env(d2.path(), vec![bogus, bad_sha]), &mut c).unwrap();
+        assert_eq!(c.losses, a.losses);
+    }
+
+    #[test]
+    fn huge_learning_rate_is_a_non_finite_error_with_the_step() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = tiny_cfg(2);
+        cfg.optimizer = OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 1e30,
+            warmup_epochs: 0.0,
+            ..Default::default()
+        };
+        let mut rec = Rec::default();
+        let err = run(&cfg, &env(d.path(), vec![]), &mut rec).unwrap_err();
+        match err {
+            MlError::NonFinite { step, value, .. } => {
+                assert!(!value.is_finite());
+                assert_eq!(step, rec.losses.len());
+                assert!(step >= 1);
+            }
+            e => panic!("expected NonFinite, got {e}"),
+        }
+    }
+
+    #[test]
+    fn batch_larger_than_the_data_is_a_config_error() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = tiny_cfg(1);
+        cfg.batch_size = 64;
+        let err = run(&cfg, &env(d.path(), vec![]), &mut Rec::default()).unwrap_err();
+        assert!(matches!(err, MlError::Config(_)), "{err}");
+        let _ = NullObserver;
+    }
 }
