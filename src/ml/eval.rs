@@ -1,17 +1,563 @@
-//! Linear and kNN evaluation (being written).
-use super::{
-    config::{EvalConfig, PretrainConfig},
-    observer::Observer,
-    CheckpointRef, EvalResult, MlError, TrainEnv,
-};
+//! Evaluation of a pretrained checkpoint on frozen features (section 2.3 / appendix B.6
+//! linear protocol; the kNN monitor of later contrastive work), on h or on z (Figure 8).
+//!
+//! Features of the train split (or a class-balanced subset seeded by the pretrain seed) and of
+//! the test split are extracted once, with BatchNorm in eval mode (running statistics), then:
+//! - linear: features standardised with the train mean/std, a multinomial logistic
+//!   regression (zero init) trained by minibatch SGD (momentum 0.9, cosine learning rate from
+//!   `eval.lr` to 0, `eval.weight_decay` on the weights, not the bias), order drawn from
+//!   `rng::stream(seed, Domain::Eval, ..)`; top-1 / top-5 on the test features.
+//! - kNN: cosine similarity to every train feature, the k = min(eval.k, n_train) nearest
+//!   (ties: lower train index), each voting exp(sim / temperature) for its class; the class
+//!   scores give top-1 and top-5.
+//!
+//! Ties between class scores rank the lower class index first.
 
-/// Evaluate a pretrain checkpoint (being written).
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand::seq::SliceRandom;
+
+use super::checkpoint;
+use super::config::{
+    EvalConfig, EvalKind, FeatureSource, OptimizerConfig, OptimizerKind, PretrainConfig,
+};
+use super::data::{self, ImageSet, Split};
+use super::init;
+use super::model::SimclrModel;
+use super::observer::{Control, Observer};
+use super::optim::Optimizer;
+use super::rng::{self, Domain};
+use super::trainer::{classify, no_panic, resume_key, tensor_err};
+use super::{CheckpointRef, EvalResult, MlError, TrainEnv};
+
+/// Evaluate a pretrain checkpoint: verify and load it, extract features, and score the
+/// linear classifier or the kNN vote on the test split.
 pub fn evaluate(
-    _pretrain: &PretrainConfig,
-    _eval: &EvalConfig,
-    _checkpoint: &CheckpointRef,
-    _env: &TrainEnv,
-    _obs: &mut dyn Observer,
+    pretrain: &PretrainConfig,
+    eval: &EvalConfig,
+    checkpoint: &CheckpointRef,
+    env: &TrainEnv,
+    obs: &mut dyn Observer,
 ) -> Result<EvalResult, MlError> {
-    Err(MlError::Config("evaluate is not implemented yet".into()))
+    no_panic(|| {
+        let train = data::load_split(&pretrain.dataset, &env.data_path, Split::Train)?;
+        let test = data::load_split(&pretrain.dataset, &env.data_path, Split::Test)?;
+        evaluate_on(
+            pretrain,
+            eval,
+            checkpoint,
+            env,
+            Arc::new(train),
+            Arc::new(test),
+            obs,
+        )
+    })
+}
+
+fn subset(set: &ImageSet, n: Option<usize>, seed: u64) -> Result<Vec<usize>, MlError> {
+    match n {
+        Some(n) => data::balanced_subset(&set.labels, set.num_classes, n, seed),
+        None => Ok((0..set.len()).collect()),
+    }
+}
+
+fn stopped() -> MlError {
+    MlError::Observer(anyhow::anyhow!("evaluation interrupted by the observer"))
+}
+
+/// [`evaluate`] on already loaded splits.
+pub(crate) fn evaluate_on(
+    pretrain: &PretrainConfig,
+    eval: &EvalConfig,
+    ckpt: &CheckpointRef,
+    env: &TrainEnv,
+    train: Arc<ImageSet>,
+    test: Arc<ImageSet>,
+    obs: &mut dyn Observer,
+) -> Result<EvalResult, MlError> {
+    let loaded = checkpoint::load(ckpt, &env.device)?;
+    if resume_key(&loaded.meta.config) != resume_key(pretrain) {
+        return Err(MlError::Checkpoint {
+            path: ckpt.path.clone(),
+            message: "written by a different pretraining configuration".into(),
+        });
+    }
+    let (vm, model) = init::build_model(
+        &pretrain.encoder,
+        &pretrain.head,
+        3,
+        pretrain.seed,
+        &env.device,
+    )
+    .map_err(tensor_err)?;
+    checkpoint::restore_varmap(&vm, &loaded.model, &ckpt.path)?;
+    if train.num_classes != test.num_classes {
+        return Err(MlError::Config(format!(
+            "train split has {} classes, test split {}",
+            train.num_classes, test.num_classes
+        )));
+    }
+    let tr_idx = Arc::new(subset(&train, eval.train_subset, pretrain.seed)?);
+    let te_idx = Arc::new(subset(&test, eval.test_subset, pretrain.seed)?);
+    let bs = eval.batch_size.max(1);
+    let (xtr, ytr) = extract(
+        &model,
+        &train,
+        tr_idx,
+        eval.on,
+        bs,
+        &env.device,
+        obs,
+        "features (train)",
+    )?;
+    let (xte, yte) = extract(
+        &model,
+        &test,
+        te_idx,
+        eval.on,
+        bs,
+        &env.device,
+        obs,
+        "features (test)",
+    )?;
+    let (top1, top5) = match eval.kind {
+        EvalKind::Linear => linear_eval(
+            &xtr,
+            &ytr,
+            &xte,
+            &yte,
+            train.num_classes,
+            eval,
+            pretrain.seed,
+            obs,
+        )?,
+        EvalKind::Knn => knn_eval(
+            &xtr,
+            &ytr,
+            &xte,
+            &yte,
+            train.num_classes,
+            eval.k,
+            eval.temperature,
+            obs,
+        )?,
+    };
+    Ok(EvalResult {
+        top1,
+        top5,
+        n_test: yte.len(),
+    })
+}
+
+/// Features `[n, D]` (on `device`) and labels of `indices`, BatchNorm in eval mode.
+#[allow(clippy::too_many_arguments)]
+fn extract(
+    model: &SimclrModel,
+    set: &Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
+    on: FeatureSource,
+    batch_size: usize,
+    device: &Device,
+    obs: &mut dyn Observer,
+    what: &str,
+) -> Result<(Tensor, Vec<u16>), MlError> {
+    let total = indices.len();
+    if total == 0 {
+        return Err(MlError::Config(format!("{what}: no images")));
+    }
+    let (h, w) = (set.height, set.width);
+    let mut feats = Vec::new();
+    let mut labels = Vec::with_capacity(total);
+    for (x, y) in data::plain_batches(set.clone(), indices, batch_size) {
+        let n = y.len();
+        let x = Tensor::from_vec(x, (n, 3, h, w), device).map_err(tensor_err)?;
+        let f = match on {
+            FeatureSource::H => model.encode(&x, false),
+            FeatureSource::Z => model.forward_t(&x, false).map(|(_, z)| z),
+        }
+        .and_then(|f| f.detach().to_dtype(DType::F32))
+        .map_err(tensor_err)?;
+        feats.push(f);
+        labels.extend_from_slice(&y);
+        if obs.on_eval_progress(labels.len(), total, what) == Control::Stop {
+            return Err(stopped());
+        }
+    }
+    let x = Tensor::cat(&feats, 0).map_err(tensor_err)?;
+    Ok((x, labels))
+}
+
+/// Rank of `label` in `scores` (0 = best): classes scoring higher, or equal with a lower
+/// index, come first.
+fn rank_of(scores: &[f32], label: usize) -> usize {
+    let s = scores[label];
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(c, &v)| v > s || (v == s && c < label))
+        .count()
+}
+
+/// (top-1, top-5) of score rows `[n, C]` against `labels`.
+fn top_k(scores: &[f32], num_classes: usize, labels: &[u16]) -> (f64, f64) {
+    let mut hit1 = 0usize;
+    let mut hit5 = 0usize;
+    for (row, &y) in scores.chunks_exact(num_classes).zip(labels) {
+        let r = rank_of(row, y as usize);
+        hit1 += (r < 1) as usize;
+        hit5 += (r < 5) as usize;
+    }
+    let n = labels.len().max(1) as f64;
+    (hit1 as f64 / n, hit5 as f64 / n)
+}
+
+/// Multinomial logistic regression on standardised features; returns test (top-1, top-5).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_eval(
+    xtr: &Tensor,
+    ytr: &[u16],
+    xte: &Tensor,
+    yte: &[u16],
+    num_classes: usize,
+    eval: &EvalConfig,
+    seed: u64,
+    obs: &mut dyn Observer,
+) -> Result<(f64, f64), MlError> {
+    let dev = xtr.device().clone();
+    let (n, d) = xtr.dims2().map_err(tensor_err)?;
+    if n == 0 || ytr.len() != n || num_classes == 0 {
+        return Err(MlError::Config(
+            "linear evaluation needs labelled train features".into(),
+        ));
+    }
+    // Standardise with the train statistics.
+    let mean = xtr.mean_keepdim(0).map_err(tensor_err)?; // [1, D]
+    let std = xtr
+        .broadcast_sub(&mean)
+        .and_then(|c| c.sqr())
+        .and_then(|c| c.mean_keepdim(0))
+        .and_then(|v| (v + 1e-8)?.sqrt())
+        .map_err(tensor_err)?; // [1, D]
+    let norm = |x: &Tensor| x.broadcast_sub(&mean)?.broadcast_div(&std);
+    let xtr = norm(xtr).map_err(tensor_err)?;
+    let xte = norm(xte).map_err(tensor_err)?;
+    let ytr_t = Tensor::from_vec(ytr.iter().map(|&y| y as u32).collect::<Vec<_>>(), n, &dev)
+        .map_err(tensor_err)?;
+
+    let w = Var::zeros((d, num_classes), DType::F32, &dev).map_err(tensor_err)?;
+    let b = Var::zeros(num_classes, DType::F32, &dev).map_err(tensor_err)?;
+    let ocfg = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: eval.weight_decay,
+        ..Default::default()
+    };
+    let mut opt = Optimizer::new(
+        &ocfg,
+        vec![
+            ("linear.weight".to_string(), w.clone()),
+            ("linear.bias".to_string(), b.clone()),
+        ],
+    );
+    let bs = eval.batch_size.clamp(1, n);
+    let spe = n.div_ceil(bs);
+    let total = (spe * eval.epochs).max(1);
+    let mut step = 0usize;
+    for epoch in 0..eval.epochs {
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut rng::stream(
+            seed,
+            Domain::Eval,
+            &[rng::key_of("linear_eval"), epoch as u64],
+        ));
+        for chunk in order.chunks(bs) {
+            let idx = Tensor::new(chunk, &dev).map_err(tensor_err)?;
+            let logits = xtr
+                .index_select(&idx, 0)
+                .and_then(|x| x.matmul(w.as_tensor()))
+                .and_then(|l| l.broadcast_add(b.as_tensor()))
+                .map_err(tensor_err)?; // [B, C]
+            let y = ytr_t.index_select(&idx, 0).map_err(tensor_err)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y).map_err(tensor_err)?;
+            let value = loss
+                .to_dtype(DType::F64)
+                .and_then(|t| t.to_scalar::<f64>())
+                .map_err(tensor_err)?;
+            if !value.is_finite() {
+                return Err(MlError::NonFinite { epoch, step, value });
+            }
+            let grads = loss.backward().map_err(tensor_err)?;
+            let lr =
+                eval.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+            opt.step(&grads, lr).map_err(classify)?;
+            step += 1;
+        }
+        if obs.on_eval_progress(epoch + 1, eval.epochs, "linear classifier") == Control::Stop {
+            return Err(stopped());
+        }
+    }
+    let scores: Vec<f32> = xte
+        .matmul(w.as_tensor())
+        .and_then(|l| l.broadcast_add(b.as_tensor()))
+        .and_then(|l| l.flatten_all())
+        .and_then(|l| l.to_vec1())
+        .map_err(tensor_err)?;
+    Ok(top_k(&scores, num_classes, yte))
+}
+
+/// Weighted kNN vote on cosine similarity; returns test (top-1, top-5).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn knn_eval(
+    xtr: &Tensor,
+    ytr: &[u16],
+    xte: &Tensor,
+    yte: &[u16],
+    num_classes: usize,
+    k: usize,
+    temperature: f64,
+    obs: &mut dyn Observer,
+) -> Result<(f64, f64), MlError> {
+    let unit = |x: &Tensor| -> candle_core::Result<Tensor> {
+        let n = x
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?;
+        x.broadcast_div(&n)
+    };
+    let ntr = ytr.len();
+    if ntr == 0 || k == 0 || num_classes == 0 || temperature <= 0.0 {
+        return Err(MlError::Config(
+            "kNN needs train features, k >= 1 and a positive temperature".into(),
+        ));
+    }
+    let k = k.min(ntr);
+    let trt = unit(xtr).and_then(|t| t.t()).map_err(tensor_err)?; // [D, Ntr]
+    let te = unit(xte).map_err(tensor_err)?; // [Nte, D]
+    let nte = yte.len();
+    let mut scores = vec![0f32; nte * num_classes];
+    const CHUNK: usize = 256;
+    let mut order: Vec<usize> = Vec::with_capacity(ntr);
+    for start in (0..nte).step_by(CHUNK) {
+        let len = CHUNK.min(nte - start);
+        let sim: Vec<f32> = te
+            .narrow(0, start, len)
+            .and_then(|q| q.matmul(&trt))
+            .and_then(|s| s.flatten_all())
+            .and_then(|s| s.to_vec1())
+            .map_err(tensor_err)?; // [len, Ntr]
+        for (r, row) in sim.chunks_exact(ntr).enumerate() {
+            order.clear();
+            order.extend(0..ntr);
+            let cmp = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
+            if k < ntr {
+                order.select_nth_unstable_by(k - 1, cmp);
+            }
+            let out = &mut scores[(start + r) * num_classes..(start + r + 1) * num_classes];
+            for &j in &order[..k] {
+                let c = ytr[j] as usize;
+                if c < num_classes {
+                    out[c] += ((row[j] as f64) / temperature).exp() as f32;
+                }
+            }
+        }
+        if obs.on_eval_progress(start + len, nte, "kNN") == Control::Stop {
+            return Err(stopped());
+        }
+    }
+    Ok(top_k(&scores, num_classes, yte))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::config::{Arch, EncoderConfig, HeadConfig, Stem};
+    use crate::ml::observer::NullObserver;
+    use rand::Rng;
+    use rand_distr::{Distribution, Normal};
+
+    fn t(v: &[f32], rows: usize) -> Tensor {
+        Tensor::from_vec(v.to_vec(), (rows, v.len() / rows), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn knn_on_hand_made_features_gives_the_known_votes() {
+        // Train: class 0 along +x, class 1 along +y, class 2 along -x.
+        let xtr = t(
+            &[1.0, 0.0, 0.9, 0.1, 0.0, 1.0, 0.1, 0.9, 0.2, 1.0, -1.0, 0.0],
+            6,
+        );
+        let ytr = [0u16, 0, 1, 1, 1, 2];
+        // Test 0 at 30 degrees: its 3 nearest are (1,0) [cos .866], (.9,.1) [.908], (.2,1)
+        // [.66]: weights exp(.908/.1) + exp(.866/.1) for class 0 beat exp(.66/.1): class 0.
+        // Test 1 along -x: nearest (-1,0) (class 2) then the two closest of the rest.
+        // Test 2 at 60 degrees, labelled 1: class 1's neighbours win.
+        let xte = t(&[0.866, 0.5, -1.0, 0.0, 0.5, 0.866], 3);
+        let yte = [0u16, 0, 1];
+        let (top1, top5) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 3, 0.1, &mut NullObserver).unwrap();
+        // Test 1 is labelled 0 but its nearest neighbour is class 2: 2 of 3 right at top-1,
+        // all at top-5 (3 classes).
+        assert!((top1 - 2.0 / 3.0).abs() < 1e-12, "{top1}");
+        assert_eq!(top5, 1.0);
+        // k larger than the bank is clamped; k = 1 is plain nearest neighbour.
+        let (t1, _) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 1000, 0.1, &mut NullObserver).unwrap();
+        assert!((0.0..=1.0).contains(&t1));
+        let (nn1, _) =
+            knn_eval(&xtr, &ytr, &xte, &[0, 2, 1], 3, 1, 0.1, &mut NullObserver).unwrap();
+        assert_eq!(nn1, 1.0);
+    }
+
+    #[test]
+    fn top_k_ranks_ties_by_class_index() {
+        let scores = [1.0f32, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(rank_of(&scores, 0), 0);
+        assert_eq!(rank_of(&scores, 1), 1);
+        assert_eq!(rank_of(&scores, 6), 6);
+        let (t1, t5) = top_k(&scores, 7, &[1]);
+        assert_eq!((t1, t5), (0.0, 1.0));
+    }
+
+    /// Gaussian blobs around 4 orthogonal directions in 8-D, a shared offset and scale.
+    fn blobs(n: usize, salt: u64) -> (Tensor, Vec<u16>) {
+        let mut r = rng::stream(salt, Domain::Eval, &[7]);
+        let noise = Normal::new(0.0f32, 0.3).unwrap();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let c = (i % 4) as u16;
+            for j in 0..8 {
+                let centre = if j == c as usize { 3.0 } else { 0.0 };
+                x.push(5.0 + 10.0 * (centre + noise.sample(&mut r)) + r.gen::<f32>() * 0.01);
+            }
+            y.push(c);
+        }
+        (t(&x, n), y)
+    }
+
+    #[test]
+    fn linear_eval_separates_linearly_separable_features() {
+        let (xtr, ytr) = blobs(64, 1);
+        let (xte, yte) = blobs(40, 2);
+        let eval = EvalConfig {
+            epochs: 20,
+            lr: 0.1,
+            batch_size: 16,
+            weight_decay: 1e-4,
+            ..Default::default()
+        };
+        let (top1, top5) =
+            linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver).unwrap();
+        assert_eq!(top1, 1.0);
+        assert_eq!(top5, 1.0);
+        // Deterministic: the same numbers again.
+        let again = linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver).unwrap();
+        assert_eq!(again, (top1, top5));
+        // Zero epochs leave a zero classifier: every class ties, class 0 wins: 1/4 right.
+        let none = EvalConfig { epochs: 0, ..eval };
+        let (t1, _) = linear_eval(&xtr, &ytr, &xte, &yte, 4, &none, 0, &mut NullObserver).unwrap();
+        assert_eq!(t1, 0.25);
+    }
+
+    fn tiny_images(n: usize, salt: u64) -> Arc<ImageSet> {
+        let mut r = rng::stream(salt, Domain::Eval, &[5]);
+        Arc::new(ImageSet {
+            images: (0..n * 8 * 8 * 3).map(|_| r.gen::<u8>()).collect(),
+            labels: (0..n).map(|i| (i % 4) as u16).collect(),
+            height: 8,
+            width: 8,
+            num_classes: 4,
+            class_names: (0..4).map(|i| i.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn evaluate_runs_both_protocols_on_a_checkpoint_and_rejects_a_corrupt_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let pretrain = PretrainConfig {
+            encoder: EncoderConfig {
+                arch: Arch::Convnet,
+                stem: Stem::Cifar,
+                width: 1,
+            },
+            head: HeadConfig {
+                out_dim: Some(16),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (vm, _) = init::build_model(
+            &pretrain.encoder,
+            &pretrain.head,
+            3,
+            pretrain.seed,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let meta = checkpoint::CheckpointMeta {
+            version: checkpoint::FORMAT_VERSION,
+            epoch: 1,
+            step: 1,
+            step_in_epoch: 0,
+            steps_per_epoch: 1,
+            epoch_loss_sum: 0.0,
+            epoch_acc_sum: 0.0,
+            config: pretrain.clone(),
+        };
+        let info = checkpoint::save(dir.path(), &meta, &vm, &[]).unwrap();
+        let r = CheckpointRef {
+            path: info.path.clone(),
+            sha256: info.sha256.clone(),
+        };
+        let env = TrainEnv {
+            device: Device::Cpu,
+            data_path: dir.path().to_path_buf(),
+            checkpoint_dir: dir.path().to_path_buf(),
+            resume_from: vec![],
+            loader_threads: 1,
+        };
+        let (train, test) = (tiny_images(32, 1), tiny_images(16, 2));
+        for (kind, on) in [
+            (EvalKind::Linear, FeatureSource::H),
+            (EvalKind::Knn, FeatureSource::Z),
+        ] {
+            let eval = EvalConfig {
+                kind,
+                on,
+                train_subset: Some(16),
+                test_subset: Some(8),
+                epochs: 2,
+                batch_size: 8,
+                ..Default::default()
+            };
+            let res = evaluate_on(
+                &pretrain,
+                &eval,
+                &r,
+                &env,
+                train.clone(),
+                test.clone(),
+                &mut NullObserver,
+            )
+            .unwrap();
+            assert_eq!(res.n_test, 8);
+            assert!(res.top1 <= res.top5 && res.top5 == 1.0, "{res:?}"); // 4 classes < 5
+        }
+        let bad = CheckpointRef {
+            sha256: "0".repeat(64),
+            ..r
+        };
+        let err = evaluate_on(
+            &pretrain,
+            &EvalConfig::default(),
+            &bad,
+            &env,
+            train,
+            test,
+            &mut NullObserver,
+        )
+        .unwrap_err();
+        assert!(matches!(err, MlError::Checkpoint { .. }), "{err}");
+    }
 }

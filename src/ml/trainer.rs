@@ -99,7 +99,7 @@ struct Position {
 
 /// The part of a config that must match for a checkpoint to continue this run: everything
 /// but the checkpoint cadence and the dataset location.
-fn resume_key(cfg: &PretrainConfig) -> PretrainConfig {
+pub(crate) fn resume_key(cfg: &PretrainConfig) -> PretrainConfig {
     let mut c = cfg.clone();
     c.checkpoint_every = 1;
     c.dataset.path = None;
