@@ -1,1 +1,174 @@
-//! (being written)
+//! Command-line interface (clap derive only; behaviour lives in `app`).
+//!
+//! Exit codes: 0 success; 1 a failure of the machinery (I/O, database, a crash);
+//! 2 bad input (spec, flag, data file, database that is not ours): nothing was written;
+//! 3 the sweep finished but some runs failed (`sweep status` shows why);
+//! 130 interrupted (Ctrl-C / SIGTERM): checkpoints written, `sweep resume` continues.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sweep",
+    version,
+    about = "Run SimCLR experiment sweeps and turn them into the paper's figures and tables"
+)]
+pub struct Cli {
+    /// Database: a SQLite file path (created if missing) or a sqlite:// URL.
+    #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweeps.db")]
+    pub db: String,
+    /// Where datasets live (CIFAR-10: cifar-10-batches-bin/ or cifar-10-binary.tar.gz).
+    #[arg(long, global = true, env = "SWEEP_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Where checkpoints are written (one directory per run id).
+    #[arg(long, global = true, env = "SWEEP_RUNS_DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// No progress bars or log lines, only results and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SpecArgs {
+    /// The sweep spec (YAML), e.g. sweeps/augment_pairs.yaml.
+    pub spec: PathBuf,
+    /// A named profile of the spec, e.g. `smoke`.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Override any run-config field: `--set optimizer.lr=0.5` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// Local worker processes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Devices, comma separated: `cpu`, or `cuda:0,cuda:1` (one worker per GPU).
+    #[arg(long, default_value = "cpu")]
+    pub devices: String,
+    /// Attempts per run before a run whose workers keep dying is marked failed.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: i64,
+    /// Seconds without a heartbeat after which a running run is reclaimed.
+    #[arg(long, env = "SWEEP_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Expand a spec and show its runs, which are already in the store, and the cost (writes nothing).
+    Plan {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a sweep and run it to the end (resumes whatever is unfinished).
+    Run {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Continue a registered sweep; the spec comes from the store.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Requeue a sweep's failed runs.
+    Retry {
+        name: String,
+        /// Requeue failed runs (the default and only mode).
+        #[arg(long, default_value_t = true)]
+        failed: bool,
+    },
+    /// Show the sweeps, or one sweep's runs and their states.
+    Status {
+        sweep: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the sweeps in the store.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the sweep's figures and tables (PNG/SVG, Markdown, LaTeX, CSV).
+    Report {
+        sweep: String,
+        /// Output directory (default reports/SWEEP).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Formats to write.
+        #[arg(long, value_delimiter = ',', default_value = "png,svg,md,tex,csv")]
+        format: Vec<ReportFormat>,
+    },
+    /// Claim and run runnable runs until none are left (what `run` starts, and Slurm jobs run).
+    Worker(WorkerArgs),
+    /// Datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Only runs of this sweep.
+    #[arg(long)]
+    pub sweep: Option<String>,
+    /// Stop after this many runs.
+    #[arg(long)]
+    pub max_runs: Option<u64>,
+    /// Exit after this many seconds with nothing to claim (default: exit at once).
+    #[arg(long, default_value_t = 0)]
+    pub idle_exit: u64,
+    /// Device: cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Threads that prepare augmented batches.
+    #[arg(long, default_value_t = 1)]
+    pub loader_threads: usize,
+    /// Print progress as JSON lines (read by `sweep run`).
+    #[arg(long, hide = true)]
+    pub events_json: bool,
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: i64,
+    #[arg(long, env = "SWEEP_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Png,
+    Svg,
+    Md,
+    Tex,
+    Csv,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Download a dataset's official archive into the data directory (verified, resumable).
+    Fetch {
+        dataset: FetchDataset,
+        /// A mirror of the official archive.
+        #[arg(long)]
+        url: Option<String>,
+        /// Expected sha256 of the archive (for mirrors that repackage it).
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchDataset {
+    Cifar10,
+    Cifar100,
+}

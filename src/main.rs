@@ -1,1 +1,37 @@
-fn main() {}
+//! `sweep`: parse the command line, run it, print the error chain once, exit with a code
+//! that says what happened (see `simclr_sweep::cli`).
+
+use clap::Parser;
+use simclr_sweep::app::{self, exit, UserError};
+use simclr_sweep::spec::SpecError;
+use simclr_sweep::store::StoreError;
+
+fn main() {
+    let cli = simclr_sweep::cli::Cli::parse();
+    let code = match app::main(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_code_of(&err)
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Bad input (exit 2) is told apart from failures of the machinery (exit 1).
+fn exit_code_of(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.is::<SpecError>() || cause.is::<UserError>() {
+            return exit::BAD_INPUT;
+        }
+        if let Some(
+            StoreError::NotOurs { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::NoSuchSweep(_),
+        ) = cause.downcast_ref::<StoreError>()
+        {
+            return exit::BAD_INPUT;
+        }
+    }
+    exit::FAILURE
+}

@@ -281,10 +281,7 @@ fn attribute(
             Some((n, _)) if in_profile => format!("profiles.{n}.dataset"),
             _ => "dataset".into(),
         };
-        return field_error(
-            &format!("{prefix}.{rest}").trim_end_matches('.').to_string(),
-            msg,
-        );
+        return field_error(format!("{prefix}.{rest}").trim_end_matches('.'), msg);
     }
     if let Some((n, p)) = profile {
         if expand::written_in(p.base.as_ref(), field) {

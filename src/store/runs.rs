@@ -319,6 +319,30 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Leases held on `host`: (run id, lease owner, pid), to find workers that died there.
+    pub async fn leases_on_host(&self, host: &str) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, lease_owner, lease_pid FROM runs WHERE state = 'running' AND lease_host = $1 \
+             AND lease_owner IS NOT NULL AND lease_pid IS NOT NULL",
+        )
+        .bind(host)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Ends the lease of a worker known to be dead (its process is gone): the run becomes
+    /// claimable at once instead of after the lease time.
+    pub async fn expire_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE runs SET lease_expires_at = 0 WHERE id = $1 AND lease_owner = $2 AND state = 'running'")
+            .bind(run_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Marks a stage done. A pretrain is done only with a recorded checkpoint.
     pub async fn finish(
         &self,
