@@ -326,7 +326,7 @@ pub(crate) fn pretrain_on(
         if stop || pos.epoch % cfg.checkpoint_every == 0 || pos.epoch == cfg.epochs {
             last = Some(run.save(&pos, obs)?);
         }
-        if stop {
+        if stop && pos.epoch < cfg.epochs {
             let checkpoint = last.ok_or_else(|| MlError::Config("no checkpoint".into()))?;
             return Ok(PretrainOutcome::Stopped { checkpoint });
         }
@@ -598,6 +598,42 @@ mod tests {
             }
             e => panic!("expected NonFinite, got {e}"),
         }
+    }
+
+    #[test]
+    fn pretrain_reads_the_dataset_and_its_balanced_subset() {
+        let d = tempfile::tempdir().unwrap();
+        let data = crate::ml::data::testutil::write_cifar10_dir(d.path(), 10); // 50 train images
+        let mut cfg = tiny_cfg(1);
+        cfg.dataset.train_subset = Some(10);
+        cfg.batch_size = 5;
+        let mut e = env(d.path(), vec![]);
+        e.data_path = data;
+        e.checkpoint_dir = d.path().join("ckpt");
+        let mut rec = Rec::default();
+        let out = pretrain(&cfg, &e, &mut rec).unwrap();
+        // 10 images / batch 5 = 2 steps; the final checkpoint verifies.
+        assert_eq!(rec.losses.len(), 2);
+        let PretrainOutcome::Finished { checkpoint } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!((checkpoint.epoch, checkpoint.step), (1, 2));
+        checkpoint::load(&as_ref(&checkpoint), &Device::Cpu).unwrap();
+        // A subset that is not class-balanced is a config error, not a panic.
+        cfg.dataset.train_subset = Some(7);
+        let err = pretrain(&cfg, &e, &mut Rec::default()).unwrap_err();
+        assert!(matches!(err, MlError::Config(_)), "{err}");
+    }
+
+    #[test]
+    fn stop_on_the_last_step_still_finishes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut rec = Rec {
+            stop_after: Some(4),
+            ..Default::default()
+        };
+        let out = run(&tiny_cfg(1), &env(d.path(), vec![]), &mut rec).unwrap();
+        assert!(matches!(out, PretrainOutcome::Finished { .. }), "{out:?}");
     }
 
     #[test]
