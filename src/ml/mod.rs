@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod head;
 pub mod init;
+pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod observer;

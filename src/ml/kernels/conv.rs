@@ -1,0 +1,739 @@
+//! conv2d (square kernel, stride, zero padding, no dilation, no groups, no bias: what the
+//! encoders of section 2.1 / appendix B.9 use) as a candle `CustomOp2` with its own
+//! backward. Layout NCHW, like candle and PyTorch.
+//!
+//! - forward: per group of images, im2col `[Cin*k*k, G*OH*OW]` then one GEMM
+//!   `W [Cout, Cin*k*k] x col`.
+//! - input gradient: `W^T x dY` into a column buffer, then col2im (scatter-add).
+//! - weight gradient: `dY x col^T`, accumulated per part and summed in a fixed order.
+//!
+//! A 1x1 stride-1 conv needs no im2col: the image is its own column matrix. Images are
+//! grouped so that each GEMM has at least `MIN_COLS` columns (deep layers have 4x4 maps).
+//! Groups are spread over rayon's pool; every GEMM is single-threaded (`gemm` crate).
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::{slice, wrap, Real, PARTS};
+
+/// Fewest GEMM columns worth a call of their own (images are grouped below that).
+const MIN_COLS: usize = 256;
+/// Most tasks the batch is split into (each reuses its scratch buffers).
+const MAX_TASKS: usize = 8;
+
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        let (&[b, cin, h, wd], &[cout, cin2, kh, kw]) = (x, w) else {
+            candle_core::bail!("conv2d: expected [B,C,H,W] and [O,C,k,k], got {x:?} and {w:?}");
+        };
+        if cin != cin2 || kh != kw || kh == 0 || stride == 0 {
+            candle_core::bail!("conv2d: incompatible input {x:?} / kernel {w:?} / stride {stride}");
+        }
+        if h + 2 * pad < kh || wd + 2 * pad < kw {
+            candle_core::bail!("conv2d: kernel {kh} larger than padded input {x:?}");
+        }
+        Ok(Self {
+            b,
+            cin,
+            h,
+            w: wd,
+            cout,
+            k: kh,
+            stride,
+            pad,
+            oh: (h + 2 * pad - kh) / stride + 1,
+            ow: (wd + 2 * pad - kw) / stride + 1,
+        })
+    }
+    /// Rows of the column matrix.
+    fn kk(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn hw(&self) -> usize {
+        self.h * self.w
+    }
+    fn identity(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Images per GEMM.
+    fn group(&self) -> usize {
+        MIN_COLS.div_ceil(self.ohw()).clamp(1, self.b.max(1))
+    }
+    /// Images per task: whole groups, at most `MAX_TASKS` tasks.
+    fn per_task(&self) -> usize {
+        let g = self.group();
+        let groups = self.b.div_ceil(g).max(1);
+        groups.div_ceil(MAX_TASKS.min(groups)) * g
+    }
+    /// Valid output columns `[lo, hi)` for kernel column `kx` (input column inside the image).
+    fn ox_range(&self, kx: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.pad);
+        let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+        let hi = if self.w - 1 + p >= kx {
+            ((self.w - 1 + p - kx) / s + 1).min(self.ow)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+    /// Input row for output row `oy`, kernel row `ky`, if inside the image.
+    fn iy(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.pad)
+            .filter(|&iy| iy < self.h)
+    }
+}
+
+/// `col[r][off + oy*OW + ox]` (row length `ld`) = `x[c][oy*s+ky-p][ox*s+kx-p]` (0 outside),
+/// `r = (c*k + ky)*k + kx`; `x` is one image `[Cin, H, W]`.
+fn im2col<T: Real>(x: &[T], g: &Geom, col: &mut [T], ld: usize, off: usize) {
+    let (k, s, p, ow) = (g.k, g.stride, g.pad, g.ow);
+    for c in 0..g.cin {
+        let xc = &x[c * g.hw()..(c + 1) * g.hw()];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = ((c * k + ky) * k + kx) * ld + off;
+                let (lo, hi) = g.ox_range(kx);
+                for oy in 0..g.oh {
+                    let dst = &mut col[row + oy * ow..row + oy * ow + ow];
+                    let Some(iy) = g.iy(oy, ky) else {
+                        dst.fill(T::ZERO);
+                        continue;
+                    };
+                    let src = &xc[iy * g.w..(iy + 1) * g.w];
+                    dst[..lo].fill(T::ZERO);
+                    dst[hi..].fill(T::ZERO);
+                    if s == 1 {
+                        let i0 = lo + kx - p;
+                        dst[lo..hi].copy_from_slice(&src[i0..i0 + hi - lo]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
+                            *d = src[ox * s + kx - p];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col`]: `x[c][iy][ix] += col[r][off + oy*OW + ox]`.
+fn col2im<T: Real>(col: &[T], g: &Geom, x: &mut [T], ld: usize, off: usize) {
+    let (k, s, p, ow) = (g.k, g.stride, g.pad, g.ow);
+    for c in 0..g.cin {
+        let xc = &mut x[c * g.hw()..(c + 1) * g.hw()];
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = ((c * k + ky) * k + kx) * ld + off;
+                let (lo, hi) = g.ox_range(kx);
+                for oy in 0..g.oh {
+                    let Some(iy) = g.iy(oy, ky) else { continue };
+                    let src = &col[row + oy * ow..row + oy * ow + ow];
+                    let dst = &mut xc[iy * g.w..(iy + 1) * g.w];
+                    if s == 1 {
+                        let i0 = lo + kx - p;
+                        for (d, &v) in dst[i0..i0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (ox, &v) in src.iter().enumerate().take(hi).skip(lo) {
+                            dst[ox * s + kx - p] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row-major `dst [m, n] (+)= a [m, k] x b [k, n]` with explicit row / column strides of a
+/// and b (so transposes are free). Single-threaded: callers parallelise over images.
+///
+/// # Safety
+/// The pointers must address matrices of the given shapes and strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn mm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    accumulate: bool,
+    a: *const T,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const T,
+    b_rs: usize,
+    b_cs: usize,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        n as isize,
+        accumulate,
+        a,
+        a_cs as isize,
+        a_rs as isize,
+        b,
+        b_cs as isize,
+        b_rs as isize,
+        if accumulate { T::ONE } else { T::ZERO },
+        T::ONE,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    )
+}
+
+/// Copy `nb` images' `[C, HW]` blocks into one `[C, nb*HW]` matrix.
+fn gather<T: Real>(src: &[T], c: usize, hw: usize, nb: usize, dst: &mut [T]) {
+    let ld = nb * hw;
+    for i in 0..nb {
+        for ch in 0..c {
+            let s = &src[(i * c + ch) * hw..(i * c + ch + 1) * hw];
+            dst[ch * ld + i * hw..ch * ld + (i + 1) * hw].copy_from_slice(s);
+        }
+    }
+}
+
+/// Inverse of [`gather`].
+fn scatter<T: Real>(src: &[T], c: usize, hw: usize, nb: usize, dst: &mut [T]) {
+    let ld = nb * hw;
+    for i in 0..nb {
+        for ch in 0..c {
+            dst[(i * c + ch) * hw..(i * c + ch + 1) * hw]
+                .copy_from_slice(&src[ch * ld + i * hw..ch * ld + (i + 1) * hw]);
+        }
+    }
+}
+
+/// `y [B, Cout, OH, OW]` from `x [B, Cin, H, W]`, `w [Cout, Cin, k, k]`.
+fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
+    let img_in = g.cin * g.hw();
+    let img_out = cout * ohw;
+    let mut y = vec![T::ZERO; g.b * img_out];
+    let per_task = g.per_task();
+    let grp = g.group();
+    y.par_chunks_mut(per_task * img_out)
+        .enumerate()
+        .for_each(|(t, yt)| {
+            let mut col = Vec::new();
+            let mut tmp = Vec::new();
+            let b0 = t * per_task;
+            for (gi, yg) in yt.chunks_mut(grp * img_out).enumerate() {
+                let nb = yg.len() / img_out;
+                let first = b0 + gi * grp;
+                let xg = &x[first * img_in..(first + nb) * img_in];
+                let ld = nb * ohw;
+                let colp = if nb == 1 && g.identity() {
+                    xg.as_ptr()
+                } else {
+                    col.resize(kk * ld, T::ZERO);
+                    for i in 0..nb {
+                        im2col(&xg[i * img_in..(i + 1) * img_in], g, &mut col, ld, i * ohw);
+                    }
+                    col.as_ptr()
+                };
+                // SAFETY: w is [cout, kk], col is [kk, ld], the destination [cout, ld].
+                if nb == 1 {
+                    unsafe {
+                        mm(
+                            cout,
+                            ld,
+                            kk,
+                            yg.as_mut_ptr(),
+                            false,
+                            w.as_ptr(),
+                            kk,
+                            1,
+                            colp,
+                            ld,
+                            1,
+                        )
+                    };
+                } else {
+                    tmp.resize(cout * ld, T::ZERO);
+                    unsafe {
+                        mm(
+                            cout,
+                            ld,
+                            kk,
+                            tmp.as_mut_ptr(),
+                            false,
+                            w.as_ptr(),
+                            kk,
+                            1,
+                            colp,
+                            ld,
+                            1,
+                        )
+                    };
+                    scatter(&tmp, cout, ohw, nb, yg);
+                }
+            }
+        });
+    y
+}
+
+/// `dx [B, Cin, H, W]` from `dy [B, Cout, OH, OW]` and `w`.
+fn grad_input<T: Real>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
+    let img_in = g.cin * g.hw();
+    let img_out = cout * ohw;
+    let mut dx = vec![T::ZERO; g.b * img_in];
+    let per_task = g.per_task();
+    let grp = g.group();
+    dx.par_chunks_mut(per_task * img_in)
+        .enumerate()
+        .for_each(|(t, dxt)| {
+            let mut dcol = Vec::new();
+            let mut dyg = Vec::new();
+            let b0 = t * per_task;
+            for (gi, dxg) in dxt.chunks_mut(grp * img_in).enumerate() {
+                let nb = dxg.len() / img_in;
+                let first = b0 + gi * grp;
+                let src = &dy[first * img_out..(first + nb) * img_out];
+                let ld = nb * ohw;
+                let dyp = if nb == 1 {
+                    src.as_ptr()
+                } else {
+                    dyg.resize(cout * ld, T::ZERO);
+                    gather(src, cout, ohw, nb, &mut dyg);
+                    dyg.as_ptr()
+                };
+                // W^T [kk, cout]: row stride 1, column stride kk.
+                if nb == 1 && g.identity() {
+                    // SAFETY: dxg is [cin = kk, hw = ld].
+                    unsafe {
+                        mm(
+                            kk,
+                            ld,
+                            cout,
+                            dxg.as_mut_ptr(),
+                            false,
+                            w.as_ptr(),
+                            1,
+                            kk,
+                            dyp,
+                            ld,
+                            1,
+                        )
+                    };
+                } else {
+                    dcol.resize(kk * ld, T::ZERO);
+                    // SAFETY: dcol is [kk, ld], dy group [cout, ld].
+                    unsafe {
+                        mm(
+                            kk,
+                            ld,
+                            cout,
+                            dcol.as_mut_ptr(),
+                            false,
+                            w.as_ptr(),
+                            1,
+                            kk,
+                            dyp,
+                            ld,
+                            1,
+                        )
+                    };
+                    for i in 0..nb {
+                        col2im(
+                            &dcol,
+                            g,
+                            &mut dxg[i * img_in..(i + 1) * img_in],
+                            ld,
+                            i * ohw,
+                        );
+                    }
+                }
+            }
+        });
+    dx
+}
+
+/// `dw [Cout, Cin, k, k]` = sum over images of `dY col^T`.
+fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
+    let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
+    let img_in = g.cin * g.hw();
+    let img_out = cout * ohw;
+    let grp = g.group();
+    let groups = g.b.div_ceil(grp);
+    let per_part = groups.div_ceil(PARTS).max(1);
+    let parts: Vec<Vec<T>> = (0..PARTS)
+        .into_par_iter()
+        .map(|part| {
+            let mut acc = vec![T::ZERO; cout * kk];
+            let mut col = Vec::new();
+            let mut dyg = Vec::new();
+            let mut first_done = false;
+            for gi in part * per_part..((part + 1) * per_part).min(groups) {
+                let first = gi * grp;
+                let nb = grp.min(g.b - first);
+                let xg = &x[first * img_in..(first + nb) * img_in];
+                let src = &dy[first * img_out..(first + nb) * img_out];
+                let ld = nb * ohw;
+                let colp = if nb == 1 && g.identity() {
+                    xg.as_ptr()
+                } else {
+                    col.resize(kk * ld, T::ZERO);
+                    for i in 0..nb {
+                        im2col(&xg[i * img_in..(i + 1) * img_in], g, &mut col, ld, i * ohw);
+                    }
+                    col.as_ptr()
+                };
+                let dyp = if nb == 1 {
+                    src.as_ptr()
+                } else {
+                    dyg.resize(cout * ld, T::ZERO);
+                    gather(src, cout, ohw, nb, &mut dyg);
+                    dyg.as_ptr()
+                };
+                // acc [cout, kk] (+)= dy [cout, ld] x col^T [ld, kk] (col^T: rs 1, cs ld).
+                // SAFETY: shapes as stated.
+                unsafe {
+                    mm(
+                        cout,
+                        kk,
+                        ld,
+                        acc.as_mut_ptr(),
+                        first_done,
+                        dyp,
+                        ld,
+                        1,
+                        colp,
+                        1,
+                        ld,
+                    )
+                };
+                first_done = true;
+            }
+            acc
+        })
+        .collect();
+    let mut it = parts.into_iter();
+    let mut dw = it.next().unwrap_or_else(|| vec![T::ZERO; cout * kk]);
+    for p in it {
+        for (a, b) in dw.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    dw
+}
+
+fn dispatch2(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    what: &str,
+    f32f: impl Fn(&[f32], &[f32]) -> Vec<f32>,
+    f64f: impl Fn(&[f64], &[f64]) -> Vec<f64>,
+) -> Result<CpuStorage> {
+    match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            Ok(wrap(f32f(slice(a, l1, what)?, slice(b, l2, what)?)))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            Ok(wrap(f64f(slice(a, l1, what)?, slice(b, l2, what)?)))
+        }
+        _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype) only"),
+    }
+}
+
+struct Conv2dOp {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv2d",
+            |x, w| forward(x, w, &g),
+            |x, w| forward(x, w, &g),
+        )?;
+        Ok((out, Shape::from((g.b, g.cout, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        let dx = dy.apply_op2_no_bwd(w, &GradInput(g))?;
+        let dw = x.apply_op2_no_bwd(&dy, &GradWeight(g))?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// (dy, w) -> dx.
+struct GradInput(Geom);
+
+impl CustomOp2 for GradInput {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv2d input gradient",
+            |dy, w| grad_input(dy, w, &g),
+            |dy, w| grad_input(dy, w, &g),
+        )?;
+        Ok((out, Shape::from((g.b, g.cin, g.h, g.w))))
+    }
+}
+
+/// (x, dy) -> dw.
+struct GradWeight(Geom);
+
+impl CustomOp2 for GradWeight {
+    fn name(&self) -> &'static str {
+        "fast-conv2d-grad-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv2d weight gradient",
+            |x, dy| grad_weight(x, dy, &g),
+            |x, dy| grad_weight(x, dy, &g),
+        )?;
+        Ok((out, Shape::from((g.cout, g.cin, g.k, g.k))))
+    }
+}
+
+/// `x [B, Cin, H, W]` conv `w [Cout, Cin, k, k]` with `stride` and zero `padding`, as
+/// `Tensor::conv2d(w, padding, stride, 1, 1)` computes it, on the CPU with this module's
+/// GEMM kernels (forward and both gradients). f32 and f64.
+pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    if !x.device().is_cpu() || !w.device().is_cpu() {
+        candle_core::bail!("fast conv2d runs on the CPU only");
+    }
+    Geom::new(x.dims(), w.dims(), stride, padding)?;
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    x.apply_op2(
+        &w,
+        Conv2dOp {
+            stride,
+            pad: padding,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+        // Deterministic values in [-1, 1) without candle's RNG.
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n as u64)
+            .map(|i| {
+                let z = (i + 1)
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(seed.wrapping_mul(1442695040888963407));
+                ((z >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    // (B, Cin, H, W, Cout, k, stride, pad): the encoders' shapes in miniature, odd sides,
+    // and batches that exercise grouping (small maps) with a ragged last group.
+    const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 8] = [
+        (2, 3, 8, 8, 4, 3, 1, 1),
+        (3, 2, 7, 5, 3, 3, 2, 1),
+        (5, 4, 4, 4, 6, 1, 2, 0),
+        (3, 4, 5, 5, 2, 1, 1, 0),
+        (2, 3, 11, 9, 4, 7, 2, 3),
+        (17, 3, 2, 2, 5, 3, 1, 1),
+        (1, 2, 3, 3, 2, 3, 1, 0),
+        (9, 2, 3, 4, 3, 1, 1, 0),
+    ];
+
+    #[test]
+    fn forward_and_gradients_match_candle_conv2d() {
+        for dtype in [DType::F64, DType::F32] {
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+            for (i, &(b, cin, h, w, cout, k, s, p)) in CASES.iter().enumerate() {
+                let x = Var::from_tensor(&rnd(&[b, cin, h, w], i as u64, dtype)).unwrap();
+                let wt = Var::from_tensor(&rnd(&[cout, cin, k, k], 100 + i as u64, dtype)).unwrap();
+                let ours = conv2d(x.as_tensor(), wt.as_tensor(), p, s).unwrap();
+                let theirs = x.as_tensor().conv2d(wt.as_tensor(), p, s, 1, 1).unwrap();
+                assert_eq!(ours.dims(), theirs.dims(), "case {i}");
+                assert!(
+                    max_abs_diff(&ours, &theirs) < tol,
+                    "forward case {i} {dtype:?}"
+                );
+                let r = rnd(ours.dims(), 200 + i as u64, dtype);
+                let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (theirs * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                for (name, v) in [("dx", &x), ("dw", &wt)] {
+                    let d = max_abs_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                    assert!(d < tol * 10.0, "{name} case {i} {dtype:?}: {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (b, cin, h, w, cout, k, s, p) = (3, 2, 5, 6, 3, 3, 2, 1);
+        let x0: Vec<f64> = rnd(&[b, cin, h, w], 7, DType::F64)
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let w0: Vec<f64> = rnd(&[cout, cin, k, k], 8, DType::F64)
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let d = Device::Cpu;
+        let r = rnd(&[b, cout, 3, 3], 9, DType::F64);
+        let f = |xv: &[f64], wv: &[f64]| -> f64 {
+            let x = Tensor::from_slice(xv, (b, cin, h, w), &d).unwrap();
+            let wt = Tensor::from_slice(wv, (cout, cin, k, k), &d).unwrap();
+            (conv2d(&x, &wt, p, s).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let x = Var::from_tensor(&Tensor::from_slice(&x0, (b, cin, h, w), &d).unwrap()).unwrap();
+        let wt =
+            Var::from_tensor(&Tensor::from_slice(&w0, (cout, cin, k, k), &d).unwrap()).unwrap();
+        let loss = (conv2d(x.as_tensor(), wt.as_tensor(), p, s).unwrap() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let gs = loss.backward().unwrap();
+        let gx: Vec<f64> = gs
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let gw: Vec<f64> = gs
+            .get(&wt)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let eps = 1e-6;
+        for i in (0..x0.len()).step_by(7) {
+            let (mut a, mut c) = (x0.clone(), x0.clone());
+            a[i] += eps;
+            c[i] -= eps;
+            let fd = (f(&a, &w0) - f(&c, &w0)) / (2.0 * eps);
+            assert!((fd - gx[i]).abs() < 1e-7, "dx[{i}]: {} vs fd {fd}", gx[i]);
+        }
+        for i in 0..w0.len() {
+            let (mut a, mut c) = (w0.clone(), w0.clone());
+            a[i] += eps;
+            c[i] -= eps;
+            let fd = (f(&x0, &a) - f(&x0, &c)) / (2.0 * eps);
+            assert!((fd - gw[i]).abs() < 1e-7, "dw[{i}]: {} vs fd {fd}", gw[i]);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_shapes_and_dtypes() {
+        let x = rnd(&[1, 3, 4, 4], 1, DType::F32);
+        assert!(conv2d(&x, &rnd(&[2, 2, 3, 3], 2, DType::F32), 1, 1).is_err());
+        assert!(conv2d(&x, &rnd(&[2, 3, 7, 7], 2, DType::F32), 1, 1).is_err());
+        assert!(conv2d(&x, &rnd(&[2, 3, 3, 3], 2, DType::F64), 1, 1).is_err());
+    }
+}
