@@ -78,11 +78,11 @@ impl Optimizer {
 
     /// An optimizer over every trainable variable of `varmap`.
     pub fn from_varmap(cfg: &OptimizerConfig, varmap: &VarMap) -> Self {
-        let vars = varmap
-            .data()
-            .lock()
-            .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
+        let data = match varmap.data().lock() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let vars = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         Self::new(cfg, vars)
     }
 
