@@ -21,6 +21,10 @@ impl Store {
     /// and brings its schema up to date.
     pub async fn open(location: &str) -> Result<Store> {
         let opts = connect_options(location)?.create_if_missing(true);
+        // Two processes opening a new database at once must not both migrate it (the
+        // second would see a half-built schema): an exclusive flock on the file while
+        // checking and migrating. SQLite's own locks are fcntl locks, unaffected by flock.
+        let _guard = lock_file(location, &opts.get_filename().to_path_buf())?;
         let pool = pool(location, opts, 8, true).await?;
         let store = Store {
             pool,
@@ -101,6 +105,38 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Holds an exclusive flock on the database file until dropped.
+struct FileLock(std::fs::File);
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: unlocking a descriptor we own.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+fn lock_file(location: &str, path: &Path) -> Result<Option<FileLock>> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') {
+        return Ok(None); // in-memory database
+    }
+    let open_err = |e: std::io::Error| StoreError::Open {
+        location: location.to_string(),
+        source: sqlx::Error::Io(e),
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(open_err)?;
+    // SAFETY: flock on a descriptor we own; blocks until the other opener is done.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(open_err(std::io::Error::last_os_error()));
+    }
+    Ok(Some(FileLock(file)))
 }
 
 /// The file path inside a `sqlite://` URL, or the location itself.

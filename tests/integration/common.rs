@@ -1,0 +1,128 @@
+//! Shared helpers of the integration tests: a per-test temp dir with its own database,
+//! data and checkpoint directories, a tiny CIFAR-10 fixture in the official binary layout,
+//! and a way to run the `sweep` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// A temp dir with `data/cifar-10-batches-bin` holding `per_class_file` images per class
+    /// in each of the 5 training files and the test file (32x32, class-coloured patterns).
+    pub fn new(per_class_file: usize) -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_cifar10(
+            &dir.path().join("data/cifar-10-batches-bin"),
+            per_class_file,
+        );
+        Env { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("sweeps.db")
+    }
+
+    /// `sweep` with this env's database, data and runs directories, run in the temp dir.
+    pub fn sweep(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sweep"));
+        c.current_dir(self.path())
+            .env("SWEEP_DB", self.db())
+            .env("SWEEP_DATA_DIR", self.path().join("data"))
+            .env("SWEEP_RUNS_DIR", self.path().join("runs"))
+            .env("RAYON_NUM_THREADS", "1")
+            .env_remove("SWEEP_LEASE_SECS");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.sweep().args(args).output().expect("sweep runs")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Writes a CIFAR-10 binary directory: 5 training files and a test file, each with
+/// `per_class` records of each class. Each class has its own colour and stripe pattern,
+/// with per-image noise, so a network can learn something from it.
+pub fn write_cifar10(dir: &Path, per_class: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut state = 12345u64;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 256) as u8
+    };
+    let names = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ];
+    for name in names {
+        let mut bytes = Vec::with_capacity(per_class * 10 * 3073);
+        for i in 0..per_class * 10 {
+            let label = (i % 10) as u8;
+            bytes.push(label);
+            for c in 0..3u8 {
+                for y in 0..32u32 {
+                    for x in 0..32u32 {
+                        let base = (label as u32 * 25 + c as u32 * 60) % 256;
+                        let stripe = if (x + y * (label as u32 % 3 + 1)) % (label as u32 + 2) == 0 {
+                            80
+                        } else {
+                            0
+                        };
+                        let noise = (rnd() / 4) as u32;
+                        bytes.push(((base + stripe + noise) % 256) as u8);
+                    }
+                }
+            }
+        }
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let meta = "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n";
+    std::fs::write(dir.join("batches.meta.txt"), meta).unwrap();
+}
+
+/// A tiny sweep: `n` temperatures x (pretrain + linear + kNN), a ConvNet on 40 images.
+pub fn tiny_spec(name: &str, temperatures: &[f64], epochs: usize) -> String {
+    let temps: Vec<String> = temperatures.iter().map(|t| t.to_string()).collect();
+    format!(
+        "name: {name}
+dataset: {{name: cifar10, train_subset: 40}}
+base:
+  encoder: {{arch: convnet, width: 1}}
+  batch_size: 10
+  epochs: {epochs}
+  optimizer: {{kind: sgd, lr: 0.05, lr_scaling: none, warmup_epochs: 0}}
+  evals:
+    - {{kind: linear, train_subset: 100, test_subset: 20, epochs: 3, batch_size: 25}}
+    - {{kind: knn, train_subset: 100, test_subset: 20, k: 10}}
+grid:
+  loss.temperature: [{}]
+",
+        temps.join(", ")
+    )
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary (ripgrep style), each test in its own temp dir with its
+//! own database, fixture data and checkpoints, driving the real `sweep` binary.
+
+#[allow(dead_code)]
+mod common;
+mod plan;
+mod run;

@@ -1,0 +1,118 @@
+//! `sweep plan`, `status`, `ls` and bad input at the command line.
+
+use crate::common::{text, Env};
+
+fn spec_path(name: &str) -> String {
+    format!("{}/sweeps/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
+    let env = Env::new(2);
+    let o = env.run(&["plan", &spec_path("augment_pairs.yaml")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("49 pretrain runs, 147 stages"), "{out}");
+    assert!(
+        out.contains("[crop,cutout]") && out.contains("linear@h new, knn@h new"),
+        "{out}"
+    );
+    let o = env.run(&[
+        "plan",
+        &spec_path("head_dims.yaml"),
+        "--profile",
+        "smoke",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["pretrain_runs"], 15);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 15);
+    assert!(!env.db().exists(), "plan must not create the database");
+}
+
+#[test]
+fn planning_twice_leaves_an_existing_database_byte_identical() {
+    let env = Env::new(2);
+    let spec = env.write("t.yaml", &crate::common::tiny_spec("t", &[0.5], 1));
+    let o = env.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = std::fs::read(env.db()).unwrap();
+    for _ in 0..2 {
+        let o = env.run(&["plan", spec.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("3 done"), "{}", text(&o));
+    }
+    assert_eq!(before, std::fs::read(env.db()).unwrap());
+}
+
+#[test]
+fn bad_specs_and_flags_exit_2_with_file_line_and_field_and_write_nothing() {
+    let env = Env::new(2);
+    let bad = env.write("bad.yaml", "name: bad\nbase:\n  optimizer:\n    lr: -1\n");
+    let o = env.run(&["run", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = text(&o);
+    assert!(
+        err.contains("bad.yaml:4:5: base.optimizer.lr: must be a positive number"),
+        "{err}"
+    );
+    assert!(!env.db().exists(), "a rejected spec writes nothing");
+
+    let o = env.run(&[
+        "plan",
+        bad.to_str().unwrap(),
+        "--set",
+        "optimizer.lr=0.1",
+        "--profile",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no profile `nope`"), "{}", text(&o));
+
+    let o = env.run(&["run", "missing.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = env.run(&["run", bad.to_str().unwrap(), "--workers", "0"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "clap rejects a bad flag: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_database_that_is_not_ours_is_refused_and_left_untouched() {
+    let env = Env::new(2);
+    std::fs::write(
+        env.db(),
+        b"not a database, just text that someone saved here by mistake",
+    )
+    .unwrap();
+    let spec = env.write("t.yaml", &crate::common::tiny_spec("t", &[0.5], 1));
+    let o = env.run(&["run", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("not a simclr-sweep database"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(env.db()).unwrap(),
+        b"not a database, just text that someone saved here by mistake"
+    );
+}
+
+#[test]
+fn missing_data_names_the_fetch_command() {
+    let env = Env::new(2);
+    std::fs::remove_dir_all(env.path().join("data")).unwrap();
+    let spec = env.write("t.yaml", &crate::common::tiny_spec("t", &[0.5], 1));
+    let o = env.run(&["run", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("sweep data fetch cifar10"),
+        "{}",
+        text(&o)
+    );
+}

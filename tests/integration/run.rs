@@ -1,0 +1,205 @@
+//! `sweep run`: a tiny sweep to the end, status, resume after SIGKILL at several moments,
+//! graceful Ctrl-C, and two processes sharing one database.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{text, tiny_spec, Env};
+
+/// Every stored metric of every stage, by (stage id, metric name, step).
+fn all_metrics(env: &Env) -> BTreeMap<(String, String, i64), f64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.db().display()))
+            .await
+            .unwrap();
+        let rows: Vec<(String, String, i64, f64)> =
+            sqlx::query_as("SELECT run_id, name, step, value FROM metrics")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        rows.into_iter()
+            .filter(|(_, n, _, _)| !n.contains("images_per_sec") && !n.contains("seconds"))
+            .map(|(r, n, s, v)| ((r, n, s), v))
+            .collect()
+    })
+}
+
+/// (id, state, attempts) of every stage.
+fn stages(env: &Env) -> Vec<(String, String, i64)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.db().display()))
+            .await
+            .unwrap();
+        let rows = sqlx::query_as("SELECT id, state, attempts FROM runs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    })
+}
+
+#[test]
+fn a_tiny_sweep_runs_to_the_end_and_a_second_run_skips_everything() {
+    let env = Env::new(2);
+    let spec = env.write("t.yaml", &tiny_spec("t", &[0.5, 0.2], 2));
+    let o = env.run(&["run", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = stages(&env);
+    assert_eq!(st.len(), 6);
+    assert!(st.iter().all(|(_, s, a)| s == "done" && *a == 1), "{st:?}");
+    let m = all_metrics(&env);
+    let top1: Vec<f64> = m
+        .iter()
+        .filter(|(k, _)| k.1 == "eval/top1")
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(top1.len(), 4);
+    assert!(top1.iter().all(|t| (0.0..=1.0).contains(t)));
+
+    let o = env.run(&["status", "t", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 6);
+
+    let again = env.run(&["run", spec.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(stages(&env), st, "nothing rerun");
+    assert_eq!(all_metrics(&env), m);
+}
+
+/// Starts `sweep run`, SIGKILLs it (and its workers, which die with it) when a log line
+/// contains `needle`; returns whether it was killed before finishing.
+fn run_and_kill_at(env: &Env, spec: &str, needle: &str) -> bool {
+    let mut child = env
+        .sweep()
+        .args(["run", spec])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut killed = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains(needle) {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+    }
+    child.wait().unwrap();
+    // The workers die with their parent (PR_SET_PDEATHSIG); give them a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    killed
+}
+
+#[test]
+fn sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_results_exactly_once() {
+    let reference = Env::new(2);
+    let spec_text = tiny_spec("k", &[0.5, 0.2], 3);
+    let spec = reference.write("k.yaml", &spec_text);
+    let o = reference.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = all_metrics(&reference);
+
+    let env = Env::new(2);
+    let spec = env.write("k.yaml", &spec_text);
+    let spec = spec.to_str().unwrap();
+    // During the first pretrain (after an epoch), between runs (a pretrain just done),
+    // during an evaluation (it started), during the second pretrain's checkpointing.
+    for needle in [
+        "epoch 1:",
+        "pretrain: started",
+        "linear@h: started",
+        "checkpoint at epoch 2",
+    ] {
+        assert!(run_and_kill_at(&env, spec, needle), "never saw `{needle}`");
+    }
+    let o = env.run(&["run", spec]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = stages(&env);
+    assert!(st.iter().all(|(_, s, _)| s == "done"), "{st:?}");
+    let got = all_metrics(&env);
+    assert_eq!(got.len(), expected.len(), "no metric missing or duplicated");
+    for (k, v) in &expected {
+        assert_eq!(
+            got.get(k),
+            Some(v),
+            "metric {k:?} differs from the uninterrupted run"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_checkpoints_releases_and_exits_130_then_resume_finishes() {
+    let env = Env::new(2);
+    let spec = env.write("c.yaml", &tiny_spec("c", &[0.5], 4));
+    let mut child = env
+        .sweep()
+        .args(["run", spec.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("epoch 1:") {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("released")), "{rest:?}");
+    let st = stages(&env);
+    assert!(
+        st.iter().all(|(_, s, _)| s == "queued"),
+        "released, not running: {st:?}"
+    );
+
+    let o = env.run(&["resume", "c"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = stages(&env);
+    assert!(st.iter().all(|(_, s, a)| s == "done" && *a == 1), "{st:?}");
+}
+
+#[test]
+fn two_processes_on_one_database_run_each_stage_once() {
+    let env = Env::new(2);
+    let spec = env.write("p.yaml", &tiny_spec("p", &[0.5, 0.4, 0.3, 0.2], 1));
+    let spec = spec.to_str().unwrap();
+    // Register first so both processes see the same sweep.
+    let o = env.run(&["plan", spec]);
+    assert!(o.status.success());
+    let start = Instant::now();
+    let a = env.sweep().args(["run", spec, "--quiet"]).spawn().unwrap();
+    let b = env.sweep().args(["run", spec, "--quiet"]).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{} {}",
+        text(&a),
+        text(&b)
+    );
+    let st = stages(&env);
+    assert_eq!(st.len(), 12);
+    assert!(
+        st.iter().all(|(_, s, a)| s == "done" && *a == 1),
+        "each stage claimed once: {st:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(300));
+}
