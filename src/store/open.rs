@@ -24,7 +24,7 @@ impl Store {
         // Two processes opening a new database at once must not both migrate it (the
         // second would see a half-built schema): an exclusive flock on the file while
         // checking and migrating. SQLite's own locks are fcntl locks, unaffected by flock.
-        let _guard = lock_file(location, &opts.get_filename().to_path_buf())?;
+        let _guard = lock_file(location, opts.get_filename())?;
         let pool = pool(location, opts, 8, true).await?;
         let store = Store {
             pool,
