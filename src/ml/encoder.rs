@@ -9,15 +9,19 @@
 //! have no bias (BatchNorm follows). Like the official code, the stem also scales with the
 //! width multiplier (64 * width channels).
 //!
+//! Conv and training-mode BatchNorm(+ReLU) go through `super::kernels` on the CPU unless
+//! `Kernels::Candle` is selected (and always through candle on CUDA).
+//!
 //! BatchNorm is candle_nn's (`forward_t(x, train)`: batch statistics and a running-average
 //! update with momentum 0.1 in training mode, running statistics in eval mode); its running
 //! mean/var are VarMap entries so checkpoints carry them.
 
-use candle_core::{Module, ModuleT, Result, Tensor, D};
+use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_nn::{batch_norm, conv2d_no_bias, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig};
 
 use super::config::{Arch, EncoderConfig, Stem};
+use super::kernels::{self, Kernels};
 
 /// BatchNorm as in PyTorch / the official code (eps 1e-5, momentum 0.1, affine).
 pub(crate) fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
@@ -82,10 +86,35 @@ fn max_3_s2_along(x: &Tensor, dim: usize) -> Result<Tensor> {
     acc.ok_or_else(|| candle_core::Error::Msg("unreachable".into()))
 }
 
-/// conv -> BN (-> ReLU by the caller).
+/// Whether this forward takes the fast CPU kernels (f32 / f64 on the CPU, `Kernels::Fast`).
+pub(crate) fn use_fast(x: &Tensor) -> bool {
+    x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && kernels::kernels() == Kernels::Fast
+}
+
+/// BN (training statistics if `train`) then ReLU if `relu`, fused on the fast path; the
+/// caller has checked [`use_fast`].
+pub(crate) fn bn_relu(x: &Tensor, bn: &BatchNorm, train: bool, relu: bool) -> Result<Tensor> {
+    if train {
+        return kernels::batch_norm_train(x, bn, relu);
+    }
+    let y = bn.forward_t(x, false)?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
+/// conv -> BN (-> ReLU). On CPU with [`kernels::Kernels::Fast`] the conv is
+/// [`kernels::conv2d`] and training-mode BN(+ReLU) is [`kernels::batch_norm_train`]; else
+/// candle's ops (always on CUDA, where cuDNN serves them).
 struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm,
+    stride: usize,
+    pad: usize,
 }
 
 impl ConvBn {
@@ -100,11 +129,22 @@ impl ConvBn {
         Ok(Self {
             conv: conv(c_in, c_out, k, stride, vb_conv)?,
             bn: bn(c_out, vb_bn)?,
+            stride,
+            pad: k / 2,
         })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
+    fn forward_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        if use_fast(x) {
+            let y = kernels::conv2d(x, self.conv.weight(), self.pad, self.stride)?;
+            return bn_relu(&y, &self.bn, train, relu);
+        }
+        let y = self.bn.forward_t(&self.conv.forward(x)?, train)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
     }
 }
 
@@ -160,13 +200,10 @@ impl ResBlock {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, c) in self.convs.iter().enumerate() {
-            y = c.forward_t(&y, train)?;
-            if i != last {
-                y = y.relu()?;
-            }
+            y = c.forward_t(&y, train, i != last)?;
         }
         let short = match &self.downsample {
-            Some(d) => d.forward_t(x, train)?,
+            Some(d) => d.forward_t(x, train, false)?,
             None => x.clone(),
         };
         (y + short)?.relu()
@@ -289,7 +326,7 @@ impl Encoder {
         let mut y = x.clone();
         for l in &self.layers {
             y = match l {
-                Layer::ConvBnRelu(c) => c.forward_t(&y, train)?.relu()?,
+                Layer::ConvBnRelu(c) => c.forward_t(&y, train, true)?,
                 Layer::AvgPool2 => {
                     if y.dim(2)? >= 2 && y.dim(3)? >= 2 {
                         y.avg_pool2d(2)?

@@ -16,7 +16,7 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{linear_no_bias, BatchNorm, Linear, VarBuilder};
 
 use super::config::{HeadConfig, HeadKind};
-use super::encoder::bn;
+use super::encoder::{bn, bn_relu, use_fast};
 
 pub struct Head {
     layers: Vec<(Linear, Option<BatchNorm>)>,
@@ -87,7 +87,11 @@ impl Head {
         for (l, b) in &self.layers {
             z = l.forward(&z)?;
             if let Some(b) = b {
-                z = b.forward_t(&z, train)?.relu()?;
+                z = if use_fast(&z) {
+                    bn_relu(&z, b, train, true)?
+                } else {
+                    b.forward_t(&z, train)?.relu()?
+                };
             }
         }
         Ok(z)

@@ -624,7 +624,8 @@ mod tests {
 
     // (B, Cin, H, W, Cout, k, stride, pad): the encoders' shapes in miniature, odd sides,
     // and batches that exercise grouping (small maps) with a ragged last group.
-    const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 8] = [
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+    const CASES: [Case; 8] = [
         (2, 3, 8, 8, 4, 3, 1, 1),
         (3, 2, 7, 5, 3, 3, 2, 1),
         (5, 4, 4, 4, 6, 1, 2, 0),

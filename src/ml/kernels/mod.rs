@@ -132,3 +132,129 @@ pub(crate) fn wrap<T: Real>(v: Vec<T>) -> CpuStorage {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::config::{
+        Arch, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig, OptimizerKind, Stem,
+    };
+    use crate::ml::init::seeded_var_builder;
+    use crate::ml::loss::contrastive_loss;
+    use crate::ml::model::SimclrModel;
+    use crate::ml::optim::Optimizer;
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarMap;
+
+    fn images(n: usize, side: usize, seed: u64) -> Tensor {
+        let len = n * 3 * side * side;
+        let v: Vec<f32> = (0..len as u64)
+            .map(|i| {
+                let z = (i + 1)
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(seed.wrapping_mul(1442695040888963407));
+                (z >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        Tensor::from_vec(v, (n, 3, side, side), &Device::Cpu).unwrap()
+    }
+
+    /// Losses of a few SimCLR steps (forward, NT-Xent, backward, SGD with momentum) and the
+    /// final variables, running statistics included.
+    fn tiny_pretrain(
+        k: Kernels,
+        arch: Arch,
+        steps: u64,
+        dtype: DType,
+    ) -> (Vec<f64>, Vec<(String, Vec<f64>)>) {
+        with_kernels(k, || {
+            let enc = EncoderConfig {
+                arch,
+                stem: Stem::Cifar,
+                width: 1,
+            };
+            let map = VarMap::new();
+            let vb = seeded_var_builder(&map, 11, &Device::Cpu).set_dtype(dtype);
+            let model = SimclrModel::new(vb, &enc, &HeadConfig::default(), 3).unwrap();
+            let cfg = OptimizerConfig {
+                kind: OptimizerKind::Sgd,
+                weight_decay: 1e-4,
+                ..OptimizerConfig::default()
+            };
+            let mut opt = Optimizer::from_varmap(&cfg, &map);
+            let n = 6;
+            let mut losses = Vec::new();
+            for step in 0..steps {
+                let x = images(2 * n, 12, step).to_dtype(dtype).unwrap();
+                let (_, z) = model.forward_t(&x, true).unwrap();
+                let z1 = z.narrow(0, 0, n).unwrap();
+                let z2 = z.narrow(0, n, n).unwrap();
+                let out = contrastive_loss(&z1, &z2, &LossConfig::default()).unwrap();
+                losses.push(out.loss.to_dtype(DType::F64).unwrap().to_scalar().unwrap());
+                let grads = out.loss.backward().unwrap();
+                opt.step(&grads, 0.05).unwrap();
+            }
+            let data = map.data().lock().unwrap();
+            let mut vars: Vec<(String, Vec<f64>)> = data
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_tensor()
+                            .to_dtype(DType::F64)
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1()
+                            .unwrap(),
+                    )
+                })
+                .collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            (losses, vars)
+        })
+    }
+
+    fn assert_same_run(arch: Arch, steps: u64, dtype: DType, loss_tol: f64, var_tol: f64) {
+        let (l1, v1) = tiny_pretrain(Kernels::Candle, arch, steps, dtype);
+        let (l2, v2) = tiny_pretrain(Kernels::Fast, arch, steps, dtype);
+        for (a, b) in l1.iter().zip(&l2) {
+            assert!(
+                (a - b).abs() <= loss_tol * a.abs(),
+                "{arch:?} {dtype:?} losses {l1:?} vs {l2:?}"
+            );
+        }
+        // Both paths moved the weights alike (running statistics included).
+        assert_eq!(v1.len(), v2.len());
+        for ((n1, a), (n2, b)) in v1.iter().zip(&v2) {
+            assert_eq!(n1, n2);
+            let scale = a.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+            let d = a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                d <= var_tol * scale,
+                "{arch:?} {dtype:?} {n1}: max diff {d} ({scale})"
+            );
+        }
+    }
+
+    #[test]
+    fn pretrain_with_fast_kernels_matches_candle_ops() {
+        // f64: the two paths agree to rounding through several optimizer steps.
+        assert_same_run(Arch::Convnet, 4, DType::F64, 1e-10, 1e-9);
+        assert_same_run(Arch::Resnet18, 2, DType::F64, 1e-10, 1e-9);
+        // f32, what training uses.
+        assert_same_run(Arch::Convnet, 4, DType::F32, 1e-4, 1e-3);
+    }
+
+    #[test]
+    fn override_is_per_thread_and_restored() {
+        with_kernels(Kernels::Candle, || {
+            assert_eq!(kernels(), Kernels::Candle);
+            with_kernels(Kernels::Fast, || assert_eq!(kernels(), Kernels::Fast));
+            assert_eq!(kernels(), Kernels::Candle);
+            std::thread::spawn(|| assert_eq!(kernels(), Kernels::Fast))
+                .join()
+                .unwrap();
+        });
+    }
+}
