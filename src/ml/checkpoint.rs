@@ -135,6 +135,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MlError> {
         f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
     }
+    super::fault::point("checkpoint_write");
     fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
     if let Some(dir) = path.parent() {
         // Make the rename durable. Opening a directory fails on some platforms: ignore that.

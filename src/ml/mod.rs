@@ -11,6 +11,7 @@ pub mod data;
 pub mod encoder;
 pub mod error;
 pub mod eval;
+pub mod fault;
 pub mod head;
 pub mod init;
 pub mod kernels;
