@@ -310,6 +310,7 @@ pub struct PretrainConfig {
     pub optimizer: OptimizerConfig,
     /// N: the number of images per step (2N views, 2(N-1) negatives per positive pair).
     pub batch_size: usize,
+    /// Training epochs; 0 is the random-initialisation baseline (untrained weights).
     pub epochs: usize,
     pub seed: u64,
     /// Write a checkpoint every this many epochs (resume granularity; not part of RunId).

@@ -189,9 +189,9 @@ pub(crate) fn pretrain_on(
             cfg.batch_size
         )));
     }
-    if cfg.epochs == 0 || cfg.checkpoint_every == 0 {
+    if cfg.checkpoint_every == 0 {
         return Err(MlError::Config(
-            "epochs and checkpoint_every must be at least 1".into(),
+            "checkpoint_every must be at least 1".into(),
         ));
     }
     let spe = data::steps_per_epoch(indices.len(), cfg.batch_size);
@@ -330,6 +330,10 @@ pub(crate) fn pretrain_on(
             let checkpoint = last.ok_or_else(|| MlError::Config("no checkpoint".into()))?;
             return Ok(PretrainOutcome::Stopped { checkpoint });
         }
+    }
+    if cfg.epochs == 0 && last.is_none() {
+        // The random-initialisation baseline: evaluations read the untrained weights.
+        last = Some(run.save(&pos, obs)?);
     }
     match last {
         Some(checkpoint) => Ok(PretrainOutcome::Finished { checkpoint }),

@@ -107,9 +107,8 @@ impl RunConfig {
                 ),
             );
         }
-        if p.epochs == 0 {
-            return err("epochs", "must be at least 1".into());
-        }
+        // epochs: 0 is allowed: the random-initialisation baseline (evaluations of the
+        // untrained encoder), the reference every representation is compared against.
         if p.checkpoint_every == 0 {
             return err(
                 "checkpoint_every",

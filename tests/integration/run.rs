@@ -203,3 +203,44 @@ fn two_processes_on_one_database_run_each_stage_once() {
     );
     assert!(start.elapsed() < Duration::from_secs(300));
 }
+
+#[test]
+fn a_failing_run_is_marked_failed_the_sweep_goes_on_and_retry_requeues_it() {
+    let env = Env::new(2);
+    // Temperature 1e-30 makes the logits overflow: NaN loss in that run only.
+    let spec = env.write("f.yaml", &tiny_spec("f", &[0.5, 1e-30], 1));
+    let o = env.run(&["run", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "some runs failed: {}", text(&o));
+    let o = env.run(&["status", "f", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let states: Vec<&str> = rows.iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "done").count(),
+        3,
+        "{states:?}"
+    );
+    let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["state"] == "failed").collect();
+    assert_eq!(failed.len(), 3, "the pretrain and its two evaluations");
+    let reason = failed[0]["failure"].as_str().unwrap();
+    assert!(reason.contains("non-finite loss"), "{reason}");
+
+    let o = env.run(&["retry", "f", "--failed"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("3 failed stage(s)"), "{}", text(&o));
+}
+
+#[test]
+fn zero_epochs_is_the_random_weights_baseline() {
+    let env = Env::new(2);
+    let spec = env.write("z.yaml", &tiny_spec("z", &[0.5], 0));
+    let o = env.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = all_metrics(&env);
+    assert_eq!(m.keys().filter(|k| k.1 == "eval/top1").count(), 2);
+    assert_eq!(
+        m.keys().filter(|k| k.1 == "train/loss").count(),
+        0,
+        "nothing trained"
+    );
+}
