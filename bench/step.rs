@@ -1,0 +1,174 @@
+//! Throughput bench (issues 3 and 6), run on demand, not in CI:
+//!
+//! ```text
+//! cargo bench --bench step -- step --arch convnet|resnet18 --n 64 --kernels candle|fast \
+//!     [--warmup 1] [--steps 2]
+//! cargo bench --bench step -- augment [--images 2048] [--batch 256] [--threads 2]
+//! ```
+//!
+//! `step` times one SimCLR training step (forward on 2N views of 32x32, NT-Xent with tau 0.5,
+//! backward, SGD with momentum 0.9 and weight decay 1e-4) and prints one line
+//! `RESULT step arch=.. n=.. kernels=.. images_per_s=.. maxrss_mib=..`; images are views
+//! (2N per step). Peak memory is this process's max RSS, so run one config per process
+//! (`bench/run.sh` does, and prints the table against PyTorch).
+//! `augment` prints the views/s of `augment_pair` (one thread) and `view_batches`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use simclr_sweep::ml::config::{
+    Arch, AugmentConfig, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig, OptimizerKind,
+    Stem,
+};
+use simclr_sweep::ml::data::{view_batches, ImageSet};
+use simclr_sweep::ml::init::build_model;
+use simclr_sweep::ml::kernels::{set_kernels, Kernels};
+use simclr_sweep::ml::loss::contrastive_loss;
+use simclr_sweep::ml::optim::Optimizer;
+
+fn max_rss_mib() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_maxrss as f64 / 1024.0
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn argstr(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Deterministic pseudo-images in [0, 1).
+fn images(n: usize, seed: u64) -> Vec<f32> {
+    (0..(n * 3 * 32 * 32) as u64)
+        .map(|i| {
+            let z = (i + 1)
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(seed.wrapping_mul(1442695040888963407));
+            (z >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
+fn step_bench(args: &[String]) -> anyhow::Result<()> {
+    let arch_s = argstr(args, "--arch", "convnet");
+    let arch = match arch_s.as_str() {
+        "convnet" => Arch::Convnet,
+        "resnet18" => Arch::Resnet18,
+        other => anyhow::bail!("unknown --arch {other}"),
+    };
+    let n: usize = arg(args, "--n", 64);
+    let warmup: usize = arg(args, "--warmup", 1);
+    let steps: usize = arg(args, "--steps", 2);
+    let kern_s = argstr(args, "--kernels", "fast");
+    set_kernels(match kern_s.as_str() {
+        "candle" => Kernels::Candle,
+        "fast" => Kernels::Fast,
+        other => anyhow::bail!("unknown --kernels {other}"),
+    });
+    let dev = Device::Cpu;
+    let enc = EncoderConfig {
+        arch,
+        stem: Stem::Cifar,
+        width: 1,
+    };
+    let (map, model) = build_model(&enc, &HeadConfig::default(), 3, 0, &dev)?;
+    let cfg = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+        ..OptimizerConfig::default()
+    };
+    let mut opt = Optimizer::from_varmap(&cfg, &map);
+    let loss_cfg = LossConfig::default();
+    let mut t0 = Instant::now();
+    let mut last = 0.0;
+    for s in 0..warmup + steps {
+        if s == warmup {
+            t0 = Instant::now();
+        }
+        let x = Tensor::from_vec(images(2 * n, s as u64), (2 * n, 3, 32, 32), &dev)?;
+        let (_, z) = model.forward_t(&x, true)?;
+        let out = contrastive_loss(&z.narrow(0, 0, n)?, &z.narrow(0, n, n)?, &loss_cfg)?;
+        last = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let grads = out.loss.backward()?;
+        opt.step(&grads, 0.1)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "RESULT step arch={arch_s} n={n} kernels={kern_s} images_per_s={:.1} maxrss_mib={:.0} \
+         sec_per_step={:.3} last_loss={last:.6}",
+        (2 * n * steps) as f64 / secs,
+        max_rss_mib(),
+        secs / steps as f64
+    );
+    Ok(())
+}
+
+fn augment_bench(args: &[String]) -> anyhow::Result<()> {
+    let n_img: usize = arg(args, "--images", 2048);
+    let batch: usize = arg(args, "--batch", 256);
+    let threads: usize = arg(args, "--threads", 2);
+    let aug = AugmentConfig::default();
+    let pixels: Vec<u8> = images(n_img, 99)
+        .iter()
+        .map(|v| (v * 255.0) as u8)
+        .collect();
+    let set = Arc::new(ImageSet {
+        images: pixels,
+        labels: vec![0; n_img],
+        height: 32,
+        width: 32,
+        num_classes: 1,
+        class_names: vec!["x".into()],
+    });
+    // augment_pair on one thread.
+    let t0 = Instant::now();
+    let mut sink = 0usize;
+    for i in 0..n_img {
+        let img = &set.images[i * 32 * 32 * 3..(i + 1) * 32 * 32 * 3];
+        let (a, b) = simclr_sweep::ml::augment::augment_pair(img, 32, 32, &aug, 0, 0, i);
+        sink += a[0] as usize + b[0] as usize;
+    }
+    let pair_vps = (2 * n_img) as f64 / t0.elapsed().as_secs_f64();
+    // The threaded loader, batches to f32 [n, 3, 32, 32].
+    let idx: Arc<Vec<usize>> = Arc::new((0..n_img).collect());
+    let t0 = Instant::now();
+    let mut views = 0;
+    for vb in view_batches(set.clone(), idx, &aug, 0, 0, batch, 0, threads)? {
+        views += 2 * vb.n;
+        sink += vb.v1.len();
+    }
+    let loader_vps = views as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "RESULT augment augment_pair_views_per_s={pair_vps:.0} \
+         view_batches_views_per_s={loader_vps:.0} threads={threads} (sink {})",
+        sink % 7
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes `--bench`; the mode is the first word we know.
+    if args.iter().any(|a| a == "augment") {
+        augment_bench(&args)
+    } else if args.iter().any(|a| a == "step") {
+        step_bench(&args)
+    } else {
+        eprintln!("usage: step (step|augment) [options]; see bench/step.rs");
+        Ok(())
+    }
+}
