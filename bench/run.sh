@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-/work/torchenv/bin/python}
-BIN=$(cargo bench --bench step --no-run --message-format=json 2>/dev/null |
+# STEP_BIN: an already built bench binary (skips the build).
+BIN=${STEP_BIN:-}
+[ -n "$BIN" ] || BIN=$(cargo bench --bench step --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*step-[^"]*\)".*/\1/p' | tail -1)
 [ -x "$BIN" ] || { echo "could not build the step bench" >&2; exit 1; }
 NS="64 256"; [ "${1:-}" = quick ] && NS=64
