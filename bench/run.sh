@@ -37,8 +37,6 @@ import re, sys
 rows = {}
 for line in open(sys.argv[1]):
     if not line.startswith("RESULT step"):
-        if line.startswith("RESULT augment"):
-            print(line.strip())
         continue
     kv = dict(re.findall(r"(\w+)=(\S+)", line))
     rows[(kv["arch"], kv["n"], kv["kernels"])] = (float(kv["images_per_s"]), float(kv["maxrss_mib"]))
