@@ -41,17 +41,9 @@ pub fn evaluate(
     obs: &mut dyn Observer,
 ) -> Result<EvalResult, MlError> {
     no_panic(|| {
-        let train = data::load_split(&pretrain.dataset, &env.data_path, Split::Train)?;
-        let test = data::load_split(&pretrain.dataset, &env.data_path, Split::Test)?;
-        evaluate_on(
-            pretrain,
-            eval,
-            checkpoint,
-            env,
-            Arc::new(train),
-            Arc::new(test),
-            obs,
-        )
+        let train = data::load_split_shared(&pretrain.dataset, &env.data_path, Split::Train)?;
+        let test = data::load_split_shared(&pretrain.dataset, &env.data_path, Split::Test)?;
+        evaluate_on(pretrain, eval, checkpoint, env, train, test, obs)
     })
 }
 

@@ -79,12 +79,12 @@ pub fn pretrain(
     obs: &mut dyn Observer,
 ) -> Result<PretrainOutcome, MlError> {
     no_panic(|| {
-        let set = data::load_split(&cfg.dataset, &env.data_path, Split::Train)?;
+        let set = data::load_split_shared(&cfg.dataset, &env.data_path, Split::Train)?;
         let indices = match cfg.dataset.train_subset {
             Some(n) => data::balanced_subset(&set.labels, set.num_classes, n, cfg.seed)?,
             None => (0..set.len()).collect(),
         };
-        pretrain_on(cfg, env, Arc::new(set), Arc::new(indices), obs)
+        pretrain_on(cfg, env, set, Arc::new(indices), obs)
     })
 }
 

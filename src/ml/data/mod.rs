@@ -6,6 +6,7 @@
 //! Images are held in memory as u8 HWC (`N x H x W x 3`); the loader converts to f32 NCHW
 //! in [0, 1] (no mean/std normalisation: the official SimCLR feeds [0, 1]).
 
+mod cache;
 mod cifar;
 mod fingerprint;
 mod folder;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use super::config::{DatasetConfig, DatasetName};
 use super::error::MlError;
 
+pub use cache::load_split_shared;
 pub use fingerprint::fingerprint;
 pub use loader::{
     plain_batches, steps_per_epoch, view_batches, PlainBatches, ViewBatch, ViewBatches,
