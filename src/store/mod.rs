@@ -1,8 +1,14 @@
 //! The store: the only module that speaks SQL. Sweeps, runs (one row per stage, shared
-//! by every sweep that contains it), sweep membership, metrics and checkpoints, in SQLite
-//! through sqlx with embedded migrations, WAL, a busy timeout and BEGIN IMMEDIATE writes
-//! (DESIGN.md section 5: 0 "database is locked" errors with 8 writers, against 1442 for
-//! plain deferred transactions).
+//! by every sweep that contains it), sweep membership, metrics, checkpoints and Slurm
+//! submissions, in SQLite (one machine) or PostgreSQL (many machines, DESIGN.md section 6)
+//! through sqlx's `Any` driver: every query is written once, with the few dialect
+//! differences ([`Backend`]) spliced in, and each backend has its own migrations
+//! (migrations/sqlite, migrations/postgres) with the same schema.
+//!
+//! SQLite: WAL, a busy timeout and BEGIN IMMEDIATE writes (DESIGN.md section 5: 0 "database
+//! is locked" errors with 8 writers, against 1442 for plain deferred transactions).
+//! PostgreSQL: claims lock their row with `FOR UPDATE SKIP LOCKED`, so concurrent workers
+//! skip each other's candidates instead of waiting on them.
 
 mod error;
 mod open;
@@ -10,21 +16,49 @@ mod records;
 mod runs;
 
 pub use error::StoreError;
+pub use open::redact;
 pub use records::*;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
+
+/// Which database a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A file on this machine's disk (one host).
+    Sqlite,
+    /// A server shared by many machines.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a `--db` value names: `postgres://` / `postgresql://` URLs are
+    /// PostgreSQL, anything else a SQLite path or `sqlite:` URL.
+    pub fn of(location: &str) -> Backend {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
 
 /// A handle on one database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    /// What the user named (path or URL), for messages.
+    pool: AnyPool,
+    backend: Backend,
+    /// What the user named (path or URL) with any password replaced, for messages.
     location: String,
 }
 
 impl Store {
+    /// The database location for messages (a URL's password is replaced by `***`).
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Closes the pool, waiting for connections to finish (flushes WAL on the last close).

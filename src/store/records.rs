@@ -146,3 +146,14 @@ pub struct MetricRecord {
     pub step: i64,
     pub value: f64,
 }
+
+/// A Slurm job array of workers submitted for a sweep (`sweep submit --slurm`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SlurmJobRecord {
+    pub job_id: String,
+    pub sweep: String,
+    pub workers: i64,
+    /// Where the workers' logs go (`%A_%a.out` per array task).
+    pub log_dir: String,
+    pub submitted_at: i64,
+}

@@ -1,14 +1,16 @@
 //! Queries: registering sweeps, reading state, claiming and leasing runs, recording
-//! metrics and checkpoints. Every write is one BEGIN IMMEDIATE transaction.
+//! metrics, checkpoints and Slurm submissions. Each query is written once for both
+//! backends (portable SQL; the one dialect piece is the claim's row lock). Every write is
+//! one transaction: BEGIN IMMEDIATE on SQLite, a plain BEGIN on PostgreSQL.
 
 use std::collections::HashMap;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::error::{Result, StoreError};
 use super::records::*;
-use super::{now_ms, Store};
+use super::{now_ms, Backend, Store};
 
 const RUN_COLUMNS: &str =
     "r.id, r.stage, r.parent_id, r.label, r.config, r.dataset_fingerprint, r.state, \
@@ -16,8 +18,13 @@ const RUN_COLUMNS: &str =
      r.compute_seconds, r.failure";
 
 impl Store {
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    async fn write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            // Take the write lock up front: a deferred transaction that reads then writes
+            // fails with "database is locked" under concurrency (DESIGN.md section 5).
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Registers a sweep and its stages. Idempotent: registering the same sweep again
@@ -160,8 +167,8 @@ impl Store {
     pub async fn sweeps(&self) -> Result<Vec<SweepSummary>> {
         let rows = sqlx::query(
             "SELECT s.name, s.profile, s.updated_at, \
-               COALESCE(SUM(r.state = 'queued'), 0), COALESCE(SUM(r.state = 'running'), 0), \
-               COALESCE(SUM(r.state = 'done'), 0), COALESCE(SUM(r.state = 'failed'), 0) \
+               COUNT(CASE WHEN r.state = 'queued' THEN 1 END), COUNT(CASE WHEN r.state = 'running' THEN 1 END), \
+               COUNT(CASE WHEN r.state = 'done' THEN 1 END), COUNT(CASE WHEN r.state = 'failed' THEN 1 END) \
              FROM sweeps s LEFT JOIN sweep_runs m ON m.sweep = s.name LEFT JOIN runs r ON r.id = m.run_id \
              GROUP BY s.name ORDER BY s.updated_at DESC, s.name",
         )
@@ -196,9 +203,13 @@ impl Store {
     }
 
     /// Claims one runnable stage for `worker`: a queued stage whose parent (if any) is
-    /// done, or a running one whose lease expired (its worker died). One BEGIN IMMEDIATE
-    /// transaction, so two workers never get the same run. Stages whose attempts reached
-    /// `max_attempts` through expired leases are marked failed instead.
+    /// done, or a running one whose lease expired (its worker died); evaluations first,
+    /// then grid order. One statement, `UPDATE ... WHERE id = (SELECT ... LIMIT 1)
+    /// RETURNING id`, in one write transaction, so two workers never get the same run; on
+    /// PostgreSQL the candidate row is locked `FOR UPDATE SKIP LOCKED`, so concurrent
+    /// claims skip each other's candidates instead of queueing behind them. Stages whose
+    /// attempts reached `max_attempts` through expired leases are marked failed instead,
+    /// with their evaluations.
     pub async fn claim(
         &self,
         sweep: Option<&str>,
@@ -210,55 +221,57 @@ impl Store {
         let now = now_ms();
         // Dead workers' runs that used up their attempts: failed, with the reason.
         let exhausted: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= $2",
+            "UPDATE runs SET state = 'failed', failure = $3, finished_at = $1, lease_owner = NULL, \
+             lease_host = NULL, lease_pid = NULL, lease_expires_at = NULL \
+             WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= $2 RETURNING id",
         )
         .bind(now)
         .bind(max_attempts)
+        .bind(format!(
+            "its worker stopped heartbeating {max_attempts} times (killed or lost machine)"
+        ))
         .fetch_all(&mut *tx)
         .await?;
         for id in &exhausted {
-            let reason = format!(
-                "its worker stopped heartbeating {max_attempts} times (killed or lost machine)"
-            );
-            fail_with_dependents(&mut tx, id, &reason, now).await?;
+            fail_dependents(&mut tx, id, now).await?;
         }
-        let sweep_filter = if sweep.is_some() {
-            "AND m.sweep = $3"
-        } else {
-            ""
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE OF r SKIP LOCKED",
+            Backend::Sqlite => "", // BEGIN IMMEDIATE already holds the write lock
         };
+        let member = "m.run_id = r.id AND ($3 IS NULL OR m.sweep = $3)";
         let sql = format!(
-            "SELECT r.id, MIN(m.position) AS pos FROM runs r JOIN sweep_runs m ON m.run_id = r.id \
-             LEFT JOIN runs p ON p.id = r.parent_id \
-             WHERE ((r.state = 'queued') OR (r.state = 'running' AND r.lease_expires_at < $1)) \
-               AND r.attempts < $2 AND (r.parent_id IS NULL OR p.state = 'done') {sweep_filter} \
-             GROUP BY r.id ORDER BY (r.stage = 'eval') DESC, pos LIMIT 1"
+            "UPDATE runs SET state = 'running', attempts = attempts + 1, lease_owner = $4, lease_host = $5, \
+             lease_pid = $6, heartbeat_at = $1, lease_expires_at = $7, started_at = COALESCE(started_at, $1), \
+             failure = NULL \
+             WHERE id = (SELECT r.id FROM runs r \
+                 WHERE (r.state = 'queued' OR (r.state = 'running' AND r.lease_expires_at < $1)) \
+                   AND r.attempts < $2 \
+                   AND (r.parent_id IS NULL OR EXISTS (SELECT 1 FROM runs p WHERE p.id = r.parent_id AND p.state = 'done')) \
+                   AND EXISTS (SELECT 1 FROM sweep_runs m WHERE {member}) \
+                 ORDER BY CASE WHEN r.stage = 'eval' THEN 0 ELSE 1 END, \
+                   (SELECT MIN(m.position) FROM sweep_runs m WHERE {member}), r.id \
+                 LIMIT 1{lock}) \
+               AND (state = 'queued' OR (state = 'running' AND lease_expires_at < $1)) \
+             RETURNING id"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let claimed: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(now)
-            .bind(max_attempts);
-        if let Some(s) = sweep {
-            q = q.bind(s);
-        }
-        let Some(row) = q.fetch_optional(&mut *tx).await? else {
+            .bind(max_attempts)
+            .bind(sweep)
+            .bind(&worker.id)
+            .bind(&worker.host)
+            .bind(worker.pid)
+            .bind(now + lease_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(id) = claimed else {
             tx.commit().await?;
             return Ok(None);
         };
-        let id: String = row.get(0);
-        sqlx::query(
-            "UPDATE runs SET state = 'running', attempts = attempts + 1, lease_owner = $2, lease_host = $3, \
-             lease_pid = $4, heartbeat_at = $5, lease_expires_at = $6, started_at = COALESCE(started_at, $5), \
-             failure = NULL WHERE id = $1",
-        )
-        .bind(&id)
-        .bind(&worker.id)
-        .bind(&worker.host)
-        .bind(worker.pid)
-        .bind(now)
-        .bind(now + lease_ms)
-        .execute(&mut *tx)
-        .await?;
-        let sql = format!("SELECT {RUN_COLUMNS}, 0, '{{}}' FROM runs r WHERE r.id = $1");
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, CAST(0 AS BIGINT), CAST('{{}}' AS TEXT) FROM runs r WHERE r.id = $1"
+        );
         let run = run_record(
             &sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&id)
@@ -400,7 +413,7 @@ impl Store {
     pub async fn release(&self, run_id: &str, worker: &Worker, compute_seconds: f64) -> Result<()> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "UPDATE runs SET state = 'queued', attempts = MAX(attempts - 1, 0), lease_owner = NULL, \
+            "UPDATE runs SET state = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, lease_owner = NULL, \
              lease_host = NULL, lease_pid = NULL, lease_expires_at = NULL, \
              compute_seconds = compute_seconds + $3 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
         )
@@ -503,10 +516,51 @@ impl Store {
             })
             .collect())
     }
+
+    /// Records a submitted Slurm job array of workers for `sweep status`.
+    pub async fn record_slurm_job(&self, job: &SlurmJobRecord) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO slurm_jobs (job_id, sweep, workers, log_dir, submitted_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (job_id) DO NOTHING",
+        )
+        .bind(&job.job_id)
+        .bind(&job.sweep)
+        .bind(job.workers)
+        .bind(&job.log_dir)
+        .bind(job.submitted_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The Slurm job arrays submitted for `sweep`, oldest first.
+    pub async fn slurm_jobs(&self, sweep: &str) -> Result<Vec<SlurmJobRecord>> {
+        let rows: Vec<(String, String, i64, String, i64)> = sqlx::query_as(
+            "SELECT job_id, sweep, workers, log_dir, submitted_at FROM slurm_jobs WHERE sweep = $1 \
+             ORDER BY submitted_at, job_id",
+        )
+        .bind(sweep)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(job_id, sweep, workers, log_dir, submitted_at)| SlurmJobRecord {
+                    job_id,
+                    sweep,
+                    workers,
+                    log_dir,
+                    submitted_at,
+                },
+            )
+            .collect())
+    }
 }
 
 async fn fail_with_dependents(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     id: &str,
     reason: &str,
     now: i64,
@@ -520,6 +574,11 @@ async fn fail_with_dependents(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    fail_dependents(tx, id, now).await
+}
+
+/// The queued evaluations of a failed pretrain fail with it.
+async fn fail_dependents(tx: &mut Transaction<'static, Any>, id: &str, now: i64) -> Result<()> {
     sqlx::query(
         "UPDATE runs SET state = 'failed', failure = $2, finished_at = $3 WHERE parent_id = $1 AND state = 'queued'",
     )
@@ -535,7 +594,7 @@ fn parse_state(s: &str) -> Result<RunState> {
     RunState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run state `{s}`")))
 }
 
-fn run_record(r: &SqliteRow) -> Result<RunRecord> {
+fn run_record(r: &AnyRow) -> Result<RunRecord> {
     let state: String = r.get(6);
     Ok(RunRecord {
         id: r.get(0),
