@@ -1,15 +1,254 @@
-//! Reports (being written): figures and tables from the store.
+//! `sweep report`: reads one sweep from the store and writes its figures and tables
+//! (DESIGN.md section 2: `report` reads the store and writes files; it never trains).
+//!
+//! Output in `out/`: README.md (settings, provenance, tables, embedded figures, the
+//! paper's numbers beside ours with the settings that differ), PNG/SVG figures, booktabs
+//! LaTeX tables, and CSV (every run's resolved config and final metrics in `runs.csv`,
+//! each table as CSV). Which figures and tables are drawn follows the grid axes
+//! (`sections`). A partial sweep reports what it has: missing or failed cells are marked,
+//! never fatal.
+
+mod aggregate;
+mod paper;
+mod plots;
+mod readme;
+mod sections;
+mod tables;
+
 use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::Value;
 
 use crate::cli::ReportFormat;
 use crate::store::Store;
 
-/// Writes the sweep's report into `out` (being written).
+use aggregate::SweepData;
+use readme::Provenance;
+use tables::csv_line;
+
+/// Writes the sweep's report into `out`; returns the files written.
 pub async fn write(
-    _store: &Store,
+    store: &Store,
     sweep: &str,
-    _out: &Path,
-    _formats: &[ReportFormat],
+    out: &Path,
+    formats: &[ReportFormat],
 ) -> anyhow::Result<Vec<PathBuf>> {
-    anyhow::bail!("report for {sweep}: not implemented yet")
+    let data = SweepData::load(store, sweep)
+        .await
+        .with_context(|| format!("reading sweep {sweep}"))?;
+    let prov = Provenance {
+        code: format!(
+            "simclr-sweep {}, run semantics v{}",
+            env!("CARGO_PKG_VERSION"),
+            crate::spec::SEMANTICS_VERSION
+        ),
+        rendered_on: machine(),
+        rendered_at: utc(crate::store::now_ms()),
+        sweep_dates: format!(
+            "registered {}, last changed {}",
+            utc(data.sweep.created_at),
+            utc(data.sweep.updated_at)
+        ),
+    };
+    render(&data, &prov, out, formats)
 }
+
+/// Renders `data` into `out` in the given formats.
+fn render(
+    data: &SweepData,
+    prov: &Provenance,
+    out: &Path,
+    formats: &[ReportFormat],
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let has = |f: ReportFormat| formats.contains(&f);
+    let secs = sections::build(data);
+    let mut written: Vec<PathBuf> = Vec::new();
+    let put = |name: &str, text: &str, written: &mut Vec<PathBuf>| -> anyhow::Result<()> {
+        let p = out.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+        written.push(p);
+        Ok(())
+    };
+    for sec in &secs {
+        for fig in &sec.figures {
+            written.extend(fig.write(out, has(ReportFormat::Png), has(ReportFormat::Svg))?);
+        }
+        for t in &sec.tables {
+            if has(ReportFormat::Tex) {
+                put(&format!("{}.tex", t.id), &t.latex(), &mut written)?;
+            }
+            if has(ReportFormat::Csv) {
+                put(&format!("{}.csv", t.id), &t.csv(), &mut written)?;
+            }
+        }
+    }
+    if has(ReportFormat::Csv) {
+        put("runs.csv", &runs_csv(data), &mut written)?;
+    }
+    if has(ReportFormat::Md) {
+        let image = if has(ReportFormat::Png) {
+            Some("png")
+        } else if has(ReportFormat::Svg) {
+            Some("svg")
+        } else {
+            None
+        };
+        let mut files: Vec<String> = written
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        files.sort();
+        put(
+            "README.md",
+            &readme::render(data, &secs, prov, image, &files),
+            &mut written,
+        )?;
+    }
+    Ok(written)
+}
+
+/// Flattens a JSON config into `prefix.path = value` pairs (arrays kept as JSON).
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::Null => out.push((prefix.to_string(), String::new())),
+        Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// One row per pretrain run: identity, state, cell, final metrics, each evaluation's
+/// state and top-1/top-5 (percent), then the resolved pretrain and evaluation configs.
+fn runs_csv(data: &SweepData) -> String {
+    let mut columns: Vec<String> = [
+        "run_id",
+        "state",
+        "seed",
+        "cell",
+        "compute_seconds",
+        "dataset_fingerprint",
+        "final_loss",
+        "final_contrastive_acc",
+        "failure",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut rows: Vec<Vec<(String, String)>> = Vec::new();
+    let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
+    for r in &data.runs {
+        let cell = data
+            .cells
+            .iter()
+            .find(|c| c.runs.iter().any(|&i| data.runs[i].id == r.id))
+            .map(|c| {
+                c.coords
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", aggregate::compact(v)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+        let mut row = vec![
+            ("run_id".to_string(), r.id.clone()),
+            ("state".into(), r.state.as_str().into()),
+            ("seed".into(), r.seed.to_string()),
+            ("cell".into(), cell),
+            (
+                "compute_seconds".into(),
+                format!("{:.3}", r.compute_seconds),
+            ),
+            ("dataset_fingerprint".into(), r.fingerprint.clone()),
+            ("final_loss".into(), num(r.final_loss)),
+            ("final_contrastive_acc".into(), num(r.final_contrastive_acc)),
+            ("failure".into(), r.failure.clone().unwrap_or_default()),
+        ];
+        for e in &r.evals {
+            row.push((format!("{}.id", e.label), e.id.clone()));
+            row.push((format!("{}.state", e.label), e.state.as_str().into()));
+            row.push((format!("{}.top1", e.label), num(e.top1)));
+            row.push((format!("{}.top5", e.label), num(e.top5)));
+            if let Some(f) = &e.failure {
+                row.push((format!("{}.failure", e.label), f.clone()));
+            }
+        }
+        flatten("config", &r.config_json, &mut row);
+        for e in &r.evals {
+            flatten(&format!("{}.config", e.label), &e.config, &mut row);
+        }
+        for (k, _) in &row {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+        rows.push(row);
+    }
+    let mut s = csv_line(&columns);
+    for row in rows {
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                row.iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        s.push_str(&csv_line(&fields));
+    }
+    s
+}
+
+/// Host name, OS and architecture, and CPU count of the rendering machine.
+fn machine() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown host".into());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!(
+        "report rendered on {host} ({} {}, {cpus} CPUs); the store does not record which \
+         machine trained a finished run",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+#[cfg(test)]
+mod tests;

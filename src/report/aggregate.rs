@@ -1,0 +1,400 @@
+//! What the store holds for one sweep, gathered for reporting: each pretrain run with its
+//! evaluations and curves, and the grid cells (coordinates without the seed) with mean,
+//! standard deviation and count over the seeds that finished.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::ml::config::{EvalConfig, PretrainConfig};
+use crate::store::{RunRecord, RunState, Store, SweepRecord};
+
+/// Mean, sample standard deviation (n > 1) and count of one quantity over seeds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Stat {
+    pub mean: f64,
+    /// Sample standard deviation (n - 1 in the denominator); `None` for a single value.
+    pub std: Option<f64>,
+    pub n: usize,
+}
+
+impl Stat {
+    /// `None` for no values.
+    pub fn of(values: &[f64]) -> Option<Stat> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let std = (n > 1).then(|| {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        });
+        Some(Stat { mean, std, n })
+    }
+}
+
+/// One evaluation stage of a pretrain run.
+#[derive(Clone, Debug)]
+pub(crate) struct EvalOutcome {
+    pub id: String,
+    pub label: String,
+    pub state: RunState,
+    pub failure: Option<String>,
+    pub config: Value,
+    /// Percent.
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+    pub compute_seconds: f64,
+}
+
+/// One pretrain run (one seed of one cell) and its evaluations.
+#[derive(Clone, Debug)]
+pub(crate) struct RunData {
+    pub id: String,
+    pub seed: i64,
+    pub state: RunState,
+    pub failure: Option<String>,
+    pub config: PretrainConfig,
+    /// The stored canonical config (for the CSV), as JSON.
+    pub config_json: Value,
+    pub fingerprint: String,
+    pub compute_seconds: f64,
+    pub evals: Vec<EvalOutcome>,
+    /// Last finished epoch's mean loss and contrastive accuracy (percent).
+    pub final_loss: Option<f64>,
+    pub final_contrastive_acc: Option<f64>,
+    /// Training curves per step, x in epochs: (epoch, value); accuracy in percent.
+    pub curve_loss: Vec<(f64, f64)>,
+    pub curve_acc: Vec<(f64, f64)>,
+}
+
+impl RunData {
+    pub fn eval(&self, label: &str) -> Option<&EvalOutcome> {
+        self.evals.iter().find(|e| e.label == label)
+    }
+}
+
+/// A grid cell: coordinates without the seed, and the runs (seeds) it holds.
+#[derive(Clone, Debug)]
+pub(crate) struct CellData {
+    pub coords: Vec<(String, Value)>,
+    /// Indices into [`SweepData::runs`], in grid order.
+    pub runs: Vec<usize>,
+}
+
+/// Why a cell has no value.
+pub(crate) fn missing_reason<'a>(states: impl Iterator<Item = &'a RunState>) -> &'static str {
+    let mut failed = false;
+    let mut running = false;
+    let mut any = false;
+    for s in states {
+        any = true;
+        match s {
+            RunState::Failed => failed = true,
+            RunState::Running => running = true,
+            _ => {}
+        }
+    }
+    if !any {
+        "missing"
+    } else if failed {
+        "failed"
+    } else if running {
+        "running"
+    } else {
+        "pending"
+    }
+}
+
+/// A value of a cell: the statistic over its finished seeds, how many seeds it has in
+/// all, and why it has none.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum CellValue {
+    Value { stat: Stat, expected: usize },
+    Missing(&'static str),
+}
+
+impl CellValue {
+    pub fn stat(&self) -> Option<Stat> {
+        match self {
+            CellValue::Value { stat, .. } => Some(*stat),
+            CellValue::Missing(_) => None,
+        }
+    }
+}
+
+/// Everything the report needs from the store.
+#[derive(Clone, Debug)]
+pub(crate) struct SweepData {
+    pub sweep: SweepRecord,
+    /// Grid axes in spec order, without `seed`.
+    pub axes: Vec<String>,
+    pub runs: Vec<RunData>,
+    pub cells: Vec<CellData>,
+    /// Evaluation labels in grid order of first appearance ("linear@h", "knn@h").
+    pub labels: Vec<String>,
+    /// Stages whose stored config did not parse (reported, not fatal).
+    pub warnings: Vec<String>,
+}
+
+impl SweepData {
+    pub async fn load(store: &Store, sweep: &str) -> anyhow::Result<SweepData> {
+        let record = store.sweep(sweep).await?;
+        let stages = store.sweep_runs(sweep).await?;
+        let mut warnings = Vec::new();
+        let mut runs: Vec<RunData> = Vec::new();
+        let mut cell_of_run: Vec<Vec<(String, Value)>> = Vec::new();
+        let mut axes: Vec<String> = Vec::new();
+        let mut labels: Vec<String> = Vec::new();
+        for s in stages.iter().filter(|s| s.stage == "pretrain") {
+            let cell = parse_cell(s);
+            for (k, _) in &cell {
+                if k != "seed" && !axes.contains(k) {
+                    axes.push(k.clone());
+                }
+            }
+            let (config, config_json) = match serde_json::from_str::<Value>(&s.config) {
+                Ok(j) => match serde_json::from_value::<PretrainConfig>(j.clone()) {
+                    Ok(c) => (c, j),
+                    Err(e) => {
+                        warnings.push(format!("run {}: config: {e}", short(&s.id)));
+                        (PretrainConfig::default(), j)
+                    }
+                },
+                Err(e) => {
+                    warnings.push(format!("run {}: config: {e}", short(&s.id)));
+                    (PretrainConfig::default(), Value::Null)
+                }
+            };
+            let seed = cell
+                .iter()
+                .find(|(k, _)| k == "seed")
+                .and_then(|(_, v)| v.as_i64())
+                .unwrap_or(config.seed as i64);
+            let metrics = store.metrics(&s.id).await?;
+            let series = |name: &str| -> Vec<(i64, f64)> {
+                metrics
+                    .iter()
+                    .filter(|m| m.name == name)
+                    .map(|m| (m.step, m.value))
+                    .collect()
+            };
+            let epoch_loss = series("epoch/loss");
+            let epoch_acc = series("epoch/contrastive_acc");
+            let train_loss = series("train/loss");
+            let train_acc = series("train/contrastive_acc");
+            // Steps per epoch: measured from finished epochs, else from the dataset size.
+            let steps_per_epoch = if !epoch_loss.is_empty() && !train_loss.is_empty() {
+                let finished_steps = train_loss.len() as f64;
+                let epochs = epoch_loss.len() as f64;
+                (finished_steps / epochs).floor().max(1.0)
+            } else {
+                let n = config.dataset.train_subset.unwrap_or(50_000) as f64;
+                (n / config.batch_size.max(1) as f64).floor().max(1.0)
+            };
+            let to_epochs = |v: &[(i64, f64)], scale: f64| -> Vec<(f64, f64)> {
+                v.iter()
+                    .map(|(s, y)| ((*s + 1) as f64 / steps_per_epoch, y * scale))
+                    .collect()
+            };
+            runs.push(RunData {
+                id: s.id.clone(),
+                seed,
+                state: s.state,
+                failure: s.failure.clone(),
+                config,
+                config_json,
+                fingerprint: s.dataset_fingerprint.clone(),
+                compute_seconds: s.compute_seconds,
+                evals: Vec::new(),
+                final_loss: epoch_loss.last().map(|x| x.1),
+                final_contrastive_acc: epoch_acc.last().map(|x| x.1 * 100.0),
+                curve_loss: to_epochs(&train_loss, 1.0),
+                curve_acc: to_epochs(&train_acc, 100.0),
+            });
+            cell_of_run.push(cell.into_iter().filter(|(k, _)| k != "seed").collect());
+        }
+        for s in stages.iter().filter(|s| s.stage == "eval") {
+            let Some(run) = runs
+                .iter_mut()
+                .find(|r| Some(&r.id) == s.parent_id.as_ref())
+            else {
+                warnings.push(format!(
+                    "evaluation {} has no pretrain in this sweep",
+                    short(&s.id)
+                ));
+                continue;
+            };
+            let config: Value = serde_json::from_str(&s.config).unwrap_or(Value::Null);
+            if serde_json::from_value::<EvalConfig>(config.clone()).is_err() {
+                warnings.push(format!(
+                    "evaluation {}: config does not parse",
+                    short(&s.id)
+                ));
+            }
+            let metrics = store.metrics(&s.id).await?;
+            let value = |name: &str| {
+                metrics
+                    .iter()
+                    .filter(|m| m.name == name)
+                    .map(|m| m.value * 100.0)
+                    .next_back()
+            };
+            let done = s.state == RunState::Done;
+            if !labels.contains(&s.label) {
+                labels.push(s.label.clone());
+            }
+            run.evals.push(EvalOutcome {
+                id: s.id.clone(),
+                label: s.label.clone(),
+                state: s.state,
+                failure: s.failure.clone(),
+                config,
+                top1: value("eval/top1").filter(|_| done),
+                top5: value("eval/top5").filter(|_| done),
+                compute_seconds: s.compute_seconds,
+            });
+        }
+        // Cells in grid order of first appearance.
+        let mut cells: Vec<CellData> = Vec::new();
+        for (i, coords) in cell_of_run.into_iter().enumerate() {
+            match cells.iter_mut().find(|c| c.coords == coords) {
+                Some(c) => c.runs.push(i),
+                None => cells.push(CellData {
+                    coords,
+                    runs: vec![i],
+                }),
+            }
+        }
+        Ok(SweepData {
+            sweep: record,
+            axes,
+            runs,
+            cells,
+            labels,
+            warnings,
+        })
+    }
+
+    /// The cell's top-1 (percent) of evaluation `label` over its seeds.
+    pub fn top1(&self, cell: &CellData, label: &str) -> CellValue {
+        self.over_seeds(
+            cell,
+            |r| r.eval(label).and_then(|e| e.top1),
+            |r| match r.eval(label) {
+                Some(e) => e.state,
+                None => r.state,
+            },
+        )
+    }
+
+    /// The cell's final-epoch contrastive accuracy (percent) over its seeds.
+    pub fn contrastive_acc(&self, cell: &CellData) -> CellValue {
+        self.over_seeds(
+            cell,
+            |r| {
+                r.final_contrastive_acc
+                    .filter(|_| r.state == RunState::Done)
+            },
+            |r| r.state,
+        )
+    }
+
+    fn over_seeds(
+        &self,
+        cell: &CellData,
+        value: impl Fn(&RunData) -> Option<f64>,
+        state: impl Fn(&RunData) -> RunState,
+    ) -> CellValue {
+        let runs: Vec<&RunData> = cell.runs.iter().map(|&i| &self.runs[i]).collect();
+        let values: Vec<f64> = runs.iter().filter_map(|r| value(r)).collect();
+        match Stat::of(&values) {
+            Some(stat) => CellValue::Value {
+                stat,
+                expected: runs.len(),
+            },
+            None => {
+                let states: Vec<RunState> = runs.iter().map(|r| state(r)).collect();
+                CellValue::Missing(missing_reason(states.iter()))
+            }
+        }
+    }
+
+    /// The evaluation the figures plot: linear on h if the sweep has it, else the first
+    /// linear evaluation, else the first one.
+    pub fn primary_label(&self) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|l| l.as_str() == "linear@h")
+            .or_else(|| self.labels.iter().find(|l| l.starts_with("linear")))
+            .or_else(|| self.labels.first())
+            .map(|s| s.as_str())
+    }
+
+    /// The first run of a cell (its resolved config stands for the cell's settings).
+    pub fn first(&self, cell: &CellData) -> &RunData {
+        &self.runs[cell.runs[0]]
+    }
+}
+
+fn parse_cell(r: &RunRecord) -> Vec<(String, Value)> {
+    match serde_json::from_str::<Value>(&r.cell) {
+        Ok(Value::Object(m)) => m.into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub(crate) fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+/// A cell coordinate for a table: strings bare, lists `a, b`, mappings `k=v` without nulls.
+pub(crate) fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(compact).collect::<Vec<_>>().join(", "),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("{k}={}", compact(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// Counts of pretrain and evaluation stages per state.
+pub(crate) fn state_counts(data: &SweepData) -> BTreeMap<&'static str, usize> {
+    let mut out = BTreeMap::new();
+    for r in &data.runs {
+        *out.entry(r.state.as_str()).or_insert(0) += 1;
+        for e in &r.evals {
+            *out.entry(e.state.as_str()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_uses_the_sample_standard_deviation() {
+        let s = Stat::of(&[60.0, 62.0]).unwrap();
+        assert_eq!((s.mean, s.n), (61.0, 2));
+        assert!((s.std.unwrap() - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(Stat::of(&[5.0]).unwrap().std, None);
+        assert!(Stat::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_failed_seed_marks_the_cell_failed_and_pending_ones_pending() {
+        assert_eq!(
+            missing_reason([RunState::Done, RunState::Failed].iter()),
+            "failed"
+        );
+        assert_eq!(missing_reason([RunState::Queued].iter()), "pending");
+        assert_eq!(missing_reason([].iter()), "missing");
+    }
+}

@@ -1,0 +1,757 @@
+//! Figures drawn with plotters into PNG and SVG: Figure 5's augmentation heatmap, Figure
+//! 8's head-dimension lines, Figure 9's batch x epochs bars, and training curves. Text uses
+//! the bundled DejaVu Sans (registered once as "sans-serif"; no system fonts needed).
+//! Error bars are one standard deviation over seeds.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::FontTransform;
+
+use super::aggregate::{CellValue, Stat};
+
+const FONT: &str = "sans-serif";
+
+/// Registers the bundled font under [`FONT`] (once per process).
+pub(crate) fn register_font() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        plotters::style::register_font(
+            FONT,
+            FontStyle::Normal,
+            include_bytes!("../../assets/DejaVuSans.ttf"),
+        )
+        .map_err(|_| "the bundled font assets/DejaVuSans.ttf did not load".to_string())
+    })
+    .clone()
+}
+
+/// Tableau-10: distinguishable, colour-blind-friendlier than the default palette.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+pub(crate) fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// A line of points with error bars.
+#[derive(Clone, Debug)]
+pub(crate) struct Series {
+    pub name: String,
+    pub color: usize,
+    pub dashed: bool,
+    pub points: Vec<(f64, Stat)>,
+}
+
+/// A training curve of one cell (mean over seeds where several).
+#[derive(Clone, Debug)]
+pub(crate) struct Curve {
+    pub name: String,
+    pub loss: Vec<(f64, f64)>,
+    pub acc: Vec<(f64, f64)>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Plot {
+    /// Figure 5: rows = first op, columns = second op, diagonal = the op alone, plus a
+    /// row-average column and a colour scale.
+    Heatmap {
+        ops: Vec<String>,
+        values: Vec<Vec<CellValue>>,
+        row_avg: Vec<Option<(f64, bool)>>,
+        scale_label: String,
+    },
+    /// Figure 8: y against x on a log2 axis (x values are the real dimensions).
+    Lines {
+        x_label: String,
+        y_label: String,
+        series: Vec<Series>,
+        /// Constant series drawn across the whole x range ("no head").
+        flat: Vec<Series>,
+    },
+    /// Figure 9: grouped bars, one group per `groups`, one bar per `bars`.
+    Bars {
+        x_label: String,
+        y_label: String,
+        groups: Vec<String>,
+        bars: Vec<String>,
+        values: Vec<Vec<CellValue>>,
+    },
+    /// Loss and contrastive accuracy against epochs.
+    Curves { curves: Vec<Curve> },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Figure {
+    /// File stem.
+    pub id: String,
+    pub title: String,
+    /// Markdown caption under the embedded image.
+    pub caption: String,
+    pub plot: Plot,
+}
+
+type R = Result<(), String>;
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+fn font(size: f64) -> TextStyle<'static> {
+    TextStyle::from((FONT, size).into_font()).color(&BLACK)
+}
+
+fn centered(size: f64) -> TextStyle<'static> {
+    font(size).pos(Pos::new(HPos::Center, VPos::Center))
+}
+
+impl Figure {
+    /// Pixel size of the canvas.
+    fn size(&self) -> (u32, u32) {
+        match &self.plot {
+            Plot::Heatmap { ops, .. } => {
+                let n = ops.len() as u32;
+                (150 + (n + 1) * CELL + 20 + 160, 110 + n * CELL + 90)
+            }
+            Plot::Curves { curves } => (1200, 520 + legend_height(curves.len(), 3)),
+            Plot::Lines { series, flat, .. } => {
+                (960, 600 + legend_height(series.len() + flat.len(), 3))
+            }
+            Plot::Bars { bars, .. } => (960, 600 + legend_height(bars.len(), 5)),
+        }
+    }
+
+    /// Writes `<id>.png` and/or `<id>.svg` into `dir`.
+    pub fn write(&self, dir: &Path, png: bool, svg: bool) -> anyhow::Result<Vec<PathBuf>> {
+        register_font().map_err(anyhow::Error::msg)?;
+        let mut out = Vec::new();
+        let size = self.size();
+        if png {
+            let path = dir.join(format!("{}.png", self.id));
+            {
+                let root = BitMapBackend::new(&path, size).into_drawing_area();
+                self.draw(&root)
+                    .and_then(|_| root.present().map_err(err))
+                    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+            }
+            out.push(path);
+        }
+        if svg {
+            let path = dir.join(format!("{}.svg", self.id));
+            {
+                let root = SVGBackend::new(&path, size).into_drawing_area();
+                self.draw(&root)
+                    .and_then(|_| root.present().map_err(err))
+                    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+            }
+            out.push(path);
+        }
+        Ok(out)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> R {
+        root.fill(&WHITE).map_err(err)?;
+        let (w, _) = root.dim_in_pixel();
+        root.draw(&Text::new(
+            self.title.clone(),
+            (w as i32 / 2, 24),
+            centered(22.0),
+        ))
+        .map_err(err)?;
+        match &self.plot {
+            Plot::Heatmap {
+                ops,
+                values,
+                row_avg,
+                scale_label,
+            } => heatmap(root, ops, values, row_avg, scale_label),
+            Plot::Lines {
+                x_label,
+                y_label,
+                series,
+                flat,
+            } => lines(root, x_label, y_label, series, flat),
+            Plot::Bars {
+                x_label,
+                y_label,
+                groups,
+                bars,
+                values,
+            } => grouped_bars(root, x_label, y_label, groups, bars, values),
+            Plot::Curves { curves } => training_curves(root, curves),
+        }
+    }
+}
+
+const CELL: u32 = 86;
+
+fn text_on(bg: RGBColor) -> &'static RGBColor {
+    let RGBColor(r, g, b) = bg;
+    let luma = 0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64;
+    if luma > 140.0 {
+        &BLACK
+    } else {
+        &WHITE
+    }
+}
+
+fn heat(v: f64, lo: f64, hi: f64) -> RGBColor {
+    ViridisRGB::get_color_normalized(v, lo, hi)
+}
+
+fn heatmap<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    ops: &[String],
+    values: &[Vec<CellValue>],
+    row_avg: &[Option<(f64, bool)>],
+    scale_label: &str,
+) -> R {
+    let n = ops.len() as i32;
+    let c = CELL as i32;
+    let (x0, y0) = (150, 110);
+    let gap = 14;
+    let mut all: Vec<f64> = values
+        .iter()
+        .flatten()
+        .filter_map(|v| v.stat().map(|s| s.mean))
+        .collect();
+    all.extend(row_avg.iter().flatten().map(|a| a.0));
+    let (mut lo, mut hi) = all
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 100.0);
+    }
+    if hi - lo < 1e-9 {
+        lo -= 1.0;
+        hi += 1.0;
+    }
+    let grey = RGBColor(225, 225, 225);
+    let cell_text = |x: i32,
+                     y: i32,
+                     bg: RGBColor,
+                     main: String,
+                     sub: Option<String>|
+     -> Vec<Text<'static, (i32, i32), String>> {
+        let fg = text_on(bg);
+        let mut t = Vec::new();
+        let dy = if sub.is_some() { -9 } else { 0 };
+        t.push(Text::new(
+            main,
+            (x + c / 2, y + c / 2 + dy),
+            centered(18.0).color(fg),
+        ));
+        if let Some(s) = sub {
+            t.push(Text::new(
+                s,
+                (x + c / 2, y + c / 2 + 13),
+                centered(13.0).color(fg),
+            ));
+        }
+        t
+    };
+    for (i, row) in values.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            let (x, y) = (x0 + j as i32 * c, y0 + i as i32 * c);
+            let (bg, main, sub) = match v {
+                CellValue::Value { stat, expected } => {
+                    let bg = heat(stat.mean, lo, hi);
+                    let sub = match stat.std {
+                        Some(sd) => Some(format!("± {sd:.1}")),
+                        None if stat.n < *expected => {
+                            Some(format!("{}/{} seeds", stat.n, expected))
+                        }
+                        None => None,
+                    };
+                    (bg, format!("{:.1}", stat.mean), sub)
+                }
+                CellValue::Missing(why) => (grey, "—".to_string(), Some(why.to_string())),
+            };
+            root.draw(&Rectangle::new([(x, y), (x + c, y + c)], bg.filled()))
+                .map_err(err)?;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + c, y + c)],
+                WHITE.stroke_width(2),
+            ))
+            .map_err(err)?;
+            for t in cell_text(x, y, bg, main, sub) {
+                root.draw(&t).map_err(err)?;
+            }
+        }
+        // Row average.
+        let (x, y) = (x0 + n * c + gap, y0 + i as i32 * c);
+        let (bg, main, sub) = match row_avg.get(i).copied().flatten() {
+            Some((v, partial)) => (
+                heat(v, lo, hi),
+                format!("{v:.1}"),
+                partial.then(|| "partial".to_string()),
+            ),
+            None => (grey, "—".to_string(), None),
+        };
+        root.draw(&Rectangle::new([(x, y), (x + c, y + c)], bg.filled()))
+            .map_err(err)?;
+        root.draw(&Rectangle::new(
+            [(x, y), (x + c, y + c)],
+            WHITE.stroke_width(2),
+        ))
+        .map_err(err)?;
+        for t in cell_text(x, y, bg, main, sub) {
+            root.draw(&t).map_err(err)?;
+        }
+    }
+    // Labels: rows (first op) on the left, columns (second op) below.
+    for (i, op) in ops.iter().enumerate() {
+        root.draw(&Text::new(
+            op.clone(),
+            (x0 - 10, y0 + i as i32 * c + c / 2),
+            font(16.0).pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(err)?;
+        root.draw(&Text::new(
+            op.clone(),
+            (x0 + i as i32 * c + c / 2, y0 + n * c + 16),
+            centered(16.0),
+        ))
+        .map_err(err)?;
+    }
+    root.draw(&Text::new(
+        "row avg".to_string(),
+        (x0 + n * c + gap + c / 2, y0 + n * c + 16),
+        centered(16.0),
+    ))
+    .map_err(err)?;
+    root.draw(&Text::new(
+        "2nd transformation".to_string(),
+        (x0 + n * c / 2, y0 + n * c + 50),
+        centered(17.0),
+    ))
+    .map_err(err)?;
+    root.draw(&Text::new(
+        "1st transformation".to_string(),
+        (22, y0 + n * c / 2),
+        TextStyle::from((FONT, 17.0).into_font().transform(FontTransform::Rotate270))
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+    .map_err(err)?;
+    // Colour scale.
+    let bx = x0 + (n + 1) * c + gap + 30;
+    let (by0, by1) = (y0, y0 + n * c);
+    let steps = (by1 - by0).max(1);
+    for k in 0..steps {
+        let v = hi - (hi - lo) * k as f64 / steps as f64;
+        root.draw(&Rectangle::new(
+            [(bx, by0 + k), (bx + 22, by0 + k + 1)],
+            heat(v, lo, hi).filled(),
+        ))
+        .map_err(err)?;
+    }
+    root.draw(&Rectangle::new(
+        [(bx, by0), (bx + 22, by1)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(err)?;
+    for k in 0..=4 {
+        let v = lo + (hi - lo) * k as f64 / 4.0;
+        let y = by1 - (by1 - by0) * k / 4;
+        root.draw(&PathElement::new(vec![(bx + 22, y), (bx + 27, y)], BLACK))
+            .map_err(err)?;
+        root.draw(&Text::new(
+            format!("{v:.1}"),
+            (bx + 31, y),
+            font(14.0).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(err)?;
+    }
+    root.draw(&Text::new(
+        scale_label.to_string(),
+        (bx + 11, by0 - 18),
+        centered(14.0),
+    ))
+    .map_err(err)?;
+    Ok(())
+}
+
+fn legend_height(entries: usize, per_row: usize) -> u32 {
+    (entries.div_ceil(per_row).max(1) as u32) * 26 + 14
+}
+
+/// A legend below the chart: (name, colour, dashed), `per_row` entries a row.
+fn legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    top: i32,
+    entries: &[(String, RGBColor, bool)],
+    per_row: usize,
+) -> R {
+    let (w, _) = root.dim_in_pixel();
+    let col_w = (w as i32 - 80) / per_row as i32;
+    for (k, (name, col, dashed)) in entries.iter().enumerate() {
+        let x = 60 + (k % per_row) as i32 * col_w;
+        let y = top + (k / per_row) as i32 * 26 + 12;
+        if *dashed {
+            for s in 0..4 {
+                let sx = x + s * 9;
+                root.draw(&PathElement::new(
+                    vec![(sx, y), (sx + 5, y)],
+                    col.stroke_width(3),
+                ))
+                .map_err(err)?;
+            }
+        } else {
+            root.draw(&PathElement::new(
+                vec![(x, y), (x + 32, y)],
+                col.stroke_width(3),
+            ))
+            .map_err(err)?;
+        }
+        root.draw(&Circle::new((x + 16, y), 4, col.filled()))
+            .map_err(err)?;
+        root.draw(&Text::new(
+            name.clone(),
+            (x + 40, y),
+            font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn y_range(vals: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (a, b) in vals {
+        lo = lo.min(a);
+        hi = hi.max(b);
+    }
+    if !lo.is_finite() {
+        return (0.0, 100.0);
+    }
+    let pad = ((hi - lo) * 0.1)
+        .max(hi.abs().max(lo.abs()) * 0.01)
+        .max(0.05);
+    (lo - pad, hi + pad)
+}
+
+/// A tick label without float noise: `1`, `0.5`, `1.25`.
+fn tick(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn stat_span(s: &Stat) -> (f64, f64) {
+    let sd = s.std.unwrap_or(0.0);
+    (s.mean - sd, s.mean + sd)
+}
+
+fn lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    flat: &[Series],
+) -> R {
+    let (w, h) = root.dim_in_pixel();
+    let legend_h = legend_height(series.len() + flat.len(), 3);
+    let (plot_area, legend_area_top) = (root.margin(40, 0, 10, 20), h as i32 - legend_h as i32);
+    let plot_area = plot_area.shrink((0, 0), (w - 30, h - legend_h - 40));
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0.log2()))
+        .collect();
+    let (xlo, xhi) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (xlo, xhi) = if xlo.is_finite() {
+        (xlo - 0.3, xhi + 0.3)
+    } else {
+        (4.7, 11.3)
+    };
+    let (ylo, yhi) = y_range(
+        series
+            .iter()
+            .chain(flat)
+            .flat_map(|s| s.points.iter().map(|p| stat_span(&p.1))),
+    );
+    let mut chart = ChartBuilder::on(&plot_area)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(xlo..xhi, ylo..yhi)
+        .map_err(err)?;
+    let mut ticks: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_labels(0)
+        .disable_x_mesh()
+        .y_desc(y_label)
+        .y_label_style(font(14.0))
+        .axis_desc_style(font(16.0))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)?;
+    // x ticks at the dimensions themselves (log2 axis).
+    for &t in &ticks {
+        let (px, py) = chart.backend_coord(&(t.log2(), ylo));
+        root.draw(&PathElement::new(vec![(px, py), (px, py + 5)], BLACK))
+            .map_err(err)?;
+        root.draw(&Text::new(format!("{t}"), (px, py + 16), centered(14.0)))
+            .map_err(err)?;
+    }
+    let (cx, cy) = chart.backend_coord(&((xlo + xhi) / 2.0, ylo));
+    root.draw(&Text::new(
+        x_label.to_string(),
+        (cx, cy + 42),
+        centered(16.0),
+    ))
+    .map_err(err)?;
+    let mut entries = Vec::new();
+    for s in flat {
+        let col = color(s.color);
+        let y = s.points.first().map(|p| p.1).ok_or("empty flat series")?;
+        let pts = vec![(xlo, y.mean), (xhi, y.mean)];
+        draw_line(&mut chart, pts, col, s.dashed)?;
+        if let Some(sd) = y.std {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(xlo, y.mean - sd), (xhi, y.mean + sd)],
+                    col.mix(0.12).filled(),
+                )))
+                .map_err(err)?;
+        }
+        entries.push((s.name.clone(), col, s.dashed));
+    }
+    for s in series {
+        let col = color(s.color);
+        let pts: Vec<(f64, f64)> = s.points.iter().map(|(x, st)| (x.log2(), st.mean)).collect();
+        draw_line(&mut chart, pts.clone(), col, s.dashed)?;
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, col.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .filter(|p| p.1.std.is_some())
+                    .map(|(x, st)| {
+                        let (a, b) = stat_span(st);
+                        ErrorBar::new_vertical(x.log2(), a, st.mean, b, col.stroke_width(2), 8)
+                    }),
+            )
+            .map_err(err)?;
+        entries.push((s.name.clone(), col, s.dashed));
+    }
+    legend(root, legend_area_top, &entries, 3)
+}
+
+fn draw_line<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    pts: Vec<(f64, f64)>,
+    col: RGBColor,
+    dashed: bool,
+) -> R {
+    if dashed {
+        chart
+            .draw_series(DashedLineSeries::new(pts, 8, 6, col.stroke_width(2)))
+            .map_err(err)?;
+    } else {
+        chart
+            .draw_series(LineSeries::new(pts, col.stroke_width(2)))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn grouped_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    x_label: &str,
+    y_label: &str,
+    groups: &[String],
+    bars: &[String],
+    values: &[Vec<CellValue>],
+) -> R {
+    let (w, h) = root.dim_in_pixel();
+    let legend_h = legend_height(bars.len(), 5);
+    let plot_area = root
+        .margin(40, 0, 10, 20)
+        .shrink((0, 0), (w - 30, h - legend_h - 40));
+    let (_, yhi) = y_range(
+        values
+            .iter()
+            .flatten()
+            .filter_map(|v| v.stat())
+            .map(|s| stat_span(&s)),
+    );
+    let yhi = yhi * 1.1; // room for the value labels above the bars
+    let ng = groups.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&plot_area)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..ng, 0f64..yhi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_labels(0)
+        .disable_x_mesh()
+        .y_desc(y_label)
+        .y_label_style(font(14.0))
+        .axis_desc_style(font(16.0))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)?;
+    let nb = bars.len().max(1) as f64;
+    let bw = 0.8 / nb;
+    for (g, row) in values.iter().enumerate() {
+        for (b, v) in row.iter().enumerate() {
+            let x = g as f64 + 0.1 + b as f64 * bw;
+            let col = color(b);
+            match v {
+                CellValue::Value { stat: st, .. } => {
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x + bw * 0.05, 0.0), (x + bw * 0.95, st.mean)],
+                            col.filled(),
+                        )))
+                        .map_err(err)?;
+                    let (_, top) = stat_span(st);
+                    let (px, py) = chart.backend_coord(&(x + bw / 2.0, top));
+                    root.draw(&Text::new(
+                        format!("{:.1}", st.mean),
+                        (px, py - 12),
+                        centered(13.0),
+                    ))
+                    .map_err(err)?;
+                    if st.std.is_some() {
+                        let (a, c) = stat_span(st);
+                        chart
+                            .draw_series(std::iter::once(ErrorBar::new_vertical(
+                                x + bw / 2.0,
+                                a,
+                                st.mean,
+                                c,
+                                BLACK.stroke_width(2),
+                                8,
+                            )))
+                            .map_err(err)?;
+                    }
+                }
+                CellValue::Missing(why) => {
+                    let (px, py) = chart.backend_coord(&(x + bw / 2.0, 0.0));
+                    root.draw(&Text::new(why.to_string(), (px, py - 12), centered(14.0)))
+                        .map_err(err)?;
+                }
+            }
+        }
+        let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
+        root.draw(&Text::new(groups[g].clone(), (px, py + 16), centered(15.0)))
+            .map_err(err)?;
+    }
+    let (cx, cy) = chart.backend_coord(&(ng / 2.0, 0.0));
+    root.draw(&Text::new(
+        x_label.to_string(),
+        (cx, cy + 42),
+        centered(16.0),
+    ))
+    .map_err(err)?;
+    let entries: Vec<(String, RGBColor, bool)> = bars
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.clone(), color(i), false))
+        .collect();
+    legend(root, h as i32 - legend_h as i32, &entries, 5)
+}
+
+/// Which curve of a [`Curve`] a panel draws.
+type Pick = fn(&Curve) -> &Vec<(f64, f64)>;
+
+fn training_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[Curve]) -> R {
+    let (w, h) = root.dim_in_pixel();
+    let legend_h = legend_height(curves.len(), 3);
+    let body = root
+        .margin(44, 0, 10, 10)
+        .shrink((0, 0), (w - 20, h - legend_h - 44));
+    let panels = body.split_evenly((1, 2));
+    let xmax = curves
+        .iter()
+        .flat_map(|c| c.loss.iter().chain(&c.acc).map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    for (k, panel) in panels.iter().enumerate() {
+        let (pick, name): (Pick, &str) = if k == 0 {
+            (|c| &c.loss, "training loss")
+        } else {
+            (|c| &c.acc, "contrastive accuracy (%)")
+        };
+        let (ylo, yhi) = y_range(
+            curves
+                .iter()
+                .flat_map(|c| pick(c).iter().map(|p| (p.1, p.1))),
+        );
+        let mut chart = ChartBuilder::on(panel)
+            .margin(8)
+            .x_label_area_size(46)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..xmax, ylo..yhi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc("epoch")
+            .y_desc(name)
+            .label_style(font(14.0))
+            .axis_desc_style(font(16.0))
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .draw()
+            .map_err(err)?;
+        for (i, c) in curves.iter().enumerate() {
+            chart
+                .draw_series(LineSeries::new(
+                    pick(c).iter().copied(),
+                    color(i).stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+    }
+    let entries: Vec<(String, RGBColor, bool)> = curves
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), color(i), false))
+        .collect();
+    legend(root, h as i32 - legend_h as i32, &entries, 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_white_on_dark_and_black_on_light_cells() {
+        assert_eq!(*text_on(heat(0.0, 0.0, 1.0)), WHITE);
+        assert_eq!(*text_on(heat(1.0, 0.0, 1.0)), BLACK);
+    }
+}

@@ -1,0 +1,709 @@
+//! Which figures and tables a sweep gets, decided from its grid axes, and how each is
+//! built from the cells: Figure 5 (`augment.ops`), Figure 8 (`head`), Table 4 (`loss`),
+//! Table 5 (`loss.l2_norm`, `loss.temperature`), Figure 9 (`batch_size`, `epochs`),
+//! training curves per group of cells, and a table of every cell for any sweep.
+//! A sweep whose grid also varies other axes gets one figure/table per value of them.
+
+use serde_json::Value;
+
+use crate::ml::config::{AugOp, HeadKind, LossKind, PretrainConfig};
+
+use super::aggregate::{compact, CellData, CellValue, Stat, SweepData};
+use super::paper::{self, PaperSetting};
+use super::plots::{Curve, Figure, Plot, Series};
+use super::tables::{Table, Val};
+
+/// A part of the README: tables, figures, and how our setting differs from the paper's.
+#[derive(Clone, Debug)]
+pub(crate) struct Section {
+    pub title: String,
+    pub text: Vec<String>,
+    pub tables: Vec<Table>,
+    pub figures: Vec<Figure>,
+    /// "The paper ..." lines: its finding and one line per differing setting.
+    pub paper: Vec<String>,
+}
+
+impl Section {
+    fn new(title: impl Into<String>) -> Section {
+        Section {
+            title: title.into(),
+            text: Vec::new(),
+            tables: Vec::new(),
+            figures: Vec::new(),
+            paper: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Experiment {
+    AugPairs,
+    HeadDims,
+    Losses,
+    Temperature,
+    BatchEpochs,
+}
+
+impl Experiment {
+    const ALL: [Experiment; 5] = [
+        Experiment::AugPairs,
+        Experiment::HeadDims,
+        Experiment::Losses,
+        Experiment::Temperature,
+        Experiment::BatchEpochs,
+    ];
+
+    /// The grid axes that make a sweep this experiment.
+    fn axes(self) -> &'static [&'static str] {
+        match self {
+            Experiment::AugPairs => &["augment.ops"],
+            Experiment::HeadDims => &["head", "head.kind", "head.out_dim"],
+            Experiment::Losses => &["loss", "loss.kind", "loss.semi_hard"],
+            Experiment::Temperature => &["loss.l2_norm", "loss.temperature"],
+            Experiment::BatchEpochs => &["batch_size", "epochs"],
+        }
+    }
+}
+
+/// The sections of a sweep's report, in order.
+pub(crate) fn build(data: &SweepData) -> Vec<Section> {
+    let mut out = Vec::new();
+    for e in Experiment::ALL {
+        if !data.axes.iter().any(|a| e.axes().contains(&a.as_str())) {
+            continue;
+        }
+        for (k, (suffix, cells)) in slices(data, e.axes()).into_iter().enumerate() {
+            let id_suffix = if k == 0 {
+                String::new()
+            } else {
+                format!("_{}", k + 1)
+            };
+            let s = match e {
+                Experiment::AugPairs => figure5(data, &cells, &suffix, &id_suffix),
+                Experiment::HeadDims => figure8(data, &cells, &suffix, &id_suffix),
+                Experiment::Losses => table4(data, &cells, &suffix, &id_suffix),
+                Experiment::Temperature => table5(data, &cells, &suffix, &id_suffix),
+                Experiment::BatchEpochs => figure9(data, &cells, &suffix, &id_suffix),
+            };
+            out.push(s);
+        }
+    }
+    out.push(curves(data));
+    out.push(all_cells(data));
+    out
+}
+
+/// Cell coordinates: (axis path, value).
+type Coords = Vec<(String, Value)>;
+
+/// Cells partitioned by the values of the axes an experiment does not claim, each with a
+/// title suffix (empty when the sweep varies nothing else).
+fn slices<'a>(data: &'a SweepData, claimed: &[&str]) -> Vec<(String, Vec<&'a CellData>)> {
+    let mut out: Vec<(Coords, Vec<&CellData>)> = Vec::new();
+    for c in &data.cells {
+        let key: Vec<(String, Value)> = c
+            .coords
+            .iter()
+            .filter(|(k, _)| !claimed.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(c),
+            None => out.push((key, vec![c])),
+        }
+    }
+    out.into_iter()
+        .map(|(key, cells)| {
+            let suffix = if key.is_empty() {
+                String::new()
+            } else {
+                let parts: Vec<String> = key
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", compact(v)))
+                    .collect();
+                format!(" ({})", parts.join(", "))
+            };
+            (suffix, cells)
+        })
+        .collect()
+}
+
+fn configs<'a>(data: &'a SweepData, cells: &[&CellData]) -> Vec<&'a PretrainConfig> {
+    cells
+        .iter()
+        .flat_map(|c| c.runs.iter().map(|&i| &data.runs[i].config))
+        .collect()
+}
+
+fn paper_lines(
+    finding: Option<&str>,
+    setting: &PaperSetting,
+    ours: &[&PretrainConfig],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(f) = finding {
+        out.push(format!("The paper's {} finds: {f}.", setting.source));
+    }
+    let diffs = paper::differences(setting, ours);
+    if !diffs.is_empty() {
+        out.push(format!(
+            "Settings that differ from the paper's {} ({} {}):",
+            setting.source, setting.dataset, setting.encoder
+        ));
+        out.extend(diffs.into_iter().map(|d| format!("  - {d}")));
+    }
+    out
+}
+
+fn label_header(label: &str) -> String {
+    format!("top-1 {label}")
+}
+
+fn primary(data: &SweepData) -> String {
+    data.primary_label().unwrap_or("linear@h").to_string()
+}
+
+/// Figure 5: the augmentation heatmap (rows first op, columns second, diagonal single).
+fn figure5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
+    let label = primary(data);
+    let ops_of = |c: &CellData| data.first(c).config.augment.ops.clone();
+    let ops: Vec<AugOp> = AugOp::ALL
+        .into_iter()
+        .filter(|op| cells.iter().any(|c| ops_of(c).contains(op)))
+        .collect();
+    let names: Vec<String> = ops.iter().map(|o| o.name().to_string()).collect();
+    let n = ops.len();
+    let mut values = vec![vec![CellValue::Missing("missing"); n]; n];
+    for c in cells {
+        let o = ops_of(c);
+        let (a, b) = match o.as_slice() {
+            [a] => (*a, *a),
+            [a, b] => (*a, *b),
+            _ => continue,
+        };
+        let (Some(i), Some(j)) = (
+            ops.iter().position(|x| *x == a),
+            ops.iter().position(|x| *x == b),
+        ) else {
+            continue;
+        };
+        values[i][j] = data.top1(c, &label);
+    }
+    let row_avg: Vec<Option<(f64, bool)>> = values
+        .iter()
+        .map(|row| {
+            let v: Vec<f64> = row
+                .iter()
+                .filter_map(|x| x.stat().map(|s| s.mean))
+                .collect();
+            Stat::of(&v).map(|s| (s.mean, v.len() < row.len()))
+        })
+        .collect();
+    let mut header = vec!["1st \\ 2nd".to_string()];
+    header.extend(names.iter().cloned());
+    header.push("row avg".into());
+    let rows = values
+        .iter()
+        .zip(&names)
+        .zip(&row_avg)
+        .map(|((row, name), avg)| {
+            let mut r = vec![Val::text(name.clone())];
+            r.extend(row.iter().cloned().map(Val::Ours));
+            r.push(Val::text(match avg {
+                Some((v, false)) => format!("{v:.1}"),
+                Some((v, true)) => format!("{v:.1} (partial)"),
+                None => "—".into(),
+            }));
+            r
+        })
+        .collect();
+    let mut notes = vec![format!(
+        "Top-1 (%) of {label}; diagonal: the transformation alone; off-diagonal: row, then column, on one branch."
+    )];
+    if row_avg.iter().flatten().any(|a| a.1) {
+        notes.push("A partial row average is over the cells of the row that have a value.".into());
+    }
+    let caption = format!(
+        "Figure 5{suffix}: linear evaluation under single or composed augmentations (one-branch protocol)"
+    );
+    let mut s = Section::new(format!("Figure 5: composition of augmentations{suffix}"));
+    s.tables.push(Table {
+        id: format!("fig5_augment_pairs{id}"),
+        caption: caption.clone(),
+        header,
+        rows,
+        notes,
+    });
+    s.figures.push(Figure {
+        id: format!("fig5_augment_heatmap{id}"),
+        title: format!("Figure 5{suffix}: top-1 (%) of {label}"),
+        caption,
+        plot: Plot::Heatmap {
+            ops: names,
+            values,
+            row_avg,
+            scale_label: "top-1 (%)".into(),
+        },
+    });
+    s.paper = paper_lines(
+        Some(paper::FIGURE_5_FINDING),
+        &paper::FIGURE_5,
+        &configs(data, cells),
+    );
+    s
+}
+
+fn head_kind_name(k: HeadKind) -> &'static str {
+    match k {
+        HeadKind::None => "none",
+        HeadKind::Linear => "linear",
+        HeadKind::Nonlinear => "nonlinear",
+    }
+}
+
+/// Figure 8: top-1 against the projection output dimension per head kind, h and z.
+fn figure8(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
+    let mut linear_labels: Vec<String> = data
+        .labels
+        .iter()
+        .filter(|l| l.starts_with("linear"))
+        .cloned()
+        .collect();
+    if linear_labels.is_empty() {
+        linear_labels.push(primary(data));
+    }
+    let mut series = Vec::new();
+    let mut flat = Vec::new();
+    for (ki, kind) in [HeadKind::None, HeadKind::Linear, HeadKind::Nonlinear]
+        .into_iter()
+        .enumerate()
+    {
+        for label in &linear_labels {
+            let on = label.split('@').nth(1).unwrap_or(label);
+            let mut points: Vec<(f64, Stat)> = cells
+                .iter()
+                .filter(|c| data.first(c).config.head.kind == kind)
+                .filter_map(|c| {
+                    let dim = data.first(c).config.head.out_dim.unwrap_or(0) as f64;
+                    data.top1(c, label).stat().map(|s| (dim, s))
+                })
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let sr = Series {
+                name: format!("{} head, {on}", head_kind_name(kind)),
+                color: ki,
+                dashed: on == "z",
+                points,
+            };
+            if kind == HeadKind::None {
+                flat.push(sr);
+            } else {
+                series.push(sr);
+            }
+        }
+    }
+    let mut header = vec!["head".to_string(), "output dim".to_string()];
+    header.extend(data.labels.iter().map(|l| label_header(l)));
+    let rows = cells
+        .iter()
+        .map(|c| {
+            let h = &data.first(c).config.head;
+            let mut r = vec![
+                Val::text(head_kind_name(h.kind)),
+                Val::text(
+                    h.out_dim
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "—".into()),
+                ),
+            ];
+            r.extend(data.labels.iter().map(|l| Val::Ours(data.top1(c, l))));
+            r
+        })
+        .collect();
+    let mut notes = Vec::new();
+    // Our h-versus-z gap where both were evaluated.
+    let (h, z) = (
+        linear_labels.iter().find(|l| l.ends_with("@h")),
+        linear_labels.iter().find(|l| l.ends_with("@z")),
+    );
+    if let (Some(h), Some(z)) = (h, z) {
+        let gaps: Vec<f64> = cells
+            .iter()
+            .filter(|c| data.first(c).config.head.kind != HeadKind::None)
+            .filter_map(|c| Some(data.top1(c, h).stat()?.mean - data.top1(c, z).stat()?.mean))
+            .collect();
+        if let Some(g) = Stat::of(&gaps) {
+            notes.push(format!(
+                "Ours: h minus z = {:+.1} points on average over the {} heads evaluated on both.",
+                g.mean, g.n
+            ));
+        }
+    }
+    let caption =
+        format!("Figure 8{suffix}: linear evaluation against projection head and output dimension");
+    let mut s = Section::new(format!("Figure 8: projection heads{suffix}"));
+    s.tables.push(Table {
+        id: format!("fig8_head_dims{id}"),
+        caption: caption.clone(),
+        header,
+        rows,
+        notes,
+    });
+    s.figures.push(Figure {
+        id: format!("fig8_head_dims{id}"),
+        title: format!("Figure 8{suffix}: top-1 against output dimension (solid h, dashed z)"),
+        caption,
+        plot: Plot::Lines {
+            x_label: "projection output dimensionality".into(),
+            y_label: "top-1 (%)".into(),
+            series,
+            flat,
+        },
+    });
+    s.paper = paper_lines(
+        Some(paper::FIGURE_8_FINDING),
+        &paper::FIGURE_8,
+        &configs(data, cells),
+    );
+    s
+}
+
+fn loss_name(k: LossKind) -> &'static str {
+    match k {
+        LossKind::NtXent => "NT-Xent",
+        LossKind::NtLogistic => "NT-Logistic",
+        LossKind::Margin => "Margin triplet",
+    }
+}
+
+/// Table 4: the losses with and without semi-hard negative mining.
+fn table4(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
+    let mut header = vec!["loss".to_string(), "semi-hard".to_string()];
+    header.extend(data.labels.iter().map(|l| label_header(l)));
+    header.push("paper top-1".into());
+    let rows = cells
+        .iter()
+        .map(|c| {
+            let l = &data.first(c).config.loss;
+            let mut r = vec![
+                Val::text(loss_name(l.kind)),
+                Val::text(if l.semi_hard { "yes" } else { "no" }),
+            ];
+            r.extend(data.labels.iter().map(|lab| Val::Ours(data.top1(c, lab))));
+            r.push(Val::Paper(paper::table4(l.kind, l.semi_hard)));
+            r
+        })
+        .collect();
+    let mut s = Section::new(format!("Table 4: contrastive losses{suffix}"));
+    s.tables.push(Table {
+        id: format!("table4_losses{id}"),
+        caption: format!(
+            "Table 4{suffix}: linear evaluation top-1 (%) for models trained with different losses"
+        ),
+        header,
+        rows,
+        notes: vec!["Paper column: ImageNet, ResNet-50 (Chen et al. 2020, Table 4).".into()],
+    });
+    s.paper = paper_lines(None, &paper::TABLE_4, &configs(data, cells));
+    s
+}
+
+/// Table 5: l2 normalisation x temperature, contrastive accuracy and top-1.
+fn table5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
+    let mut header = vec![
+        "l2 norm".to_string(),
+        "temperature".to_string(),
+        "contrastive acc.".to_string(),
+    ];
+    header.extend(data.labels.iter().map(|l| label_header(l)));
+    header.push("paper contrastive acc.".into());
+    header.push("paper top-1".into());
+    let rows = cells
+        .iter()
+        .map(|c| {
+            let l = &data.first(c).config.loss;
+            let p = paper::table5(l.l2_norm, l.temperature);
+            let mut r = vec![
+                Val::text(if l.l2_norm { "yes" } else { "no" }),
+                Val::text(format!("{}", l.temperature)),
+                Val::Ours(data.contrastive_acc(c)),
+            ];
+            r.extend(data.labels.iter().map(|lab| Val::Ours(data.top1(c, lab))));
+            r.push(Val::Paper(p.map(|x| x.0)));
+            r.push(Val::Paper(p.map(|x| x.1)));
+            r
+        })
+        .collect();
+    let mut s = Section::new(format!("Table 5: l2 normalisation and temperature{suffix}"));
+    s.tables.push(Table {
+        id: format!("table5_temperature{id}"),
+        caption: format!(
+            "Table 5{suffix}: NT-Xent with and without l2 normalisation at several temperatures"
+        ),
+        header,
+        rows,
+        notes: vec![
+            "Contrastive acc.: training contrastive accuracy (%) over the last epoch.".into(),
+            "Paper columns: ImageNet, ResNet-50 (Chen et al. 2020, Table 5).".into(),
+        ],
+    });
+    s.paper = paper_lines(None, &paper::TABLE_5, &configs(data, cells));
+    s
+}
+
+/// Figure 9: batch size x epochs as grouped bars, with Table B.1 beside.
+fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
+    let label = primary(data);
+    let mut batches: Vec<usize> = cells
+        .iter()
+        .map(|c| data.first(c).config.batch_size)
+        .collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let mut epochs: Vec<usize> = cells.iter().map(|c| data.first(c).config.epochs).collect();
+    epochs.sort_unstable();
+    epochs.dedup();
+    let value = |b: usize, e: usize| -> CellValue {
+        cells
+            .iter()
+            .find(|c| {
+                let k = &data.first(c).config;
+                k.batch_size == b && k.epochs == e
+            })
+            .map(|c| data.top1(c, &label))
+            .unwrap_or(CellValue::Missing("missing"))
+    };
+    let with_paper: Vec<usize> = epochs
+        .iter()
+        .copied()
+        .filter(|&e| batches.iter().any(|&b| paper::table_b1(b, e).is_some()))
+        .collect();
+    let mut header = vec!["batch size".to_string()];
+    for e in &epochs {
+        header.push(format!("{e} epochs"));
+        if with_paper.contains(e) {
+            header.push(format!("paper {e} epochs"));
+        }
+    }
+    let rows = batches
+        .iter()
+        .map(|&b| {
+            let mut r = vec![Val::text(b.to_string())];
+            for &e in &epochs {
+                r.push(Val::Ours(value(b, e)));
+                if with_paper.contains(&e) {
+                    r.push(Val::Paper(paper::table_b1(b, e)));
+                }
+            }
+            r
+        })
+        .collect();
+    let caption =
+        format!("Figure 9{suffix}: top-1 (%) of {label} against batch size and training epochs");
+    let mut s = Section::new(format!("Figure 9: batch size and epochs{suffix}"));
+    s.tables.push(Table {
+        id: format!("fig9_batch_epochs{id}"),
+        caption: caption.clone(),
+        header,
+        rows,
+        notes: vec![],
+    });
+    if with_paper.is_empty() {
+        // None of our cells is one of the paper's: its Table B.1 as a reference of trends.
+        let mut header = vec!["batch size".to_string()];
+        header.extend(paper::B1_EPOCHS.iter().map(|e| format!("{e} epochs")));
+        s.tables.push(Table {
+            id: format!("table_b1_paper{id}"),
+            caption: "The paper's Table B.1 (ImageNet, ResNet-50, linear LR scaling): top-1 (%)"
+                .into(),
+            header,
+            rows: paper::B1_BATCHES
+                .iter()
+                .map(|&b| {
+                    let mut r = vec![Val::text(b.to_string())];
+                    r.extend(
+                        paper::B1_EPOCHS
+                            .iter()
+                            .map(|&e| Val::Paper(paper::table_b1(b, e))),
+                    );
+                    r
+                })
+                .collect(),
+            notes: vec![
+                "None of this sweep's cells has the paper's batch size and epochs; compare trends."
+                    .into(),
+            ],
+        });
+    }
+    s.figures.push(Figure {
+        id: format!("fig9_batch_epochs{id}"),
+        title: format!("Figure 9{suffix}: top-1 (%) by batch size and epochs"),
+        caption,
+        plot: Plot::Bars {
+            x_label: "batch size".into(),
+            y_label: "top-1 (%)".into(),
+            groups: batches.iter().map(|b| b.to_string()).collect(),
+            bars: epochs.iter().map(|e| format!("{e} epochs")).collect(),
+            values: batches
+                .iter()
+                .map(|&b| epochs.iter().map(|&e| value(b, e)).collect())
+                .collect(),
+        },
+    });
+    s.paper = paper_lines(None, &paper::TABLE_B1, &configs(data, cells));
+    s
+}
+
+/// A cell's name for legends: its coordinates, compact.
+fn cell_name(data: &SweepData, c: &CellData) -> String {
+    if c.coords.is_empty() {
+        return data.sweep.name.clone();
+    }
+    c.coords
+        .iter()
+        .map(|(k, v)| {
+            if k == "augment.ops" {
+                compact(v)
+            } else {
+                format!("{k}={}", compact(v))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Mean of the runs' curves point by point, over the points all of them have.
+fn mean_curve(curves: &[&Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    let n = curves.iter().map(|c| c.len()).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let x = curves[0][i].0;
+            let y = curves.iter().map(|c| c[i].1).sum::<f64>() / curves.len() as f64;
+            (x, y)
+        })
+        .collect()
+}
+
+/// Training curves (loss, contrastive accuracy), one figure per group of cells: all cells
+/// when there are few, else one per first op / first axis value, else chunks of 8.
+fn curves(data: &SweepData) -> Section {
+    let mut s = Section::new("Training curves");
+    s.text.push(
+        "Per-step training loss and contrastive accuracy against epochs, mean over seeds.".into(),
+    );
+    let cells: Vec<&CellData> = data
+        .cells
+        .iter()
+        .filter(|c| c.runs.iter().any(|&i| !data.runs[i].curve_loss.is_empty()))
+        .collect();
+    if cells.is_empty() {
+        s.text
+            .push("No run has recorded training metrics yet.".into());
+        return s;
+    }
+    let mut groups: Vec<(String, Vec<&CellData>)> = Vec::new();
+    if cells.len() <= 10 {
+        groups.push((String::new(), cells));
+    } else if data.axes.len() > 1 || data.axes.first().is_some_and(|a| a == "augment.ops") {
+        for c in cells {
+            let key = match c.coords.first().map(|x| &x.1) {
+                Some(Value::Array(a)) => a.first().map(compact).unwrap_or_default(),
+                Some(v) => format!("{}={}", c.coords[0].0, compact(v)),
+                None => String::new(),
+            };
+            match groups.iter_mut().find(|g| g.0 == key) {
+                Some(g) => g.1.push(c),
+                None => groups.push((key, vec![c])),
+            }
+        }
+    } else {
+        for (k, chunk) in cells.chunks(8).enumerate() {
+            groups.push((format!("part {}", k + 1), chunk.to_vec()));
+        }
+    }
+    for (k, (name, cells)) in groups.iter().enumerate() {
+        let curves: Vec<Curve> = cells
+            .iter()
+            .map(|c| {
+                let runs: Vec<_> = c
+                    .runs
+                    .iter()
+                    .map(|&i| &data.runs[i])
+                    .filter(|r| !r.curve_loss.is_empty())
+                    .collect();
+                Curve {
+                    name: cell_name(data, c),
+                    loss: mean_curve(&runs.iter().map(|r| &r.curve_loss).collect::<Vec<_>>()),
+                    acc: mean_curve(&runs.iter().map(|r| &r.curve_acc).collect::<Vec<_>>()),
+                }
+            })
+            .collect();
+        let (id, title) = if groups.len() == 1 {
+            (
+                "curves".to_string(),
+                format!("Training curves: {}", data.sweep.name),
+            )
+        } else {
+            (
+                format!("curves_{}", k + 1),
+                format!("Training curves: {} ({name})", data.sweep.name),
+            )
+        };
+        s.figures.push(Figure {
+            id,
+            caption: title.clone(),
+            title,
+            plot: Plot::Curves { curves },
+        });
+    }
+    s
+}
+
+/// Every cell, whatever the axes: coordinates, seeds, contrastive accuracy, each evaluation.
+fn all_cells(data: &SweepData) -> Section {
+    let mut header: Vec<String> = data.axes.clone();
+    header.push("seeds done".into());
+    header.push("contrastive acc.".into());
+    header.extend(data.labels.iter().map(|l| label_header(l)));
+    let rows = data
+        .cells
+        .iter()
+        .map(|c| {
+            let mut r: Vec<Val> = data
+                .axes
+                .iter()
+                .map(|a| {
+                    Val::text(
+                        c.coords
+                            .iter()
+                            .find(|(k, _)| k == a)
+                            .map(|(_, v)| compact(v))
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let done = c
+                .runs
+                .iter()
+                .filter(|&&i| data.runs[i].state == crate::store::RunState::Done)
+                .count();
+            r.push(Val::text(format!("{done}/{}", c.runs.len())));
+            r.push(Val::Ours(data.contrastive_acc(c)));
+            r.extend(data.labels.iter().map(|l| Val::Ours(data.top1(c, l))));
+            r
+        })
+        .collect();
+    let mut s = Section::new("All cells");
+    s.tables.push(Table {
+        id: "cells".into(),
+        caption: format!("Every cell of {}: mean over seeds", data.sweep.name),
+        header,
+        rows,
+        notes: vec![],
+    });
+    s
+}

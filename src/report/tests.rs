@@ -1,0 +1,576 @@
+//! Report tests on fixture stores with synthetic runs: snapshots of the Markdown, LaTeX
+//! and CSV of a partial 3x3 `pairs_of` sweep with two seeds (one cell still running, one
+//! failed, one seed of another cell failed), a sweep where nothing ran yet, and the
+//! figure/table choice for the other experiments' axes.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::ml::config::{
+    AugOp, AugProtocol, EvalConfig, FeatureSource, HeadKind, LossKind, PretrainConfig,
+};
+use crate::store::{CheckpointRecord, MetricRecord, NewStage, NewSweep, Worker};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/report/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)"
+    );
+}
+
+/// What happens to one pretrain run of the fixture.
+#[derive(Clone, Copy, PartialEq)]
+enum Fate {
+    /// Done, with linear top-1 (percent); kNN is 5 points lower.
+    Done(f64),
+    Fail,
+    /// Claimed and left running (its evaluations stay queued).
+    Running,
+    /// Never claimed.
+    Queued,
+}
+
+struct Cell {
+    coords: Vec<(&'static str, Value)>,
+    config: PretrainConfig,
+}
+
+fn evals() -> Vec<(&'static str, EvalConfig)> {
+    let linear = EvalConfig {
+        train_subset: Some(2000),
+        test_subset: Some(2000),
+        epochs: 30,
+        ..EvalConfig::default()
+    };
+    let knn = EvalConfig {
+        kind: crate::ml::config::EvalKind::Knn,
+        ..linear.clone()
+    };
+    vec![("linear@h", linear), ("knn@h", knn)]
+}
+
+fn smoke_base() -> PretrainConfig {
+    let mut c = PretrainConfig::default();
+    c.dataset.train_subset = Some(1000);
+    c.encoder.arch = crate::ml::config::Arch::Convnet;
+    c.batch_size = 100;
+    c.epochs = 2;
+    c
+}
+
+/// Registers `cells` x `seeds` in a fresh store at `db` and plays `fate` for each run.
+async fn fixture(
+    db: &Path,
+    name: &str,
+    cells: &[Cell],
+    seeds: &[u64],
+    evals: &[(&'static str, EvalConfig)],
+    fate: impl Fn(usize, u64) -> Fate,
+) -> Store {
+    let store = Store::open(db.to_str().unwrap()).await.unwrap();
+    let mut stages = Vec::new();
+    let mut plan = Vec::new(); // (pretrain id, cell index, seed)
+    for (ci, c) in cells.iter().enumerate() {
+        for &seed in seeds {
+            let mut config = c.config.clone();
+            config.seed = seed;
+            let mut cell: serde_json::Map<String, Value> = c
+                .coords
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            cell.insert("seed".into(), json!(seed));
+            let cell = Value::Object(cell).to_string();
+            let pid = format!("p{ci:02}s{seed}{}", "0".repeat(60));
+            plan.push((pid.clone(), ci, seed));
+            stages.push(NewStage {
+                id: pid.clone(),
+                stage: "pretrain".into(),
+                parent_id: None,
+                label: "pretrain".into(),
+                config: serde_json::to_string(&config).unwrap(),
+                dataset_fingerprint: "fp-cifar10-test".into(),
+                semantics_version: 1,
+                cell: cell.clone(),
+            });
+            for (k, (label, ec)) in evals.iter().enumerate() {
+                stages.push(NewStage {
+                    id: format!("e{ci:02}s{seed}k{k}{}", "0".repeat(58)),
+                    stage: "eval".into(),
+                    parent_id: Some(pid.clone()),
+                    label: label.to_string(),
+                    config: serde_json::to_string(ec).unwrap(),
+                    dataset_fingerprint: "fp-cifar10-test".into(),
+                    semantics_version: 1,
+                    cell: cell.clone(),
+                });
+            }
+        }
+    }
+    let sweep = NewSweep {
+        name: name.into(),
+        spec_path: format!("sweeps/{name}.yaml"),
+        spec_text: format!("name: {name}\n# fixture\n"),
+        profile: Some("smoke".into()),
+        overrides: vec![],
+    };
+    store.register(&sweep, &stages).await.unwrap();
+    let w = Worker {
+        id: "w".into(),
+        host: "fixture-host".into(),
+        pid: 1,
+    };
+    let fate_of = |id: &str| {
+        let (_, ci, seed) = plan.iter().find(|p| p.0[1..5] == id[1..5]).unwrap();
+        (fate(*ci, *seed), *ci, *seed)
+    };
+    // Claim everything in turn; runs meant to stay queued are given back at the end.
+    let mut to_release = Vec::new();
+    while let Some(c) = store.claim(Some(name), &w, 600_000, 3).await.unwrap() {
+        let id = c.run.id.clone();
+        let (f, ci, seed) = fate_of(&id);
+        if c.run.stage == "pretrain" {
+            match f {
+                Fate::Done(_) => {
+                    let mut m = Vec::new();
+                    for step in 0..8 {
+                        let t = step as f64;
+                        m.push(MetricRecord {
+                            name: "train/loss".into(),
+                            step,
+                            value: 5.0 - 0.1 * t - 0.05 * ci as f64,
+                        });
+                        m.push(MetricRecord {
+                            name: "train/contrastive_acc".into(),
+                            step,
+                            value: 0.1 + 0.05 * t + 0.01 * seed as f64,
+                        });
+                    }
+                    for epoch in 0..2 {
+                        let e = epoch as f64;
+                        m.push(MetricRecord {
+                            name: "epoch/loss".into(),
+                            step: epoch,
+                            value: 4.8 - 0.4 * e,
+                        });
+                        m.push(MetricRecord {
+                            name: "epoch/contrastive_acc".into(),
+                            step: epoch,
+                            value: 0.2 + 0.2 * e + 0.01 * seed as f64,
+                        });
+                    }
+                    store.record_metrics(&id, &m).await.unwrap();
+                    store
+                        .record_checkpoint(&CheckpointRecord {
+                            run_id: id.clone(),
+                            step: 8,
+                            epoch: 2,
+                            path: "c".into(),
+                            sha256: "h".into(),
+                        })
+                        .await
+                        .unwrap();
+                    assert!(store.finish(&id, &w, 10.0 + ci as f64).await.unwrap());
+                }
+                Fate::Fail => store
+                    .fail(&id, &w, "loss is NaN at step 3", 1.5)
+                    .await
+                    .unwrap(),
+                Fate::Running => {}
+                Fate::Queued => to_release.push(id.clone()),
+            }
+        } else {
+            let Fate::Done(top1) = f else {
+                unreachable!("evals of unfinished runs wait")
+            };
+            let top1 = if c.run.label.starts_with("knn") {
+                top1 - 5.0
+            } else if c.run.label.ends_with("@z") {
+                top1 - 12.0
+            } else {
+                top1
+            };
+            store
+                .record_metrics(
+                    &id,
+                    &[
+                        MetricRecord {
+                            name: "eval/top1".into(),
+                            step: 0,
+                            value: top1 / 100.0,
+                        },
+                        MetricRecord {
+                            name: "eval/top5".into(),
+                            step: 0,
+                            value: (top1 + 30.0).min(100.0) / 100.0,
+                        },
+                        MetricRecord {
+                            name: "eval/n_test".into(),
+                            step: 0,
+                            value: 2000.0,
+                        },
+                    ],
+                )
+                .await
+                .unwrap();
+            assert!(store.finish(&id, &w, 2.0).await.unwrap());
+        }
+    }
+    for id in to_release {
+        store.release(&id, &w, 0.0).await.unwrap();
+    }
+    store
+}
+
+/// With REPORT_KEEP=DIR, copies a rendered report there to look at the figures.
+fn keep(out: &Path, name: &str) {
+    if let Some(d) = std::env::var_os("REPORT_KEEP") {
+        let dest = Path::new(&d).join(name);
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in std::fs::read_dir(out).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
+        }
+    }
+}
+
+fn fixed_provenance() -> Provenance {
+    Provenance {
+        code: "simclr-sweep (test)".into(),
+        rendered_on: "test machine".into(),
+        rendered_at: "2024-01-01 00:00 UTC".into(),
+        sweep_dates: "registered then".into(),
+    }
+}
+
+const OPS: [AugOp; 3] = [AugOp::Crop, AugOp::Color, AugOp::Blur];
+
+/// 3x3 pairs_of: 9 cells x 2 seeds. [blur, crop] is still running, [blur] failed on both
+/// seeds, [color, blur] failed on seed 1 only.
+fn pairs_cells() -> Vec<Cell> {
+    let mut out = Vec::new();
+    for a in OPS {
+        for b in OPS {
+            let ops = if a == b { vec![a] } else { vec![a, b] };
+            let mut config = smoke_base();
+            config.augment.protocol = AugProtocol::OneBranch;
+            config.augment.ops = ops.clone();
+            let names: Vec<&str> = ops.iter().map(|o| o.name()).collect();
+            out.push(Cell {
+                coords: vec![("augment.ops", json!(names))],
+                config,
+            });
+        }
+    }
+    out
+}
+
+fn pairs_fate(ci: usize, seed: u64) -> Fate {
+    let (i, j) = (ci / 3, ci % 3);
+    match (OPS[i], OPS[j], seed) {
+        (AugOp::Blur, AugOp::Crop, 0) => Fate::Running,
+        (AugOp::Blur, AugOp::Crop, _) => Fate::Queued,
+        (AugOp::Blur, AugOp::Blur, _) => Fate::Fail,
+        (AugOp::Color, AugOp::Blur, 1) => Fate::Fail,
+        _ => Fate::Done(20.0 + 3.0 * i as f64 + 2.0 * j as f64 + seed as f64),
+    }
+}
+
+fn all_formats() -> Vec<ReportFormat> {
+    vec![
+        ReportFormat::Png,
+        ReportFormat::Svg,
+        ReportFormat::Md,
+        ReportFormat::Tex,
+        ReportFormat::Csv,
+    ]
+}
+
+#[test]
+fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    rt().block_on(async {
+        let store = fixture(
+            &dir.path().join("s.db"),
+            "pairs",
+            &pairs_cells(),
+            &[0, 1],
+            &evals(),
+            pairs_fate,
+        )
+        .await;
+        let data = SweepData::load(&store, "pairs").await.unwrap();
+        let written = render(&data, &fixed_provenance(), &out, &all_formats()).unwrap();
+        for f in [
+            "README.md",
+            "fig5_augment_heatmap.png",
+            "fig5_augment_heatmap.svg",
+            "curves.png",
+            "fig5_augment_pairs.tex",
+            "runs.csv",
+            "cells.csv",
+        ] {
+            assert!(
+                written.contains(&out.join(f)),
+                "{f} not written: {written:?}"
+            );
+        }
+        store.close().await;
+    });
+    keep(&out, "pairs");
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    // Seeds: mean ± std (n); the cell with one failed seed says so; the others say why.
+    assert!(md.contains("| crop | 20.5 ± 0.7 (n=2) |"), "{md}");
+    assert!(md.contains("27.0 (1 of 2 seeds)"), "{md}");
+    assert!(
+        md.contains("— (pending)") && md.contains("— (failed)"),
+        "{md}"
+    );
+    snapshot("pairs_README.md", &md);
+    snapshot(
+        "pairs_fig5_augment_pairs.tex",
+        &std::fs::read_to_string(out.join("fig5_augment_pairs.tex")).unwrap(),
+    );
+    snapshot(
+        "pairs_runs.csv",
+        &std::fs::read_to_string(out.join("runs.csv")).unwrap(),
+    );
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 18, "one row per run");
+    let png = image::open(out.join("fig5_augment_heatmap.png")).unwrap();
+    assert!(png.width() > 400 && png.height() > 300);
+}
+
+#[test]
+fn a_sweep_where_nothing_ran_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let cells: Vec<Cell> = [0.1, 0.5]
+        .into_iter()
+        .map(|t| {
+            let mut config = smoke_base();
+            config.loss.temperature = t;
+            Cell {
+                coords: vec![("loss.temperature", json!(t))],
+                config,
+            }
+        })
+        .collect();
+    rt().block_on(async {
+        let store = fixture(
+            &dir.path().join("s.db"),
+            "t",
+            &cells,
+            &[0],
+            &evals(),
+            |_, _| Fate::Queued,
+        )
+        .await;
+        write(&store, "t", &out, &all_formats()).await.unwrap();
+        store.close().await;
+    });
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(md.contains("Table 5"), "{md}");
+    assert!(
+        md.contains("No run has recorded training metrics yet."),
+        "{md}"
+    );
+    assert!(
+        md.contains("| yes | 0.1 | — (pending) | — (pending) | — (pending) | 87.8 | 64.4 |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cells = Vec::new();
+    for (kind, sh) in [
+        (LossKind::Margin, false),
+        (LossKind::NtLogistic, true),
+        (LossKind::NtXent, false),
+    ] {
+        let mut config = smoke_base();
+        config.loss.kind = kind;
+        config.loss.semi_hard = sh;
+        let kind_name = serde_json::to_value(kind).unwrap();
+        cells.push(Cell {
+            coords: vec![("loss", json!({"kind": kind_name, "semi_hard": sh}))],
+            config,
+        });
+    }
+    let out = dir.path().join("loss");
+    rt().block_on(async {
+        let store = fixture(
+            &dir.path().join("a.db"),
+            "losses",
+            &cells,
+            &[0],
+            &evals(),
+            |ci, _| Fate::Done(40.0 + ci as f64),
+        )
+        .await;
+        let data = SweepData::load(&store, "losses").await.unwrap();
+        render(
+            &data,
+            &fixed_provenance(),
+            &out,
+            &[ReportFormat::Md, ReportFormat::Tex],
+        )
+        .unwrap();
+        store.close().await;
+    });
+    let t4 = std::fs::read_to_string(out.join("table4_losses.tex")).unwrap();
+    snapshot("losses_table4.tex", &t4);
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(md.contains("| NT-Xent | no | 42.0 | 37.0 | 63.9 |"), "{md}");
+    assert!(md.contains("epochs: paper 100, ours 2"), "{md}");
+    assert!(md.contains("batch size: paper 4096, ours 100"), "{md}");
+
+    // Batch size x epochs: bars, and Table B.1 beside the cells the paper has.
+    let mut cells = Vec::new();
+    for b in [256, 512] {
+        for e in [100, 200] {
+            let mut config = smoke_base();
+            config.batch_size = b;
+            config.epochs = e;
+            cells.push(Cell {
+                coords: vec![("batch_size", json!(b)), ("epochs", json!(e))],
+                config,
+            });
+        }
+    }
+    let out = dir.path().join("be");
+    rt().block_on(async {
+        let store = fixture(
+            &dir.path().join("b.db"),
+            "be",
+            &cells,
+            &[0, 1],
+            &evals()[..1],
+            |ci, s| {
+                if ci == 3 {
+                    Fate::Fail
+                } else {
+                    Fate::Done(50.0 + ci as f64 + s as f64)
+                }
+            },
+        )
+        .await;
+        write(&store, "be", &out, &[ReportFormat::Md, ReportFormat::Png])
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        md.contains(
+            "| batch size | 100 epochs | paper 100 epochs | 200 epochs | paper 200 epochs |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 512 | 52.5 ± 0.7 (n=2) | 60.7 | — (failed) | 64.0 |"),
+        "{md}"
+    );
+    assert!(out.join("fig9_batch_epochs.png").exists());
+    keep(&out, "batch_epochs");
+
+    // Head kind x output dim with h and z.
+    let mut cells = Vec::new();
+    for (kind, dim) in [
+        (HeadKind::None, None),
+        (HeadKind::Linear, Some(32)),
+        (HeadKind::Linear, Some(128)),
+        (HeadKind::Nonlinear, Some(32)),
+        (HeadKind::Nonlinear, Some(128)),
+    ] {
+        let mut config = smoke_base();
+        config.head.kind = kind;
+        config.head.out_dim = dim;
+        cells.push(Cell {
+            coords: vec![(
+                "head",
+                json!({"kind": serde_json::to_value(kind).unwrap(), "out_dim": dim}),
+            )],
+            config,
+        });
+    }
+    let hz: Vec<(&'static str, EvalConfig)> = vec![
+        ("linear@h", EvalConfig::default()),
+        (
+            "linear@z",
+            EvalConfig {
+                on: FeatureSource::Z,
+                ..EvalConfig::default()
+            },
+        ),
+    ];
+    let out = dir.path().join("head");
+    rt().block_on(async {
+        let store = fixture(
+            &dir.path().join("c.db"),
+            "heads",
+            &cells,
+            &[0],
+            &hz,
+            |ci, _| Fate::Done(30.0 + ci as f64),
+        )
+        .await;
+        let data = SweepData::load(&store, "heads").await.unwrap();
+        let secs = sections::build(&data);
+        let fig8 = secs
+            .iter()
+            .find(|s| s.title.starts_with("Figure 8"))
+            .expect("figure 8");
+        match &fig8.figures[0].plot {
+            plots::Plot::Lines { series, flat, .. } => {
+                assert_eq!(series.len(), 4, "linear and nonlinear heads, on h and z");
+                assert_eq!(flat.len(), 2, "no head: one flat line each for h and z");
+                assert!(series
+                    .iter()
+                    .any(|s| s.dashed && s.name == "nonlinear head, z"));
+            }
+            other => panic!("{other:?}"),
+        }
+        render(
+            &data,
+            &fixed_provenance(),
+            &out,
+            &[ReportFormat::Md, ReportFormat::Png],
+        )
+        .unwrap();
+        store.close().await;
+    });
+    assert!(out.join("fig8_head_dims.png").exists());
+    keep(&out, "heads");
+}
+
+#[test]
+fn utc_formats_known_instants() {
+    assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+    assert_eq!(utc(1_709_210_096_000), "2024-02-29 12:34 UTC");
+}
