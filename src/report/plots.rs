@@ -754,4 +754,50 @@ mod tests {
         assert_eq!(*text_on(heat(0.0, 0.0, 1.0)), WHITE);
         assert_eq!(*text_on(heat(1.0, 0.0, 1.0)), BLACK);
     }
+
+    /// Figure 5's full 7 x 7 grid with seeds and a missing cell draws into PNG and SVG.
+    #[test]
+    fn a_7x7_heatmap_renders_to_png_and_svg() {
+        let ops: Vec<String> = crate::ml::config::AugOp::ALL
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let values: Vec<Vec<CellValue>> = (0..7)
+            .map(|i| {
+                (0..7)
+                    .map(|j| match (i, j) {
+                        (6, 0) => CellValue::Missing("failed"),
+                        _ => CellValue::Value {
+                            stat: Stat::of(&[10.0 + (i * 7 + j) as f64, 11.0 + (i * 7 + j) as f64])
+                                .unwrap(),
+                            expected: 2,
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        let row_avg = (0..7).map(|i| Some((20.0 + i as f64, i == 6))).collect();
+        let fig = Figure {
+            id: "heat".into(),
+            title: "Figure 5: top-1 (%) of linear@h".into(),
+            caption: String::new(),
+            plot: Plot::Heatmap {
+                ops,
+                values,
+                row_avg,
+                scale_label: "top-1 (%)".into(),
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let files = fig.write(dir.path(), true, true).unwrap();
+        assert_eq!(files.len(), 2);
+        let png = image::open(&files[0]).unwrap();
+        assert!(png.width() >= 7 * CELL && png.height() >= 7 * CELL);
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        assert!(svg.contains("rotate") && svg.contains("failed"));
+        if let Some(d) = std::env::var_os("REPORT_KEEP") {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(&files[0], std::path::Path::new(&d).join("heat7.png")).unwrap();
+        }
+    }
 }

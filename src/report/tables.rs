@@ -167,10 +167,17 @@ impl Table {
             let _ = writeln!(s, "    {} \\\\", cells.join(" & "));
         }
         s.push_str("    \\bottomrule\n  \\end{tabular}\n");
-        if !self.notes.is_empty() {
+        let mut notes = self.notes.iter().map(|n| tex_escape(n)).collect::<Vec<_>>();
+        let partial = self.rows.iter().flatten().any(
+            |v| matches!(v, Val::Ours(CellValue::Value { stat, expected }) if stat.n < *expected),
+        );
+        if partial {
+            notes.push("$^{k/n}$: mean of the $k$ of $n$ seeds that finished.".into());
+        }
+        if !notes.is_empty() {
             s.push_str("  \\par\\smallskip\\footnotesize\n");
-            for n in &self.notes {
-                let _ = writeln!(s, "  {}\\par", tex_escape(n));
+            for n in &notes {
+                let _ = writeln!(s, "  {n}\\par");
             }
         }
         s.push_str("\\end{table}\n");
