@@ -9,13 +9,22 @@ use super::{data_err, extracted_dir_name, io_err};
 use crate::ml::config::DatasetName;
 use crate::ml::error::MlError;
 
-/// sha256 (hex) of a dataset. An archive (any file): sha256 of its bytes, so it equals the
-/// published checksum of the archive. A directory: over its data files (recursively,
-/// hidden names skipped) in sorted relative-path order, each as `path \0 len_le_u64 bytes`.
-/// A parent holding `cifar-10-batches-bin/` or `cifar-100-binary/` is fingerprinted as that
-/// directory, so it agrees with [`super::load_split`]'s view of it.
+/// sha256 (hex) of a dataset's content, the same whether it is the official `.tar.gz` or
+/// its extracted directory, so that extracting the archive does not change any RunId. The
+/// digest is over the data files in sorted relative-path order, each as
+/// `path \0 len_le_u64 sha256(bytes)`; paths are relative to the extracted directory
+/// (`cifar-10-batches-bin/`, `cifar-100-binary/`, or an ImageFolder root); hidden names are
+/// skipped. A parent holding the extracted directory fingerprints as that directory, as
+/// [`super::load_split`] reads it. Any other single file: sha256 of its bytes.
 pub fn fingerprint(path: &Path) -> Result<String, MlError> {
     if path.is_file() {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            return archive_fingerprint(path);
+        }
         let mut h = Sha256::new();
         hash_file(path, &mut h)?;
         return Ok(hex::encode(h.finalize()));
@@ -36,26 +45,83 @@ pub fn fingerprint(path: &Path) -> Result<String, MlError> {
     }
     let mut files = Vec::new();
     walk(&dir, &dir, &mut files)?;
-    files.sort();
+    let mut entries = Vec::with_capacity(files.len());
+    for (rel, p) in files {
+        let mut h = Sha256::new();
+        let len = hash_file(&p, &mut h)?;
+        entries.push((rel, len, h.finalize().into()));
+    }
+    Ok(combine(entries))
+}
+
+/// The digest of (relative path, length, sha256) entries in path order.
+fn combine(mut entries: Vec<(String, u64, [u8; 32])>) -> String {
+    entries.sort();
     let mut h = Sha256::new();
-    for (rel, p) in &files {
-        let len = std::fs::metadata(p).map_err(|e| io_err(p, e))?.len();
+    for (rel, len, digest) in &entries {
         h.update(rel.as_bytes());
         h.update([0u8]);
         h.update(len.to_le_bytes());
-        hash_file(p, &mut h)?;
+        h.update(digest);
     }
-    Ok(hex::encode(h.finalize()))
+    hex::encode(h.finalize())
 }
 
-fn hash_file(p: &Path, h: &mut Sha256) -> Result<(), MlError> {
+/// The fingerprint of the directory the archive extracts to, read by streaming.
+fn archive_fingerprint(path: &Path) -> Result<String, MlError> {
+    let f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, f));
+    let mut ar = tar::Archive::new(gz);
+    let corrupt = |e: std::io::Error| data_err(path, format!("corrupt or truncated archive: {e}"));
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for entry in ar.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let full = entry
+            .path()
+            .map_err(corrupt)?
+            .to_string_lossy()
+            .into_owned();
+        let mut parts: Vec<&str> = full
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if parts.iter().any(|c| c.starts_with('.')) {
+            continue;
+        }
+        // Relative to the extracted directory: drop the archive's top-level folder.
+        if parts.len() > 1 {
+            parts.remove(0);
+        }
+        let mut h = Sha256::new();
+        let mut len = 0u64;
+        loop {
+            let n = entry.read(&mut buf).map_err(corrupt)?;
+            if n == 0 {
+                break;
+            }
+            len += n as u64;
+            h.update(&buf[..n]);
+        }
+        entries.push((parts.join("/"), len, h.finalize().into()));
+    }
+    Ok(combine(entries))
+}
+
+/// Feeds the file's bytes to `h`; returns its length.
+fn hash_file(p: &Path, h: &mut Sha256) -> Result<u64, MlError> {
     let mut f = std::fs::File::open(p).map_err(|e| io_err(p, e))?;
     let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
     loop {
         let n = f.read(&mut buf).map_err(|e| io_err(p, e))?;
         if n == 0 {
-            return Ok(());
+            return Ok(len);
         }
+        len += n as u64;
         h.update(&buf[..n]);
     }
 }
@@ -89,18 +155,19 @@ mod tests {
     use crate::ml::data::testutil::*;
 
     #[test]
-    fn fingerprint_is_archive_sha256_and_tracks_directory_content() {
+    fn archive_and_extracted_directory_share_a_fingerprint_that_tracks_content() {
         let tmp = tempfile::tempdir().unwrap();
         let gz = cifar10_targz(4);
         let archive = tmp.path().join("a.tar.gz");
         std::fs::write(&archive, &gz).unwrap();
-        assert_eq!(
-            fingerprint(&archive).unwrap(),
-            hex::encode(Sha256::digest(&gz))
-        );
 
         let dir = write_cifar10_dir(tmp.path(), 4);
         let a = fingerprint(&dir).unwrap();
+        assert_eq!(
+            fingerprint(&archive).unwrap(),
+            a,
+            "extracting changes nothing"
+        );
         // The parent (which also holds the archive) fingerprints as the extracted dir.
         assert_eq!(fingerprint(tmp.path()).unwrap(), a);
         let f = dir.join("data_batch_2.bin");
