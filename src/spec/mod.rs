@@ -122,7 +122,6 @@ fn expand_text(text: &str, file: &Path, opts: &LoadOptions) -> Result<Plan, Spec
             attribute(
                 &eff,
                 profile.as_ref().map(|(n, p)| (*n, p)),
-                &raw,
                 &point.coords,
                 &field,
                 msg,
@@ -230,7 +229,6 @@ fn field_error(path: &str, msg: String) -> SpecError {
 fn attribute(
     eff: &expand::Effective,
     profile: Option<(&str, &raw::RawProfile)>,
-    raw: &raw::RawSpec,
     coords: &[usize],
     field: &str,
     msg: String,
@@ -288,7 +286,6 @@ fn attribute(
             return field_error(&format!("profiles.{n}.base.{field}"), msg);
         }
     }
-    let _ = raw;
     field_error(format!("base.{field}").trim_end_matches('.'), msg)
 }
 
