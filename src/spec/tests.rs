@@ -132,7 +132,7 @@ fn the_smoke_profile_shrinks_the_model_and_keeps_the_grid() {
     let p = committed("losses.yaml", Some("smoke"));
     let r = &p.runs[0].config.pretrain;
     assert_eq!(r.encoder.arch, crate::ml::config::Arch::Convnet);
-    assert_eq!(r.dataset.train_subset, Some(1000));
+    assert_eq!(r.dataset.train_subset, Some(2000));
     assert_eq!(p.runs[0].config.evals.len(), 1);
 }
 
