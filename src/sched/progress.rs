@@ -24,7 +24,8 @@ impl Progress {
         if quiet {
             return Progress::Quiet;
         }
-        if !std::io::stderr().is_terminal() {
+        // Bars only for a person at a terminal; Slurm logs and CI get plain lines.
+        if !std::io::stderr().is_terminal() || !std::io::stdout().is_terminal() {
             eprintln!("{done}/{total} stages done; {workers} worker(s) starting");
             return Progress::Lines;
         }
