@@ -1,7 +1,7 @@
 //! Throughput bench (issues 3 and 6), run on demand, not in CI:
 //!
 //! ```text
-//! cargo bench --bench step -- step --arch convnet|resnet18 --n 64 --kernels candle|fast \
+//! cargo bench --bench step -- step --arch convnet|resnet18 --n 64 --kernels candle|fast|fast-unfused \
 //!     [--warmup 1] [--steps 2]
 //! cargo bench --bench step -- augment [--images 2048] [--batch 256] [--threads 2]
 //! ```
@@ -23,7 +23,7 @@ use simclr_sweep::ml::config::{
 };
 use simclr_sweep::ml::data::{view_batches, ImageSet};
 use simclr_sweep::ml::init::build_model;
-use simclr_sweep::ml::kernels::{set_kernels, Kernels};
+use simclr_sweep::ml::kernels::{set_fused_blocks, set_kernels, Kernels};
 use simclr_sweep::ml::loss::contrastive_loss;
 use simclr_sweep::ml::optim::Optimizer;
 
@@ -73,9 +73,11 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
     let warmup: usize = arg(args, "--warmup", 1);
     let steps: usize = arg(args, "--steps", 2);
     let kern_s = argstr(args, "--kernels", "fast");
+    // fast-unfused: round 1's separate conv / BN ops, for A/B in the same run.
+    set_fused_blocks(kern_s != "fast-unfused");
     set_kernels(match kern_s.as_str() {
         "candle" => Kernels::Candle,
-        "fast" => Kernels::Fast,
+        "fast" | "fast-unfused" => Kernels::Fast,
         other => anyhow::bail!("unknown --kernels {other}"),
     });
     let dev = Device::Cpu;
@@ -95,18 +97,41 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
     let loss_cfg = LossConfig::default();
     let mut t0 = Instant::now();
     let mut last = 0.0;
+    // Seconds per phase over the timed steps: forward, loss, backward, optimizer.
+    let mut phase = [0f64; 4];
     for s in 0..warmup + steps {
         if s == warmup {
             t0 = Instant::now();
+            phase = [0.0; 4];
         }
         let x = Tensor::from_vec(images(2 * n, s as u64), (2 * n, 3, 32, 32), &dev)?;
+        let tp = Instant::now();
         let (_, z) = model.forward_t(&x, true)?;
+        let t1 = Instant::now();
         let out = contrastive_loss(&z.narrow(0, 0, n)?, &z.narrow(0, n, n)?, &loss_cfg)?;
         last = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let t2 = Instant::now();
         let grads = out.loss.backward()?;
+        let t3 = Instant::now();
         opt.step(&grads, 0.1)?;
+        drop(grads);
+        let t4 = Instant::now();
+        for (p, (a, b)) in phase
+            .iter_mut()
+            .zip([(tp, t1), (t1, t2), (t2, t3), (t3, t4)])
+        {
+            *p += (b - a).as_secs_f64();
+        }
     }
     let secs = t0.elapsed().as_secs_f64();
+    let ms = |p: f64| 1e3 * p / steps.max(1) as f64;
+    eprintln!(
+        "phases ms/step: forward {:.1} loss {:.1} backward {:.1} optimizer {:.1}",
+        ms(phase[0]),
+        ms(phase[1]),
+        ms(phase[2]),
+        ms(phase[3])
+    );
     println!(
         "RESULT step arch={arch_s} n={n} kernels={kern_s} images_per_s={:.1} maxrss_mib={:.0} \
          sec_per_step={:.3} last_loss={last:.6}",

@@ -135,6 +135,38 @@ impl ConvBn {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        self.forward_pool_t(x, train, relu, false)
+    }
+
+    /// Side of the conv output along one axis of size `n`.
+    fn out_side(&self, n: usize) -> usize {
+        let k = self.conv.weight().dim(3).unwrap_or(1);
+        (n + 2 * self.pad).saturating_sub(k) / self.stride + 1
+    }
+
+    /// [`Self::forward_t`], then a 2x2 average pool if `pool`; in training on the fast path
+    /// all of it is one fused op ([`kernels::conv_bn_train`]).
+    fn forward_pool_t(&self, x: &Tensor, train: bool, relu: bool, pool: bool) -> Result<Tensor> {
+        if use_fast(x) && train && kernels::fused_blocks() {
+            return kernels::conv_bn_train(
+                x,
+                self.conv.weight(),
+                &self.bn,
+                self.stride,
+                self.pad,
+                relu,
+                pool,
+            );
+        }
+        let y = self.forward_unpooled_t(x, train, relu)?;
+        if pool {
+            y.avg_pool2d(2)
+        } else {
+            Ok(y)
+        }
+    }
+
+    fn forward_unpooled_t(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         if use_fast(x) {
             let y = kernels::conv2d(x, self.conv.weight(), self.pad, self.stride)?;
             return bn_relu(&y, &self.bn, train, relu);
@@ -206,6 +238,9 @@ impl ResBlock {
             Some(d) => d.forward_t(x, train, false)?,
             None => x.clone(),
         };
+        if use_fast(x) && kernels::fused_blocks() {
+            return kernels::add_relu(&y, &short);
+        }
         (y + short)?.relu()
     }
 }
@@ -324,8 +359,18 @@ impl Encoder {
             candle_core::bail!("encoder input must be [B, C, H, W], got {:?}", x.shape());
         }
         let mut y = x.clone();
-        for l in &self.layers {
+        let mut layers = self.layers.iter().peekable();
+        while let Some(l) = layers.next() {
             y = match l {
+                // conv-BN-ReLU then the 2x2 average pool: one op on the fast path.
+                Layer::ConvBnRelu(c)
+                    if matches!(layers.peek(), Some(Layer::AvgPool2))
+                        && c.out_side(y.dim(2)?) >= 2
+                        && c.out_side(y.dim(3)?) >= 2 =>
+                {
+                    layers.next();
+                    c.forward_pool_t(&y, train, true, true)?
+                }
                 Layer::ConvBnRelu(c) => c.forward_t(&y, train, true)?,
                 Layer::AvgPool2 => {
                     if y.dim(2)? >= 2 && y.dim(3)? >= 2 {

@@ -20,10 +20,10 @@ use super::{slice, wrap, Real};
 type Stash = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
 
 #[derive(Clone, Copy)]
-struct Dims {
-    b: usize,
-    c: usize,
-    hw: usize,
+pub(super) struct Dims {
+    pub(super) b: usize,
+    pub(super) c: usize,
+    pub(super) hw: usize,
 }
 
 impl Dims {
@@ -38,10 +38,10 @@ impl Dims {
         })
     }
     /// Values per channel.
-    fn m(&self) -> usize {
+    pub(super) fn m(&self) -> usize {
         self.b * self.hw
     }
-    fn at(&self, b: usize, c: usize) -> std::ops::Range<usize> {
+    pub(super) fn at(&self, b: usize, c: usize) -> std::ops::Range<usize> {
         let o = (b * self.c + c) * self.hw;
         o..o + self.hw
     }
@@ -65,7 +65,7 @@ fn lane_sum<T: Real>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
     s
 }
 
-fn stats<T: Real>(x: &[T], d: Dims) -> (Vec<f64>, Vec<f64>) {
+pub(super) fn stats<T: Real>(x: &[T], d: Dims) -> (Vec<f64>, Vec<f64>) {
     let m = d.m() as f64;
     (0..d.c)
         .into_par_iter()
@@ -390,17 +390,30 @@ pub fn batch_norm_train(x: &Tensor, bn: &BatchNorm, relu: bool) -> Result<Tensor
         .map_err(|_| candle_core::Error::Msg("batch-norm stash poisoned".into()))?
         .clone()
         .ok_or_else(|| candle_core::Error::Msg("batch-norm forward left no statistics".into()))?;
-    // Running statistics, with candle_nn's formulas (batch_norm.rs, forward_train).
+    update_running(bn, mean, var, d.m())?;
+    Ok(y)
+}
+
+/// bn's running statistics after a batch with these per-channel mean / biased variance over
+/// `m` values per channel, with candle_nn's formulas (batch_norm.rs, forward_train:
+/// momentum, unbiased variance).
+pub(super) fn update_running(
+    bn: &BatchNorm,
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    m: usize,
+) -> Result<()> {
     let mom = bn.momentum();
     let rm = Var::from_tensor(bn.running_mean())?;
     let rv = Var::from_tensor(bn.running_var())?;
-    let dev = x.device();
-    let mean = Tensor::from_vec(mean, d.c, dev)?.to_dtype(rm.dtype())?;
-    let var = Tensor::from_vec(var, d.c, dev)?.to_dtype(rv.dtype())?;
-    let mf = d.m() as f64;
+    let dev = rm.device().clone();
+    let c = mean.len();
+    let mean = Tensor::from_vec(mean, c, &dev)?.to_dtype(rm.dtype())?;
+    let var = Tensor::from_vec(var, c, &dev)?.to_dtype(rv.dtype())?;
+    let mf = m as f64;
     rm.set(&((rm.as_tensor() * (1.0 - mom))? + (mean * mom)?)?)?;
     rv.set(&((rv.as_tensor() * (1.0 - mom))? + (var * (mom * mf / (mf - 1.0)))?)?)?;
-    Ok(y)
+    Ok(())
 }
 
 #[cfg(test)]

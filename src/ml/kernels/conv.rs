@@ -23,21 +23,21 @@ const MIN_COLS: usize = 256;
 const MAX_TASKS: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
-struct Geom {
-    b: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    k: usize,
+pub(super) struct Geom {
+    pub(super) b: usize,
+    pub(super) cin: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) cout: usize,
+    pub(super) k: usize,
     stride: usize,
     pad: usize,
-    oh: usize,
-    ow: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
 }
 
 impl Geom {
-    fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Result<Self> {
+    pub(super) fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Result<Self> {
         let (&[b, cin, h, wd], &[cout, cin2, kh, kw]) = (x, w) else {
             candle_core::bail!("conv2d: expected [B,C,H,W] and [O,C,k,k], got {x:?} and {w:?}");
         };
@@ -64,10 +64,10 @@ impl Geom {
     fn kk(&self) -> usize {
         self.cin * self.k * self.k
     }
-    fn ohw(&self) -> usize {
+    pub(super) fn ohw(&self) -> usize {
         self.oh * self.ow
     }
-    fn hw(&self) -> usize {
+    pub(super) fn hw(&self) -> usize {
         self.h * self.w
     }
     fn identity(&self) -> bool {
@@ -229,7 +229,7 @@ fn scatter<T: Real>(src: &[T], c: usize, hw: usize, nb: usize, dst: &mut [T]) {
 }
 
 /// `y [B, Cout, OH, OW]` from `x [B, Cin, H, W]`, `w [Cout, Cin, k, k]`.
-fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
+pub(super) fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
     let img_in = g.cin * g.hw();
     let img_out = cout * ohw;
@@ -299,10 +299,16 @@ fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
 
 /// `dx [B, Cin, H, W]` from `dy [B, Cout, OH, OW]` and `w`.
 fn grad_input<T: Real>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
+    let mut dx = vec![T::ZERO; g.b * g.cin * g.hw()];
+    grad_input_into(dy, w, g, &mut dx);
+    dx
+}
+
+/// [`grad_input`] into `dx` (`[B, Cin, H, W]`, zero on entry).
+pub(super) fn grad_input_into<T: Real>(dy: &[T], w: &[T], g: &Geom, dx: &mut [T]) {
     let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
     let img_in = g.cin * g.hw();
     let img_out = cout * ohw;
-    let mut dx = vec![T::ZERO; g.b * img_in];
     let per_task = g.per_task();
     let grp = g.group();
     dx.par_chunks_mut(per_task * img_in)
@@ -371,11 +377,10 @@ fn grad_input<T: Real>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
                 }
             }
         });
-    dx
 }
 
 /// `dw [Cout, Cin, k, k]` = sum over images of `dY col^T`.
-fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
+pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
     let img_in = g.cin * g.hw();
     let img_out = cout * ohw;
@@ -502,9 +507,15 @@ impl CustomOp2 for Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
         let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
-        let dx = dy.apply_op2_no_bwd(w, &GradInput(g))?;
+        // No input gradient for what needs none (the images): candle would compute and
+        // store it all the same.
+        let dx = if x.track_op() {
+            Some(dy.apply_op2_no_bwd(w, &GradInput(g))?)
+        } else {
+            None
+        };
         let dw = x.apply_op2_no_bwd(&dy, &GradWeight(g))?;
-        Ok((Some(dx), Some(dw)))
+        Ok((dx, Some(dw)))
     }
 }
 

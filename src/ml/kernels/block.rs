@@ -1,0 +1,874 @@
+//! Fused encoder blocks for training on the CPU (issue 6, round 2):
+//!
+//! - [`conv_bn_train`]: conv2d -> training-mode BatchNorm (-> ReLU) (-> 2x2 average pool),
+//!   the ConvNet's whole block and ResNet's conv + BN pairs (section 2.1, appendix B.9), as
+//!   ONE candle op over `(x, w, [gamma; beta])`. Its backward computes dx, dw, dgamma and
+//!   dbeta in one go from the saved conv output.
+//! - [`add_relu`]: ResNet's `relu(y + shortcut)` as one op.
+//!
+//! Why: candle's backward adds every gradient into a freshly zeroed tensor of its node's
+//! size, and runs large elementwise ops on its own thread pool, which competes with rayon
+//! for the 2 cores. The unfused path (conv, BN, ReLU, pool as 3-4 nodes) paid that per node;
+//! one node per block pays it once, keeps one intermediate (the conv output) instead of
+//! three, and its input gradient is skipped when the input needs none (the images).
+//!
+//! Results equal the unfused ops within float rounding (tests below: candle's ops and
+//! f64 finite differences).
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_nn::BatchNorm;
+use rayon::prelude::*;
+
+use super::bn::{stats, update_running, Dims};
+use super::conv::{self, Geom};
+use super::{slice, wrap, Real};
+
+/// What the forward keeps for the backward: the conv output (`Vec<f32>` or `Vec<f64>`,
+/// `[B, Cout, OH, OW]`) and the batch mean / biased variance per channel.
+struct Saved {
+    c: Box<dyn Any + Send + Sync>,
+    mean: Vec<f64>,
+    var: Vec<f64>,
+}
+
+type Stash = Arc<Mutex<Option<Arc<Saved>>>>;
+
+fn lock_err<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("fused block stash poisoned".into())
+}
+
+#[derive(Clone, Copy)]
+struct Cfg {
+    stride: usize,
+    pad: usize,
+    eps: f64,
+    relu: bool,
+    pool: bool,
+}
+
+/// Per-channel scale and shift of the normalisation, `t = a * c + s`, rounded to T exactly
+/// as the forward uses them (the backward recomputes the ReLU mask from them).
+fn affine<T: Real>(gb: &[f64], mean: &[f64], var: &[f64], eps: f64) -> (Vec<T>, Vec<T>) {
+    let c = mean.len();
+    (0..c)
+        .map(|i| {
+            let a = gb[i] / (var[i] + eps).sqrt();
+            (T::from_f64(a), T::from_f64(gb[c + i] - a * mean[i]))
+        })
+        .unzip()
+}
+
+fn act<T: Real>(v: T, a: T, s: T, relu: bool) -> T {
+    let t = v * a + s;
+    if !relu || t > T::ZERO {
+        t
+    } else {
+        T::ZERO
+    }
+}
+
+/// Output side of a 2x2 average pool (floor, like candle's `avg_pool2d(2)`).
+fn pooled(g: &Geom, pool: bool) -> (usize, usize) {
+    if pool {
+        (g.oh / 2, g.ow / 2)
+    } else {
+        (g.oh, g.ow)
+    }
+}
+
+/// Forward: `(out, conv output, mean, var)`.
+fn forward<T: Real>(
+    x: &[T],
+    w: &[T],
+    gb: &[T],
+    g: &Geom,
+    cfg: Cfg,
+) -> (Vec<T>, Vec<T>, Vec<f64>, Vec<f64>) {
+    let c = conv::forward(x, w, g);
+    let d = Dims {
+        b: g.b,
+        c: g.cout,
+        hw: g.ohw(),
+    };
+    let (mean, var) = stats(&c, d);
+    let gb64: Vec<f64> = gb.iter().map(|v| v.to_f64()).collect();
+    let (a, s) = affine::<T>(&gb64, &mean, &var, cfg.eps);
+    let (ph, pw) = pooled(g, cfg.pool);
+    let (oh, ow) = (g.oh, g.ow);
+    let mut out = vec![T::ZERO; g.b * g.cout * ph * pw];
+    let img = g.cout * ph * pw;
+    if img > 0 {
+        let quarter = T::from_f64(0.25);
+        out.par_chunks_mut(img).enumerate().for_each(|(b, ob)| {
+            for ch in 0..g.cout {
+                let cs = &c[d.at(b, ch)];
+                let os = &mut ob[ch * ph * pw..(ch + 1) * ph * pw];
+                let (ac, sc) = (a[ch], s[ch]);
+                if cfg.pool {
+                    for py in 0..ph {
+                        let r0 = &cs[2 * py * ow..2 * py * ow + ow];
+                        let r1 = &cs[(2 * py + 1) * ow..(2 * py + 1) * ow + ow];
+                        for (px, o) in os[py * pw..(py + 1) * pw].iter_mut().enumerate() {
+                            let f = |v: T| act(v, ac, sc, cfg.relu);
+                            *o = (f(r0[2 * px])
+                                + f(r0[2 * px + 1])
+                                + f(r1[2 * px])
+                                + f(r1[2 * px + 1]))
+                                * quarter;
+                        }
+                    }
+                } else {
+                    for (o, &v) in os.iter_mut().zip(cs) {
+                        *o = act(v, ac, sc, cfg.relu);
+                    }
+                }
+            }
+        });
+    }
+    let _ = oh;
+    (out, c, mean, var)
+}
+
+/// Backward: packed `[dx (B*Cin*H*W, or nothing without need_dx), dw, dgamma, dbeta]`.
+#[allow(clippy::too_many_arguments)]
+fn backward<T: Real>(
+    dout: &[T],
+    x: &[T],
+    w: &[T],
+    gb: &[f64],
+    saved: &Saved,
+    c: &[T],
+    g: &Geom,
+    cfg: Cfg,
+    need_dx: bool,
+) -> Vec<T> {
+    let d = Dims {
+        b: g.b,
+        c: g.cout,
+        hw: g.ohw(),
+    };
+    let (a, s) = affine::<T>(gb, &saved.mean, &saved.var, cfg.eps);
+    let (ph, pw) = pooled(g, cfg.pool);
+    let ow = g.ow;
+    let cimg = g.cout * d.hw;
+    let quarter = T::from_f64(0.25);
+    // Pass 1: gbuf = dL/dt (through the pool and ReLU mask), and per image and channel the
+    // sums of gbuf and gbuf * (c - mean) (reduced over images in a fixed order below).
+    let mut gbuf = vec![T::ZERO; c.len()];
+    let partial: Vec<Vec<(f64, f64)>> = gbuf
+        .par_chunks_mut(cimg.max(1))
+        .enumerate()
+        .map(|(b, gi)| {
+            (0..g.cout)
+                .map(|ch| {
+                    let cs = &c[d.at(b, ch)];
+                    let gs = &mut gi[ch * d.hw..(ch + 1) * d.hw];
+                    let (ac, sc, mu) = (a[ch], s[ch], saved.mean[ch]);
+                    let od = &dout[(b * g.cout + ch) * ph * pw..(b * g.cout + ch + 1) * ph * pw];
+                    for (i, gv) in gs.iter_mut().enumerate() {
+                        let up = if cfg.pool {
+                            let (y, xx) = (i / ow, i % ow);
+                            if y / 2 < ph && xx / 2 < pw {
+                                od[(y / 2) * pw + xx / 2] * quarter
+                            } else {
+                                T::ZERO
+                            }
+                        } else {
+                            od[i]
+                        };
+                        // The forward's mask, recomputed with the same rounding.
+                        *gv = if !cfg.relu || cs[i] * ac + sc > T::ZERO {
+                            up
+                        } else {
+                            T::ZERO
+                        };
+                    }
+                    let mut sg = [0f64; 4];
+                    let mut sgx = [0f64; 4];
+                    for (i, (&gv, &cv)) in gs.iter().zip(cs).enumerate() {
+                        let gv = gv.to_f64();
+                        sg[i % 4] += gv;
+                        sgx[i % 4] += gv * (cv.to_f64() - mu);
+                    }
+                    (sg.iter().sum(), sgx.iter().sum())
+                })
+                .collect()
+        })
+        .collect();
+    let mut sg = vec![0f64; g.cout];
+    let mut sgx = vec![0f64; g.cout];
+    for p in &partial {
+        for (ch, &(u, v)) in p.iter().enumerate() {
+            sg[ch] += u;
+            sgx[ch] += v;
+        }
+    }
+    // Pass 2: dc = gamma * invstd * (g - sg / M - xhat * sum(g xhat) / M) = k1 g + k2 c + k3.
+    let m = d.m() as f64;
+    let invstd: Vec<f64> = saved
+        .var
+        .iter()
+        .map(|v| 1.0 / (v + cfg.eps).sqrt())
+        .collect();
+    let coef: Vec<(T, T, T)> = (0..g.cout)
+        .map(|ch| {
+            let is = invstd[ch];
+            let k1 = gb[ch] * is;
+            let k2 = -k1 * is * sgx[ch] * is / m;
+            let k3 = -k1 * sg[ch] / m - k2 * saved.mean[ch];
+            (T::from_f64(k1), T::from_f64(k2), T::from_f64(k3))
+        })
+        .collect();
+    gbuf.par_chunks_mut(cimg.max(1))
+        .enumerate()
+        .for_each(|(b, gi)| {
+            for (ch, &(k1, k2, k3)) in coef.iter().enumerate() {
+                let cs = &c[d.at(b, ch)];
+                for (gv, &cv) in gi[ch * d.hw..(ch + 1) * d.hw].iter_mut().zip(cs) {
+                    *gv = k1 * *gv + k2 * cv + k3;
+                }
+            }
+        });
+    let nx = if need_dx { g.b * g.cin * g.hw() } else { 0 };
+    let nw = g.cout * g.cin * g.k * g.k;
+    let mut out = vec![T::ZERO; nx + nw + 2 * g.cout];
+    if need_dx {
+        conv::grad_input_into(&gbuf, w, g, &mut out[..nx]);
+    }
+    let dw = conv::grad_weight(x, &gbuf, g);
+    out[nx..nx + nw].copy_from_slice(&dw);
+    for ch in 0..g.cout {
+        out[nx + nw + ch] = T::from_f64(sgx[ch] * invstd[ch]);
+        out[nx + nw + g.cout + ch] = T::from_f64(sg[ch]);
+    }
+    out
+}
+
+struct BlockFwd {
+    cfg: Cfg,
+    stash: Stash,
+}
+
+impl CustomOp3 for BlockFwd {
+    fn name(&self) -> &'static str {
+        "fast-conv-bn-block"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.cfg.stride, self.cfg.pad)?;
+        if l3.shape().elem_count() != 2 * g.cout {
+            candle_core::bail!("conv-bn block: gamma / beta must have {} elements", g.cout);
+        }
+        let what = "conv-bn block";
+        let (out, saved) = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(gb)) => {
+                let (o, c, mean, var) = forward(
+                    slice(x, l1, what)?,
+                    slice(w, l2, what)?,
+                    slice(gb, l3, what)?,
+                    &g,
+                    self.cfg,
+                );
+                let c: Box<dyn Any + Send + Sync> = Box::new(c);
+                (wrap(o), Saved { c, mean, var })
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(gb)) => {
+                let (o, c, mean, var) = forward(
+                    slice(x, l1, what)?,
+                    slice(w, l2, what)?,
+                    slice(gb, l3, what)?,
+                    &g,
+                    self.cfg,
+                );
+                let c: Box<dyn Any + Send + Sync> = Box::new(c);
+                (wrap(o), Saved { c, mean, var })
+            }
+            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
+        };
+        *self.stash.lock().map_err(lock_err)? = Some(Arc::new(saved));
+        let (ph, pw) = pooled(&g, self.cfg.pool);
+        Ok((out, Shape::from((g.b, g.cout, ph, pw))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        gb: &Tensor,
+        _res: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let saved = self
+            .stash
+            .lock()
+            .map_err(lock_err)?
+            .clone()
+            .ok_or_else(|| {
+                candle_core::Error::Msg("conv-bn block: backward before forward".into())
+            })?;
+        let g = Geom::new(x.dims(), w.dims(), self.cfg.stride, self.cfg.pad)?;
+        let need_dx = x.track_op();
+        let op = BlockBwd {
+            cfg: self.cfg,
+            g,
+            gb: gb.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
+            saved,
+            need_dx,
+        };
+        let packed = dout.contiguous()?.apply_op3_no_bwd(x, w, &op)?;
+        let nx = if need_dx { x.elem_count() } else { 0 };
+        let nw = w.elem_count();
+        let dx = if need_dx {
+            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
+        } else {
+            None
+        };
+        let dw = packed.narrow(0, nx, nw)?.reshape(w.shape())?;
+        let dgb = packed.narrow(0, nx + nw, 2 * g.cout)?;
+        Ok((dx, Some(dw), Some(dgb)))
+    }
+}
+
+/// (dout, x, w) -> packed gradients.
+struct BlockBwd {
+    cfg: Cfg,
+    g: Geom,
+    gb: Vec<f64>,
+    saved: Arc<Saved>,
+    need_dx: bool,
+}
+
+impl CustomOp3 for BlockBwd {
+    fn name(&self) -> &'static str {
+        "fast-conv-bn-block-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let what = "conv-bn block backward";
+        let sv = &*self.saved;
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(dy), CpuStorage::F32(x), CpuStorage::F32(w)) => {
+                let Some(c) = sv.c.downcast_ref::<Vec<f32>>() else {
+                    candle_core::bail!("{what}: dtype changed since the forward");
+                };
+                wrap(backward(
+                    slice(dy, l1, what)?,
+                    slice(x, l2, what)?,
+                    slice(w, l3, what)?,
+                    &self.gb,
+                    sv,
+                    c,
+                    &self.g,
+                    self.cfg,
+                    self.need_dx,
+                ))
+            }
+            (CpuStorage::F64(dy), CpuStorage::F64(x), CpuStorage::F64(w)) => {
+                let Some(c) = sv.c.downcast_ref::<Vec<f64>>() else {
+                    candle_core::bail!("{what}: dtype changed since the forward");
+                };
+                wrap(backward(
+                    slice(dy, l1, what)?,
+                    slice(x, l2, what)?,
+                    slice(w, l3, what)?,
+                    &self.gb,
+                    sv,
+                    c,
+                    &self.g,
+                    self.cfg,
+                    self.need_dx,
+                ))
+            }
+            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
+        };
+        let g = &self.g;
+        let nx = if self.need_dx {
+            g.b * g.cin * g.hw()
+        } else {
+            0
+        };
+        Ok((
+            out,
+            Shape::from(nx + g.cout * g.cin * g.k * g.k + 2 * g.cout),
+        ))
+    }
+}
+
+/// One training-mode block on the CPU: `x [B, Cin, H, W]` conv `w [Cout, Cin, k, k]`
+/// (stride, zero padding `pad`, no bias) -> BatchNorm with batch statistics and bn's
+/// gamma / beta (-> ReLU if `relu`) (-> 2x2 average pool, stride 2, if `pool`), as one
+/// candle op with its own backward. Updates bn's running mean / variance like candle_nn.
+/// Equals `bn.forward_t(&x.conv2d(w, pad, stride, 1, 1)?, true)?` then `.relu()?` then
+/// `.avg_pool2d(2)?` within float rounding. f32 and f64.
+pub fn conv_bn_train(
+    x: &Tensor,
+    w: &Tensor,
+    bn: &BatchNorm,
+    stride: usize,
+    pad: usize,
+    relu: bool,
+    pool: bool,
+) -> Result<Tensor> {
+    let Some((gamma, beta)) = bn.weight_and_bias() else {
+        candle_core::bail!("fused conv-bn block needs an affine BatchNorm");
+    };
+    if !x.device().is_cpu() || !w.device().is_cpu() {
+        candle_core::bail!("fused conv-bn block runs on the CPU only");
+    }
+    let g = Geom::new(x.dims(), w.dims(), stride, pad)?;
+    if gamma.elem_count() != g.cout || beta.elem_count() != g.cout {
+        candle_core::bail!(
+            "conv-bn block: kernel {:?} does not match BatchNorm of {} channels",
+            w.shape(),
+            gamma.elem_count()
+        );
+    }
+    let gb = Tensor::cat(&[gamma.flatten_all()?, beta.flatten_all()?], 0)?;
+    let stash: Stash = Arc::new(Mutex::new(None));
+    let cfg = Cfg {
+        stride,
+        pad,
+        eps: bn.eps(),
+        relu,
+        pool,
+    };
+    let y = x.contiguous()?.apply_op3(
+        &w.contiguous()?,
+        &gb,
+        BlockFwd {
+            cfg,
+            stash: stash.clone(),
+        },
+    )?;
+    let saved = stash
+        .lock()
+        .map_err(lock_err)?
+        .clone()
+        .ok_or_else(|| candle_core::Error::Msg("conv-bn block left no statistics".into()))?;
+    update_running(bn, saved.mean.clone(), saved.var.clone(), g.b * g.ohw())?;
+    Ok(y)
+}
+
+/// relu(a + b) forward on contiguous slices.
+fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
+    let mut y = vec![T::ZERO; a.len()];
+    y.par_chunks_mut(1 << 14)
+        .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
+        .for_each(|(ys, (xa, xb))| {
+            for ((o, &u), &v) in ys.iter_mut().zip(xa).zip(xb) {
+                let t = u + v;
+                *o = if t > T::ZERO { t } else { T::ZERO };
+            }
+        });
+    y
+}
+
+/// dout masked where the output was not positive.
+fn relu_mask<T: Real>(dout: &[T], y: &[T]) -> Vec<T> {
+    let mut g = vec![T::ZERO; dout.len()];
+    g.par_chunks_mut(1 << 14)
+        .zip(dout.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+        .for_each(|(gs, (ds, ys))| {
+            for ((o, &dv), &yv) in gs.iter_mut().zip(ds).zip(ys) {
+                *o = if yv > T::ZERO { dv } else { T::ZERO };
+            }
+        });
+    g
+}
+
+fn map2(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    what: &str,
+    f32f: fn(&[f32], &[f32]) -> Vec<f32>,
+    f64f: fn(&[f64], &[f64]) -> Vec<f64>,
+) -> Result<(CpuStorage, Shape)> {
+    if l1.shape() != l2.shape() {
+        candle_core::bail!(
+            "{what}: shapes {:?} and {:?} differ",
+            l1.shape(),
+            l2.shape()
+        );
+    }
+    let out = match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            wrap(f32f(slice(a, l1, what)?, slice(b, l2, what)?))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            wrap(f64f(slice(a, l1, what)?, slice(b, l2, what)?))
+        }
+        _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
+    };
+    Ok((out, l1.shape().clone()))
+}
+
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "fast-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        map2(s1, l1, s2, l2, "add-relu", add_relu_fwd, add_relu_fwd)
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = dout.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// (dout, y) -> dout where y > 0, else 0.
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "fast-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        map2(s1, l1, s2, l2, "relu backward", relu_mask, relu_mask)
+    }
+}
+
+/// `relu(a + b)` (ResNet's residual sum) as one op on the CPU; same shapes, f32 / f64.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !a.device().is_cpu() || !b.device().is_cpu() {
+        candle_core::bail!("fast add-relu runs on the CPU only");
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, ModuleT, Var};
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n as u64)
+            .map(|i| {
+                let z = (i + 1)
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(seed.wrapping_mul(1442695040888963407));
+                ((z >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    }
+
+    fn diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// A BatchNorm with non-trivial gamma / beta / running mean, and the conv weight, all in
+    /// one VarMap.
+    fn params(cin: usize, cout: usize, k: usize, dtype: DType, seed: u64) -> (VarMap, BatchNorm) {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, dtype, &Device::Cpu);
+        let bn = crate::ml::encoder::bn(cout, vb.pp("bn")).unwrap();
+        map.get(
+            (cout, cin, k, k),
+            "w",
+            candle_nn::Init::Const(0.0),
+            dtype,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let data = map.data().lock().unwrap();
+        data["w"]
+            .set(&rnd(&[cout, cin, k, k], seed, dtype))
+            .unwrap();
+        for (name, s) in [("bn.weight", 1), ("bn.bias", 2), ("bn.running_mean", 3)] {
+            data[name].set(&rnd(&[cout], seed + s, dtype)).unwrap();
+        }
+        drop(data);
+        (map, bn)
+    }
+
+    fn var(map: &VarMap, name: &str) -> Var {
+        map.data().lock().unwrap()[name].clone()
+    }
+
+    /// The unfused reference: candle's conv2d, candle_nn's BatchNorm, relu, avg_pool2d.
+    fn reference(
+        x: &Tensor,
+        w: &Tensor,
+        bn: &BatchNorm,
+        s: usize,
+        p: usize,
+        relu: bool,
+        pool: bool,
+    ) -> Tensor {
+        let mut y = bn
+            .forward_t(&x.conv2d(w, p, s, 1, 1).unwrap(), true)
+            .unwrap();
+        if relu {
+            y = y.relu().unwrap();
+        }
+        if pool {
+            y = y.avg_pool2d(2).unwrap();
+        }
+        y
+    }
+
+    // (B, Cin, H, W, Cout, k, stride, pad): ConvNet / ResNet shapes in miniature, odd sides,
+    // 1x1 strided shortcuts, a 2x2 map pooled to 1x1.
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+    const CASES: [Case; 6] = [
+        (3, 3, 8, 8, 4, 3, 1, 1),
+        (2, 2, 7, 6, 3, 3, 1, 1),
+        (4, 4, 6, 6, 5, 1, 2, 0),
+        (5, 3, 5, 5, 2, 3, 2, 1),
+        (9, 2, 2, 2, 3, 3, 1, 1),
+        (2, 3, 10, 6, 4, 3, 1, 1),
+    ];
+
+    #[test]
+    fn fused_block_matches_candle_ops_values_gradients_and_running_stats() {
+        for dtype in [DType::F64, DType::F32] {
+            let tol = if dtype == DType::F64 { 1e-11 } else { 1e-4 };
+            for (i, &(b, cin, h, w, cout, k, s, p)) in CASES.iter().enumerate() {
+                for (relu, pool) in [(true, true), (true, false), (false, false), (false, true)] {
+                    let g = Geom::new(&[b, cin, h, w], &[cout, cin, k, k], s, p).unwrap();
+                    // candle's avg-pool backward upsamples with nearest neighbours, which
+                    // is wrong for odd sides (the finite-difference test covers those).
+                    if pool && (g.oh % 2 == 1 || g.ow % 2 == 1) {
+                        continue;
+                    }
+                    let what = format!("case {i} relu {relu} pool {pool} {dtype:?}");
+                    let (m1, bn1) = params(cin, cout, k, dtype, 10 * i as u64);
+                    let (m2, bn2) = params(cin, cout, k, dtype, 10 * i as u64);
+                    let x = Var::from_tensor(&rnd(&[b, cin, h, w], i as u64, dtype)).unwrap();
+                    let (w1, w2) = (var(&m1, "w"), var(&m2, "w"));
+                    let ours = conv_bn_train(x.as_tensor(), w1.as_tensor(), &bn1, s, p, relu, pool)
+                        .unwrap();
+                    let theirs = reference(x.as_tensor(), w2.as_tensor(), &bn2, s, p, relu, pool);
+                    assert_eq!(ours.dims(), theirs.dims(), "{what}");
+                    assert!(diff(&ours, &theirs) < tol, "forward {what}");
+                    for name in ["bn.running_mean", "bn.running_var"] {
+                        let d = diff(var(&m1, name).as_tensor(), var(&m2, name).as_tensor());
+                        assert!(d < tol, "{name} {what}: {d}");
+                    }
+                    let r = rnd(ours.dims(), 70 + i as u64, dtype);
+                    let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    let g2 = (theirs * &r)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .backward()
+                        .unwrap();
+                    let dx = diff(g1.get(&x).unwrap(), g2.get(&x).unwrap());
+                    assert!(dx < 10.0 * tol, "dx {what}: {dx}");
+                    for name in ["w", "bn.weight", "bn.bias"] {
+                        let (a, c) = (var(&m1, name), var(&m2, name));
+                        let d = diff(g1.get(&a).unwrap(), g2.get(&c).unwrap());
+                        assert!(d < 10.0 * tol, "d{name} {what}: {d}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_block_gradients_match_finite_differences() {
+        let (b, cin, h, w, cout, k, s, p) = (3, 2, 6, 5, 3, 3, 1, 1);
+        let dt = DType::F64;
+        let (map, bn) = params(cin, cout, k, dt, 5);
+        let x = Var::from_tensor(&rnd(&[b, cin, h, w], 6, dt)).unwrap();
+        let r = rnd(&[b, cout, 3, 2], 7, dt);
+        let loss = || {
+            let y = conv_bn_train(
+                x.as_tensor(),
+                var(&map, "w").as_tensor(),
+                &bn,
+                s,
+                p,
+                true,
+                true,
+            )
+            .unwrap();
+            (y * &r).unwrap().sum_all().unwrap()
+        };
+        let grads = loss().backward().unwrap();
+        let eps = 1e-6;
+        for (name, v) in [
+            ("x", x.clone()),
+            ("w", var(&map, "w")),
+            ("gamma", var(&map, "bn.weight")),
+            ("beta", var(&map, "bn.bias")),
+        ] {
+            let v0: Vec<f64> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let gv: Vec<f64> = grads
+                .get(&v)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for i in (0..v0.len()).step_by(3) {
+                let at = |delta: f64| {
+                    let mut t = v0.clone();
+                    t[i] += delta;
+                    v.set(&Tensor::from_vec(t, v.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss().to_scalar::<f64>().unwrap()
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                at(0.0);
+                assert!(
+                    (fd - gv[i]).abs() < 1e-6,
+                    "d{name}[{i}]: {} vs fd {fd}",
+                    gv[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_input_gradient_for_inputs_that_need_none() {
+        let dt = DType::F64;
+        let (map, bn) = params(2, 3, 3, dt, 1);
+        let x = rnd(&[2, 2, 4, 4], 2, dt); // plain tensor, like the images
+        let y = conv_bn_train(&x, var(&map, "w").as_tensor(), &bn, 1, 1, true, false).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).is_none());
+        assert!(g.get(&var(&map, "w")).is_some());
+    }
+
+    #[test]
+    fn add_relu_matches_candle_ops_and_finite_differences() {
+        for dtype in [DType::F64, DType::F32] {
+            let a = Var::from_tensor(&rnd(&[3, 4, 5], 1, dtype)).unwrap();
+            let b = Var::from_tensor(&rnd(&[3, 4, 5], 2, dtype)).unwrap();
+            let r = rnd(&[3, 4, 5], 3, dtype);
+            let ours = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+            let theirs = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+            assert_eq!(diff(&ours, &theirs), 0.0);
+            let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&a, &b] {
+                assert_eq!(diff(g1.get(v).unwrap(), g2.get(v).unwrap()), 0.0);
+            }
+        }
+        // f64 finite differences on a few entries (away from the kink).
+        let a0: Vec<f64> = rnd(&[10], 4, DType::F64).to_vec1().unwrap();
+        let b = rnd(&[10], 5, DType::F64);
+        let r = rnd(&[10], 6, DType::F64);
+        let a = Var::from_slice(&a0, 10, &Device::Cpu).unwrap();
+        let f =
+            |t: &Tensor| -> Tensor { (add_relu(t, &b).unwrap() * &r).unwrap().sum_all().unwrap() };
+        let ga: Vec<f64> = f(a.as_tensor())
+            .backward()
+            .unwrap()
+            .get(&a)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let eps = 1e-6;
+        for i in 0..10 {
+            let mut p = a0.clone();
+            let mut m = a0.clone();
+            p[i] += eps;
+            m[i] -= eps;
+            let at = |v: Vec<f64>| {
+                f(&Tensor::from_vec(v, 10, &Device::Cpu).unwrap())
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let fd = (at(p) - at(m)) / (2.0 * eps);
+            assert!((fd - ga[i]).abs() < 1e-8, "da[{i}]: {} vs {fd}", ga[i]);
+        }
+    }
+
+    #[test]
+    fn rejects_mismatched_batch_norm_and_shapes() {
+        let dt = DType::F32;
+        let (map, bn) = params(2, 3, 3, dt, 1);
+        let w = var(&map, "w");
+        // Wrong input channels.
+        assert!(conv_bn_train(
+            &rnd(&[1, 4, 4, 4], 1, dt),
+            w.as_tensor(),
+            &bn,
+            1,
+            1,
+            true,
+            false
+        )
+        .is_err());
+        // BatchNorm of another width.
+        let (_m2, bn4) = params(2, 4, 3, dt, 1);
+        assert!(conv_bn_train(
+            &rnd(&[1, 2, 4, 4], 1, dt),
+            w.as_tensor(),
+            &bn4,
+            1,
+            1,
+            true,
+            false
+        )
+        .is_err());
+        assert!(add_relu(&rnd(&[2, 3], 1, dt), &rnd(&[3, 2], 1, dt)).is_err());
+    }
+}
