@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, DataCommand, ExecArgs, FetchDataset, SpecArgs, WorkerArgs};
+use crate::cli::{
+    Cli, Command, DataCommand, ExecArgs, FetchDataset, SpecArgs, SubmitArgs, WorkerArgs,
+};
 use crate::ml::config::{Arch, DatasetName};
 use crate::sched::{self, signals};
 use crate::spec::{self, LoadOptions, Plan};
@@ -46,13 +48,17 @@ pub fn main(cli: Cli) -> Result<i32> {
             let store = rt
                 .block_on(Store::open_read_only(&cli.db))?
                 .ok_or_else(|| {
-                    UserError(format!("no database at {}; run a sweep first", cli.db))
+                    UserError(format!(
+                        "no database at {}; run a sweep first",
+                        crate::store::redact(&cli.db)
+                    ))
                 })?;
             let written = rt.block_on(crate::report::write(&store, sweep, &out, format))?;
             println!("wrote {} files to {}", written.len(), out.display());
             Ok(exit::OK)
         }
         Command::Worker(args) => worker(&cli, args),
+        Command::Submit(args) => submit(&cli, args),
         Command::Data(DataCommand::Fetch {
             dataset,
             url,
@@ -247,7 +253,12 @@ fn plan(cli: &Cli, args: &SpecArgs, json: bool) -> Result<i32> {
     if summary.is_empty() {
         summary.push("nothing".into());
     }
-    writeln!(o, "store {}: {}", cli.db, summary.join(", "))?;
+    writeln!(
+        o,
+        "store {}: {}",
+        crate::store::redact(&cli.db),
+        summary.join(", ")
+    )?;
     writeln!(o)?;
     // Column width per axis: the widest of its name and its values.
     let cells: Vec<Vec<String>> = plan
@@ -501,6 +512,105 @@ fn worker(cli: &Cli, args: &WorkerArgs) -> Result<i32> {
     Ok(exit_code)
 }
 
+/// `sweep submit SPEC --slurm`: registers the sweep, then submits an sbatch array of
+/// workers (DESIGN.md section 6); prints the job id. `--dry-run` prints the script.
+fn submit(cli: &Cli, args: &SubmitArgs) -> Result<i32> {
+    use crate::sched::slurm;
+    use crate::store::Backend;
+    if !args.slurm {
+        return Err(UserError(
+            "sweep submit needs an executor: --slurm (to run on this machine, use `sweep run`)"
+                .into(),
+        )
+        .into());
+    }
+    let abs =
+        |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
+    // The workers run elsewhere: they get the store as an absolute path or a URL.
+    let worker_db = match Backend::of(&cli.db) {
+        Backend::Postgres => cli.db.clone(),
+        Backend::Sqlite if !args.allow_sqlite => {
+            return Err(UserError(format!(
+                "--slurm with a SQLite store ({}): SQLite is a file on one machine's disk, and its \
+                 locks (WAL shared memory, fcntl) do not work across nodes or on network filesystems, \
+                 so workers on other nodes would corrupt it or fail with \"database is locked\". \
+                 Use PostgreSQL (--db postgres://user@host/db, password in DATABASE_URL), or pass \
+                 --allow-sqlite if every worker runs on this node and the file is on local disk",
+                cli.db
+            ))
+            .into())
+        }
+        Backend::Sqlite => abs(Path::new(
+            cli.db
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:"),
+        ))?
+        .to_string_lossy()
+        .into_owned(),
+    };
+    let plan = load_plan(&args.spec)?;
+    stage(&plan, &cli.data_dir)?; // the data must be there before workers start
+    let runs_dir = abs(&cli.runs_dir)?;
+    let gpu = args.gres.as_deref().is_some_and(|g| g.contains("gpu"));
+    let opts = slurm::SlurmOptions {
+        sweep: plan.name.clone(),
+        workers: args.workers,
+        partition: args.partition.clone(),
+        gres: args.gres.clone(),
+        time: args.time.clone(),
+        cpus_per_task: args.cpus_per_task,
+        device: args
+            .device
+            .clone()
+            .unwrap_or_else(|| if gpu { "cuda:0" } else { "cpu" }.into()),
+        loader_threads: args.loader_threads,
+        exe: std::env::current_exe().context("finding the sweep binary")?,
+        data_dir: abs(&cli.data_dir)?,
+        log_dir: runs_dir.join("slurm-logs"),
+        runs_dir,
+        idle_exit_secs: args.idle_exit.unwrap_or(args.lease_secs * 2 + 60),
+        lease_secs: args.lease_secs.max(1),
+        max_attempts: args.max_attempts,
+        signal_secs: 90,
+    };
+    let script = slurm::script(&opts);
+    if args.dry_run {
+        print!("{script}");
+        if !cli.quiet {
+            eprintln!(
+                "dry run: nothing registered or submitted; sbatch would get SWEEP_DB={} in its environment",
+                crate::store::redact(&worker_db)
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let rt = runtime()?;
+    let store = rt.block_on(Store::open(&cli.db))?;
+    register(&rt, &store, &plan, &cli.data_dir, cli.quiet)?;
+    std::fs::create_dir_all(&opts.log_dir)
+        .with_context(|| format!("creating the log directory {}", opts.log_dir.display()))?;
+    let job = slurm::submit(&script, &worker_db)?;
+    rt.block_on(store.record_slurm_job(&crate::store::SlurmJobRecord {
+        job_id: job.clone(),
+        sweep: plan.name.clone(),
+        workers: i64::from(args.workers),
+        log_dir: opts.log_dir.to_string_lossy().into_owned(),
+        submitted_at: crate::store::now_ms(),
+    }))?;
+    rt.block_on(store.close());
+    println!("{job}");
+    if !cli.quiet {
+        eprintln!(
+            "submitted slurm job {job}: {} workers for sweep {}; logs in {}; `sweep status {}` shows progress",
+            args.workers,
+            plan.name,
+            opts.log_dir.display(),
+            plan.name
+        );
+    }
+    Ok(exit::OK)
+}
+
 fn retry(cli: &Cli, name: &str) -> Result<i32> {
     let rt = runtime()?;
     let store = rt.block_on(Store::open(&cli.db))?;
@@ -530,7 +640,10 @@ fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> {
         if json {
             println!("[]");
         } else {
-            println!("no database at {} yet: `sweep run SPEC` creates it", cli.db);
+            println!(
+                "no database at {} yet: `sweep run SPEC` creates it",
+                crate::store::redact(&cli.db)
+            );
         }
         return Ok(exit::OK);
     };
@@ -540,7 +653,7 @@ fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> {
         if json {
             writeln!(o, "{}", serde_json::to_string_pretty(&sweeps)?)?;
         } else if sweeps.is_empty() {
-            writeln!(o, "no sweeps in {}", cli.db)?;
+            writeln!(o, "no sweeps in {}", crate::store::redact(&cli.db))?;
         } else {
             writeln!(
                 o,
@@ -619,6 +732,27 @@ fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> {
         )?;
         if let Some(f) = &r.failure {
             writeln!(o, "              failed: {f}")?;
+        }
+    }
+    // Workers submitted to Slurm, where squeue answers (an older store has no such table).
+    let jobs = rt.block_on(store.slurm_jobs(name)).unwrap_or_default();
+    if !jobs.is_empty() {
+        let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+        match sched::slurm::squeue(&ids) {
+            Some(tasks) => {
+                for j in &jobs {
+                    writeln!(
+                        o,
+                        "{}",
+                        sched::slurm::describe(&j.job_id, j.workers, &tasks)
+                    )?;
+                }
+            }
+            None => writeln!(
+                o,
+                "slurm jobs {} (squeue does not answer here)",
+                ids.join(", ")
+            )?,
         }
     }
     Ok(exit::OK)

@@ -16,8 +16,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Run SimCLR experiment sweeps and turn them into the paper's figures and tables"
 )]
 pub struct Cli {
-    /// Database: a SQLite file path (created if missing) or a sqlite:// URL.
-    #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweeps.db")]
+    /// Database: a SQLite file path (created if missing), a sqlite:// URL, or a
+    /// postgres://user@host/db URL (many machines; keep the password in DATABASE_URL or
+    /// SWEEP_DB rather than on a command line). Default: $DATABASE_URL, else sweeps.db.
+    #[arg(long, global = true, env = "SWEEP_DB", default_value_t = default_db(),
+          hide_default_value = true, hide_env_values = true)]
     pub db: String,
     /// Where datasets live (CIFAR-10: cifar-10-batches-bin/ or cifar-10-binary.tar.gz).
     #[arg(long, global = true, env = "SWEEP_DATA_DIR", default_value = "data")]
@@ -113,6 +116,8 @@ pub enum Command {
     },
     /// Claim and run runnable runs until none are left (what `run` starts, and Slurm jobs run).
     Worker(WorkerArgs),
+    /// Register a sweep and submit workers for it to a cluster (`--slurm`: an sbatch job array).
+    Submit(SubmitArgs),
     /// Datasets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -142,6 +147,59 @@ pub struct WorkerArgs {
     pub max_attempts: i64,
     #[arg(long, env = "SWEEP_LEASE_SECS", default_value_t = 60)]
     pub lease_secs: u64,
+}
+
+/// `--db` when neither the flag nor SWEEP_DB is given: DATABASE_URL, else `sweeps.db`.
+fn default_db() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "sweeps.db".into())
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Submit to Slurm: one sbatch job array of `sweep worker` processes.
+    #[arg(long)]
+    pub slurm: bool,
+    /// Array tasks: workers running at once (not the number of runs).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub workers: u32,
+    /// Slurm partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Generic resources per worker, e.g. `gpu:1` (the worker then uses cuda:0).
+    #[arg(long)]
+    pub gres: Option<String>,
+    /// Time limit per worker, e.g. `4:00:00`; 90 s before it the worker checkpoints.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per worker (also its compute threads).
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: u32,
+    /// Device of each worker: cpu or cuda:0 (default: cuda:0 with a gpu --gres, else cpu).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Threads per worker that prepare augmented batches.
+    #[arg(long, default_value_t = 1)]
+    pub loader_threads: usize,
+    /// Attempts per run before a run whose workers keep dying is marked failed.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: i64,
+    /// Seconds without a heartbeat after which a running run is reclaimed.
+    #[arg(long, env = "SWEEP_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
+    /// Seconds a worker waits for runs to become claimable before exiting (default: two leases + 60).
+    #[arg(long)]
+    pub idle_exit: Option<u64>,
+    /// Print the sbatch script and submit nothing (writes nothing).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow a SQLite store with Slurm (only when every worker runs on this node, on local disk).
+    #[arg(long)]
+    pub allow_sqlite: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@ mod coordinator;
 pub mod events;
 mod progress;
 pub mod signals;
+pub mod slurm;
 mod worker;
 
 pub use coordinator::{coordinate, RunOptions, RunSummary};

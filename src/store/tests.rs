@@ -1,5 +1,12 @@
-//! Store tests on real SQLite files in temp dirs: migrations, idempotent registration,
-//! shared runs, claims and leases, metric upserts, refusing foreign databases.
+//! Store tests, one suite for both backends: each test runs on a fresh SQLite file in a
+//! temp dir and, when `SWEEP_TEST_PG_URL` names a PostgreSQL database, on a fresh schema
+//! of it (dropped afterwards). Without that variable the PostgreSQL half prints why it
+//! skips; with `SWEEP_REQUIRE_CLUSTER=1` (CI) the skip is a failure. Migrations,
+//! idempotent registration, shared runs, claims and leases (also under concurrency),
+//! metric upserts, refusing foreign databases.
+
+use std::future::Future;
+use std::path::PathBuf;
 
 use super::*;
 
@@ -9,6 +16,160 @@ fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// One test's database.
+struct Db {
+    /// What `Store::open` takes.
+    location: String,
+    backend: Backend,
+    /// The SQLite file (SQLite only).
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn open(&self) -> impl Future<Output = Store> + '_ {
+        async move { Store::open(&self.location).await.unwrap() }
+    }
+
+    /// Runs `sql` on a connection of its own (not the store's), e.g. to fake another
+    /// application's table or a newer schema.
+    async fn raw(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let url = match self.backend {
+            Backend::Sqlite => format!("sqlite://{}?mode=rwc", self.file.display()),
+            Backend::Postgres => self.location.clone(),
+        };
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
+    /// Changes whenever a write was committed: the SQLite file's bytes (after close), or
+    /// the PostgreSQL rows' creating transaction ids.
+    async fn written(&self) -> Vec<u8> {
+        match self.backend {
+            Backend::Sqlite => std::fs::read(&self.file).unwrap(),
+            Backend::Postgres => {
+                let pool = sqlx::AnyPool::connect(&self.location).await.unwrap();
+                let v: Option<String> = sqlx::query_scalar(
+                    "SELECT string_agg(x, ',') FROM (SELECT xmin::text AS x FROM sweeps \
+                     UNION ALL SELECT xmin::text FROM runs UNION ALL SELECT xmin::text FROM sweep_runs) t",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                pool.close().await;
+                v.unwrap_or_default().into_bytes()
+            }
+        }
+    }
+}
+
+/// Runs `test` on a fresh SQLite database.
+fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweeps.db");
+    let db = Db {
+        location: file.to_string_lossy().into_owned(),
+        backend: Backend::Sqlite,
+        file,
+        _dir: dir,
+    };
+    rt().block_on(test(db));
+}
+
+/// Runs `test` on a fresh schema of the PostgreSQL database `SWEEP_TEST_PG_URL` names;
+/// skips (saying why) when it is unset, unless `SWEEP_REQUIRE_CLUSTER=1`.
+fn on_postgres<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(url) = std::env::var("SWEEP_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("SWEEP_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+            "SWEEP_REQUIRE_CLUSTER=1 but SWEEP_TEST_PG_URL is unset: start one with \
+             `eval \"$(bash .ci/pg_up.sh)\"`"
+        );
+        eprintln!(
+            "skipped {name} on PostgreSQL: SWEEP_TEST_PG_URL is unset \
+             (`eval \"$(bash .ci/pg_up.sh)\"` starts a throwaway server)"
+        );
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let schema = format!("t_{name}_{}_{nanos}", std::process::id());
+    let schema: String = schema.chars().take(63).collect();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let db = Db {
+        location: format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+        backend: Backend::Postgres,
+        file: PathBuf::new(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let rt = rt();
+    rt.block_on(async {
+        let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    });
+    rt.block_on(test(db));
+    rt.block_on(async {
+        let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    });
+}
+
+/// Declares a test of the suite: `NAME::sqlite` and `NAME::postgres`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::on_sqlite(super::$name);
+            }
+            #[test]
+            fn postgres() {
+                super::on_postgres(stringify!($name), super::$name);
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    migrations_apply_to_an_empty_database_and_reopen_an_existing_one,
+    registering_the_same_sweep_twice_changes_nothing,
+    two_sweeps_share_a_run_stored_once,
+    claims_respect_dependencies_leases_and_attempt_caps,
+    a_released_run_keeps_its_attempts_and_is_claimed_again,
+    metrics_written_twice_are_stored_once,
+    concurrent_claims_hand_out_each_run_exactly_once,
+    foreign_and_newer_databases_are_refused,
+    read_only_open_of_a_missing_database_creates_nothing,
+    slurm_jobs_are_recorded_per_sweep,
+);
 
 fn sweep(name: &str, text: &str) -> NewSweep {
     NewSweep {
@@ -50,233 +211,313 @@ fn worker(id: &str) -> Worker {
     }
 }
 
-fn db(dir: &tempfile::TempDir) -> String {
-    dir.path().join("sweeps.db").to_string_lossy().into_owned()
+fn checkpoint(run: &str) -> CheckpointRecord {
+    CheckpointRecord {
+        run_id: run.into(),
+        step: 1,
+        epoch: 1,
+        path: "c".into(),
+        sha256: "h".into(),
+    }
 }
 
-#[test]
-fn migrations_apply_to_an_empty_database_and_reopen_an_existing_one() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let s = Store::open(&db(&dir)).await.unwrap();
-        s.register(&sweep("a", "x"), &[pretrain("p1")])
-            .await
-            .unwrap();
-        s.close().await;
-        let s = Store::open(&db(&dir)).await.unwrap();
-        assert_eq!(
-            s.sweeps().await.unwrap().len(),
-            1,
-            "data survives reopening"
-        );
-        s.close().await;
-    });
-}
-
-#[test]
-fn registering_the_same_sweep_twice_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let stages = [pretrain("p1"), eval("e1", "p1"), pretrain("p2")];
-    rt().block_on(async {
-        let s = Store::open(&db(&dir)).await.unwrap();
-        let first = s.register(&sweep("a", "x"), &stages).await.unwrap();
-        assert_eq!((first.new_stages, first.changed), (3, true));
-        s.close().await;
-    });
-    let before = std::fs::read(dir.path().join("sweeps.db")).unwrap();
-    rt().block_on(async {
-        let s = Store::open(&db(&dir)).await.unwrap();
-        let again = s.register(&sweep("a", "x"), &stages).await.unwrap();
-        assert_eq!(
-            again,
-            Registered {
-                new_stages: 0,
-                existing_stages: 3,
-                changed: false
-            }
-        );
-        s.close().await;
-    });
-    assert_eq!(
-        before,
-        std::fs::read(dir.path().join("sweeps.db")).unwrap(),
-        "file byte-identical"
-    );
-}
-
-#[test]
-fn two_sweeps_share_a_run_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let s = Store::open(&db(&dir)).await.unwrap();
-        s.register(&sweep("a", "x"), &[pretrain("p1"), pretrain("p2")])
-            .await
-            .unwrap();
-        let b = s
-            .register(&sweep("b", "y"), &[pretrain("p2"), pretrain("p3")])
-            .await
-            .unwrap();
-        assert_eq!((b.new_stages, b.existing_stages), (1, 1));
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
-            .fetch_one(&s.pool)
-            .await
-            .unwrap();
-        assert_eq!(n, 3);
-        // Finishing the shared run in one sweep finishes it in the other.
-        let w = worker("w");
-        let c = s.claim(Some("b"), &w, 60_000, 3).await.unwrap().unwrap();
-        assert_eq!(c.run.id, "p2");
-        s.record_checkpoint(&CheckpointRecord {
-            run_id: "p2".into(),
-            step: 1,
-            epoch: 1,
-            path: "c".into(),
-            sha256: "h".into(),
-        })
+async fn migrations_apply_to_an_empty_database_and_reopen_an_existing_one(db: Db) {
+    let s = db.open().await;
+    s.register(&sweep("a", "x"), &[pretrain("p1")])
         .await
         .unwrap();
-        assert!(s.finish("p2", &w, 1.0).await.unwrap());
-        let a = s.sweep_runs("a").await.unwrap();
-        assert_eq!(a[1].state, RunState::Done);
-        s.close().await;
-    });
+    s.close().await;
+    let s = db.open().await;
+    assert_eq!(
+        s.sweeps().await.unwrap().len(),
+        1,
+        "data survives reopening"
+    );
+    s.close().await;
 }
 
-#[test]
-fn claims_respect_dependencies_leases_and_attempt_caps() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let s = Store::open(&db(&dir)).await.unwrap();
-        s.register(&sweep("a", "x"), &[pretrain("p1"), eval("e1", "p1")])
-            .await
-            .unwrap();
-        let (w1, w2) = (worker("w1"), worker("w2"));
-        let c = s.claim(None, &w1, 60_000, 2).await.unwrap().unwrap();
-        assert_eq!(c.run.id, "p1");
-        assert!(
-            s.claim(None, &w2, 60_000, 2).await.unwrap().is_none(),
-            "eval waits for its pretrain"
-        );
-        // A pretrain without a checkpoint cannot be done.
-        assert!(!s.finish("p1", &w1, 1.0).await.unwrap());
-        // w1 dies: its lease expires (lease 0 ms) and w2 takes the run over.
-        assert!(s.heartbeat("p1", &w1, -1).await.unwrap());
-        let c = s.claim(None, &w2, 60_000, 2).await.unwrap().unwrap();
-        assert_eq!((c.run.id.as_str(), c.run.attempts), ("p1", 2));
-        assert!(
-            !s.heartbeat("p1", &w1, 60_000).await.unwrap(),
-            "w1 lost its lease"
-        );
-        // w2 dies too: the attempt cap turns the run (and its eval) failed.
-        assert!(s.heartbeat("p1", &w2, -1).await.unwrap());
-        assert!(s.claim(None, &w1, 60_000, 2).await.unwrap().is_none());
-        let runs = s.sweep_runs("a").await.unwrap();
-        assert_eq!(runs[0].state, RunState::Failed);
-        assert!(runs[0].failure.as_deref().unwrap().contains("heartbeat"));
-        assert_eq!(
-            runs[1].state,
-            RunState::Failed,
-            "the eval cannot run without its pretrain"
-        );
-        assert_eq!(s.retry_failed("a").await.unwrap(), 2);
-        assert_eq!(
-            s.claim(None, &w1, 60_000, 2).await.unwrap().unwrap().run.id,
-            "p1"
-        );
-        s.close().await;
-    });
+async fn registering_the_same_sweep_twice_changes_nothing(db: Db) {
+    let stages = [pretrain("p1"), eval("e1", "p1"), pretrain("p2")];
+    let s = db.open().await;
+    let first = s.register(&sweep("a", "x"), &stages).await.unwrap();
+    assert_eq!((first.new_stages, first.changed), (3, true));
+    s.close().await;
+    let before = db.written().await;
+    let s = db.open().await;
+    let again = s.register(&sweep("a", "x"), &stages).await.unwrap();
+    assert_eq!(
+        again,
+        Registered {
+            new_stages: 0,
+            existing_stages: 3,
+            changed: false
+        }
+    );
+    s.close().await;
+    assert!(before == db.written().await, "nothing was written");
+    // An edited spec is a change.
+    let s = db.open().await;
+    assert!(s.register(&sweep("a", "y"), &stages).await.unwrap().changed);
+    s.close().await;
+    assert!(before != db.written().await);
 }
 
-#[test]
-fn a_released_run_keeps_its_attempts_and_is_claimed_again() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let s = Store::open(&db(&dir)).await.unwrap();
-        s.register(&sweep("a", "x"), &[pretrain("p1")])
-            .await
-            .unwrap();
-        let w = worker("w");
-        s.claim(None, &w, 60_000, 3).await.unwrap().unwrap();
-        s.release("p1", &w, 2.5).await.unwrap();
-        let c = s.claim(None, &w, 60_000, 3).await.unwrap().unwrap();
-        assert_eq!(c.run.attempts, 1, "a graceful stop does not use an attempt");
-        assert_eq!(c.run.compute_seconds, 2.5);
-        s.close().await;
-    });
+async fn two_sweeps_share_a_run_stored_once(db: Db) {
+    let s = db.open().await;
+    s.register(&sweep("a", "x"), &[pretrain("p1"), pretrain("p2")])
+        .await
+        .unwrap();
+    let b = s
+        .register(&sweep("b", "y"), &[pretrain("p2"), pretrain("p3")])
+        .await
+        .unwrap();
+    assert_eq!((b.new_stages, b.existing_stages), (1, 1));
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    // Finishing the shared run in one sweep finishes it in the other.
+    let w = worker("w");
+    let c = s.claim(Some("b"), &w, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(c.run.id, "p2");
+    s.record_checkpoint(&checkpoint("p2")).await.unwrap();
+    assert!(s.finish("p2", &w, 1.0).await.unwrap());
+    let a = s.sweep_runs("a").await.unwrap();
+    assert_eq!(a[1].state, RunState::Done);
+    let summary = s.sweeps().await.unwrap();
+    let a = summary.iter().find(|x| x.name == "a").unwrap();
+    assert_eq!((a.done, a.queued, a.running, a.failed), (1, 1, 0, 0));
+    s.close().await;
 }
 
-#[test]
-fn metrics_written_twice_are_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        let s = Store::open(&db(&dir)).await.unwrap();
-        s.register(&sweep("a", "x"), &[pretrain("p1")])
+async fn claims_respect_dependencies_leases_and_attempt_caps(db: Db) {
+    let s = db.open().await;
+    s.register(&sweep("a", "x"), &[pretrain("p1"), eval("e1", "p1")])
+        .await
+        .unwrap();
+    let (w1, w2) = (worker("w1"), worker("w2"));
+    let c = s.claim(None, &w1, 60_000, 2).await.unwrap().unwrap();
+    assert_eq!(c.run.id, "p1");
+    assert!(
+        s.claim(None, &w2, 60_000, 2).await.unwrap().is_none(),
+        "eval waits for its pretrain"
+    );
+    // A pretrain without a checkpoint cannot be done.
+    assert!(!s.finish("p1", &w1, 1.0).await.unwrap());
+    // w1 dies: its lease expires (lease 0 ms) and w2 takes the run over.
+    assert!(s.heartbeat("p1", &w1, -1).await.unwrap());
+    let c = s.claim(None, &w2, 60_000, 2).await.unwrap().unwrap();
+    assert_eq!((c.run.id.as_str(), c.run.attempts), ("p1", 2));
+    assert!(
+        !s.heartbeat("p1", &w1, 60_000).await.unwrap(),
+        "w1 lost its lease"
+    );
+    // w2 dies too: the attempt cap turns the run (and its eval) failed.
+    assert!(s.heartbeat("p1", &w2, -1).await.unwrap());
+    assert!(s.claim(None, &w1, 60_000, 2).await.unwrap().is_none());
+    let runs = s.sweep_runs("a").await.unwrap();
+    assert_eq!(runs[0].state, RunState::Failed);
+    assert!(runs[0].failure.as_deref().unwrap().contains("heartbeat"));
+    assert_eq!(
+        runs[1].state,
+        RunState::Failed,
+        "the eval cannot run without its pretrain"
+    );
+    assert_eq!(s.retry_failed("a").await.unwrap(), 2);
+    let c = s.claim(None, &w1, 60_000, 2).await.unwrap().unwrap();
+    assert_eq!((c.run.id.as_str(), c.run.attempts), ("p1", 1));
+    // Once the pretrain is done, its eval is claimable, with the pretrain's config.
+    s.record_checkpoint(&checkpoint("p1")).await.unwrap();
+    assert!(s.finish("p1", &w1, 1.0).await.unwrap());
+    let c = s.claim(Some("a"), &w2, 60_000, 2).await.unwrap().unwrap();
+    assert_eq!(c.run.id, "e1");
+    assert_eq!(c.parent_config.as_deref(), Some("{}"));
+    assert!(
+        s.claim(Some("other"), &w1, 60_000, 2)
             .await
-            .unwrap();
-        let m = |step, value| MetricRecord {
-            name: "train/loss".into(),
-            step,
-            value,
-        };
-        s.record_metrics("p1", &[m(0, 5.0), m(1, 4.0)])
-            .await
-            .unwrap();
-        s.record_metrics("p1", &[m(1, 4.0), m(2, 3.0)])
-            .await
-            .unwrap(); // replay after a crash
-        let got = s.metrics("p1").await.unwrap();
-        assert_eq!(
-            got.iter().map(|m| (m.step, m.value)).collect::<Vec<_>>(),
-            [(0, 5.0), (1, 4.0), (2, 3.0)]
-        );
-        s.close().await;
-    });
+            .unwrap()
+            .is_none(),
+        "the sweep filter holds"
+    );
+    s.close().await;
 }
 
+async fn a_released_run_keeps_its_attempts_and_is_claimed_again(db: Db) {
+    let s = db.open().await;
+    s.register(&sweep("a", "x"), &[pretrain("p1")])
+        .await
+        .unwrap();
+    let w = worker("w");
+    s.claim(None, &w, 60_000, 3).await.unwrap().unwrap();
+    s.release("p1", &w, 2.5).await.unwrap();
+    let c = s.claim(None, &w, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(c.run.attempts, 1, "a graceful stop does not use an attempt");
+    assert_eq!(c.run.compute_seconds, 2.5);
+    s.close().await;
+}
+
+async fn metrics_written_twice_are_stored_once(db: Db) {
+    let s = db.open().await;
+    s.register(&sweep("a", "x"), &[pretrain("p1")])
+        .await
+        .unwrap();
+    let m = |step, value| MetricRecord {
+        name: "train/loss".into(),
+        step,
+        value,
+    };
+    s.record_metrics("p1", &[m(0, 5.0), m(1, 4.0)])
+        .await
+        .unwrap();
+    s.record_metrics("p1", &[m(1, 4.0), m(2, 3.0)])
+        .await
+        .unwrap(); // replay after a crash
+    let got = s.metrics("p1").await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| (m.step, m.value)).collect::<Vec<_>>(),
+        [(0, 5.0), (1, 4.0), (2, 3.0)]
+    );
+    s.close().await;
+}
+
+/// Eight workers, each with its own connection pool, drain 24 runs at once: every run
+/// is handed out exactly once.
+async fn concurrent_claims_hand_out_each_run_exactly_once(db: Db) {
+    let s = db.open().await;
+    let stages: Vec<NewStage> = (0..24).map(|i| pretrain(&format!("p{i:02}"))).collect();
+    s.register(&sweep("a", "x"), &stages).await.unwrap();
+    s.close().await;
+    // Eight stores opened one after the other (opening a SQLite file takes a blocking
+    // flock), then draining concurrently as local tasks on this thread.
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(Store::open(&db.location).await.unwrap());
+    }
+    let local = tokio::task::LocalSet::new();
+    let all = local
+        .run_until(async {
+            let handles: Vec<_> = stores
+                .into_iter()
+                .enumerate()
+                .map(|(w, s)| {
+                    tokio::task::spawn_local(async move {
+                        let me = worker(&format!("w{w}"));
+                        let mut got = Vec::new();
+                        while let Some(c) = s.claim(Some("a"), &me, 60_000, 3).await.unwrap() {
+                            s.record_checkpoint(&checkpoint(&c.run.id)).await.unwrap();
+                            assert!(s.finish(&c.run.id, &me, 0.1).await.unwrap());
+                            got.push(c.run.id);
+                            tokio::task::yield_now().await;
+                        }
+                        s.close().await;
+                        got
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(h.await.unwrap());
+            }
+            all
+        })
+        .await;
+    let mut all = all;
+    all.sort();
+    let want: Vec<String> = stages.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(all, want, "each run claimed exactly once");
+    let s = db.open().await;
+    let runs = s.sweep_runs("a").await.unwrap();
+    assert!(runs
+        .iter()
+        .all(|r| r.state == RunState::Done && r.attempts == 1));
+    s.close().await;
+}
+
+async fn foreign_and_newer_databases_are_refused(db: Db) {
+    // Another application's tables: refused, and left alone.
+    db.raw("CREATE TABLE users (id INTEGER)").await;
+    let e = Store::open(&db.location).await.unwrap_err();
+    assert!(e.to_string().contains("not a simclr-sweep database"), "{e}");
+    db.raw("DROP TABLE users").await;
+    // Ours, but migrated by a newer `sweep`.
+    let s = db.open().await;
+    s.close().await;
+    db.raw(match db.backend {
+        Backend::Sqlite => "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+             VALUES (99990101000000, 'future', '2099-01-01', 1, x'00', 0)",
+        Backend::Postgres => "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'future', TRUE, '\\x00', 0)",
+    })
+    .await;
+    let e = Store::open(&db.location).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::NewerSchema {
+                found: 99990101000000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = Store::open_read_only(&db.location).await.unwrap_err();
+    assert!(matches!(e, StoreError::NewerSchema { .. }), "{e}");
+}
+
+async fn read_only_open_of_a_missing_database_creates_nothing(db: Db) {
+    assert!(Store::open_read_only(&db.location).await.unwrap().is_none());
+    match db.backend {
+        Backend::Sqlite => assert!(!db.file.exists()),
+        Backend::Postgres => {
+            let pool = sqlx::AnyPool::connect(&db.location).await.unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema()",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            assert_eq!(n, 0);
+        }
+    }
+    // And a read-only store cannot write.
+    db.open().await.close().await;
+    let ro = Store::open_read_only(&db.location).await.unwrap().unwrap();
+    assert!(ro.register(&sweep("a", "x"), &[]).await.is_err());
+    ro.close().await;
+}
+
+async fn slurm_jobs_are_recorded_per_sweep(db: Db) {
+    let s = db.open().await;
+    s.register(&sweep("a", "x"), &[pretrain("p1")])
+        .await
+        .unwrap();
+    let job = SlurmJobRecord {
+        job_id: "42".into(),
+        sweep: "a".into(),
+        workers: 4,
+        log_dir: "/shared/runs/slurm-logs".into(),
+        submitted_at: 7,
+    };
+    s.record_slurm_job(&job).await.unwrap();
+    s.record_slurm_job(&job).await.unwrap();
+    assert_eq!(s.slurm_jobs("a").await.unwrap(), [job]);
+    assert!(s.slurm_jobs("b").await.unwrap().is_empty());
+    s.close().await;
+}
+
+/// SQLite only: files that are not databases, or databases of other programs, are
+/// refused and left byte-identical.
 #[test]
-fn foreign_and_newer_databases_are_refused_without_being_touched() {
+fn foreign_files_are_refused_without_being_touched() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");
-    std::fs::write(
-        &text,
-        "hello, this is not a database at all, just some text......",
-    )
-    .unwrap();
-    let other = dir.path().join("other.db");
+    let content = "hello, this is not a database at all, just some text......";
+    std::fs::write(&text, content).unwrap();
     rt().block_on(async {
         let e = Store::open(text.to_str().unwrap()).await.unwrap_err();
         assert!(matches!(e, StoreError::NotOurs { .. }), "{e}");
-        let conn = sqlx::SqlitePool::connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new().filename(&other).create_if_missing(true),
-        )
-        .await
-        .unwrap();
-        sqlx::query("CREATE TABLE users (id INTEGER)").execute(&conn).await.unwrap();
-        conn.close().await;
-        let e = Store::open(other.to_str().unwrap()).await.unwrap_err();
-        assert!(e.to_string().contains("not a simclr-sweep database"), "{e}");
-
-        let ours = db(&dir);
-        let s = Store::open(&ours).await.unwrap();
-        sqlx::query("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (99990101000000, 'future', '2099-01-01', 1, x'00', 0)")
-            .execute(&s.pool)
-            .await
-            .unwrap();
-        s.close().await;
-        let e = Store::open(&ours).await.unwrap_err();
-        assert!(matches!(e, StoreError::NewerSchema { found: 99990101000000, .. }), "{e}");
     });
-    assert_eq!(
-        std::fs::read_to_string(&text).unwrap(),
-        "hello, this is not a database at all, just some text......"
-    );
-}
-
-#[test]
-fn read_only_open_of_a_missing_database_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    rt().block_on(async {
-        assert!(Store::open_read_only(&db(&dir)).await.unwrap().is_none());
-    });
-    assert!(!dir.path().join("sweeps.db").exists());
+    assert_eq!(std::fs::read_to_string(&text).unwrap(), content);
 }
