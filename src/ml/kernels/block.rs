@@ -132,6 +132,31 @@ fn forward<T: Real>(
     (out, c, mean, var)
 }
 
+/// `(sum g, sum g * (c - mu))` over one row, in 8 lanes of T (vectorisable; a row has few
+/// terms), returned in f64.
+fn row_sums<T: Real>(g: &[T], c: &[T], mu: T) -> (f64, f64) {
+    let mut a = [T::ZERO; 8];
+    let mut b = [T::ZERO; 8];
+    let (gc, cc) = (g.chunks_exact(8), c.chunks_exact(8));
+    let (gr, cr) = (gc.remainder(), cc.remainder());
+    for (g8, c8) in gc.zip(cc) {
+        for i in 0..8 {
+            a[i] += g8[i];
+            b[i] += g8[i] * (c8[i] - mu);
+        }
+    }
+    let (mut sa, mut sb) = (0f64, 0f64);
+    for (&gv, &cv) in gr.iter().zip(cr) {
+        sa += gv.to_f64();
+        sb += (gv * (cv - mu)).to_f64();
+    }
+    for i in 0..8 {
+        sa += a[i].to_f64();
+        sb += b[i].to_f64();
+    }
+    (sa, sb)
+}
+
 /// Backward: packed `[dx (B*Cin*H*W, or nothing without need_dx), dw, dgamma, dbeta]`.
 #[allow(clippy::too_many_arguments)]
 fn backward<T: Real>(
@@ -166,34 +191,39 @@ fn backward<T: Real>(
                 .map(|ch| {
                     let cs = &c[d.at(b, ch)];
                     let gs = &mut gi[ch * d.hw..(ch + 1) * d.hw];
-                    let (ac, sc, mu) = (a[ch], s[ch], saved.mean[ch]);
+                    let (ac, sc) = (a[ch], s[ch]);
+                    let mu = T::from_f64(saved.mean[ch]);
                     let od = &dout[(b * g.cout + ch) * ph * pw..(b * g.cout + ch + 1) * ph * pw];
-                    for (i, gv) in gs.iter_mut().enumerate() {
-                        let up = if cfg.pool {
-                            let (y, xx) = (i / ow, i % ow);
-                            if y / 2 < ph && xx / 2 < pw {
-                                od[(y / 2) * pw + xx / 2] * quarter
+                    // Row by row; each row's sums in T (at most OW terms), added up in f64.
+                    let (mut sg, mut sgx) = (0f64, 0f64);
+                    for (y, (gr, cr)) in gs.chunks_mut(ow).zip(cs.chunks(ow)).enumerate() {
+                        if cfg.pool {
+                            if y / 2 < ph {
+                                let orow = &od[(y / 2) * pw..(y / 2 + 1) * pw];
+                                for (pair, &o) in gr.chunks_mut(2).zip(orow) {
+                                    let v = o * quarter;
+                                    pair.fill(v);
+                                }
+                                gr[2 * pw..].fill(T::ZERO);
                             } else {
-                                T::ZERO
+                                gr.fill(T::ZERO);
                             }
                         } else {
-                            od[i]
-                        };
-                        // The forward's mask, recomputed with the same rounding.
-                        *gv = if !cfg.relu || cs[i] * ac + sc > T::ZERO {
-                            up
-                        } else {
-                            T::ZERO
-                        };
+                            gr.copy_from_slice(&od[y * ow..(y + 1) * ow]);
+                        }
+                        if cfg.relu {
+                            // The forward's ReLU mask, recomputed with the same rounding.
+                            for (gv, &cv) in gr.iter_mut().zip(cr) {
+                                if cv * ac + sc <= T::ZERO {
+                                    *gv = T::ZERO;
+                                }
+                            }
+                        }
+                        let (rg, rgx) = row_sums(gr, cr, mu);
+                        sg += rg;
+                        sgx += rgx;
                     }
-                    let mut sg = [0f64; 4];
-                    let mut sgx = [0f64; 4];
-                    for (i, (&gv, &cv)) in gs.iter().zip(cs).enumerate() {
-                        let gv = gv.to_f64();
-                        sg[i % 4] += gv;
-                        sgx[i % 4] += gv * (cv.to_f64() - mu);
-                    }
-                    (sg.iter().sum(), sgx.iter().sum())
+                    (sg, sgx)
                 })
                 .collect()
         })
