@@ -229,6 +229,29 @@ impl ResBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if use_fast(x) && train && kernels::fused_blocks() {
+            // Fast path: the last conv, its BN, the residual sum and the ReLU are one op.
+            let (last, first) = self
+                .convs
+                .split_last()
+                .ok_or_else(|| candle_core::Error::Msg("empty residual block".into()))?;
+            let mut y = x.clone();
+            for c in first {
+                y = c.forward_t(&y, train, true)?;
+            }
+            let short = match &self.downsample {
+                Some(d) => d.forward_t(x, train, false)?,
+                None => x.clone(),
+            };
+            return kernels::conv_bn_add_relu_train(
+                &y,
+                last.conv.weight(),
+                &last.bn,
+                last.stride,
+                last.pad,
+                &short,
+            );
+        }
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, c) in self.convs.iter().enumerate() {

@@ -498,6 +498,195 @@ pub fn conv_bn_train(
     Ok(y)
 }
 
+/// Forward of the residual block's last conv: `relu(BN(conv(x, w)) + short)`.
+fn forward_res<T: Real>(
+    short: &[T],
+    x: &[T],
+    wgb: &[T],
+    g: &Geom,
+    cfg: Cfg,
+) -> (Vec<T>, Vec<T>, Vec<f64>, Vec<f64>) {
+    let nw = g.cout * g.cin * g.k * g.k;
+    let (mut y, c, mean, var) = forward(x, &wgb[..nw], &wgb[nw..], g, cfg);
+    y.par_chunks_mut(1 << 14)
+        .zip(short.par_chunks(1 << 14))
+        .for_each(|(ys, ss)| {
+            for (o, &v) in ys.iter_mut().zip(ss) {
+                let t = *o + v;
+                *o = if t > T::ZERO { t } else { T::ZERO };
+            }
+        });
+    (y, c, mean, var)
+}
+
+/// `(short, x, [w; gamma; beta])` -> `relu(BN(conv(x, w)) + short)`; the weights travel
+/// packed because a candle op has at most 3 inputs.
+struct ResFwd {
+    cfg: Cfg,
+    wshape: (usize, usize, usize, usize),
+    stash: Stash,
+}
+
+impl CustomOp3 for ResFwd {
+    fn name(&self) -> &'static str {
+        "fast-conv-bn-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (o, i, kh, kw) = self.wshape;
+        let g = Geom::new(l2.dims(), &[o, i, kh, kw], self.cfg.stride, self.cfg.pad)?;
+        let out_shape = Shape::from((g.b, g.cout, g.oh, g.ow));
+        if l1.shape() != &out_shape {
+            candle_core::bail!(
+                "conv-bn-add-relu: shortcut {:?} vs {out_shape:?}",
+                l1.shape()
+            );
+        }
+        if l3.shape().elem_count() != o * i * kh * kw + 2 * o {
+            candle_core::bail!("conv-bn-add-relu: packed weights have the wrong size");
+        }
+        let what = "conv-bn-add-relu";
+        let (out, saved) = match (s1, s2, s3) {
+            (CpuStorage::F32(sh), CpuStorage::F32(x), CpuStorage::F32(wgb)) => {
+                let (y, c, mean, var) = forward_res(
+                    slice(sh, l1, what)?,
+                    slice(x, l2, what)?,
+                    slice(wgb, l3, what)?,
+                    &g,
+                    self.cfg,
+                );
+                let c: Box<dyn Any + Send + Sync> = Box::new(c);
+                (wrap(y), Saved { c, mean, var })
+            }
+            (CpuStorage::F64(sh), CpuStorage::F64(x), CpuStorage::F64(wgb)) => {
+                let (y, c, mean, var) = forward_res(
+                    slice(sh, l1, what)?,
+                    slice(x, l2, what)?,
+                    slice(wgb, l3, what)?,
+                    &g,
+                    self.cfg,
+                );
+                let c: Box<dyn Any + Send + Sync> = Box::new(c);
+                (wrap(y), Saved { c, mean, var })
+            }
+            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
+        };
+        *self.stash.lock().map_err(lock_err)? = Some(Arc::new(saved));
+        Ok((out, out_shape))
+    }
+
+    fn bwd(
+        &self,
+        short: &Tensor,
+        x: &Tensor,
+        wgb: &Tensor,
+        res: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let saved = self
+            .stash
+            .lock()
+            .map_err(lock_err)?
+            .clone()
+            .ok_or_else(|| {
+                candle_core::Error::Msg("conv-bn-add-relu: backward before forward".into())
+            })?;
+        let (o, i, kh, kw) = self.wshape;
+        let nw = o * i * kh * kw;
+        let g = Geom::new(x.dims(), &[o, i, kh, kw], self.cfg.stride, self.cfg.pad)?;
+        // Through the final ReLU: the shortcut's gradient, and the BN output's.
+        let gm = dout.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?;
+        let w = wgb.narrow(0, 0, nw)?.reshape((o, i, kh, kw))?;
+        let need_dx = x.track_op();
+        let op = BlockBwd {
+            cfg: Cfg {
+                relu: false,
+                pool: false,
+                ..self.cfg
+            },
+            g,
+            gb: wgb.narrow(0, nw, 2 * o)?.to_dtype(DType::F64)?.to_vec1()?,
+            saved,
+            need_dx,
+        };
+        let packed = gm.apply_op3_no_bwd(x, &w, &op)?;
+        let nx = if need_dx { x.elem_count() } else { 0 };
+        let dx = if need_dx {
+            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
+        } else {
+            None
+        };
+        // [dw; dgamma; dbeta], the packed weights' layout.
+        let dwgb = packed.narrow(0, nx, nw + 2 * o)?;
+        let dshort = if short.track_op() { Some(gm) } else { None };
+        Ok((dshort, dx, Some(dwgb)))
+    }
+}
+
+/// A residual block's last conv in training on the CPU: `relu(BN(conv(x, w)) + short)`
+/// (BatchNorm with batch statistics, running statistics updated like candle_nn), one
+/// candle op. Equals `(bn.forward_t(&x.conv2d(w, pad, stride, 1, 1)?, true)? + short)?
+/// .relu()` within float rounding, and keeps one tensor fewer than that (the BN output).
+pub fn conv_bn_add_relu_train(
+    x: &Tensor,
+    w: &Tensor,
+    bn: &BatchNorm,
+    stride: usize,
+    pad: usize,
+    short: &Tensor,
+) -> Result<Tensor> {
+    let Some((gamma, beta)) = bn.weight_and_bias() else {
+        candle_core::bail!("fused conv-bn block needs an affine BatchNorm");
+    };
+    if !x.device().is_cpu() || !w.device().is_cpu() || !short.device().is_cpu() {
+        candle_core::bail!("fused conv-bn block runs on the CPU only");
+    }
+    let g = Geom::new(x.dims(), w.dims(), stride, pad)?;
+    if gamma.elem_count() != g.cout || beta.elem_count() != g.cout {
+        candle_core::bail!(
+            "conv-bn block: kernel {:?} does not match BatchNorm of {} channels",
+            w.shape(),
+            gamma.elem_count()
+        );
+    }
+    let wgb = Tensor::cat(
+        &[w.flatten_all()?, gamma.flatten_all()?, beta.flatten_all()?],
+        0,
+    )?;
+    let stash: Stash = Arc::new(Mutex::new(None));
+    let cfg = Cfg {
+        stride,
+        pad,
+        eps: bn.eps(),
+        relu: false,
+        pool: false,
+    };
+    let y = short.contiguous()?.apply_op3(
+        &x.contiguous()?,
+        &wgb,
+        ResFwd {
+            cfg,
+            wshape: w.dims4()?,
+            stash: stash.clone(),
+        },
+    )?;
+    let saved = stash
+        .lock()
+        .map_err(lock_err)?
+        .clone()
+        .ok_or_else(|| candle_core::Error::Msg("conv-bn block left no statistics".into()))?;
+    update_running(bn, saved.mean.clone(), saved.var.clone(), g.b * g.ohw())?;
+    Ok(y)
+}
+
 /// relu(a + b) forward on contiguous slices.
 fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
     let mut y = vec![T::ZERO; a.len()];
@@ -779,6 +968,117 @@ mod tests {
         let eps = 1e-6;
         for (name, v) in [
             ("x", x.clone()),
+            ("w", var(&map, "w")),
+            ("gamma", var(&map, "bn.weight")),
+            ("beta", var(&map, "bn.bias")),
+        ] {
+            let v0: Vec<f64> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let gv: Vec<f64> = grads
+                .get(&v)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for i in (0..v0.len()).step_by(3) {
+                let at = |delta: f64| {
+                    let mut t = v0.clone();
+                    t[i] += delta;
+                    v.set(&Tensor::from_vec(t, v.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss().to_scalar::<f64>().unwrap()
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                at(0.0);
+                assert!(
+                    (fd - gv[i]).abs() < 1e-6,
+                    "d{name}[{i}]: {} vs fd {fd}",
+                    gv[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fused_residual_matches_candle_ops_and_finite_differences() {
+        // (B, Cin, H, W, Cout, k, stride, pad)
+        let cases: [Case; 3] = [
+            (3, 3, 6, 6, 3, 3, 1, 1),
+            (2, 2, 7, 5, 4, 3, 2, 1),
+            (4, 4, 3, 3, 2, 1, 1, 0),
+        ];
+        for dtype in [DType::F64, DType::F32] {
+            let tol = if dtype == DType::F64 { 1e-11 } else { 1e-4 };
+            for (i, &(b, cin, h, w, cout, k, s, p)) in cases.iter().enumerate() {
+                let what = format!("case {i} {dtype:?}");
+                let g = Geom::new(&[b, cin, h, w], &[cout, cin, k, k], s, p).unwrap();
+                let (m1, bn1) = params(cin, cout, k, dtype, 20 + i as u64);
+                let (m2, bn2) = params(cin, cout, k, dtype, 20 + i as u64);
+                let x = Var::from_tensor(&rnd(&[b, cin, h, w], i as u64, dtype)).unwrap();
+                let sh =
+                    Var::from_tensor(&rnd(&[b, cout, g.oh, g.ow], 9 + i as u64, dtype)).unwrap();
+                let (w1, w2) = (var(&m1, "w"), var(&m2, "w"));
+                let ours = conv_bn_add_relu_train(
+                    x.as_tensor(),
+                    w1.as_tensor(),
+                    &bn1,
+                    s,
+                    p,
+                    sh.as_tensor(),
+                )
+                .unwrap();
+                let theirs = (reference(x.as_tensor(), w2.as_tensor(), &bn2, s, p, false, false)
+                    + sh.as_tensor())
+                .unwrap()
+                .relu()
+                .unwrap();
+                assert!(diff(&ours, &theirs) < tol, "forward {what}");
+                for name in ["bn.running_mean", "bn.running_var"] {
+                    let d = diff(var(&m1, name).as_tensor(), var(&m2, name).as_tensor());
+                    assert!(d < tol, "{name} {what}: {d}");
+                }
+                let r = rnd(ours.dims(), 80 + i as u64, dtype);
+                let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (theirs * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                for (name, v) in [("x", &x), ("short", &sh)] {
+                    let d = diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                    assert!(d < 10.0 * tol, "d{name} {what}: {d}");
+                }
+                for name in ["w", "bn.weight", "bn.bias"] {
+                    let (a, c) = (var(&m1, name), var(&m2, name));
+                    let d = diff(g1.get(&a).unwrap(), g2.get(&c).unwrap());
+                    assert!(d < 10.0 * tol, "d{name} {what}: {d}");
+                }
+            }
+        }
+        // f64 finite differences for every input.
+        let dt = DType::F64;
+        let (map, bn) = params(2, 3, 3, dt, 31);
+        let x = Var::from_tensor(&rnd(&[2, 2, 5, 4], 32, dt)).unwrap();
+        let sh = Var::from_tensor(&rnd(&[2, 3, 5, 4], 33, dt)).unwrap();
+        let r = rnd(&[2, 3, 5, 4], 34, dt);
+        let loss = || {
+            let y = conv_bn_add_relu_train(
+                x.as_tensor(),
+                var(&map, "w").as_tensor(),
+                &bn,
+                1,
+                1,
+                sh.as_tensor(),
+            )
+            .unwrap();
+            (y * &r).unwrap().sum_all().unwrap()
+        };
+        let grads = loss().backward().unwrap();
+        let eps = 1e-6;
+        for (name, v) in [
+            ("x", x.clone()),
+            ("short", sh.clone()),
             ("w", var(&map, "w")),
             ("gamma", var(&map, "bn.weight")),
             ("beta", var(&map, "bn.bias")),

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::{CpuStorage, Layout, Result};
 
-pub use block::{add_relu, conv_bn_train};
+pub use block::{add_relu, conv_bn_add_relu_train, conv_bn_train};
 pub use bn::batch_norm_train;
 pub use conv::conv2d;
 
