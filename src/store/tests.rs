@@ -28,8 +28,8 @@ struct Db {
 }
 
 impl Db {
-    fn open(&self) -> impl Future<Output = Store> + '_ {
-        async move { Store::open(&self.location).await.unwrap() }
+    async fn open(&self) -> Store {
+        Store::open(&self.location).await.unwrap()
     }
 
     /// Runs `sql` on a connection of its own (not the store's), e.g. to fake another
