@@ -92,6 +92,9 @@ impl Optimizer {
     }
 
     /// Apply one update with learning rate `lr` to every parameter that has a gradient.
+    /// One update of every parameter that has a gradient. The state kept for the next step
+    /// is detached: a buffer built from the previous one would otherwise hold the whole
+    /// chain of earlier buffers (and their intermediates) alive, growing memory every step.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<(), MlError> {
         if self.cfg.kind == OptimizerKind::Adamw {
             self.adam_steps += 1;
@@ -230,7 +233,7 @@ fn sgd_update(
         } else {
             buf.clone()
         };
-        state.insert(key, buf);
+        state.insert(key, buf.detach());
         upd
     } else {
         d
@@ -271,7 +274,7 @@ fn lars_update(
     } else {
         v.clone()
     };
-    state.insert(key, v);
+    state.insert(key, v.detach());
     w - upd
 }
 
@@ -306,8 +309,8 @@ fn adamw_update(
     let bc2 = 1.0 - cfg.beta2.powi(t as i32);
     let denom = ((v.sqrt()? * (1.0 / bc2.sqrt()))? + cfg.eps)?;
     let upd = (m.div(&denom)? * (lr / bc1))?;
-    state.insert(k1, m);
-    state.insert(k2, v);
+    state.insert(k1, m.detach());
+    state.insert(k2, v.detach());
     w - upd
 }
 
@@ -556,6 +559,33 @@ mod tests {
             &state_of(&opt, "layer.weight/exp_avg_sq"),
             &[1.999e-05, 7.996e-05, 0.00017991, 4.9975e-06],
         );
+    }
+
+    #[test]
+    fn state_kept_between_steps_holds_no_graph() {
+        // A tracked buffer would keep every earlier step's buffers alive (memory growing
+        // with the step count: ResNet-18 ran out of 139 GiB of GPU memory in 11 steps).
+        for kind in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Lars,
+            OptimizerKind::Adamw,
+        ] {
+            let cfg = OptimizerConfig {
+                kind,
+                weight_decay: 0.01,
+                ..Default::default()
+            };
+            let (params, grads) = setup();
+            let mut opt = Optimizer::new(&cfg, params);
+            opt.step(&grads, 0.1).unwrap();
+            opt.step(&grads, 0.1).unwrap();
+            for (name, t) in opt.state() {
+                assert!(
+                    !t.track_op(),
+                    "{kind:?}: state {name} keeps its computation graph"
+                );
+            }
+        }
     }
 
     #[test]
