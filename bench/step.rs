@@ -6,6 +6,7 @@
 //! cargo bench --bench step -- augment [--images 2048] [--batch 256] [--threads 2]
 //! ```
 //!
+//! `--kernels fast-unfused` is the fast path without the fused blocks (round 1), for A/B.
 //! `step` times one SimCLR training step (forward on 2N views of 32x32, NT-Xent with tau 0.5,
 //! backward, SGD with momentum 0.9 and weight decay 1e-4) and prints one line
 //! `RESULT step arch=.. n=.. kernels=.. images_per_s=.. maxrss_mib=..`; images are views

@@ -10,7 +10,10 @@
 //! width multiplier (64 * width channels).
 //!
 //! Conv and training-mode BatchNorm(+ReLU) go through `super::kernels` on the CPU unless
-//! `Kernels::Candle` is selected (and always through candle on CUDA).
+//! `Kernels::Candle` is selected (and always through candle on CUDA). In training each block
+//! is one fused op there: the ConvNet's conv-BN-ReLU-avgpool ([`kernels::conv_bn_train`]),
+//! ResNet's conv-BN(-ReLU) pairs and, for the last conv of a residual block, conv-BN +
+//! shortcut + ReLU ([`kernels::conv_bn_add_relu_train`]).
 //!
 //! BatchNorm is candle_nn's (`forward_t(x, train)`: batch statistics and a running-average
 //! update with momentum 0.1 in training mode, running statistics in eval mode); its running

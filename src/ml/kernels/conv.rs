@@ -102,6 +102,75 @@ impl Geom {
     }
 }
 
+thread_local! {
+    /// Freed scratch buffers of this thread (f64 words, reinterpreted as f32 or f64).
+    static POOL: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A work buffer reused across calls on the same thread: no allocation, page faults or zero
+/// fill per task. Its contents are stale: every user overwrites what it reads (im2col,
+/// gather, GEMM without accumulation).
+struct Scratch<T> {
+    buf: Vec<f64>,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Real> Scratch<T> {
+    fn new() -> Self {
+        let buf = POOL
+            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten();
+        Self {
+            buf: buf.unwrap_or_default(),
+            len: 0,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// Make it `n` elements long (new words zero, old ones stale).
+    fn resize(&mut self, n: usize, _fill: T) {
+        let words = (n * std::mem::size_of::<T>()).div_ceil(8);
+        if self.buf.len() < words {
+            self.buf.resize(words, 0.0);
+        }
+        self.len = n;
+    }
+}
+
+impl<T: Real> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: T is f32 or f64 (any bit pattern valid, alignment <= 8) and the buffer
+        // holds at least len * size_of::<T>() bytes.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const T, self.len) }
+    }
+}
+
+impl<T: Real> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref.
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr() as *mut T, self.len) }
+    }
+}
+
+impl<T> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.is_empty() {
+            return;
+        }
+        let _ = POOL.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                if p.len() < 4 {
+                    p.push(buf);
+                }
+            }
+        });
+    }
+}
+
 /// `col[r][off + oy*OW + ox]` (row length `ld`) = `x[c][oy*s+ky-p][ox*s+kx-p]` (0 outside),
 /// `r = (c*k + ky)*k + kx`; `x` is one image `[Cin, H, W]`.
 fn im2col<T: Real>(x: &[T], g: &Geom, col: &mut [T], ld: usize, off: usize) {
@@ -239,8 +308,8 @@ pub(super) fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
     y.par_chunks_mut(per_task * img_out)
         .enumerate()
         .for_each(|(t, yt)| {
-            let mut col = Vec::new();
-            let mut tmp = Vec::new();
+            let mut col = Scratch::<T>::new();
+            let mut tmp = Scratch::<T>::new();
             let b0 = t * per_task;
             for (gi, yg) in yt.chunks_mut(grp * img_out).enumerate() {
                 let nb = yg.len() / img_out;
@@ -314,8 +383,8 @@ pub(super) fn grad_input_into<T: Real>(dy: &[T], w: &[T], g: &Geom, dx: &mut [T]
     dx.par_chunks_mut(per_task * img_in)
         .enumerate()
         .for_each(|(t, dxt)| {
-            let mut dcol = Vec::new();
-            let mut dyg = Vec::new();
+            let mut dcol = Scratch::<T>::new();
+            let mut dyg = Scratch::<T>::new();
             let b0 = t * per_task;
             for (gi, dxg) in dxt.chunks_mut(grp * img_in).enumerate() {
                 let nb = dxg.len() / img_in;
@@ -391,8 +460,8 @@ pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
         .into_par_iter()
         .map(|part| {
             let mut acc = vec![T::ZERO; cout * kk];
-            let mut col = Vec::new();
-            let mut dyg = Vec::new();
+            let mut col = Scratch::<T>::new();
+            let mut dyg = Scratch::<T>::new();
             let mut first_done = false;
             for gi in part * per_part..((part + 1) * per_part).min(groups) {
                 let first = gi * grp;

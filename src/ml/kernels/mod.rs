@@ -2,6 +2,9 @@
 //! input gradient, weight gradient) as im2col / col2im around the `gemm` crate, and
 //! BatchNorm (+ ReLU) in training mode as one fused op with a one-pass backward. Both are
 //! candle `CustomOp`s with their own backward, so candle's autograd drives them.
+//! `block` fuses whole encoder blocks (conv + BN (+ ReLU) (+ 2x2 avg-pool), and conv + BN +
+//! shortcut + ReLU) into one op each: candle's backward costs a zeroed tensor and an add per
+//! node, so fewer nodes means less time and memory.
 //!
 //! Which ops the encoder uses is chosen by [`Kernels`]: a process-wide default
 //! ([`set_kernels`], `Fast` unless changed) and a per-thread override ([`with_kernels`], for
