@@ -77,7 +77,9 @@ pub fn coordinate(
         let device = gpus.get(i).map_or("cpu".to_string(), |d| d.to_string());
         let mut cmd = Command::new(std::env::current_exe().context("locating the sweep binary")?);
         cmd.arg("worker")
-            .args(["--db", &opts.db])
+            // The store through the environment: a PostgreSQL URL's password must not show
+            // in `ps`.
+            .env("SWEEP_DB", &opts.db)
             .arg("--data-dir")
             .arg(&opts.data_dir)
             .arg("--runs-dir")
