@@ -44,6 +44,7 @@ pub async fn write(
             crate::spec::SEMANTICS_VERSION
         ),
         rendered_on: machine(),
+        trained_on: trained_on(store, sweep).await?,
         rendered_at: utc(crate::store::now_ms()),
         sweep_dates: format!(
             "registered {}, last changed {}",
@@ -221,11 +222,29 @@ fn machine() -> String {
         .map(|n| n.get())
         .unwrap_or(1);
     format!(
-        "report rendered on {host} ({} {}, {cpus} CPUs); the store does not record which \
-         machine trained a finished run",
+        "{host} ({} {}, {cpus} CPUs)",
         std::env::consts::OS,
         std::env::consts::ARCH
     )
+}
+
+/// The hosts that finished the sweep's stages, with how many each: "vm (147 stages)".
+async fn trained_on(store: &Store, sweep: &str) -> anyhow::Result<String> {
+    let mut hosts: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in store.sweep_runs(sweep).await? {
+        if r.state == crate::store::RunState::Done {
+            let host = r.lease_host.unwrap_or_else(|| "unrecorded".into());
+            *hosts.entry(host).or_default() += 1;
+        }
+    }
+    if hosts.is_empty() {
+        return Ok("no finished stages yet".into());
+    }
+    Ok(hosts
+        .iter()
+        .map(|(h, n)| format!("{h} ({n} stage{})", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", "))
 }
 
 /// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.

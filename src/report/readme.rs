@@ -15,6 +15,8 @@ pub(crate) struct Provenance {
     pub code: String,
     /// The machine that rendered the report.
     pub rendered_on: String,
+    /// The machines that finished the sweep's stages.
+    pub trained_on: String,
     /// UTC time of rendering, and when the sweep was registered / last changed.
     pub rendered_at: String,
     pub sweep_dates: String,
@@ -137,7 +139,8 @@ pub(crate) fn render(
         human_duration(pre),
         human_duration(ev)
     );
-    let _ = writeln!(s, "- machine: {}", prov.rendered_on);
+    let _ = writeln!(s, "- trained on: {}", prov.trained_on);
+    let _ = writeln!(s, "- report rendered on: {}", prov.rendered_on);
     let _ = writeln!(s, "- sweep: {}", prov.sweep_dates);
     let _ = writeln!(s, "- rendered: {}", prov.rendered_at);
     for w in &data.warnings {

@@ -260,6 +260,7 @@ fn fixed_provenance() -> Provenance {
     Provenance {
         code: "simclr-sweep (test)".into(),
         rendered_on: "test machine".into(),
+        trained_on: "test host (10 stages)".into(),
         rendered_at: "2024-01-01 00:00 UTC".into(),
         sweep_dates: "registered then".into(),
     }

@@ -365,8 +365,9 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.write().await?;
         let n = sqlx::query(
+            // lease_host stays: the machine that finished the run, for reports' provenance.
             "UPDATE runs SET state = 'done', finished_at = $3, compute_seconds = compute_seconds + $4, \
-             lease_owner = NULL, lease_host = NULL, lease_pid = NULL, lease_expires_at = NULL, failure = NULL \
+             lease_owner = NULL, lease_pid = NULL, lease_expires_at = NULL, failure = NULL \
              WHERE id = $1 AND lease_owner = $2 AND state = 'running' \
              AND (stage = 'eval' OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = $1))",
         )

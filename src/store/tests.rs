@@ -285,6 +285,12 @@ async fn two_sweeps_share_a_run_stored_once(db: Db) {
     assert!(s.finish("p2", &w, 1.0).await.unwrap());
     let a = s.sweep_runs("a").await.unwrap();
     assert_eq!(a[1].state, RunState::Done);
+    assert_eq!(
+        a[1].lease_host.as_deref(),
+        Some("localhost"),
+        "the finishing host is kept"
+    );
+    assert_eq!(a[1].lease_owner, None, "the lease itself is released");
     let summary = s.sweeps().await.unwrap();
     let a = summary.iter().find(|x| x.name == "a").unwrap();
     assert_eq!((a.done, a.queued, a.running, a.failed), (1, 1, 0, 0));
