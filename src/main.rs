@@ -7,6 +7,13 @@ use simclr_sweep::spec::SpecError;
 use simclr_sweep::store::StoreError;
 
 fn main() {
+    // candle's own elementwise thread pool competes with the rayon threads of our conv and
+    // BatchNorm kernels for the cores: one candle thread was faster in every side-by-side
+    // measurement (ConvNet N=64: 1816 -> 2532 img/s on 2 cores). Set before any thread
+    // starts; an explicit setting wins.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let cli = simclr_sweep::cli::Cli::parse();
     let code = match app::main(cli) {
         Ok(code) => code,
