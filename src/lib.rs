@@ -15,3 +15,5 @@ pub mod report;
 pub mod sched;
 pub mod spec;
 pub mod store;
+#[cfg(test)]
+mod test_support;

@@ -805,34 +805,11 @@ mod tests {
     use candle_nn::{VarBuilder, VarMap};
 
     fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f64> = (0..n as u64)
-            .map(|i| {
-                let z = (i + 1)
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(seed.wrapping_mul(1442695040888963407));
-                ((z >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
+        crate::ml::kernels::testutil::uniform(shape, seed, -1.0, 1.0, dtype)
     }
 
     fn diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        crate::ml::kernels::testutil::max_abs_diff(a, b)
     }
 
     /// A BatchNorm with non-trivial gamma / beta / running mean, and the conv weight, all in

@@ -279,3 +279,42 @@ mod tests {
         });
     }
 }
+
+/// Deterministic test tensors and comparisons shared by the kernels' tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use candle_core::{DType, Device, Tensor};
+
+    /// Values in [lo, hi) from a fixed integer hash (no RNG state, no candle RNG).
+    pub(crate) fn uniform(shape: &[usize], seed: u64, lo: f64, hi: f64, dtype: DType) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n as u64)
+            .map(|i| {
+                let z = (i + 1)
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(seed.wrapping_mul(1442695040888963407));
+                lo + ((z >> 11) as f64 / (1u64 << 53) as f64) * (hi - lo)
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    }
+
+    /// max |a - b| as f64.
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+}
