@@ -431,6 +431,14 @@ struct StoreObserver<'a> {
 }
 
 impl StoreObserver<'_> {
+    /// Adds metrics at `step` to the next batch written to the store.
+    fn queue(&mut self, step: usize, metrics: &[(&str, f64)]) {
+        for (name, value) in metrics {
+            let (name, step, value) = (name.to_string(), step as i64, *value);
+            self.pending.push(MetricRecord { name, step, value });
+        }
+    }
+
     /// Writes the pending metrics; on error they stay pending for the next flush.
     fn flush(&mut self) -> Result<()> {
         self.rt
@@ -443,19 +451,15 @@ impl StoreObserver<'_> {
 
 impl Observer for StoreObserver<'_> {
     fn on_step(&mut self, m: &StepMetrics) -> Control {
-        let step = m.step as i64;
-        for (name, value) in [
-            ("train/loss", m.loss),
-            ("train/lr", m.lr),
-            ("train/contrastive_acc", m.contrastive_acc),
-            ("train/images_per_sec", m.images_per_sec),
-        ] {
-            self.pending.push(MetricRecord {
-                name: name.into(),
-                step,
-                value,
-            });
-        }
+        self.queue(
+            m.step,
+            &[
+                ("train/loss", m.loss),
+                ("train/lr", m.lr),
+                ("train/contrastive_acc", m.contrastive_acc),
+                ("train/images_per_sec", m.images_per_sec),
+            ],
+        );
         self.emit.send(&Event::Step {
             run: self.run_id.clone(),
             epoch: m.epoch,
@@ -477,18 +481,14 @@ impl Observer for StoreObserver<'_> {
     }
 
     fn on_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
-        let step = m.epoch as i64;
-        for (name, value) in [
-            ("epoch/loss", m.loss),
-            ("epoch/contrastive_acc", m.contrastive_acc),
-            ("epoch/seconds", m.seconds),
-        ] {
-            self.pending.push(MetricRecord {
-                name: name.into(),
-                step,
-                value,
-            });
-        }
+        self.queue(
+            m.epoch,
+            &[
+                ("epoch/loss", m.loss),
+                ("epoch/contrastive_acc", m.contrastive_acc),
+                ("epoch/seconds", m.seconds),
+            ],
+        );
         self.emit.send(&Event::Epoch {
             run: self.run_id.clone(),
             epoch: m.epoch,

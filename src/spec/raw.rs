@@ -35,6 +35,8 @@ pub(crate) struct RawSpec {
 
 /// A profile: the same sections as the spec, each overriding the spec's when present
 /// (`dataset` and `base` merge key by key, `grid` replaces axis by axis, the rest replace).
+/// The sections are listed again rather than shared with `RawSpec` through
+/// `#[serde(flatten)]`, which serde cannot combine with `deny_unknown_fields`.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProfile {
