@@ -941,39 +941,13 @@ mod tests {
             .unwrap();
             (y * &r).unwrap().sum_all().unwrap()
         };
-        let grads = loss().backward().unwrap();
-        let eps = 1e-6;
-        for (name, v) in [
+        let vars = [
             ("x", x.clone()),
             ("w", var(&map, "w")),
             ("gamma", var(&map, "bn.weight")),
             ("beta", var(&map, "bn.bias")),
-        ] {
-            let v0: Vec<f64> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-            let gv: Vec<f64> = grads
-                .get(&v)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            for i in (0..v0.len()).step_by(3) {
-                let at = |delta: f64| {
-                    let mut t = v0.clone();
-                    t[i] += delta;
-                    v.set(&Tensor::from_vec(t, v.shape(), &Device::Cpu).unwrap())
-                        .unwrap();
-                    loss().to_scalar::<f64>().unwrap()
-                };
-                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-                at(0.0);
-                assert!(
-                    (fd - gv[i]).abs() < 1e-6,
-                    "d{name}[{i}]: {} vs fd {fd}",
-                    gv[i]
-                );
-            }
-        }
+        ];
+        crate::ml::kernels::testutil::assert_grads_match_fd(loss, &vars, 3, 1e-6);
     }
 
     #[test]
@@ -1051,40 +1025,14 @@ mod tests {
             .unwrap();
             (y * &r).unwrap().sum_all().unwrap()
         };
-        let grads = loss().backward().unwrap();
-        let eps = 1e-6;
-        for (name, v) in [
+        let vars = [
             ("x", x.clone()),
             ("short", sh.clone()),
             ("w", var(&map, "w")),
             ("gamma", var(&map, "bn.weight")),
             ("beta", var(&map, "bn.bias")),
-        ] {
-            let v0: Vec<f64> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-            let gv: Vec<f64> = grads
-                .get(&v)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            for i in (0..v0.len()).step_by(3) {
-                let at = |delta: f64| {
-                    let mut t = v0.clone();
-                    t[i] += delta;
-                    v.set(&Tensor::from_vec(t, v.shape(), &Device::Cpu).unwrap())
-                        .unwrap();
-                    loss().to_scalar::<f64>().unwrap()
-                };
-                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-                at(0.0);
-                assert!(
-                    (fd - gv[i]).abs() < 1e-6,
-                    "d{name}[{i}]: {} vs fd {fd}",
-                    gv[i]
-                );
-            }
-        }
+        ];
+        crate::ml::kernels::testutil::assert_grads_match_fd(loss, &vars, 3, 1e-6);
     }
 
     #[test]

@@ -302,6 +302,40 @@ pub(crate) mod testutil {
             .unwrap()
     }
 
+    /// Checks autograd's gradient of the scalar `loss()` against central finite
+    /// differences (f64, eps 1e-6) for every `stride`-th element of each named variable.
+    pub(crate) fn assert_grads_match_fd(
+        loss: impl Fn() -> Tensor,
+        vars: &[(&str, candle_core::Var)],
+        stride: usize,
+        tol: f64,
+    ) {
+        let grads = loss().backward().unwrap();
+        let eps = 1e-6;
+        for (name, v) in vars {
+            let v0: Vec<f64> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let g: Vec<f64> = grads
+                .get(v)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for i in (0..v0.len()).step_by(stride) {
+                let at = |delta: f64| {
+                    let mut t = v0.clone();
+                    t[i] += delta;
+                    v.set(&Tensor::from_vec(t, v.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss().to_scalar::<f64>().unwrap()
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                at(0.0);
+                assert!((fd - g[i]).abs() < tol, "d{name}[{i}]: {} vs fd {fd}", g[i]);
+            }
+        }
+    }
+
     /// max |a - b| as f64.
     pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
         (a - b)
