@@ -344,14 +344,14 @@ fn human_duration(secs: f64) -> String {
 }
 
 /// Rough CPU seconds of a run on the 2-core development machine, from end-to-end stage
-/// times of the augment_pairs smoke sweep (ConvNet: 6,000 pairs pretrained in 11.3 s on
-/// average, an evaluation over 4,000 images in 3.5 s; checkpoints and loading included),
-/// and for the ResNets the same ratio to the ConvNet as in bench/run.sh (1 : 45 for
-/// ResNet-18; deeper ones scaled by their FLOPs). Width w costs w^2.
+/// times of the augment_pairs smoke sweep (ConvNet: 6,000 pairs pretrained in 7.3 s on
+/// average, an evaluation over 4,000 images in 2.2 s; checkpoints and loading included),
+/// and for the ResNets the ConvNet's ratio to them in bench/run.sh (about 70 for ResNet-18;
+/// deeper ones scaled by their FLOPs). Width w costs w^2.
 fn estimate_seconds(run: &spec::RunConfig) -> f64 {
     let p = &run.pretrain;
     let pairs_per_sec = match p.encoder.arch {
-        Arch::Convnet => 530.0,
+        Arch::Convnet => 830.0,
         Arch::Resnet18 => 12.0,
         Arch::Resnet34 => 6.0,
         Arch::Resnet50 => 3.0,
