@@ -17,12 +17,20 @@ fn main() {
     let cli = simclr_sweep::cli::Cli::parse();
     let code = match app::main(cli) {
         Ok(code) => code,
+        // Output piped into `head` that closed early: not an error (as in ripgrep).
+        Err(err) if is_broken_pipe(&err) => exit::OK,
         Err(err) => {
             eprintln!("error: {err:#}");
             exit_code_of(&err)
         }
     };
     std::process::exit(code);
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Bad input (exit 2) is told apart from failures of the machinery (exit 1).
