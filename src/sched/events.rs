@@ -12,7 +12,7 @@ pub enum Event {
         stage: String,
         label: String,
         attempt: i64,
-        total_steps: u64,
+        /// Global step a pretrain continues from (0: from the start).
         resumed_step: u64,
     },
     Step {
@@ -64,11 +64,10 @@ impl Event {
                 label,
                 attempt,
                 resumed_step,
-                total_steps,
                 ..
             } => {
                 let from = if *resumed_step > 0 {
-                    format!(", from step {resumed_step}/{total_steps}")
+                    format!(", continuing from step {resumed_step}")
                 } else {
                     String::new()
                 };

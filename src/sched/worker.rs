@@ -295,7 +295,6 @@ fn execute(
             stage: run.stage.clone(),
             label: run.label.clone(),
             attempt: run.attempts,
-            total_steps: 0,
             resumed_step: resumed,
         });
         let outcome = ml::pretrain(&pretrain, &env, &mut obs).map_err(ml_error)?;
@@ -317,7 +316,6 @@ fn execute(
             stage: run.stage.clone(),
             label: run.label.clone(),
             attempt: run.attempts,
-            total_steps: 0,
             resumed_step: 0,
         });
         let result = ml::evaluate(&pretrain, &eval, &newest, &env, &mut obs).map_err(ml_error)?;
