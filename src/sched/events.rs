@@ -67,7 +67,7 @@ impl Event {
                 ..
             } => {
                 let from = if *resumed_step > 0 {
-                    format!(", continuing from step {resumed_step}")
+                    format!(", from step {resumed_step}")
                 } else {
                     String::new()
                 };
