@@ -81,6 +81,11 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
         "fast" | "fast-unfused" => Kernels::Fast,
         other => anyhow::bail!("unknown --kernels {other}"),
     });
+    // "before" is stock candle; "after" is what `sweep` runs: our kernels and its heap
+    // setting (src/ml/heap.rs).
+    if kern_s != "candle" {
+        simclr_sweep::ml::heap::retain_freed_memory();
+    }
     let dev = Device::Cpu;
     let enc = EncoderConfig {
         arch,

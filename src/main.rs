@@ -14,6 +14,7 @@ fn main() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    simclr_sweep::ml::heap::retain_freed_memory();
     let cli = simclr_sweep::cli::Cli::parse();
     let code = match app::main(cli) {
         Ok(code) => code,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod fault;
 pub mod head;
+pub mod heap;
 pub mod init;
 pub mod kernels;
 pub mod loss;

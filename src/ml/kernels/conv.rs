@@ -459,7 +459,7 @@ pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     let parts: Vec<Vec<T>> = (0..PARTS)
         .into_par_iter()
         .map(|part| {
-            let mut acc = vec![T::ZERO; cout * kk];
+            let mut acc = vec![T::ZERO; kk * cout];
             let mut col = Scratch::<T>::new();
             let mut dyg = Scratch::<T>::new();
             let mut first_done = false;
@@ -485,19 +485,21 @@ pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
                     gather(src, cout, ohw, nb, &mut dyg);
                     dyg.as_ptr()
                 };
-                // acc [cout, kk] (+)= dy [cout, ld] x col^T [ld, kk] (col^T: rs 1, cs ld).
+                // acc = dw^T [kk, cout] (+)= col [kk, ld] x dy^T [ld, cout] (dy^T: rs 1, cs
+                // ld). Transposed on purpose: `dy x col^T` makes gemm pack the large col^T
+                // against its grain and ran at a quarter of the speed on 32x32 maps.
                 // SAFETY: shapes as stated.
                 unsafe {
                     mm(
-                        cout,
                         kk,
+                        cout,
                         ld,
                         acc.as_mut_ptr(),
                         first_done,
-                        dyp,
+                        colp,
                         ld,
                         1,
-                        colp,
+                        dyp,
                         1,
                         ld,
                     )
@@ -508,11 +510,16 @@ pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
         })
         .collect();
     let mut it = parts.into_iter();
-    let mut dw = it.next().unwrap_or_else(|| vec![T::ZERO; cout * kk]);
+    let mut dwt = it.next().unwrap_or_else(|| vec![T::ZERO; cout * kk]);
     for p in it {
-        for (a, b) in dw.iter_mut().zip(p) {
+        for (a, b) in dwt.iter_mut().zip(p) {
             *a += b;
         }
+    }
+    // [kk, cout] -> [cout, kk].
+    let mut dw = Vec::with_capacity(cout * kk);
+    for o in 0..cout {
+        dw.extend((0..kk).map(|r| dwt[r * cout + o]));
     }
     dw
 }
