@@ -11,9 +11,9 @@
 //!
 //! Conv and training-mode BatchNorm(+ReLU) go through `super::kernels` on the CPU unless
 //! `Kernels::Candle` is selected (and always through candle on CUDA). In training each block
-//! is one fused op there: the ConvNet's conv-BN-ReLU-avgpool ([`kernels::conv_bn_train`]),
-//! ResNet's conv-BN(-ReLU) pairs and, for the last conv of a residual block, conv-BN +
-//! shortcut + ReLU ([`kernels::conv_bn_add_relu_train`]).
+//! is one fused op there: the ConvNet's conv-BN-ReLU-avgpool and ResNet's stem
+//! ([`kernels::conv_bn_train`]), and each whole residual block
+//! ([`kernels::residual_block_train`]).
 //!
 //! BatchNorm is candle_nn's (`forward_t(x, train)`: batch statistics and a running-average
 //! update with momentum 0.1 in training mode, running statistics in eval mode); its running
@@ -233,27 +233,18 @@ impl ResBlock {
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if use_fast(x) && train && kernels::fused_blocks() {
-            // Fast path: the last conv, its BN, the residual sum and the ReLU are one op.
-            let (last, first) = self
-                .convs
-                .split_last()
-                .ok_or_else(|| candle_core::Error::Msg("empty residual block".into()))?;
-            let mut y = x.clone();
-            for c in first {
-                y = c.forward_t(&y, train, true)?;
+            // Fast path: the whole block is one op that recomputes its inner activations.
+            fn spec(c: &ConvBn) -> kernels::BlockConv<'_> {
+                kernels::BlockConv {
+                    w: c.conv.weight(),
+                    bn: &c.bn,
+                    stride: c.stride,
+                    pad: c.pad,
+                }
             }
-            let short = match &self.downsample {
-                Some(d) => d.forward_t(x, train, false)?,
-                None => x.clone(),
-            };
-            return kernels::conv_bn_add_relu_train(
-                &y,
-                last.conv.weight(),
-                &last.bn,
-                last.stride,
-                last.pad,
-                &short,
-            );
+            let convs: Vec<_> = self.convs.iter().map(spec).collect();
+            let down = self.downsample.as_ref().map(spec);
+            return kernels::residual_block_train(x, &convs, down.as_ref());
         }
         let mut y = x.clone();
         let last = self.convs.len() - 1;

@@ -1,10 +1,11 @@
 //! Fused encoder blocks for training on the CPU (issue 6, round 2):
 //!
 //! - [`conv_bn_train`]: conv2d -> training-mode BatchNorm (-> ReLU) (-> 2x2 average pool),
-//!   the ConvNet's whole block and ResNet's conv + BN pairs (section 2.1, appendix B.9), as
-//!   ONE candle op over `(x, w, [gamma; beta])`. Its backward computes dx, dw, dgamma and
-//!   dbeta in one go from the saved conv output.
-//! - [`add_relu`]: ResNet's `relu(y + shortcut)` as one op.
+//!   the ConvNet's whole block and ResNet's stem (section 2.1, appendix B.9), as ONE
+//!   candle op over `(x, w, [gamma; beta])`. Its backward computes dx, dw, dgamma and
+//!   dbeta in one go from the saved conv output. Its forward and backward are also the
+//!   pieces `residual` chains into a whole residual block.
+//! - [`add_relu`]: ResNet's `relu(y + shortcut)` as one op (the fast path outside training).
 //!
 //! Why: candle's backward adds every gradient into a freshly zeroed tensor of its node's
 //! size, and runs large elementwise ops on its own thread pool, which competes with rayon
@@ -28,25 +29,47 @@ use super::{slice, wrap, Real};
 
 /// What the forward keeps for the backward: the conv output (`Vec<f32>` or `Vec<f64>`,
 /// `[B, Cout, OH, OW]`) and the batch mean / biased variance per channel.
-struct Saved {
-    c: Box<dyn Any + Send + Sync>,
-    mean: Vec<f64>,
-    var: Vec<f64>,
+pub(super) struct Saved {
+    pub(super) c: Box<dyn Any + Send + Sync>,
+    pub(super) mean: Vec<f64>,
+    pub(super) var: Vec<f64>,
 }
 
-type Stash = Arc<Mutex<Option<Arc<Saved>>>>;
+impl Saved {
+    pub(super) fn new<T: Real>(c: Vec<T>, mean: Vec<f64>, var: Vec<f64>) -> Self {
+        Self {
+            c: Box::new(c),
+            mean,
+            var,
+        }
+    }
 
-fn lock_err<T>(_: T) -> candle_core::Error {
+    /// The saved conv output as `T`, or an error if the dtype changed since the forward.
+    pub(super) fn c<T: Real>(&self, what: &str) -> Result<&[T]> {
+        match self.c.downcast_ref::<Vec<T>>() {
+            Some(c) => Ok(c),
+            None => candle_core::bail!("{what}: dtype changed since the forward"),
+        }
+    }
+}
+
+/// Filled by the forward, emptied by the backward: the saved conv output is freed as soon
+/// as its gradient is computed, not when the whole graph is dropped after the backward
+/// (candle keeps every node alive until then). At ResNet-18 N=256 this is what keeps the
+/// step's peak memory under PyTorch's.
+pub(super) type Stash<S = Saved> = Arc<Mutex<Option<Arc<S>>>>;
+
+pub(super) fn lock_err<T>(_: T) -> candle_core::Error {
     candle_core::Error::Msg("fused block stash poisoned".into())
 }
 
 #[derive(Clone, Copy)]
-struct Cfg {
-    stride: usize,
-    pad: usize,
-    eps: f64,
-    relu: bool,
-    pool: bool,
+pub(super) struct Cfg {
+    pub(super) stride: usize,
+    pub(super) pad: usize,
+    pub(super) eps: f64,
+    pub(super) relu: bool,
+    pub(super) pool: bool,
 }
 
 /// Per-channel scale and shift of the normalisation, `t = a * c + s`, rounded to T exactly
@@ -79,8 +102,36 @@ fn pooled(g: &Geom, pool: bool) -> (usize, usize) {
     }
 }
 
+/// BN's affine map (-> ReLU) applied to a saved conv output `c` `[B, C, HW]` with the
+/// forward's statistics and rounding: the block's output again, bit for bit, without
+/// having kept it (the residual block recomputes its inner activations this way).
+pub(super) fn activation<T: Real>(
+    c: &[T],
+    hw: usize,
+    gb: &[f64],
+    saved: &Saved,
+    eps: f64,
+    relu: bool,
+) -> Vec<T> {
+    let ch = saved.mean.len();
+    let (a, s) = affine::<T>(gb, &saved.mean, &saved.var, eps);
+    let mut out = vec![T::ZERO; c.len()];
+    if hw > 0 {
+        out.par_chunks_mut(hw)
+            .zip(c.par_chunks(hw))
+            .enumerate()
+            .for_each(|(i, (o, cs))| {
+                let k = i % ch;
+                for (o, &v) in o.iter_mut().zip(cs) {
+                    *o = act(v, a[k], s[k], relu);
+                }
+            });
+    }
+    out
+}
+
 /// Forward: `(out, conv output, mean, var)`.
-fn forward<T: Real>(
+pub(super) fn forward<T: Real>(
     x: &[T],
     w: &[T],
     gb: &[T],
@@ -157,9 +208,10 @@ fn row_sums<T: Real>(g: &[T], c: &[T], mu: T) -> (f64, f64) {
     (sa, sb)
 }
 
-/// Backward: packed `[dx (B*Cin*H*W, or nothing without need_dx), dw, dgamma, dbeta]`.
+/// Backward of one block: adds dx (`[B, Cin, H, W]`) into `dx` if given, and writes
+/// `[dw; dgamma; dbeta]` into `dparams`.
 #[allow(clippy::too_many_arguments)]
-fn backward<T: Real>(
+pub(super) fn backward_into<T: Real>(
     dout: &[T],
     x: &[T],
     w: &[T],
@@ -168,8 +220,9 @@ fn backward<T: Real>(
     c: &[T],
     g: &Geom,
     cfg: Cfg,
-    need_dx: bool,
-) -> Vec<T> {
+    dx: Option<&mut [T]>,
+    dparams: &mut [T],
+) {
     let d = Dims {
         b: g.b,
         c: g.cout,
@@ -262,18 +315,46 @@ fn backward<T: Real>(
                 }
             }
         });
-    let nx = if need_dx { g.b * g.cin * g.hw() } else { 0 };
     let nw = g.cout * g.cin * g.k * g.k;
-    let mut out = vec![T::ZERO; nx + nw + 2 * g.cout];
-    if need_dx {
-        conv::grad_input_into(&gbuf, w, g, &mut out[..nx]);
+    if let Some(dx) = dx {
+        conv::grad_input_into(&gbuf, w, g, dx);
     }
     let dw = conv::grad_weight(x, &gbuf, g);
-    out[nx..nx + nw].copy_from_slice(&dw);
+    dparams[..nw].copy_from_slice(&dw);
     for ch in 0..g.cout {
-        out[nx + nw + ch] = T::from_f64(sgx[ch] * invstd[ch]);
-        out[nx + nw + g.cout + ch] = T::from_f64(sg[ch]);
+        dparams[nw + ch] = T::from_f64(sgx[ch] * invstd[ch]);
+        dparams[nw + g.cout + ch] = T::from_f64(sg[ch]);
     }
+}
+
+/// [`backward_into`] into a fresh packed `[dx (if need_dx); dw; dgamma; dbeta]`.
+#[allow(clippy::too_many_arguments)]
+fn backward<T: Real>(
+    dout: &[T],
+    x: &[T],
+    w: &[T],
+    gb: &[f64],
+    saved: &Saved,
+    c: &[T],
+    g: &Geom,
+    cfg: Cfg,
+    need_dx: bool,
+) -> Vec<T> {
+    let nx = if need_dx { g.b * g.cin * g.hw() } else { 0 };
+    let mut out = vec![T::ZERO; nx + g.cout * g.cin * g.k * g.k + 2 * g.cout];
+    let (dx, dparams) = out.split_at_mut(nx);
+    backward_into(
+        dout,
+        x,
+        w,
+        gb,
+        saved,
+        c,
+        g,
+        cfg,
+        need_dx.then_some(dx),
+        dparams,
+    );
     out
 }
 
@@ -310,8 +391,7 @@ impl CustomOp3 for BlockFwd {
                     &g,
                     self.cfg,
                 );
-                let c: Box<dyn Any + Send + Sync> = Box::new(c);
-                (wrap(o), Saved { c, mean, var })
+                (wrap(o), Saved::new(c, mean, var))
             }
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(gb)) => {
                 let (o, c, mean, var) = forward(
@@ -321,8 +401,7 @@ impl CustomOp3 for BlockFwd {
                     &g,
                     self.cfg,
                 );
-                let c: Box<dyn Any + Send + Sync> = Box::new(c);
-                (wrap(o), Saved { c, mean, var })
+                (wrap(o), Saved::new(c, mean, var))
             }
             _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
         };
@@ -339,14 +418,11 @@ impl CustomOp3 for BlockFwd {
         _res: &Tensor,
         dout: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let saved = self
-            .stash
-            .lock()
-            .map_err(lock_err)?
-            .clone()
-            .ok_or_else(|| {
-                candle_core::Error::Msg("conv-bn block: backward before forward".into())
-            })?;
+        let saved = self.stash.lock().map_err(lock_err)?.take().ok_or_else(|| {
+            candle_core::Error::Msg(
+                "conv-bn block: no saved forward state (a graph is backpropagated once)".into(),
+            )
+        })?;
         let g = Geom::new(x.dims(), w.dims(), self.cfg.stride, self.cfg.pad)?;
         let need_dx = x.track_op();
         let op = BlockBwd {
@@ -397,9 +473,7 @@ impl CustomOp3 for BlockBwd {
         let sv = &*self.saved;
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(dy), CpuStorage::F32(x), CpuStorage::F32(w)) => {
-                let Some(c) = sv.c.downcast_ref::<Vec<f32>>() else {
-                    candle_core::bail!("{what}: dtype changed since the forward");
-                };
+                let c = sv.c::<f32>(what)?;
                 wrap(backward(
                     slice(dy, l1, what)?,
                     slice(x, l2, what)?,
@@ -413,9 +487,7 @@ impl CustomOp3 for BlockBwd {
                 ))
             }
             (CpuStorage::F64(dy), CpuStorage::F64(x), CpuStorage::F64(w)) => {
-                let Some(c) = sv.c.downcast_ref::<Vec<f64>>() else {
-                    candle_core::bail!("{what}: dtype changed since the forward");
-                };
+                let c = sv.c::<f64>(what)?;
                 wrap(backward(
                     slice(dy, l1, what)?,
                     slice(x, l2, what)?,
@@ -486,195 +558,6 @@ pub fn conv_bn_train(
         &gb,
         BlockFwd {
             cfg,
-            stash: stash.clone(),
-        },
-    )?;
-    let saved = stash
-        .lock()
-        .map_err(lock_err)?
-        .clone()
-        .ok_or_else(|| candle_core::Error::Msg("conv-bn block left no statistics".into()))?;
-    update_running(bn, saved.mean.clone(), saved.var.clone(), g.b * g.ohw())?;
-    Ok(y)
-}
-
-/// Forward of the residual block's last conv: `relu(BN(conv(x, w)) + short)`.
-fn forward_res<T: Real>(
-    short: &[T],
-    x: &[T],
-    wgb: &[T],
-    g: &Geom,
-    cfg: Cfg,
-) -> (Vec<T>, Vec<T>, Vec<f64>, Vec<f64>) {
-    let nw = g.cout * g.cin * g.k * g.k;
-    let (mut y, c, mean, var) = forward(x, &wgb[..nw], &wgb[nw..], g, cfg);
-    y.par_chunks_mut(1 << 14)
-        .zip(short.par_chunks(1 << 14))
-        .for_each(|(ys, ss)| {
-            for (o, &v) in ys.iter_mut().zip(ss) {
-                let t = *o + v;
-                *o = if t > T::ZERO { t } else { T::ZERO };
-            }
-        });
-    (y, c, mean, var)
-}
-
-/// `(short, x, [w; gamma; beta])` -> `relu(BN(conv(x, w)) + short)`; the weights travel
-/// packed because a candle op has at most 3 inputs.
-struct ResFwd {
-    cfg: Cfg,
-    wshape: (usize, usize, usize, usize),
-    stash: Stash,
-}
-
-impl CustomOp3 for ResFwd {
-    fn name(&self) -> &'static str {
-        "fast-conv-bn-add-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (o, i, kh, kw) = self.wshape;
-        let g = Geom::new(l2.dims(), &[o, i, kh, kw], self.cfg.stride, self.cfg.pad)?;
-        let out_shape = Shape::from((g.b, g.cout, g.oh, g.ow));
-        if l1.shape() != &out_shape {
-            candle_core::bail!(
-                "conv-bn-add-relu: shortcut {:?} vs {out_shape:?}",
-                l1.shape()
-            );
-        }
-        if l3.shape().elem_count() != o * i * kh * kw + 2 * o {
-            candle_core::bail!("conv-bn-add-relu: packed weights have the wrong size");
-        }
-        let what = "conv-bn-add-relu";
-        let (out, saved) = match (s1, s2, s3) {
-            (CpuStorage::F32(sh), CpuStorage::F32(x), CpuStorage::F32(wgb)) => {
-                let (y, c, mean, var) = forward_res(
-                    slice(sh, l1, what)?,
-                    slice(x, l2, what)?,
-                    slice(wgb, l3, what)?,
-                    &g,
-                    self.cfg,
-                );
-                let c: Box<dyn Any + Send + Sync> = Box::new(c);
-                (wrap(y), Saved { c, mean, var })
-            }
-            (CpuStorage::F64(sh), CpuStorage::F64(x), CpuStorage::F64(wgb)) => {
-                let (y, c, mean, var) = forward_res(
-                    slice(sh, l1, what)?,
-                    slice(x, l2, what)?,
-                    slice(wgb, l3, what)?,
-                    &g,
-                    self.cfg,
-                );
-                let c: Box<dyn Any + Send + Sync> = Box::new(c);
-                (wrap(y), Saved { c, mean, var })
-            }
-            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
-        };
-        *self.stash.lock().map_err(lock_err)? = Some(Arc::new(saved));
-        Ok((out, out_shape))
-    }
-
-    fn bwd(
-        &self,
-        short: &Tensor,
-        x: &Tensor,
-        wgb: &Tensor,
-        res: &Tensor,
-        dout: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let saved = self
-            .stash
-            .lock()
-            .map_err(lock_err)?
-            .clone()
-            .ok_or_else(|| {
-                candle_core::Error::Msg("conv-bn-add-relu: backward before forward".into())
-            })?;
-        let (o, i, kh, kw) = self.wshape;
-        let nw = o * i * kh * kw;
-        let g = Geom::new(x.dims(), &[o, i, kh, kw], self.cfg.stride, self.cfg.pad)?;
-        // Through the final ReLU: the shortcut's gradient, and the BN output's.
-        let gm = dout.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?;
-        let w = wgb.narrow(0, 0, nw)?.reshape((o, i, kh, kw))?;
-        let need_dx = x.track_op();
-        let op = BlockBwd {
-            cfg: Cfg {
-                relu: false,
-                pool: false,
-                ..self.cfg
-            },
-            g,
-            gb: wgb.narrow(0, nw, 2 * o)?.to_dtype(DType::F64)?.to_vec1()?,
-            saved,
-            need_dx,
-        };
-        let packed = gm.apply_op3_no_bwd(x, &w, &op)?;
-        let nx = if need_dx { x.elem_count() } else { 0 };
-        let dx = if need_dx {
-            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
-        } else {
-            None
-        };
-        // [dw; dgamma; dbeta], the packed weights' layout.
-        let dwgb = packed.narrow(0, nx, nw + 2 * o)?;
-        let dshort = if short.track_op() { Some(gm) } else { None };
-        Ok((dshort, dx, Some(dwgb)))
-    }
-}
-
-/// A residual block's last conv in training on the CPU: `relu(BN(conv(x, w)) + short)`
-/// (BatchNorm with batch statistics, running statistics updated like candle_nn), one
-/// candle op. Equals `(bn.forward_t(&x.conv2d(w, pad, stride, 1, 1)?, true)? + short)?
-/// .relu()` within float rounding, and keeps one tensor fewer than that (the BN output).
-pub fn conv_bn_add_relu_train(
-    x: &Tensor,
-    w: &Tensor,
-    bn: &BatchNorm,
-    stride: usize,
-    pad: usize,
-    short: &Tensor,
-) -> Result<Tensor> {
-    let Some((gamma, beta)) = bn.weight_and_bias() else {
-        candle_core::bail!("fused conv-bn block needs an affine BatchNorm");
-    };
-    if !x.device().is_cpu() || !w.device().is_cpu() || !short.device().is_cpu() {
-        candle_core::bail!("fused conv-bn block runs on the CPU only");
-    }
-    let g = Geom::new(x.dims(), w.dims(), stride, pad)?;
-    if gamma.elem_count() != g.cout || beta.elem_count() != g.cout {
-        candle_core::bail!(
-            "conv-bn block: kernel {:?} does not match BatchNorm of {} channels",
-            w.shape(),
-            gamma.elem_count()
-        );
-    }
-    let wgb = Tensor::cat(
-        &[w.flatten_all()?, gamma.flatten_all()?, beta.flatten_all()?],
-        0,
-    )?;
-    let stash: Stash = Arc::new(Mutex::new(None));
-    let cfg = Cfg {
-        stride,
-        pad,
-        eps: bn.eps(),
-        relu: false,
-        pool: false,
-    };
-    let y = short.contiguous()?.apply_op3(
-        &x.contiguous()?,
-        &wgb,
-        ResFwd {
-            cfg,
-            wshape: w.dims4()?,
             stash: stash.clone(),
         },
     )?;
@@ -772,7 +655,7 @@ impl CustomOp2 for AddRelu {
 }
 
 /// (dout, y) -> dout where y > 0, else 0.
-struct ReluMask;
+pub(super) struct ReluMask;
 
 impl CustomOp2 for ReluMask {
     fn name(&self) -> &'static str {
@@ -801,16 +684,9 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::kernels::testutil::{max_abs_diff as diff, rnd};
     use candle_core::{Device, ModuleT, Var};
     use candle_nn::{VarBuilder, VarMap};
-
-    fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
-        crate::ml::kernels::testutil::uniform(shape, seed, -1.0, 1.0, dtype)
-    }
-
-    fn diff(a: &Tensor, b: &Tensor) -> f64 {
-        crate::ml::kernels::testutil::max_abs_diff(a, b)
-    }
 
     /// A BatchNorm with non-trivial gamma / beta / running mean, and the conv weight, all in
     /// one VarMap.
@@ -943,91 +819,6 @@ mod tests {
         };
         let vars = [
             ("x", x.clone()),
-            ("w", var(&map, "w")),
-            ("gamma", var(&map, "bn.weight")),
-            ("beta", var(&map, "bn.bias")),
-        ];
-        crate::ml::kernels::testutil::assert_grads_match_fd(loss, &vars, 3, 1e-6);
-    }
-
-    #[test]
-    fn fused_residual_matches_candle_ops_and_finite_differences() {
-        // (B, Cin, H, W, Cout, k, stride, pad)
-        let cases: [Case; 3] = [
-            (3, 3, 6, 6, 3, 3, 1, 1),
-            (2, 2, 7, 5, 4, 3, 2, 1),
-            (4, 4, 3, 3, 2, 1, 1, 0),
-        ];
-        for dtype in [DType::F64, DType::F32] {
-            let tol = if dtype == DType::F64 { 1e-11 } else { 1e-4 };
-            for (i, &(b, cin, h, w, cout, k, s, p)) in cases.iter().enumerate() {
-                let what = format!("case {i} {dtype:?}");
-                let g = Geom::new(&[b, cin, h, w], &[cout, cin, k, k], s, p).unwrap();
-                let (m1, bn1) = params(cin, cout, k, dtype, 20 + i as u64);
-                let (m2, bn2) = params(cin, cout, k, dtype, 20 + i as u64);
-                let x = Var::from_tensor(&rnd(&[b, cin, h, w], i as u64, dtype)).unwrap();
-                let sh =
-                    Var::from_tensor(&rnd(&[b, cout, g.oh, g.ow], 9 + i as u64, dtype)).unwrap();
-                let (w1, w2) = (var(&m1, "w"), var(&m2, "w"));
-                let ours = conv_bn_add_relu_train(
-                    x.as_tensor(),
-                    w1.as_tensor(),
-                    &bn1,
-                    s,
-                    p,
-                    sh.as_tensor(),
-                )
-                .unwrap();
-                let theirs = (reference(x.as_tensor(), w2.as_tensor(), &bn2, s, p, false, false)
-                    + sh.as_tensor())
-                .unwrap()
-                .relu()
-                .unwrap();
-                assert!(diff(&ours, &theirs) < tol, "forward {what}");
-                for name in ["bn.running_mean", "bn.running_var"] {
-                    let d = diff(var(&m1, name).as_tensor(), var(&m2, name).as_tensor());
-                    assert!(d < tol, "{name} {what}: {d}");
-                }
-                let r = rnd(ours.dims(), 80 + i as u64, dtype);
-                let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                let g2 = (theirs * &r)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                for (name, v) in [("x", &x), ("short", &sh)] {
-                    let d = diff(g1.get(v).unwrap(), g2.get(v).unwrap());
-                    assert!(d < 10.0 * tol, "d{name} {what}: {d}");
-                }
-                for name in ["w", "bn.weight", "bn.bias"] {
-                    let (a, c) = (var(&m1, name), var(&m2, name));
-                    let d = diff(g1.get(&a).unwrap(), g2.get(&c).unwrap());
-                    assert!(d < 10.0 * tol, "d{name} {what}: {d}");
-                }
-            }
-        }
-        // f64 finite differences for every input.
-        let dt = DType::F64;
-        let (map, bn) = params(2, 3, 3, dt, 31);
-        let x = Var::from_tensor(&rnd(&[2, 2, 5, 4], 32, dt)).unwrap();
-        let sh = Var::from_tensor(&rnd(&[2, 3, 5, 4], 33, dt)).unwrap();
-        let r = rnd(&[2, 3, 5, 4], 34, dt);
-        let loss = || {
-            let y = conv_bn_add_relu_train(
-                x.as_tensor(),
-                var(&map, "w").as_tensor(),
-                &bn,
-                1,
-                1,
-                sh.as_tensor(),
-            )
-            .unwrap();
-            (y * &r).unwrap().sum_all().unwrap()
-        };
-        let vars = [
-            ("x", x.clone()),
-            ("short", sh.clone()),
             ("w", var(&map, "w")),
             ("gamma", var(&map, "bn.weight")),
             ("beta", var(&map, "bn.bias")),

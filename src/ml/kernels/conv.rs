@@ -373,7 +373,8 @@ fn grad_input<T: Real>(dy: &[T], w: &[T], g: &Geom) -> Vec<T> {
     dx
 }
 
-/// [`grad_input`] into `dx` (`[B, Cin, H, W]`, zero on entry).
+/// [`grad_input`] added into `dx` (`[B, Cin, H, W]`: zeros, or a partial gradient from
+/// another path, like a residual block's shortcut).
 pub(super) fn grad_input_into<T: Real>(dy: &[T], w: &[T], g: &Geom, dx: &mut [T]) {
     let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
     let img_in = g.cin * g.hw();
@@ -407,7 +408,7 @@ pub(super) fn grad_input_into<T: Real>(dy: &[T], w: &[T], g: &Geom, dx: &mut [T]
                             ld,
                             cout,
                             dxg.as_mut_ptr(),
-                            false,
+                            true,
                             w.as_ptr(),
                             1,
                             kk,
@@ -677,13 +678,7 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
 
-    fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
-        crate::ml::kernels::testutil::uniform(shape, seed, -1.0, 1.0, dtype)
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-        crate::ml::kernels::testutil::max_abs_diff(a, b)
-    }
+    use crate::ml::kernels::testutil::{max_abs_diff, rnd};
 
     // (B, Cin, H, W, Cout, k, stride, pad): the encoders' shapes in miniature, odd sides,
     // and batches that exercise grouping (small maps) with a ragged last group.

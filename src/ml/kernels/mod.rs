@@ -18,15 +18,17 @@
 pub(crate) mod block;
 pub(crate) mod bn;
 pub(crate) mod conv;
+pub(crate) mod residual;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::{CpuStorage, Layout, Result};
 
-pub use block::{add_relu, conv_bn_add_relu_train, conv_bn_train};
+pub use block::{add_relu, conv_bn_train};
 pub use bn::batch_norm_train;
 pub use conv::conv2d;
+pub use residual::{residual_block_train, BlockConv};
 
 /// Which implementation of conv2d / BatchNorm the encoder and head use on CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,6 +302,11 @@ pub(crate) mod testutil {
             .unwrap()
             .to_dtype(dtype)
             .unwrap()
+    }
+
+    /// Values in [-1, 1): what most kernel tests feed.
+    pub(crate) fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+        uniform(shape, seed, -1.0, 1.0, dtype)
     }
 
     /// Checks autograd's gradient of the scalar `loss()` against central finite
