@@ -183,8 +183,8 @@ pub(super) fn forward<T: Real>(
     (out, c, mean, var)
 }
 
-/// `(sum g, sum g * (c - mu))` over one row, in 8 lanes of T (vectorisable; a row has few
-/// terms), returned in f64.
+/// `(sum g, sum g * (c - mu))` over a short run, in 8 lanes of T (vectorisable), returned
+/// in f64.
 fn row_sums<T: Real>(g: &[T], c: &[T], mu: T) -> (f64, f64) {
     let mut a = [T::ZERO; 8];
     let mut b = [T::ZERO; 8];
@@ -206,6 +206,25 @@ fn row_sums<T: Real>(g: &[T], c: &[T], mu: T) -> (f64, f64) {
         sb += b[i].to_f64();
     }
     (sa, sb)
+}
+
+/// Over one channel plane: zero `g` where the forward's ReLU was off (recomputed from the
+/// conv output `c` with the forward's rounding) if `relu`, and return `(sum g, sum g (c -
+/// mu))`. Chunks of 64 are summed in T lanes ([`row_sums`]) and added up in f64, whatever
+/// the map's width (4x4 maps made per-row sums the bottleneck).
+fn masked_sums<T: Real>(g: &mut [T], c: &[T], a: T, s: T, mu: T, relu: bool) -> (f64, f64) {
+    let (mut sg, mut sgx) = (0f64, 0f64);
+    for (gk, ck) in g.chunks_mut(64).zip(c.chunks(64)) {
+        if relu {
+            for (gv, &cv) in gk.iter_mut().zip(ck) {
+                *gv = if cv * a + s <= T::ZERO { T::ZERO } else { *gv };
+            }
+        }
+        let (u, v) = row_sums(gk, ck, mu);
+        sg += u;
+        sgx += v;
+    }
+    (sg, sgx)
 }
 
 /// Backward of one block: adds dx (`[B, Cin, H, W]`) into `dx` if given, and writes
@@ -247,35 +266,23 @@ pub(super) fn backward_into<T: Real>(
                     let (ac, sc) = (a[ch], s[ch]);
                     let mu = T::from_f64(saved.mean[ch]);
                     let od = &dout[(b * g.cout + ch) * ph * pw..(b * g.cout + ch + 1) * ph * pw];
-                    // Row by row; each row's sums in T (at most OW terms), added up in f64.
-                    let (mut sg, mut sgx) = (0f64, 0f64);
-                    for (y, (gr, cr)) in gs.chunks_mut(ow).zip(cs.chunks(ow)).enumerate() {
-                        if cfg.pool {
+                    // The gradient at the conv-BN output: the pool's spread or a copy.
+                    if cfg.pool {
+                        for (y, gr) in gs.chunks_mut(ow).enumerate() {
                             if y / 2 < ph {
                                 let orow = &od[(y / 2) * pw..(y / 2 + 1) * pw];
                                 for (pair, &o) in gr.chunks_mut(2).zip(orow) {
-                                    let v = o * quarter;
-                                    pair.fill(v);
+                                    pair.fill(o * quarter);
                                 }
                                 gr[2 * pw..].fill(T::ZERO);
                             } else {
                                 gr.fill(T::ZERO);
                             }
-                        } else {
-                            gr.copy_from_slice(&od[y * ow..(y + 1) * ow]);
                         }
-                        if cfg.relu {
-                            // The forward's ReLU mask, recomputed with the same rounding.
-                            for (gv, &cv) in gr.iter_mut().zip(cr) {
-                                if cv * ac + sc <= T::ZERO {
-                                    *gv = T::ZERO;
-                                }
-                            }
-                        }
-                        let (rg, rgx) = row_sums(gr, cr, mu);
-                        sg += rg;
-                        sgx += rgx;
+                    } else {
+                        gs.copy_from_slice(od);
                     }
+                    let (sg, sgx) = masked_sums(gs, cs, ac, sc, mu, cfg.relu);
                     (sg, sgx)
                 })
                 .collect()
