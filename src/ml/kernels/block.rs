@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::bn::{stats, update_running, Dims};
 use super::conv::{self, Geom};
-use super::{slice, wrap, Real};
+use super::{slice, uninit_vec, wrap, Real};
 
 /// What the forward keeps for the backward: the conv output (`Vec<f32>` or `Vec<f64>`,
 /// `[B, Cout, OH, OW]`) and the batch mean / biased variance per channel.
@@ -115,7 +115,7 @@ pub(super) fn activation<T: Real>(
 ) -> Vec<T> {
     let ch = saved.mean.len();
     let (a, s) = affine::<T>(gb, &saved.mean, &saved.var, eps);
-    let mut out = vec![T::ZERO; c.len()];
+    let mut out = uninit_vec(c.len()); // every plane written below
     if hw > 0 {
         out.par_chunks_mut(hw)
             .zip(c.par_chunks(hw))
@@ -149,7 +149,7 @@ pub(super) fn forward<T: Real>(
     let (a, s) = affine::<T>(&gb64, &mean, &var, cfg.eps);
     let (ph, pw) = pooled(g, cfg.pool);
     let (oh, ow) = (g.oh, g.ow);
-    let mut out = vec![T::ZERO; g.b * g.cout * ph * pw];
+    let mut out = uninit_vec(g.b * g.cout * ph * pw); // every image written below
     let img = g.cout * ph * pw;
     if img > 0 {
         let quarter = T::from_f64(0.25);
@@ -254,7 +254,7 @@ pub(super) fn backward_into<T: Real>(
     let quarter = T::from_f64(0.25);
     // Pass 1: gbuf = dL/dt (through the pool and ReLU mask), and per image and channel the
     // sums of gbuf and gbuf * (c - mean) (reduced over images in a fixed order below).
-    let mut gbuf = vec![T::ZERO; c.len()];
+    let mut gbuf = uninit_vec(c.len()); // pass 1 writes every plane
     let partial: Vec<Vec<(f64, f64)>> = gbuf
         .par_chunks_mut(cimg.max(1))
         .enumerate()
@@ -579,7 +579,7 @@ pub fn conv_bn_train(
 
 /// relu(a + b) forward on contiguous slices.
 fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
-    let mut y = vec![T::ZERO; a.len()];
+    let mut y = uninit_vec(a.len());
     y.par_chunks_mut(1 << 14)
         .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
         .for_each(|(ys, (xa, xb))| {
@@ -593,7 +593,7 @@ fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
 
 /// dout masked where the output was not positive.
 fn relu_mask<T: Real>(dout: &[T], y: &[T]) -> Vec<T> {
-    let mut g = vec![T::ZERO; dout.len()];
+    let mut g = uninit_vec(dout.len());
     g.par_chunks_mut(1 << 14)
         .zip(dout.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
         .for_each(|(gs, (ds, ys))| {

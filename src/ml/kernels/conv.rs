@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{slice, wrap, Real, PARTS};
+use super::{slice, uninit_vec, wrap, Real, PARTS};
 
 /// Fewest GEMM columns worth a call of their own (images are grouped below that).
 const MIN_COLS: usize = 256;
@@ -302,7 +302,8 @@ pub(super) fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
     let img_in = g.cin * g.hw();
     let img_out = cout * ohw;
-    let mut y = vec![T::ZERO; g.b * img_out];
+    // Every group's GEMM (without accumulation) or scatter writes its part.
+    let mut y = uninit_vec(g.b * img_out);
     let per_task = g.per_task();
     let grp = g.group();
     y.par_chunks_mut(per_task * img_out)
