@@ -7,7 +7,8 @@
 //! each conv's raw output and the block output. The inner activations (the ReLU outputs fed
 //! to the next conv, and the projection's BN output) are recomputed from the saved conv
 //! outputs in the backward (one elementwise pass each, bit for bit the forward's values),
-//! and each conv output is freed as soon as its gradient is computed. That is one to two
+//! and the saved conv outputs are freed as soon as the block's backward is done (candle
+//! would keep them until the whole graph is dropped). That is one to two
 //! activation-sized tensors fewer per block, which is what brings ResNet-18's peak memory
 //! under PyTorch's at N=256. The two paths' input gradients are summed in place, not by
 //! candle's backward (a zeroed tensor and an add per branch point).
