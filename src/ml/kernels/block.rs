@@ -74,7 +74,7 @@ pub(super) struct Cfg {
 
 /// Per-channel scale and shift of the normalisation, `t = a * c + s`, rounded to T exactly
 /// as the forward uses them (the backward recomputes the ReLU mask from them).
-fn affine<T: Real>(gb: &[f64], mean: &[f64], var: &[f64], eps: f64) -> (Vec<T>, Vec<T>) {
+pub(super) fn affine<T: Real>(gb: &[f64], mean: &[f64], var: &[f64], eps: f64) -> (Vec<T>, Vec<T>) {
     let c = mean.len();
     (0..c)
         .map(|i| {
@@ -102,19 +102,12 @@ fn pooled(g: &Geom, pool: bool) -> (usize, usize) {
     }
 }
 
-/// BN's affine map (-> ReLU) applied to a saved conv output `c` `[B, C, HW]` with the
-/// forward's statistics and rounding: the block's output again, bit for bit, without
-/// having kept it (the residual block recomputes its inner activations this way).
-pub(super) fn activation<T: Real>(
-    c: &[T],
-    hw: usize,
-    gb: &[f64],
-    saved: &Saved,
-    eps: f64,
-    relu: bool,
-) -> Vec<T> {
-    let ch = saved.mean.len();
-    let (a, s) = affine::<T>(gb, &saved.mean, &saved.var, eps);
+/// BN's affine map `t = a * c + s` per channel (-> ReLU) over a conv output `c`
+/// `[B, C, HW]`: the block's output without pooling. The residual block calls it again in
+/// the backward with the same coefficients ([`affine`] of the saved statistics), so the
+/// recomputed activations are the forward's bit for bit.
+pub(super) fn activation<T: Real>(c: &[T], hw: usize, a: &[T], s: &[T], relu: bool) -> Vec<T> {
+    let ch = a.len();
     let mut out = uninit_vec(c.len()); // every plane written below
     if hw > 0 {
         out.par_chunks_mut(hw)
@@ -147,8 +140,12 @@ pub(super) fn forward<T: Real>(
     let (mean, var) = stats(&c, d);
     let gb64: Vec<f64> = gb.iter().map(|v| v.to_f64()).collect();
     let (a, s) = affine::<T>(&gb64, &mean, &var, cfg.eps);
-    let (ph, pw) = pooled(g, cfg.pool);
-    let (oh, ow) = (g.oh, g.ow);
+    if !cfg.pool {
+        let out = activation(&c, d.hw, &a, &s, cfg.relu);
+        return (out, c, mean, var);
+    }
+    let (ph, pw) = pooled(g, true);
+    let ow = g.ow;
     let mut out = uninit_vec(g.b * g.cout * ph * pw); // every image written below
     let img = g.cout * ph * pw;
     if img > 0 {
@@ -157,29 +154,19 @@ pub(super) fn forward<T: Real>(
             for ch in 0..g.cout {
                 let cs = &c[d.at(b, ch)];
                 let os = &mut ob[ch * ph * pw..(ch + 1) * ph * pw];
-                let (ac, sc) = (a[ch], s[ch]);
-                if cfg.pool {
-                    for py in 0..ph {
-                        let r0 = &cs[2 * py * ow..2 * py * ow + ow];
-                        let r1 = &cs[(2 * py + 1) * ow..(2 * py + 1) * ow + ow];
-                        for (px, o) in os[py * pw..(py + 1) * pw].iter_mut().enumerate() {
-                            let f = |v: T| act(v, ac, sc, cfg.relu);
-                            *o = (f(r0[2 * px])
-                                + f(r0[2 * px + 1])
-                                + f(r1[2 * px])
-                                + f(r1[2 * px + 1]))
+                let f = |v: T| act(v, a[ch], s[ch], cfg.relu);
+                for py in 0..ph {
+                    let r0 = &cs[2 * py * ow..2 * py * ow + ow];
+                    let r1 = &cs[(2 * py + 1) * ow..(2 * py + 1) * ow + ow];
+                    for (px, o) in os[py * pw..(py + 1) * pw].iter_mut().enumerate() {
+                        *o =
+                            (f(r0[2 * px]) + f(r0[2 * px + 1]) + f(r1[2 * px]) + f(r1[2 * px + 1]))
                                 * quarter;
-                        }
-                    }
-                } else {
-                    for (o, &v) in os.iter_mut().zip(cs) {
-                        *o = act(v, ac, sc, cfg.relu);
                     }
                 }
             }
         });
     }
-    let _ = oh;
     (out, c, mean, var)
 }
 
@@ -462,6 +449,14 @@ struct BlockBwd {
     need_dx: bool,
 }
 
+impl BlockBwd {
+    fn run<T: Real>(&self, dy: &[T], x: &[T], w: &[T], what: &str) -> Result<Vec<T>> {
+        let sv = &*self.saved;
+        let (g, cfg, c) = (&self.g, self.cfg, sv.c::<T>(what)?);
+        Ok(backward(dy, x, w, &self.gb, sv, c, g, cfg, self.need_dx))
+    }
+}
+
 impl CustomOp3 for BlockBwd {
     fn name(&self) -> &'static str {
         "fast-conv-bn-block-backward"
@@ -477,36 +472,19 @@ impl CustomOp3 for BlockBwd {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let what = "conv-bn block backward";
-        let sv = &*self.saved;
         let out = match (s1, s2, s3) {
-            (CpuStorage::F32(dy), CpuStorage::F32(x), CpuStorage::F32(w)) => {
-                let c = sv.c::<f32>(what)?;
-                wrap(backward(
-                    slice(dy, l1, what)?,
-                    slice(x, l2, what)?,
-                    slice(w, l3, what)?,
-                    &self.gb,
-                    sv,
-                    c,
-                    &self.g,
-                    self.cfg,
-                    self.need_dx,
-                ))
-            }
-            (CpuStorage::F64(dy), CpuStorage::F64(x), CpuStorage::F64(w)) => {
-                let c = sv.c::<f64>(what)?;
-                wrap(backward(
-                    slice(dy, l1, what)?,
-                    slice(x, l2, what)?,
-                    slice(w, l3, what)?,
-                    &self.gb,
-                    sv,
-                    c,
-                    &self.g,
-                    self.cfg,
-                    self.need_dx,
-                ))
-            }
+            (CpuStorage::F32(dy), CpuStorage::F32(x), CpuStorage::F32(w)) => wrap(self.run(
+                slice(dy, l1, what)?,
+                slice(x, l2, what)?,
+                slice(w, l3, what)?,
+                what,
+            )?),
+            (CpuStorage::F64(dy), CpuStorage::F64(x), CpuStorage::F64(w)) => wrap(self.run(
+                slice(dy, l1, what)?,
+                slice(x, l2, what)?,
+                slice(w, l3, what)?,
+                what,
+            )?),
             _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
         };
         let g = &self.g;
@@ -579,16 +557,21 @@ pub fn conv_bn_train(
 
 /// relu(a + b) forward on contiguous slices.
 fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
-    let mut y = uninit_vec(a.len());
+    let mut y = a.to_vec();
+    add_relu_in_place(&mut y, b);
+    y
+}
+
+/// `y = relu(y + short)` (the residual sum).
+pub(super) fn add_relu_in_place<T: Real>(y: &mut [T], short: &[T]) {
     y.par_chunks_mut(1 << 14)
-        .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
-        .for_each(|(ys, (xa, xb))| {
-            for ((o, &u), &v) in ys.iter_mut().zip(xa).zip(xb) {
-                let t = u + v;
+        .zip(short.par_chunks(1 << 14))
+        .for_each(|(ys, ss)| {
+            for (o, &v) in ys.iter_mut().zip(ss) {
+                let t = *o + v;
                 *o = if t > T::ZERO { t } else { T::ZERO };
             }
         });
-    y
 }
 
 /// dout masked where the output was not positive.

@@ -22,7 +22,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use candle_nn::BatchNorm;
 use rayon::prelude::*;
 
-use super::block::{self, activation, lock_err, Cfg, ReluMask, Saved, Stash};
+use super::block::{
+    self, activation, add_relu_in_place, affine, lock_err, Cfg, ReluMask, Saved, Stash,
+};
 use super::bn::update_running;
 use super::conv::Geom;
 use super::{slice, wrap, Real};
@@ -169,18 +171,6 @@ fn forward<T: Real>(x: &[T], p: &[T], plan: &Plan, gs: &Geoms) -> (Vec<T>, State
     (y, State { main: saved, down })
 }
 
-/// `y = relu(y + short)`.
-fn add_relu_in_place<T: Real>(y: &mut [T], short: &[T]) {
-    y.par_chunks_mut(1 << 14)
-        .zip(short.par_chunks(1 << 14))
-        .for_each(|(ys, ss)| {
-            for (o, &v) in ys.iter_mut().zip(ss) {
-                let t = *o + v;
-                *o = if t > T::ZERO { t } else { T::ZERO };
-            }
-        });
-}
-
 fn to_f64<T: Real>(v: &[T]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
@@ -218,8 +208,8 @@ fn backward<T: Real>(
             // The previous conv's activation, recomputed from its saved output.
             let (ps, pv) = (&plan.main[i - 1], &state.main[i - 1]);
             let pgb = to_f64(&p[offs[i - 1] + ps.nw()..offs[i - 1] + ps.len()]);
-            let hw = gs.main[i - 1].ohw();
-            let input = activation(pv.c::<T>(what)?, hw, &pgb, pv, ps.eps, true);
+            let (a, sh) = affine::<T>(&pgb, &pv.mean, &pv.var, ps.eps);
+            let input = activation(pv.c::<T>(what)?, gs.main[i - 1].ohw(), &a, &sh, true);
             let mut din = vec![T::ZERO; input.len()];
             let c = sv.c(what)?;
             block::backward_into(dout, &input, w, &gb, sv, c, g, cfg, Some(&mut din), dparams);
