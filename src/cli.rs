@@ -1,9 +1,6 @@
 //! Command-line interface (clap derive only; behaviour lives in `app`).
 //!
-//! Exit codes: 0 success; 1 a failure of the machinery (I/O, database, a crash);
-//! 2 bad input (spec, flag, data file, database that is not ours): nothing was written;
-//! 3 the sweep finished but some runs failed (`sweep status` shows why);
-//! 130 interrupted (Ctrl-C / SIGTERM): checkpoints written, `sweep resume` continues.
+//! Exit codes are defined in [`crate::exit`].
 
 use std::path::PathBuf;
 

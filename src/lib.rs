@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod exit;
 pub mod fetch;
 pub mod ml;
 pub mod report;
@@ -17,3 +18,4 @@ pub mod spec;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub mod vocab;

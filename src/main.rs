@@ -1,8 +1,9 @@
 //! `sweep`: parse the command line, run it, print the error chain once, exit with a code
-//! that says what happened (see `simclr_sweep::cli`).
+//! that says what happened (`simclr_sweep::exit`).
 
 use clap::Parser;
-use simclr_sweep::app::{self, exit, UserError};
+use simclr_sweep::app::{self, UserError};
+use simclr_sweep::exit;
 use simclr_sweep::spec::SpecError;
 use simclr_sweep::store::StoreError;
 

@@ -24,8 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::config::PretrainConfig;
-use super::observer::CheckpointInfo;
-use super::{CheckpointRef, MlError};
+use super::{Checkpoint, MlError};
 
 /// Version of the checkpoint layout; bumped when the meaning of a field changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -59,7 +58,16 @@ pub struct LoadedCheckpoint {
     pub model: HashMap<String, Tensor>,
     /// Optimizer state as written by `Optimizer::state`.
     pub optim: HashMap<String, Tensor>,
-    pub info: CheckpointInfo,
+    pub info: Checkpoint,
+}
+
+/// The part of a config that must match for a checkpoint to continue this run: everything
+/// but the checkpoint cadence and the dataset location.
+pub(crate) fn resume_key(cfg: &PretrainConfig) -> PretrainConfig {
+    let mut c = cfg.clone();
+    c.checkpoint_every = 1;
+    c.dataset.path = None;
+    c
 }
 
 /// The file name of the checkpoint at `meta` (sortable by step).
@@ -153,14 +161,14 @@ pub fn save(
     meta: &CheckpointMeta,
     model: &VarMap,
     optim: &[(String, Tensor)],
-) -> Result<CheckpointInfo, MlError> {
+) -> Result<Checkpoint, MlError> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let bytes = to_bytes(meta, model, optim)?;
     let sha256 = sha256_hex(&bytes);
     let path = dir.join(file_name(meta));
     write_atomic(&path, &bytes)?;
     prune(dir, meta.step, 2)?;
-    Ok(CheckpointInfo {
+    Ok(Checkpoint {
         path,
         epoch: meta.epoch,
         step: meta.step,
@@ -196,7 +204,7 @@ pub fn prune(dir: &Path, newest_step: usize, keep: usize) -> Result<Vec<PathBuf>
 
 /// Read a checkpoint, verify its sha256 against `r.sha256`, and parse it. Tensors are placed
 /// on `device`. Any mismatch or corruption is `MlError::Checkpoint`.
-pub fn load(r: &CheckpointRef, device: &Device) -> Result<LoadedCheckpoint, MlError> {
+pub fn load(r: &Checkpoint, device: &Device) -> Result<LoadedCheckpoint, MlError> {
     let path = &r.path;
     let bytes = fs::read(path).map_err(|e| ck_err(path, format!("cannot read: {e}")))?;
     let sha = sha256_hex(&bytes);
@@ -239,7 +247,7 @@ pub fn load(r: &CheckpointRef, device: &Device) -> Result<LoadedCheckpoint, MlEr
             return Err(ck_err(path, format!("unexpected tensor {name}")));
         }
     }
-    let info = CheckpointInfo {
+    let info = Checkpoint {
         path: path.clone(),
         epoch: meta.epoch,
         step: meta.step,
@@ -362,10 +370,7 @@ mod tests {
         let bytes = fs::read(&info.path).unwrap();
         assert_eq!(sha256_hex(&bytes), info.sha256);
 
-        let r = CheckpointRef {
-            path: info.path.clone(),
-            sha256: info.sha256.clone(),
-        };
+        let r = info.clone();
         let loaded = load(&r, &Device::Cpu).unwrap();
         assert_eq!(loaded.meta, m);
         assert_eq!(loaded.info, info);
@@ -386,9 +391,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let info = save(dir.path(), &meta(1, 4), &varmap(0.5), &[]).unwrap();
         // Wrong recorded hash.
-        let r = CheckpointRef {
-            path: info.path.clone(),
+        let r = Checkpoint {
             sha256: "00".repeat(32),
+            ..info.clone()
         };
         assert!(matches!(
             load(&r, &Device::Cpu),
@@ -399,16 +404,13 @@ mod tests {
         let n = bytes.len();
         bytes[n - 1] ^= 0x40;
         fs::write(&info.path, &bytes).unwrap();
-        let r = CheckpointRef {
-            path: info.path.clone(),
-            sha256: info.sha256.clone(),
-        };
+        let r = info.clone();
         let err = load(&r, &Device::Cpu).err().unwrap();
         assert!(err.to_string().contains("sha256 mismatch"), "{err}");
         // Missing file.
-        let r = CheckpointRef {
+        let r = Checkpoint {
             path: dir.path().join("nope.safetensors"),
-            sha256: info.sha256,
+            ..info
         };
         assert!(matches!(
             load(&r, &Device::Cpu),
@@ -420,14 +422,7 @@ mod tests {
     fn restore_rejects_a_different_model() {
         let dir = tempfile::tempdir().unwrap();
         let info = save(dir.path(), &meta(1, 4), &varmap(0.5), &[]).unwrap();
-        let loaded = load(
-            &CheckpointRef {
-                path: info.path.clone(),
-                sha256: info.sha256,
-            },
-            &Device::Cpu,
-        )
-        .unwrap();
+        let loaded = load(&info, &Device::Cpu).unwrap();
         let other = VarMap::new();
         other
             .get(

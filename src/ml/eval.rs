@@ -12,34 +12,38 @@
 //!   scores give top-1 and top-5.
 //!
 //! Ties between class scores rank the lower class index first.
+//!
+//! A stop request (the observer's `Control::Stop`) ends an evaluation with
+//! [`EvalOutcome::Stopped`], never an error: it keeps no checkpoint (its work is minutes at
+//! most and deterministic), so the next attempt starts it again and gives the same numbers.
 
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand::seq::SliceRandom;
 
-use super::checkpoint;
+use super::checkpoint::{self, resume_key};
 use super::config::{
     EvalConfig, EvalKind, FeatureSource, OptimizerConfig, OptimizerKind, PretrainConfig,
 };
 use super::data::{self, ImageSet, Split};
+use super::error::{classify, no_panic, tensor_err};
 use super::init;
 use super::model::SimclrModel;
 use super::observer::{Control, Observer};
 use super::optim::Optimizer;
 use super::rng::{self, Domain};
-use super::trainer::{classify, no_panic, resume_key, tensor_err};
-use super::{CheckpointRef, EvalResult, MlError, TrainEnv};
+use super::{Checkpoint, EvalOutcome, EvalResult, MlError, TrainEnv};
 
 /// Evaluate a pretrain checkpoint: verify and load it, extract features, and score the
-/// linear classifier or the kNN vote on the test split.
+/// linear classifier or the kNN vote on the test split; or stop when the observer asks.
 pub fn evaluate(
     pretrain: &PretrainConfig,
     eval: &EvalConfig,
-    checkpoint: &CheckpointRef,
+    checkpoint: &Checkpoint,
     env: &TrainEnv,
     obs: &mut dyn Observer,
-) -> Result<EvalResult, MlError> {
+) -> Result<EvalOutcome, MlError> {
     no_panic(|| {
         let train = data::load_split_shared(&pretrain.dataset, &env.data_path, Split::Train)?;
         let test = data::load_split_shared(&pretrain.dataset, &env.data_path, Split::Test)?;
@@ -54,20 +58,27 @@ fn subset(set: &ImageSet, n: Option<usize>, seed: u64) -> Result<Vec<usize>, MlE
     }
 }
 
-fn stopped() -> MlError {
-    MlError::Observer(anyhow::anyhow!("evaluation interrupted by the observer"))
+/// Unwraps a step that may have been stopped: `Some(value)` continues, `None` returns
+/// `Ok(EvalOutcome::Stopped)` from the enclosing function.
+macro_rules! or_stopped {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return Ok(EvalOutcome::Stopped),
+        }
+    };
 }
 
 /// [`evaluate`] on already loaded splits.
 pub(crate) fn evaluate_on(
     pretrain: &PretrainConfig,
     eval: &EvalConfig,
-    ckpt: &CheckpointRef,
+    ckpt: &Checkpoint,
     env: &TrainEnv,
     train: Arc<ImageSet>,
     test: Arc<ImageSet>,
     obs: &mut dyn Observer,
-) -> Result<EvalResult, MlError> {
+) -> Result<EvalOutcome, MlError> {
     let loaded = checkpoint::load(ckpt, &env.device)?;
     if resume_key(&loaded.meta.config) != resume_key(pretrain) {
         return Err(MlError::Checkpoint {
@@ -93,7 +104,7 @@ pub(crate) fn evaluate_on(
     let tr_idx = Arc::new(subset(&train, eval.train_subset, pretrain.seed)?);
     let te_idx = Arc::new(subset(&test, eval.test_subset, pretrain.seed)?);
     let bs = eval.batch_size.max(1);
-    let (xtr, ytr) = extract(
+    let (xtr, ytr) = or_stopped!(extract(
         &model,
         &train,
         tr_idx,
@@ -102,8 +113,8 @@ pub(crate) fn evaluate_on(
         &env.device,
         obs,
         "features (train)",
-    )?;
-    let (xte, yte) = extract(
+    )?);
+    let (xte, yte) = or_stopped!(extract(
         &model,
         &test,
         te_idx,
@@ -112,8 +123,8 @@ pub(crate) fn evaluate_on(
         &env.device,
         obs,
         "features (test)",
-    )?;
-    let (top1, top5) = match eval.kind {
+    )?);
+    let scored = match eval.kind {
         EvalKind::Linear => linear_eval(
             &xtr,
             &ytr,
@@ -135,14 +146,16 @@ pub(crate) fn evaluate_on(
             obs,
         )?,
     };
-    Ok(EvalResult {
+    let (top1, top5) = or_stopped!(scored);
+    Ok(EvalOutcome::Finished(EvalResult {
         top1,
         top5,
         n_test: yte.len(),
-    })
+    }))
 }
 
-/// Features `[n, D]` (on `device`) and labels of `indices`, BatchNorm in eval mode.
+/// Features `[n, D]` (on `device`) and labels of `indices`, BatchNorm in eval mode;
+/// `None` when stopped.
 #[allow(clippy::too_many_arguments)]
 fn extract(
     model: &SimclrModel,
@@ -153,7 +166,7 @@ fn extract(
     device: &Device,
     obs: &mut dyn Observer,
     what: &str,
-) -> Result<(Tensor, Vec<u16>), MlError> {
+) -> Result<Option<(Tensor, Vec<u16>)>, MlError> {
     let total = indices.len();
     if total == 0 {
         return Err(MlError::Config(format!("{what}: no images")));
@@ -173,11 +186,11 @@ fn extract(
         feats.push(f);
         labels.extend_from_slice(&y);
         if obs.on_eval_progress(labels.len(), total, what) == Control::Stop {
-            return Err(stopped());
+            return Ok(None);
         }
     }
     let x = Tensor::cat(&feats, 0).map_err(tensor_err)?;
-    Ok((x, labels))
+    Ok(Some((x, labels)))
 }
 
 /// Rank of `label` in `scores` (0 = best): classes scoring higher, or equal with a lower
@@ -204,7 +217,8 @@ fn top_k(scores: &[f32], num_classes: usize, labels: &[u16]) -> (f64, f64) {
     (hit1 as f64 / n, hit5 as f64 / n)
 }
 
-/// Multinomial logistic regression on standardised features; returns test (top-1, top-5).
+/// Multinomial logistic regression on standardised features; returns test (top-1, top-5),
+/// or `None` when stopped.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_eval(
     xtr: &Tensor,
@@ -215,7 +229,7 @@ pub(crate) fn linear_eval(
     eval: &EvalConfig,
     seed: u64,
     obs: &mut dyn Observer,
-) -> Result<(f64, f64), MlError> {
+) -> Result<Option<(f64, f64)>, MlError> {
     let dev = xtr.device().clone();
     let (n, d) = xtr.dims2().map_err(tensor_err)?;
     if n == 0 || ytr.len() != n || num_classes == 0 {
@@ -287,7 +301,7 @@ pub(crate) fn linear_eval(
             step += 1;
         }
         if obs.on_eval_progress(epoch + 1, eval.epochs, "linear classifier") == Control::Stop {
-            return Err(stopped());
+            return Ok(None);
         }
     }
     let scores: Vec<f32> = xte
@@ -296,10 +310,11 @@ pub(crate) fn linear_eval(
         .and_then(|l| l.flatten_all())
         .and_then(|l| l.to_vec1())
         .map_err(tensor_err)?;
-    Ok(top_k(&scores, num_classes, yte))
+    Ok(Some(top_k(&scores, num_classes, yte)))
 }
 
-/// Weighted kNN vote on cosine similarity; returns test (top-1, top-5).
+/// Weighted kNN vote on cosine similarity; returns test (top-1, top-5), or `None` when
+/// stopped.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn knn_eval(
     xtr: &Tensor,
@@ -310,7 +325,7 @@ pub(crate) fn knn_eval(
     k: usize,
     temperature: f64,
     obs: &mut dyn Observer,
-) -> Result<(f64, f64), MlError> {
+) -> Result<Option<(f64, f64)>, MlError> {
     let unit = |x: &Tensor| -> candle_core::Result<Tensor> {
         let n = x
             .sqr()?
@@ -356,10 +371,10 @@ pub(crate) fn knn_eval(
             }
         }
         if obs.on_eval_progress(start + len, nte, "kNN") == Control::Stop {
-            return Err(stopped());
+            return Ok(None);
         }
     }
-    Ok(top_k(&scores, num_classes, yte))
+    Ok(Some(top_k(&scores, num_classes, yte)))
 }
 
 #[cfg(test)]
@@ -388,16 +403,21 @@ mod tests {
         // Test 2 at 60 degrees, labelled 1: class 1's neighbours win.
         let xte = t(&[0.866, 0.5, -1.0, 0.0, 0.5, 0.866], 3);
         let yte = [0u16, 0, 1];
-        let (top1, top5) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 3, 0.1, &mut NullObserver).unwrap();
+        let (top1, top5) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 3, 0.1, &mut NullObserver)
+            .unwrap()
+            .unwrap();
         // Test 1 is labelled 0 but its nearest neighbour is class 2: 2 of 3 right at top-1,
         // all at top-5 (3 classes).
         assert!((top1 - 2.0 / 3.0).abs() < 1e-12, "{top1}");
         assert_eq!(top5, 1.0);
         // k larger than the bank is clamped; k = 1 is plain nearest neighbour.
-        let (t1, _) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 1000, 0.1, &mut NullObserver).unwrap();
+        let (t1, _) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 1000, 0.1, &mut NullObserver)
+            .unwrap()
+            .unwrap();
         assert!((0.0..=1.0).contains(&t1));
-        let (nn1, _) =
-            knn_eval(&xtr, &ytr, &xte, &[0, 2, 1], 3, 1, 0.1, &mut NullObserver).unwrap();
+        let (nn1, _) = knn_eval(&xtr, &ytr, &xte, &[0, 2, 1], 3, 1, 0.1, &mut NullObserver)
+            .unwrap()
+            .unwrap();
         assert_eq!(nn1, 1.0);
     }
 
@@ -439,16 +459,21 @@ mod tests {
             weight_decay: 1e-4,
             ..Default::default()
         };
-        let (top1, top5) =
-            linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver).unwrap();
+        let (top1, top5) = linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver)
+            .unwrap()
+            .unwrap();
         assert_eq!(top1, 1.0);
         assert_eq!(top5, 1.0);
         // Deterministic: the same numbers again.
-        let again = linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver).unwrap();
+        let again = linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver)
+            .unwrap()
+            .unwrap();
         assert_eq!(again, (top1, top5));
         // Zero epochs leave a zero classifier: every class ties, class 0 wins: 1/4 right.
         let none = EvalConfig { epochs: 0, ..eval };
-        let (t1, _) = linear_eval(&xtr, &ytr, &xte, &yte, 4, &none, 0, &mut NullObserver).unwrap();
+        let (t1, _) = linear_eval(&xtr, &ytr, &xte, &yte, 4, &none, 0, &mut NullObserver)
+            .unwrap()
+            .unwrap();
         assert_eq!(t1, 0.25);
     }
 
@@ -464,8 +489,20 @@ mod tests {
         })
     }
 
+    /// Asks to stop at its `n`-th progress report (counted from 0).
+    struct StopAfter(usize);
+    impl Observer for StopAfter {
+        fn on_eval_progress(&mut self, _done: usize, _total: usize, _what: &str) -> Control {
+            if self.0 == 0 {
+                return Control::Stop;
+            }
+            self.0 -= 1;
+            Control::Continue
+        }
+    }
+
     #[test]
-    fn evaluate_runs_both_protocols_on_a_checkpoint_and_rejects_a_corrupt_one() {
+    fn evaluate_runs_both_protocols_on_a_checkpoint_stops_on_request_and_rejects_a_corrupt_one() {
         let dir = tempfile::tempdir().unwrap();
         let pretrain = PretrainConfig {
             encoder: EncoderConfig {
@@ -498,10 +535,7 @@ mod tests {
             config: pretrain.clone(),
         };
         let info = checkpoint::save(dir.path(), &meta, &vm, &[]).unwrap();
-        let r = CheckpointRef {
-            path: info.path.clone(),
-            sha256: info.sha256.clone(),
-        };
+        let r = info.clone();
         let env = TrainEnv {
             device: Device::Cpu,
             data_path: dir.path().to_path_buf(),
@@ -523,20 +557,24 @@ mod tests {
                 batch_size: 8,
                 ..Default::default()
             };
-            let res = evaluate_on(
-                &pretrain,
-                &eval,
-                &r,
-                &env,
-                train.clone(),
-                test.clone(),
-                &mut NullObserver,
-            )
-            .unwrap();
+            let run = |obs: &mut dyn Observer| {
+                evaluate_on(&pretrain, &eval, &r, &env, train.clone(), test.clone(), obs)
+            };
+            let Ok(EvalOutcome::Finished(res)) = run(&mut NullObserver) else {
+                panic!("{kind:?}@{on:?} did not finish");
+            };
             assert_eq!(res.n_test, 8);
             assert!(res.top1 <= res.top5 && res.top5 == 1.0, "{res:?}"); // 4 classes < 5
+                                                                         // A stop request at any point of the evaluation is a stop, not a failure.
+            for stop_at in 0..4 {
+                let mut obs = StopAfter(stop_at);
+                assert!(
+                    matches!(run(&mut obs), Ok(EvalOutcome::Stopped)),
+                    "{kind:?}: stop after {stop_at} progress reports"
+                );
+            }
         }
-        let bad = CheckpointRef {
+        let bad = Checkpoint {
             sha256: "0".repeat(64),
             ..r
         };

@@ -29,10 +29,16 @@ use std::path::PathBuf;
 pub use candle_core::Device;
 pub use error::MlError;
 
-/// A checkpoint the caller knows of, with the sha256 recorded when it was written.
+/// A checkpoint that was written, fsynced and renamed into place, with the sha256 of its
+/// bytes: what the trainer reports, the store records, and a resume or an evaluation reads
+/// back (the hash is verified before anything in the file is used).
 #[derive(Clone, Debug, PartialEq)]
-pub struct CheckpointRef {
+pub struct Checkpoint {
     pub path: PathBuf,
+    /// Epochs fully completed at this checkpoint.
+    pub epoch: usize,
+    /// Global step of the next step to run.
+    pub step: usize,
     pub sha256: String,
 }
 
@@ -46,7 +52,7 @@ pub struct TrainEnv {
     pub checkpoint_dir: PathBuf,
     /// Known checkpoints, newest first. The trainer resumes from the first whose sha256
     /// verifies; corrupt ones are skipped with a warning. Empty: start from scratch.
-    pub resume_from: Vec<CheckpointRef>,
+    pub resume_from: Vec<Checkpoint>,
     /// Threads preparing augmented batches in the background.
     pub loader_threads: usize,
 }
@@ -55,13 +61,9 @@ pub struct TrainEnv {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PretrainOutcome {
     /// All epochs done; `checkpoint` holds the final weights.
-    Finished {
-        checkpoint: observer::CheckpointInfo,
-    },
+    Finished { checkpoint: Checkpoint },
     /// The observer asked to stop; `checkpoint` lets a later call continue.
-    Stopped {
-        checkpoint: observer::CheckpointInfo,
-    },
+    Stopped { checkpoint: Checkpoint },
 }
 
 /// Final numbers of one evaluation (fractions in [0, 1]).
@@ -71,6 +73,14 @@ pub struct EvalResult {
     pub top5: f64,
     /// Number of test images scored.
     pub n_test: usize,
+}
+
+/// How an evaluation call ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalOutcome {
+    Finished(EvalResult),
+    /// The observer asked to stop; nothing is kept, the next call starts it again.
+    Stopped,
 }
 
 pub use eval::evaluate;

@@ -1,7 +1,7 @@
 //! How training reports progress without knowing who listens (burn-train's event model):
 //! the scheduler turns these events into store rows and progress bars.
 
-use std::path::PathBuf;
+use super::Checkpoint;
 
 /// Metrics of one optimisation step (global step numbering, from 0).
 #[derive(Clone, Debug, PartialEq)]
@@ -26,17 +26,6 @@ pub struct EpochMetrics {
     pub seconds: f64,
 }
 
-/// A checkpoint that was written, fsynced and renamed into place.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CheckpointInfo {
-    pub path: PathBuf,
-    /// Epochs fully completed at this checkpoint.
-    pub epoch: usize,
-    /// Global step of the next step to run.
-    pub step: usize,
-    pub sha256: String,
-}
-
 /// What the listener wants after a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -45,16 +34,19 @@ pub enum Control {
     Stop,
 }
 
+/// Why a listener could not take an event (any error of the caller's layer).
+pub type ObserverError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Receives training events. Errors returned by the listener abort training with
 /// `MlError::Observer` (for example: the store could not record a checkpoint).
 pub trait Observer {
     fn on_step(&mut self, _m: &StepMetrics) -> Control {
         Control::Continue
     }
-    fn on_epoch(&mut self, _m: &EpochMetrics) -> anyhow::Result<()> {
+    fn on_epoch(&mut self, _m: &EpochMetrics) -> Result<(), ObserverError> {
         Ok(())
     }
-    fn on_checkpoint(&mut self, _c: &CheckpointInfo) -> anyhow::Result<()> {
+    fn on_checkpoint(&mut self, _c: &Checkpoint) -> Result<(), ObserverError> {
         Ok(())
     }
     /// Progress of feature extraction / classifier training during an evaluation.

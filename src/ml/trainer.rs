@@ -14,61 +14,23 @@
 //! back to an older one, or to a fresh start), and a panic inside training becomes
 //! `MlError::Config("internal error ...")`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarMap;
 
-use super::checkpoint::{self, CheckpointMeta, LoadedCheckpoint};
+use super::checkpoint::{self, resume_key, CheckpointMeta, LoadedCheckpoint};
 use super::config::PretrainConfig;
 use super::data::{self, ImageSet, Split};
+use super::error::{classify, no_panic, tensor_err};
 use super::init;
 use super::loss;
 use super::model::SimclrModel;
-use super::observer::{CheckpointInfo, Control, EpochMetrics, Observer, StepMetrics};
+use super::observer::{Control, EpochMetrics, Observer, StepMetrics};
 use super::optim::Optimizer;
 use super::schedule::lr_at;
-use super::{MlError, PretrainOutcome, TrainEnv};
-
-/// Turn a candle error into `OutOfMemory` when it says so, else `Candle`.
-pub(crate) fn tensor_err(e: candle_core::Error) -> MlError {
-    let msg = e.to_string();
-    let lower = msg.to_ascii_lowercase();
-    if lower.contains("out of memory")
-        || lower.contains("out_of_memory")
-        || lower.contains("memory allocation")
-        || lower.contains("failed to allocate")
-    {
-        MlError::OutOfMemory(msg)
-    } else {
-        MlError::Candle(e)
-    }
-}
-
-/// `tensor_err` for errors already wrapped in `MlError`.
-pub(crate) fn classify(e: MlError) -> MlError {
-    match e {
-        MlError::Candle(c) => tensor_err(c),
-        other => other,
-    }
-}
-
-/// Run `f`, turning a panic into an error.
-pub(crate) fn no_panic<T>(f: impl FnOnce() -> Result<T, MlError>) -> Result<T, MlError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r.map_err(classify),
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(MlError::Config(format!("internal error (panic): {msg}")))
-        }
-    }
-}
+use super::{Checkpoint, MlError, PretrainOutcome, TrainEnv};
 
 /// Pretrain a SimCLR model: load the training split (`cfg.dataset`, `env.data_path`),
 /// optionally a class-balanced subset of it (`train_subset`, seeded by `cfg.seed`), resume
@@ -95,15 +57,6 @@ struct Position {
     step_in_epoch: usize,
     loss_sum: f64,
     acc_sum: f64,
-}
-
-/// The part of a config that must match for a checkpoint to continue this run: everything
-/// but the checkpoint cadence and the dataset location.
-pub(crate) fn resume_key(cfg: &PretrainConfig) -> PretrainConfig {
-    let mut c = cfg.clone();
-    c.checkpoint_every = 1;
-    c.dataset.path = None;
-    c
 }
 
 /// Restore `loaded` into the model and optimizer, or say why it does not fit this run.
@@ -153,7 +106,7 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn save(&self, pos: &Position, obs: &mut dyn Observer) -> Result<CheckpointInfo, MlError> {
+    fn save(&self, pos: &Position, obs: &mut dyn Observer) -> Result<Checkpoint, MlError> {
         let meta = CheckpointMeta {
             version: checkpoint::FORMAT_VERSION,
             epoch: pos.epoch,
@@ -221,7 +174,7 @@ pub(crate) fn pretrain_on(
 
     // Resume from the first checkpoint that verifies and fits.
     let mut pos = Position::default();
-    let mut last: Option<CheckpointInfo> = None;
+    let mut last: Option<Checkpoint> = None;
     let mut dirty = false;
     for r in &env.resume_from {
         let attempt = checkpoint::load(r, &env.device).and_then(|l| {
@@ -349,7 +302,7 @@ mod tests {
         Arch, AugOp, AugmentConfig, EncoderConfig, HeadConfig, OptimizerConfig, OptimizerKind, Stem,
     };
     use crate::ml::observer::NullObserver;
-    use crate::ml::CheckpointRef;
+    use crate::ml::observer::ObserverError;
     use candle_core::Device;
     use rand::Rng;
 
@@ -396,7 +349,7 @@ mod tests {
         }
     }
 
-    fn env(dir: &std::path::Path, resume_from: Vec<CheckpointRef>) -> TrainEnv {
+    fn env(dir: &std::path::Path, resume_from: Vec<Checkpoint>) -> TrainEnv {
         TrainEnv {
             device: Device::Cpu,
             data_path: dir.to_path_buf(),
@@ -411,7 +364,7 @@ mod tests {
     struct Rec {
         losses: Vec<(usize, f64)>,
         epochs: Vec<EpochMetrics>,
-        ckpts: Vec<CheckpointInfo>,
+        ckpts: Vec<Checkpoint>,
         stop_after: Option<usize>,
     }
     impl Observer for Rec {
@@ -422,20 +375,13 @@ mod tests {
                 _ => Control::Continue,
             }
         }
-        fn on_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
+        fn on_epoch(&mut self, m: &EpochMetrics) -> Result<(), ObserverError> {
             self.epochs.push(m.clone());
             Ok(())
         }
-        fn on_checkpoint(&mut self, c: &CheckpointInfo) -> anyhow::Result<()> {
+        fn on_checkpoint(&mut self, c: &Checkpoint) -> Result<(), ObserverError> {
             self.ckpts.push(c.clone());
             Ok(())
-        }
-    }
-
-    fn as_ref(c: &CheckpointInfo) -> CheckpointRef {
-        CheckpointRef {
-            path: c.path.clone(),
-            sha256: c.sha256.clone(),
         }
     }
 
@@ -491,7 +437,7 @@ mod tests {
         let mut b = Rec::default();
         let out = run(
             &tiny_cfg(4),
-            &env(d.path(), vec![as_ref(&checkpoint)]),
+            &env(d.path(), vec![checkpoint.clone()]),
             &mut b,
         )
         .unwrap();
@@ -536,7 +482,7 @@ mod tests {
         let mut b = Rec::default();
         run(
             &tiny_cfg(2),
-            &env(d.path(), vec![as_ref(&checkpoint)]),
+            &env(d.path(), vec![checkpoint.clone()]),
             &mut b,
         )
         .unwrap();
@@ -550,7 +496,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut a = Rec::default();
         run(&tiny_cfg(2), &env(d.path(), vec![]), &mut a).unwrap();
-        let (older, newer) = (as_ref(&a.ckpts[0]), as_ref(&a.ckpts[1]));
+        let (older, newer) = (a.ckpts[0].clone(), a.ckpts[1].clone());
         // Corrupt the newest checkpoint.
         let mut bytes = std::fs::read(&newer.path).unwrap();
         let k = bytes.len() / 2;
@@ -570,11 +516,12 @@ mod tests {
         // Nothing valid: train from scratch.
         let d2 = tempfile::tempdir().unwrap();
         let mut c = Rec::default();
-        let bogus = CheckpointRef {
+        let bogus = Checkpoint {
             path: d2.path().join("missing.safetensors"),
             sha256: "ab".repeat(32),
+            ..older.clone()
         };
-        let bad_sha = CheckpointRef {
+        let bad_sha = Checkpoint {
             sha256: "00".repeat(32),
             ..older
         };
@@ -622,7 +569,7 @@ mod tests {
             panic!("{out:?}")
         };
         assert_eq!((checkpoint.epoch, checkpoint.step), (1, 2));
-        checkpoint::load(&as_ref(&checkpoint), &Device::Cpu).unwrap();
+        checkpoint::load(&checkpoint, &Device::Cpu).unwrap();
         // A subset that is not class-balanced is a config error, not a panic.
         cfg.dataset.train_subset = Some(7);
         let err = pretrain(&cfg, &e, &mut Rec::default()).unwrap_err();

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::ml::config::{EvalConfig, PretrainConfig};
 use crate::store::{RunRecord, RunState, Store, SweepRecord};
+use crate::vocab::{metric, short_id, StageKind};
 
 /// Mean, sample standard deviation (n > 1) and count of one quantity over seeds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -146,7 +147,7 @@ impl SweepData {
         let mut cell_of_run: Vec<Vec<(String, Value)>> = Vec::new();
         let mut axes: Vec<String> = Vec::new();
         let mut labels: Vec<String> = Vec::new();
-        for s in stages.iter().filter(|s| s.stage == "pretrain") {
+        for s in stages.iter().filter(|s| s.stage == StageKind::Pretrain) {
             let cell = parse_cell(s);
             for (k, _) in &cell {
                 if k != "seed" && !axes.contains(k) {
@@ -157,12 +158,12 @@ impl SweepData {
                 Ok(j) => match serde_json::from_value::<PretrainConfig>(j.clone()) {
                     Ok(c) => (c, j),
                     Err(e) => {
-                        warnings.push(format!("run {}: config: {e}", short(&s.id)));
+                        warnings.push(format!("run {}: config: {e}", short_id(&s.id)));
                         (PretrainConfig::default(), j)
                     }
                 },
                 Err(e) => {
-                    warnings.push(format!("run {}: config: {e}", short(&s.id)));
+                    warnings.push(format!("run {}: config: {e}", short_id(&s.id)));
                     (PretrainConfig::default(), Value::Null)
                 }
             };
@@ -179,10 +180,10 @@ impl SweepData {
                     .map(|m| (m.step, m.value))
                     .collect()
             };
-            let epoch_loss = series("epoch/loss");
-            let epoch_acc = series("epoch/contrastive_acc");
-            let train_loss = series("train/loss");
-            let train_acc = series("train/contrastive_acc");
+            let epoch_loss = series(metric::EPOCH_LOSS);
+            let epoch_acc = series(metric::EPOCH_CONTRASTIVE_ACC);
+            let train_loss = series(metric::TRAIN_LOSS);
+            let train_acc = series(metric::TRAIN_CONTRASTIVE_ACC);
             // Steps per epoch: measured from finished epochs, else from the dataset size.
             let steps_per_epoch = if !epoch_loss.is_empty() && !train_loss.is_empty() {
                 let finished_steps = train_loss.len() as f64;
@@ -214,14 +215,14 @@ impl SweepData {
             });
             cell_of_run.push(cell.into_iter().filter(|(k, _)| k != "seed").collect());
         }
-        for s in stages.iter().filter(|s| s.stage == "eval") {
+        for s in stages.iter().filter(|s| s.stage == StageKind::Eval) {
             let Some(run) = runs
                 .iter_mut()
                 .find(|r| Some(&r.id) == s.parent_id.as_ref())
             else {
                 warnings.push(format!(
                     "evaluation {} has no pretrain in this sweep",
-                    short(&s.id)
+                    short_id(&s.id)
                 ));
                 continue;
             };
@@ -229,7 +230,7 @@ impl SweepData {
             if serde_json::from_value::<EvalConfig>(config.clone()).is_err() {
                 warnings.push(format!(
                     "evaluation {}: config does not parse",
-                    short(&s.id)
+                    short_id(&s.id)
                 ));
             }
             let metrics = store.metrics(&s.id).await?;
@@ -250,8 +251,8 @@ impl SweepData {
                 state: s.state,
                 failure: s.failure.clone(),
                 config,
-                top1: value("eval/top1").filter(|_| done),
-                top5: value("eval/top5").filter(|_| done),
+                top1: value(metric::EVAL_TOP1).filter(|_| done),
+                top5: value(metric::EVAL_TOP5).filter(|_| done),
                 compute_seconds: s.compute_seconds,
             });
         }
@@ -342,10 +343,6 @@ fn parse_cell(r: &RunRecord) -> Vec<(String, Value)> {
         Ok(Value::Object(m)) => m.into_iter().collect(),
         _ => Vec::new(),
     }
-}
-
-pub(crate) fn short(id: &str) -> &str {
-    &id[..12.min(id.len())]
 }
 
 /// A cell coordinate for a table: strings bare, lists `a, b`, mappings `k=v` without nulls.

@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::aggregate::{short, state_counts, SweepData};
+use super::aggregate::{state_counts, SweepData};
 use super::sections::Section;
+use crate::vocab::short_id;
 
 /// Where and when the report was rendered, and by which code.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,9 +99,13 @@ pub(crate) fn render(
         .runs
         .iter()
         .filter_map(|r| {
-            r.failure
-                .as_ref()
-                .map(|f| format!("  - `{}`: {}", short(&r.id), f.lines().next().unwrap_or("")))
+            r.failure.as_ref().map(|f| {
+                format!(
+                    "  - `{}`: {}",
+                    short_id(&r.id),
+                    f.lines().next().unwrap_or("")
+                )
+            })
         })
         .collect();
     if !failed.is_empty() {

@@ -11,7 +11,9 @@ use super::*;
 use crate::ml::config::{
     AugOp, AugProtocol, EvalConfig, FeatureSource, HeadKind, LossKind, PretrainConfig,
 };
-use crate::store::{CheckpointRecord, MetricRecord, NewStage, NewSweep, Worker};
+use crate::ml::Checkpoint;
+use crate::store::{LeaseHolder, MetricRecord, NewStage, NewSweep};
+use crate::vocab::StageKind;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -91,7 +93,7 @@ async fn fixture(
             plan.push((pid.clone(), ci, seed));
             stages.push(NewStage {
                 id: pid.clone(),
-                stage: "pretrain".into(),
+                stage: StageKind::Pretrain,
                 parent_id: None,
                 label: "pretrain".into(),
                 config: serde_json::to_string(&config).unwrap(),
@@ -102,7 +104,7 @@ async fn fixture(
             for (k, (label, ec)) in evals.iter().enumerate() {
                 stages.push(NewStage {
                     id: format!("e{ci:02}s{seed}k{k}{}", "0".repeat(58)),
-                    stage: "eval".into(),
+                    stage: StageKind::Eval,
                     parent_id: Some(pid.clone()),
                     label: label.to_string(),
                     config: serde_json::to_string(ec).unwrap(),
@@ -121,7 +123,7 @@ async fn fixture(
         overrides: vec![],
     };
     store.register(&sweep, &stages).await.unwrap();
-    let w = Worker {
+    let w = LeaseHolder {
         id: "w".into(),
         host: "fixture-host".into(),
         pid: 1,
@@ -135,7 +137,7 @@ async fn fixture(
     while let Some(c) = store.claim(Some(name), &w, 600_000, 3).await.unwrap() {
         let id = c.run.id.clone();
         let (f, ci, seed) = fate_of(&id);
-        if c.run.stage == "pretrain" {
+        if c.run.stage == StageKind::Pretrain {
             match f {
                 Fate::Done(_) => {
                     let mut m = Vec::new();
@@ -167,13 +169,15 @@ async fn fixture(
                     }
                     store.record_metrics(&id, &m).await.unwrap();
                     store
-                        .record_checkpoint(&CheckpointRecord {
-                            run_id: id.clone(),
-                            step: 8,
-                            epoch: 2,
-                            path: "c".into(),
-                            sha256: "h".into(),
-                        })
+                        .record_checkpoint(
+                            &id,
+                            &Checkpoint {
+                                step: 8,
+                                epoch: 2,
+                                path: "c".into(),
+                                sha256: "h".into(),
+                            },
+                        )
                         .await
                         .unwrap();
                     assert!(store.finish(&id, &w, 10.0 + ci as f64).await.unwrap());

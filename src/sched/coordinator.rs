@@ -5,14 +5,17 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use crossbeam_channel::Receiver;
 
 use super::events::Event;
+use super::launch::WorkerLaunch;
 use super::progress::Progress;
 use super::signals::StopFlag;
+use crate::exit;
 use crate::store::{RunState, Store};
 
 #[derive(Clone, Debug)]
@@ -37,9 +40,19 @@ pub struct RunSummary {
     pub interrupted: bool,
 }
 
-struct Spawned {
-    child: Child,
-    reader: std::thread::JoinHandle<()>,
+impl RunSummary {
+    /// The exit code of `sweep run` for this ending (`stopped`: a stop signal came).
+    pub fn exit_code(&self, stopped: bool) -> i32 {
+        if stopped {
+            exit::INTERRUPTED
+        } else if self.failed > 0 {
+            exit::RUNS_FAILED
+        } else if self.interrupted {
+            exit::FAILURE
+        } else {
+            exit::OK
+        }
+    }
 }
 
 /// Runs the sweep's claimable stages with local workers until none are left.
@@ -50,46 +63,102 @@ pub fn coordinate(
     stop: &StopFlag,
 ) -> Result<RunSummary> {
     super::reclaim_dead_local_leases(rt, store)?;
-    let counts = |rt: &tokio::runtime::Runtime| -> Result<(u64, u64, u64)> {
-        let runs = rt.block_on(store.sweep_runs(&opts.sweep))?;
-        let done = runs.iter().filter(|r| r.state == RunState::Done).count() as u64;
-        let failed = runs.iter().filter(|r| r.state == RunState::Failed).count() as u64;
-        Ok((runs.len() as u64, done, failed))
-    };
-    let (total, done0, _) = counts(rt)?;
-    let gpus: Vec<&String> = opts
+    let (total, done_before, _) = stage_counts(rt, store, &opts.sweep)?;
+    let devices = worker_devices(opts);
+    let progress = Progress::new(opts.quiet, devices.len(), total, done_before);
+    let (tx, rx) = crossbeam_channel::unbounded::<(usize, Event)>();
+    let mut workers = Vec::with_capacity(devices.len());
+    for (i, device) in devices.iter().enumerate() {
+        workers.push(LocalWorker::spawn(
+            i,
+            opts,
+            device,
+            devices.len(),
+            tx.clone(),
+        )?);
+    }
+    drop(tx);
+    let codes = supervise(rt, store, opts, stop, &mut workers, &rx, &progress)?;
+    for w in workers {
+        let _ = w.reader.join();
+    }
+    while let Ok((i, e)) = rx.try_recv() {
+        progress.event(i, &e);
+    }
+    progress.finish();
+    warn_about_crashes(&codes, stop);
+    let (total, done, failed) = stage_counts(rt, store, &opts.sweep)?;
+    Ok(RunSummary {
+        total,
+        done,
+        failed,
+        interrupted: stop.is_set() || done + failed < total,
+    })
+}
+
+/// (stages, done, failed) of the sweep.
+fn stage_counts(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    sweep: &str,
+) -> Result<(u64, u64, u64)> {
+    let runs = rt.block_on(store.sweep_runs(sweep))?;
+    let count = |s: RunState| runs.iter().filter(|r| r.state == s).count() as u64;
+    Ok((
+        runs.len() as u64,
+        count(RunState::Done),
+        count(RunState::Failed),
+    ))
+}
+
+/// One device per worker: the GPUs named, else `--workers` CPU workers.
+fn worker_devices(opts: &RunOptions) -> Vec<String> {
+    let gpus: Vec<String> = opts
         .devices
         .iter()
         .filter(|d| d.as_str() != "cpu")
+        .cloned()
         .collect();
-    let n = if gpus.is_empty() {
-        opts.workers as usize
+    if gpus.is_empty() {
+        vec!["cpu".to_string(); opts.workers as usize]
     } else {
-        gpus.len()
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let threads_each = (cores / n).max(1);
+        gpus
+    }
+}
 
-    let progress = Progress::new(opts.quiet, n, total, done0);
-    let (tx, rx) = crossbeam_channel::unbounded::<(usize, Event)>();
-    let mut children = Vec::with_capacity(n);
-    for i in 0..n {
-        let device = gpus.get(i).map_or("cpu".to_string(), |d| d.to_string());
-        let mut cmd = Command::new(std::env::current_exe().context("locating the sweep binary")?);
-        cmd.arg("worker")
-            // The store through the environment: a PostgreSQL URL's password must not show
-            // in `ps`.
-            .env("SWEEP_DB", &opts.db)
-            .arg("--data-dir")
-            .arg(&opts.data_dir)
-            .arg("--runs-dir")
-            .arg(&opts.runs_dir)
-            .args(["--sweep", &opts.sweep, "--device", &device, "--events-json"])
-            .args(["--max-attempts", &opts.max_attempts.to_string()])
-            .args(["--lease-secs", &opts.lease.as_secs().max(1).to_string()])
+/// A worker process and the thread that reads its events.
+struct LocalWorker {
+    child: Child,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl LocalWorker {
+    /// Starts worker `i` of `n` on `device` with its share of the cores; its events go to
+    /// `tx` tagged with `i`.
+    fn spawn(
+        i: usize,
+        opts: &RunOptions,
+        device: &str,
+        n: usize,
+        tx: crossbeam_channel::Sender<(usize, Event)>,
+    ) -> Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let launch = WorkerLaunch {
+            exe: std::env::current_exe().context("locating the sweep binary")?,
+            data_dir: opts.data_dir.clone(),
+            runs_dir: opts.runs_dir.clone(),
+            sweep: opts.sweep.clone(),
+            device: device.to_string(),
+            loader_threads: 1,
             // Wait for stages others are running: they may unlock evaluations.
-            .args(["--idle-exit", "31536000"])
-            .env("RAYON_NUM_THREADS", threads_each.to_string())
+            idle_exit_secs: 365 * 24 * 3600,
+            lease_secs: opts.lease.as_secs().max(1),
+            max_attempts: opts.max_attempts,
+            events_json: true,
+        };
+        let mut cmd = launch.command();
+        cmd.env("SWEEP_DB", &opts.db)
+            .env("RAYON_NUM_THREADS", (cores / n).max(1).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -105,7 +174,6 @@ pub fn coordinate(
         }
         let mut child = cmd.spawn().context("starting a worker process")?;
         let stdout = child.stdout.take().expect("piped");
-        let tx = tx.clone();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -117,26 +185,31 @@ pub fn coordinate(
                 }
             }
         });
-        children.push(Spawned { child, reader });
+        Ok(LocalWorker { child, reader })
     }
-    drop(tx);
 
+    /// Asks the worker to finish its step, checkpoint and release its run.
+    fn request_stop(&self) {
+        // SAFETY: sending a signal to our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+}
+
+/// Draws progress until every worker has exited, forwarding a stop request once; returns
+/// the workers' exit codes.
+fn supervise(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    opts: &RunOptions,
+    stop: &StopFlag,
+    workers: &mut [LocalWorker],
+    events: &Receiver<(usize, Event)>,
+    progress: &Progress,
+) -> Result<Vec<i32>> {
     let mut forwarded = false;
-    let mut last_poll = Instant::now();
-    let mut exit_codes = vec![None; n];
-    loop {
-        while let Ok((i, e)) = rx.recv_timeout(Duration::from_millis(100)) {
-            progress.event(i, &e);
-            if matches!(e, Event::Finished { .. }) {
-                if let Ok((_, d, f)) = counts(rt) {
-                    progress.set_done(d + f);
-                }
-            }
-            if last_poll.elapsed() > Duration::from_millis(200) {
-                break;
-            }
-        }
-        last_poll = Instant::now();
+    let mut codes: Vec<Option<i32>> = vec![None; workers.len()];
+    while codes.iter().any(Option::is_none) {
+        draw_events(rt, store, &opts.sweep, events, progress);
         if stop.is_set() && !forwarded {
             forwarded = true;
             if !opts.quiet {
@@ -144,43 +217,51 @@ pub fn coordinate(
                     "stopping: workers finish their step and checkpoint (Ctrl-C again to exit now)"
                 );
             }
-            for c in &children {
-                // SAFETY: sending a signal to our own child's pid.
-                unsafe { libc::kill(c.child.id() as libc::pid_t, libc::SIGTERM) };
+            workers.iter().for_each(LocalWorker::request_stop);
+        }
+        for (w, code) in workers.iter_mut().zip(codes.iter_mut()) {
+            if code.is_none() {
+                *code = w.child.try_wait()?.map(|s| s.code().unwrap_or(-1));
             }
         }
-        for (i, c) in children.iter_mut().enumerate() {
-            if exit_codes[i].is_none() {
-                if let Some(status) = c.child.try_wait()? {
-                    exit_codes[i] = Some(status.code().unwrap_or(-1));
-                }
+    }
+    Ok(codes.into_iter().flatten().collect())
+}
+
+/// Shows the events that arrive within about 200 ms; the overall bar follows the store.
+fn draw_events(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    sweep: &str,
+    events: &Receiver<(usize, Event)>,
+    progress: &Progress,
+) {
+    let since = Instant::now();
+    while let Ok((i, e)) = events.recv_timeout(Duration::from_millis(100)) {
+        progress.event(i, &e);
+        if matches!(e, Event::Finished { .. }) {
+            if let Ok((_, done, failed)) = stage_counts(rt, store, sweep) {
+                progress.set_done(done + failed);
             }
         }
-        if exit_codes.iter().all(Option::is_some) {
+        if since.elapsed() > Duration::from_millis(200) {
             break;
         }
     }
-    for c in children {
-        let _ = c.reader.join();
-    }
-    while let Ok((i, e)) = rx.try_recv() {
-        progress.event(i, &e);
-    }
-    progress.finish();
-    let (total, done, failed) = counts(rt)?;
-    let crashed: Vec<i32> = exit_codes
+}
+
+/// Workers that ended other than done, interrupted or with failed runs crashed: their
+/// runs are reclaimed by the next `sweep run`.
+fn warn_about_crashes(codes: &[i32], stop: &StopFlag) {
+    let crashed: Vec<i32> = codes
         .iter()
-        .flatten()
         .copied()
-        .filter(|c| *c != 0 && *c != 130 && *c != 3)
+        .filter(|c| ![exit::OK, exit::INTERRUPTED, exit::RUNS_FAILED].contains(c))
         .collect();
     if !crashed.is_empty() && !stop.is_set() {
-        eprintln!("warning: {} worker process(es) exited abnormally (codes {crashed:?}); their runs are reclaimed by the next `sweep run`", crashed.len());
+        eprintln!(
+            "warning: {} worker process(es) exited abnormally (codes {crashed:?}); their runs are reclaimed by the next `sweep run`",
+            crashed.len()
+        );
     }
-    Ok(RunSummary {
-        total,
-        done,
-        failed,
-        interrupted: stop.is_set() || done + failed < total,
-    })
 }

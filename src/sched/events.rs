@@ -3,13 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::vocab::StageKind;
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A stage was claimed and is starting (or continuing from a checkpoint).
     Started {
         run: String,
-        stage: String,
+        stage: StageKind,
         label: String,
         attempt: i64,
         /// Global step a pretrain continues from (0: from the start).
@@ -57,7 +59,7 @@ pub enum Event {
 impl Event {
     /// A log line for humans; `None` for events too frequent to log (steps).
     pub fn log_line(&self) -> Option<String> {
-        let short = |r: &str| r[..12.min(r.len())].to_string();
+        let short = crate::vocab::short_id;
         Some(match self {
             Event::Started {
                 run,

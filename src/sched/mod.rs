@@ -5,13 +5,15 @@
 
 mod coordinator;
 pub mod events;
+mod launch;
 mod progress;
 pub mod signals;
 pub mod slurm;
 mod worker;
 
 pub use coordinator::{coordinate, RunOptions, RunSummary};
-pub use worker::{hostname, run_worker, WorkerConfig, WorkerExit};
+pub use launch::WorkerLaunch;
+pub use worker::{hostname, DeviceName, Worker, WorkerConfig, WorkerExit};
 
 use anyhow::Result;
 

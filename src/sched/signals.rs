@@ -18,13 +18,18 @@ impl StopFlag {
     }
 }
 
-/// Installs the handlers: first signal sets the flag, second exits with 130.
+/// Installs the handlers: first signal sets the flag, second exits at once with
+/// [`crate::exit::INTERRUPTED`].
 pub fn install() -> std::io::Result<StopFlag> {
     use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
     let flag = StopFlag::default();
     for sig in [SIGINT, SIGTERM, SIGUSR1] {
         // Registered first, so it runs when the flag is already set: the second signal.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag.0))?;
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            crate::exit::INTERRUPTED,
+            Arc::clone(&flag.0),
+        )?;
         signal_hook::flag::register(sig, Arc::clone(&flag.0))?;
     }
     Ok(flag)

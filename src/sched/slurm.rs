@@ -13,10 +13,14 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use super::launch::WorkerLaunch;
+
 /// What goes into the job array's script.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SlurmOptions {
-    pub sweep: String,
+    /// Each array task's worker (its `exe`, data and runs directories on a shared
+    /// filesystem; its device `cuda:0`, the GPU Slurm allocated to the task, or `cpu`).
+    pub worker: WorkerLaunch,
     /// Array tasks (parallel workers).
     pub workers: u32,
     pub partition: Option<String>,
@@ -25,19 +29,8 @@ pub struct SlurmOptions {
     /// Slurm time limit, e.g. `4:00:00`.
     pub time: Option<String>,
     pub cpus_per_task: u32,
-    /// `cpu` or `cuda:0` (the GPU Slurm allocated is always index 0 in the task).
-    pub device: String,
-    pub loader_threads: usize,
-    /// The `sweep` binary the workers run (absolute; on a shared filesystem).
-    pub exe: PathBuf,
-    /// Absolute, shared between nodes.
-    pub data_dir: PathBuf,
-    pub runs_dir: PathBuf,
     /// Where each task writes `%A_%a.out` (job id, task index).
     pub log_dir: PathBuf,
-    pub idle_exit_secs: u64,
-    pub lease_secs: u64,
-    pub max_attempts: i64,
     /// Seconds before the time limit at which Slurm sends USR1 (graceful checkpoint).
     pub signal_secs: u32,
 }
@@ -51,7 +44,7 @@ pub fn script(o: &SlurmOptions) -> String {
         s.push_str(&d);
         s.push('\n');
     };
-    directive(format!("--job-name={}", job_name(&o.sweep)));
+    directive(format!("--job-name={}", job_name(&o.worker.sweep)));
     directive(format!("--array=0-{}", o.workers.max(1) - 1));
     directive(format!(
         "--output={}",
@@ -79,31 +72,8 @@ pub fn script(o: &SlurmOptions) -> String {
         "export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-{}}}\"\n",
         o.cpus_per_task.max(1)
     ));
-    let args: Vec<String> = [
-        o.exe.to_string_lossy().into_owned(),
-        "--data-dir".into(),
-        o.data_dir.to_string_lossy().into_owned(),
-        "--runs-dir".into(),
-        o.runs_dir.to_string_lossy().into_owned(),
-        "worker".into(),
-        "--sweep".into(),
-        o.sweep.clone(),
-        "--device".into(),
-        o.device.clone(),
-        "--loader-threads".into(),
-        o.loader_threads.max(1).to_string(),
-        "--idle-exit".into(),
-        o.idle_exit_secs.to_string(),
-        "--lease-secs".into(),
-        o.lease_secs.to_string(),
-        "--max-attempts".into(),
-        o.max_attempts.to_string(),
-    ]
-    .iter()
-    .map(|a| shell_quote(a))
-    .collect();
     s.push_str("exec ");
-    s.push_str(&args.join(" "));
+    s.push_str(&o.worker.shell_line());
     s.push('\n');
     s
 }
@@ -242,38 +212,19 @@ fn job_name(sweep: &str) -> String {
     format!("sweep-{clean}")
 }
 
-/// Single-quotes `s` for bash.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn opts() -> SlurmOptions {
         SlurmOptions {
-            sweep: "aug pairs".into(),
+            worker: crate::sched::launch::tests::example(),
             workers: 4,
             partition: Some("gpu".into()),
             gres: Some("gpu:1".into()),
             time: Some("2:00:00".into()),
             cpus_per_task: 4,
-            device: "cuda:0".into(),
-            loader_threads: 2,
-            exe: "/shared/bin/sweep".into(),
-            data_dir: "/shared/data".into(),
-            runs_dir: "/shared/runs dir".into(),
             log_dir: "/shared/runs dir/slurm-logs".into(),
-            idle_exit_secs: 180,
-            lease_secs: 60,
-            max_attempts: 3,
             signal_secs: 90,
         }
     }
@@ -301,13 +252,6 @@ mod tests {
         // sbatch stops reading directives at the first command.
         let first_cmd = lines.iter().position(|l| !l.starts_with('#')).unwrap();
         assert!(lines[first_cmd..].iter().all(|l| !l.starts_with("#SBATCH")));
-    }
-
-    #[test]
-    fn shell_quoting_survives_quotes() {
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("a$b"), "'a$b'");
     }
 
     #[test]

@@ -12,12 +12,14 @@ use anyhow::{Context, Result};
 
 use super::events::Event;
 use super::signals::StopFlag;
+use crate::exit;
 use crate::ml::config::{EvalConfig, PretrainConfig};
-use crate::ml::observer::{CheckpointInfo, Control, EpochMetrics, Observer, StepMetrics};
-use crate::ml::{self, CheckpointRef, MlError, PretrainOutcome, TrainEnv};
-use crate::store::{CheckpointRecord, Claimed, MetricRecord, Store, Worker};
+use crate::ml::observer::{Control, EpochMetrics, Observer, ObserverError, StepMetrics};
+use crate::ml::{self, Checkpoint, EvalOutcome, PretrainOutcome, TrainEnv};
+use crate::store::{Claimed, LeaseHolder, MetricRecord, RunRecord, Store};
+use crate::vocab::{metric, short_id, StageKind};
 
-/// Everything a worker needs besides the store.
+/// Everything a worker is told (its command line), besides the store.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     pub sweep: Option<String>,
@@ -43,11 +45,23 @@ pub enum WorkerExit {
     Interrupted,
 }
 
-pub fn this_worker() -> Worker {
+impl WorkerExit {
+    /// The process exit code this ending stands for.
+    pub fn code(&self) -> i32 {
+        match self {
+            WorkerExit::Interrupted => exit::INTERRUPTED,
+            WorkerExit::Drained { failed, .. } if *failed > 0 => exit::RUNS_FAILED,
+            WorkerExit::Drained { .. } => exit::OK,
+        }
+    }
+}
+
+/// This process as a lease holder: host, pid and a nonce (a pid can be reused).
+pub fn this_process() -> LeaseHolder {
     let host = hostname();
     let pid = std::process::id() as i64;
     let nonce = crate::store::now_ms();
-    Worker {
+    LeaseHolder {
         id: format!("{host}:{pid}:{nonce}"),
         host,
         pid,
@@ -65,67 +79,19 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Runs the claim loop until nothing is claimable, `max_runs` is reached or a stop signal.
-pub fn run_worker(
-    rt: &tokio::runtime::Runtime,
-    store: &Store,
-    cfg: &WorkerConfig,
-    stop: &StopFlag,
-) -> Result<WorkerExit> {
-    let me = this_worker();
-    let emit = Emitter {
-        json: cfg.events_json,
-        quiet: cfg.quiet,
-    };
-    let device = parse_device(&cfg.device)?;
-    let mut fingerprints = FingerprintCache::default();
-    let (mut done, mut failed, mut ran) = (0u64, 0u64, 0u64);
-    let mut idle_since = Instant::now();
-    loop {
-        if stop.is_set() {
-            return Ok(WorkerExit::Interrupted);
-        }
-        if cfg.max_runs.is_some_and(|m| ran >= m) {
-            break;
-        }
-        super::reclaim_dead_local_leases(rt, store)?;
-        let lease_ms = cfg.lease.as_millis() as i64;
-        let Some(claimed) =
-            rt.block_on(store.claim(cfg.sweep.as_deref(), &me, lease_ms, cfg.max_attempts))?
-        else {
-            // Stages still running elsewhere may unlock evaluations, or come back when
-            // their worker dies: wait for them up to `idle_exit`.
-            let unfinished = rt.block_on(store.unfinished(cfg.sweep.as_deref()))?;
-            if unfinished == 0 || idle_since.elapsed() >= cfg.idle_exit {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-            continue;
-        };
-        ran += 1;
-        let outcome = run_claimed(
-            rt,
-            store,
-            cfg,
-            &me,
-            &device,
-            &claimed,
-            stop,
-            &emit,
-            &mut fingerprints,
-        );
-        match outcome {
-            StageEnd::Done => done += 1,
-            StageEnd::Failed => failed += 1,
-            StageEnd::Released => return Ok(WorkerExit::Interrupted),
-            StageEnd::Lost => {}
-        }
-        idle_since = Instant::now();
-    }
-    emit.send(&Event::Idle);
-    Ok(WorkerExit::Drained { done, failed })
+/// A worker: the claim loop and everything it carries from one stage to the next.
+pub struct Worker<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    store: &'a Store,
+    cfg: WorkerConfig,
+    me: LeaseHolder,
+    device: ml::Device,
+    stop: StopFlag,
+    emit: Emitter,
+    fingerprints: FingerprintCache,
 }
 
+/// How one claimed stage ended, for the loop's counts.
 #[derive(Debug, PartialEq, Eq)]
 enum StageEnd {
     Done,
@@ -134,241 +100,306 @@ enum StageEnd {
     Lost,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_claimed(
-    rt: &tokio::runtime::Runtime,
-    store: &Store,
-    cfg: &WorkerConfig,
-    me: &Worker,
-    device: &ml::Device,
-    claimed: &Claimed,
-    stop: &StopFlag,
-    emit: &Emitter,
-    fingerprints: &mut FingerprintCache,
-) -> StageEnd {
-    let run = &claimed.run;
-    let started = Instant::now();
-    let lost = Arc::new(AtomicBool::new(false));
-    let heartbeat = spawn_heartbeat(
-        rt,
-        store.clone(),
-        run.id.clone(),
-        me.clone(),
-        cfg.lease,
-        Arc::clone(&lost),
-    );
-    let result = execute(
-        rt,
-        store,
-        cfg,
-        device,
-        claimed,
-        stop,
-        &lost,
-        emit,
-        fingerprints,
-    );
-    heartbeat.abort();
-    let secs = started.elapsed().as_secs_f64();
-    let finished = |outcome: &str, reason: Option<String>, top1: Option<f64>| {
-        emit.send(&Event::Finished {
-            run: run.id.clone(),
-            outcome: outcome.into(),
-            reason,
-            top1,
-        });
-    };
-    match result {
-        Ok(Executed::Completed { top1 }) => match rt.block_on(store.finish(&run.id, me, secs)) {
-            Ok(true) => {
-                finished("done", None, top1);
-                StageEnd::Done
-            }
-            Ok(false) => {
-                finished(
-                    "lost",
-                    Some("lease lost before the result was committed".into()),
-                    None,
-                );
-                StageEnd::Lost
-            }
-            Err(e) => {
-                finished(
-                    "failed",
-                    Some(format!("could not record completion: {e}")),
-                    None,
-                );
-                StageEnd::Failed
-            }
-        },
-        Ok(Executed::Stopped) if lost.load(Ordering::SeqCst) => {
-            finished(
-                "lost",
-                Some("another worker took over the lease".into()),
-                None,
-            );
-            StageEnd::Lost
-        }
-        Ok(Executed::Stopped) => {
-            let _ = rt.block_on(store.release(&run.id, me, secs));
-            finished(
-                "released",
-                Some("stopped by signal; checkpoint written".into()),
-                None,
-            );
-            StageEnd::Released
-        }
-        Err(e) => {
-            let reason = format!("{e:#}");
-            let _ = rt.block_on(store.fail(&run.id, me, &reason, secs));
-            finished("failed", Some(reason), None);
-            StageEnd::Failed
-        }
-    }
-}
-
+/// What running a stage gave, before it is committed.
 enum Executed {
     Completed { top1: Option<f64> },
     Stopped,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    rt: &tokio::runtime::Runtime,
-    store: &Store,
-    cfg: &WorkerConfig,
-    device: &ml::Device,
-    claimed: &Claimed,
-    stop: &StopFlag,
-    lost: &Arc<AtomicBool>,
-    emit: &Emitter,
-    fingerprints: &mut FingerprintCache,
-) -> Result<Executed> {
-    let run = &claimed.run;
-    let (pretrain_json, pretrain_id) = match (&claimed.parent_config, &run.parent_id) {
-        (Some(c), Some(p)) => (c.as_str(), p.as_str()),
-        _ => (run.config.as_str(), run.id.as_str()),
-    };
-    let pretrain: PretrainConfig = serde_json::from_str(pretrain_json)
-        .context("stored pretrain config does not parse (database from another version?)")?;
-    let data_path = ml::data::resolve_path(&pretrain.dataset, &cfg.data_dir)?;
-    let fp = fingerprints.get(&data_path)?;
-    if fp != run.dataset_fingerprint {
-        anyhow::bail!(
-            "the dataset at {} (fingerprint {}) is not the one this run was registered with ({}); \
-             point --data-dir at the original data",
-            data_path.display(),
-            &fp[..12],
-            &run.dataset_fingerprint[..12.min(run.dataset_fingerprint.len())]
-        );
-    }
-    let checkpoints = rt.block_on(store.checkpoints(pretrain_id))?;
-    let resume_from: Vec<CheckpointRef> = checkpoints
-        .iter()
-        .map(|c| CheckpointRef {
-            path: PathBuf::from(&c.path),
-            sha256: c.sha256.clone(),
+impl<'a> Worker<'a> {
+    /// A worker for `cfg` on `store`; fails on a device this build or machine lacks.
+    pub fn new(
+        rt: &'a tokio::runtime::Runtime,
+        store: &'a Store,
+        cfg: WorkerConfig,
+        stop: StopFlag,
+    ) -> Result<Self> {
+        let device = parse_device(&cfg.device)?;
+        let emit = Emitter {
+            json: cfg.events_json,
+            quiet: cfg.quiet,
+        };
+        Ok(Worker {
+            rt,
+            store,
+            cfg,
+            me: this_process(),
+            device,
+            stop,
+            emit,
+            fingerprints: FingerprintCache::default(),
         })
-        .collect();
-    let env = TrainEnv {
-        device: device.clone(),
-        data_path,
-        checkpoint_dir: cfg.runs_dir.join(pretrain_id),
-        resume_from,
-        loader_threads: cfg.loader_threads.max(1),
-    };
-    let mut obs = StoreObserver {
-        rt,
-        store,
-        run_id: run.id.clone(),
-        stop: stop.clone(),
-        lost: Arc::clone(lost),
-        emit,
-        pending: Vec::new(),
-        last_flush: Instant::now(),
-        epochs: pretrain.epochs,
-    };
-    if run.stage == "pretrain" {
-        let resumed = checkpoints.first().map_or(0, |c| c.step as u64);
-        emit.send(&Event::Started {
+    }
+
+    /// Runs the claim loop until nothing is claimable, `max_runs` is reached or a stop
+    /// signal arrives.
+    pub fn run(&mut self) -> Result<WorkerExit> {
+        let (mut done, mut failed, mut ran) = (0u64, 0u64, 0u64);
+        while self.cfg.max_runs.is_none_or(|m| ran < m) {
+            if self.stop.is_set() {
+                return Ok(WorkerExit::Interrupted);
+            }
+            let Some(claimed) = self.claim_or_wait()? else {
+                break;
+            };
+            ran += 1;
+            match self.run_claimed(&claimed) {
+                StageEnd::Done => done += 1,
+                StageEnd::Failed => failed += 1,
+                StageEnd::Released => return Ok(WorkerExit::Interrupted),
+                StageEnd::Lost => {}
+            }
+        }
+        self.emit.send(&Event::Idle);
+        Ok(WorkerExit::Drained { done, failed })
+    }
+
+    /// The next claimable stage. While none is, waits up to `idle_exit` for stages still
+    /// running elsewhere (they may unlock evaluations, or come back when their worker
+    /// dies); `None` when nothing is left or the wait is over.
+    fn claim_or_wait(&self) -> Result<Option<Claimed>> {
+        let idle_since = Instant::now();
+        let sweep = self.cfg.sweep.as_deref();
+        let lease_ms = self.cfg.lease.as_millis() as i64;
+        loop {
+            super::reclaim_dead_local_leases(self.rt, self.store)?;
+            let claim = self
+                .store
+                .claim(sweep, &self.me, lease_ms, self.cfg.max_attempts);
+            if let Some(c) = self.rt.block_on(claim)? {
+                return Ok(Some(c));
+            }
+            let unfinished = self.rt.block_on(self.store.unfinished(sweep))?;
+            if unfinished == 0 || idle_since.elapsed() >= self.cfg.idle_exit || self.stop.is_set() {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Runs a claimed stage under a heartbeat and commits how it ended.
+    fn run_claimed(&mut self, claimed: &Claimed) -> StageEnd {
+        let started = Instant::now();
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = spawn_heartbeat(
+            self.rt,
+            self.store.clone(),
+            claimed.run.id.clone(),
+            self.me.clone(),
+            self.cfg.lease,
+            Arc::clone(&lost),
+        );
+        let result = self.execute(claimed, &lost);
+        heartbeat.abort();
+        self.commit(
+            &claimed.run.id,
+            result,
+            &lost,
+            started.elapsed().as_secs_f64(),
+        )
+    }
+
+    /// Records in the store how a stage ended, and tells the watchers.
+    fn commit(
+        &self,
+        run: &str,
+        result: Result<Executed>,
+        lost: &AtomicBool,
+        secs: f64,
+    ) -> StageEnd {
+        let (end, reason, top1) = match result {
+            Ok(Executed::Completed { top1 }) => {
+                match self.rt.block_on(self.store.finish(run, &self.me, secs)) {
+                    Ok(true) => (StageEnd::Done, None, top1),
+                    Ok(false) => (
+                        StageEnd::Lost,
+                        Some("lease lost before the result was committed".into()),
+                        None,
+                    ),
+                    Err(e) => (
+                        StageEnd::Failed,
+                        Some(format!("could not record completion: {e}")),
+                        None,
+                    ),
+                }
+            }
+            Ok(Executed::Stopped) if lost.load(Ordering::SeqCst) => (
+                StageEnd::Lost,
+                Some("another worker took over the lease".into()),
+                None,
+            ),
+            Ok(Executed::Stopped) => {
+                let _ = self.rt.block_on(self.store.release(run, &self.me, secs));
+                let why = "stopped by signal; checkpoint written";
+                (StageEnd::Released, Some(why.into()), None)
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                let _ = self
+                    .rt
+                    .block_on(self.store.fail(run, &self.me, &reason, secs));
+                (StageEnd::Failed, Some(reason), None)
+            }
+        };
+        let outcome = match end {
+            StageEnd::Done => "done",
+            StageEnd::Failed => "failed",
+            StageEnd::Released => "released",
+            StageEnd::Lost => "lost",
+        };
+        self.emit.send(&Event::Finished {
+            run: run.to_string(),
+            outcome: outcome.into(),
+            reason,
+            top1,
+        });
+        end
+    }
+
+    /// Runs a pretrain or an evaluation with the ML core, recording as it goes.
+    fn execute(&mut self, claimed: &Claimed, lost: &Arc<AtomicBool>) -> Result<Executed> {
+        let run = &claimed.run;
+        let (pretrain_json, pretrain_id) = match (&claimed.parent_config, &run.parent_id) {
+            (Some(c), Some(p)) => (c.as_str(), p.as_str()),
+            _ => (run.config.as_str(), run.id.as_str()),
+        };
+        let pretrain: PretrainConfig = serde_json::from_str(pretrain_json)
+            .context("stored pretrain config does not parse (database from another version?)")?;
+        let env = self.train_env(run, &pretrain, pretrain_id)?;
+        let resumed_step = match run.stage {
+            StageKind::Pretrain => env.resume_from.first().map_or(0, |c| c.step as u64),
+            StageKind::Eval => 0,
+        };
+        self.emit.send(&Event::Started {
             run: run.id.clone(),
-            stage: run.stage.clone(),
+            stage: run.stage,
             label: run.label.clone(),
             attempt: run.attempts,
-            resumed_step: resumed,
+            resumed_step,
         });
-        let outcome = ml::pretrain(&pretrain, &env, &mut obs).map_err(ml_error)?;
-        obs.flush()?;
-        match outcome {
-            PretrainOutcome::Finished { .. } => Ok(Executed::Completed { top1: None }),
-            PretrainOutcome::Stopped { .. } => Ok(Executed::Stopped),
+        let mut obs = StoreObserver {
+            rt: self.rt,
+            store: self.store,
+            run_id: run.id.clone(),
+            stop: self.stop.clone(),
+            lost: Arc::clone(lost),
+            emit: &self.emit,
+            pending: Vec::new(),
+            last_flush: Instant::now(),
+            epochs: pretrain.epochs,
+        };
+        match run.stage {
+            StageKind::Pretrain => pretrain_stage(&pretrain, &env, &mut obs),
+            StageKind::Eval => {
+                let eval: EvalConfig = serde_json::from_str(&run.config)
+                    .context("stored eval config does not parse")?;
+                eval_stage(&pretrain, &eval, &env, &mut obs)
+            }
         }
-    } else {
-        let eval: EvalConfig =
-            serde_json::from_str(&run.config).context("stored eval config does not parse")?;
-        let newest = env
-            .resume_from
-            .first()
-            .cloned()
-            .context("the pretrain is done but has no recorded checkpoint")?;
-        emit.send(&Event::Started {
-            run: run.id.clone(),
-            stage: run.stage.clone(),
-            label: run.label.clone(),
-            attempt: run.attempts,
-            resumed_step: 0,
-        });
-        let result = ml::evaluate(&pretrain, &eval, &newest, &env, &mut obs).map_err(ml_error)?;
-        if stop.is_set() {
-            return Ok(Executed::Stopped);
+    }
+
+    /// Where the stage's pretrain reads data and checkpoints; refuses data that is not
+    /// what the run was registered with.
+    fn train_env(
+        &mut self,
+        run: &RunRecord,
+        pretrain: &PretrainConfig,
+        pretrain_id: &str,
+    ) -> Result<TrainEnv> {
+        let data_path = ml::data::resolve_path(&pretrain.dataset, &self.cfg.data_dir)?;
+        let fp = self.fingerprints.get(&data_path)?;
+        if fp != run.dataset_fingerprint {
+            anyhow::bail!(
+                "the dataset at {} (fingerprint {}) is not the one this run was registered with ({}); \
+                 point --data-dir at the original data",
+                data_path.display(),
+                short_id(&fp),
+                short_id(&run.dataset_fingerprint)
+            );
         }
-        let metrics = [
-            MetricRecord {
-                name: "eval/top1".into(),
-                step: 0,
-                value: result.top1,
-            },
-            MetricRecord {
-                name: "eval/top5".into(),
-                step: 0,
-                value: result.top5,
-            },
-            MetricRecord {
-                name: "eval/n_test".into(),
-                step: 0,
-                value: result.n_test as f64,
-            },
-        ];
-        rt.block_on(store.record_metrics(&run.id, &metrics))?;
-        Ok(Executed::Completed {
-            top1: Some(result.top1),
+        Ok(TrainEnv {
+            device: self.device.clone(),
+            data_path,
+            checkpoint_dir: self.cfg.runs_dir.join(pretrain_id),
+            resume_from: self.rt.block_on(self.store.checkpoints(pretrain_id))?,
+            loader_threads: self.cfg.loader_threads.max(1),
         })
     }
 }
 
-fn ml_error(e: MlError) -> anyhow::Error {
-    anyhow::Error::new(e)
+/// Pretrains (or continues) to the end or to a stop request.
+fn pretrain_stage(
+    pretrain: &PretrainConfig,
+    env: &TrainEnv,
+    obs: &mut StoreObserver,
+) -> Result<Executed> {
+    let outcome = ml::pretrain(pretrain, env, obs)?;
+    obs.flush()?;
+    Ok(match outcome {
+        PretrainOutcome::Finished { .. } => Executed::Completed { top1: None },
+        PretrainOutcome::Stopped { .. } => Executed::Stopped,
+    })
+}
+
+/// Evaluates the pretrain's newest checkpoint and records the result.
+fn eval_stage(
+    pretrain: &PretrainConfig,
+    eval: &EvalConfig,
+    env: &TrainEnv,
+    obs: &mut StoreObserver,
+) -> Result<Executed> {
+    let newest = env
+        .resume_from
+        .first()
+        .context("the pretrain is done but has no recorded checkpoint")?;
+    let result = match ml::evaluate(pretrain, eval, newest, env, obs)? {
+        EvalOutcome::Finished(result) => result,
+        EvalOutcome::Stopped => return Ok(Executed::Stopped),
+    };
+    let metrics = [
+        (metric::EVAL_TOP1, result.top1),
+        (metric::EVAL_TOP5, result.top5),
+        (metric::EVAL_N_TEST, result.n_test as f64),
+    ];
+    obs.queue(0, &metrics);
+    obs.flush()?;
+    Ok(Executed::Completed {
+        top1: Some(result.top1),
+    })
+}
+
+/// A device as the command line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceName {
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceName {
+    /// `cpu` or `cuda:N`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "cpu" {
+            return Some(DeviceName::Cpu);
+        }
+        let n = s.strip_prefix("cuda:")?.parse::<usize>().ok()?;
+        Some(DeviceName::Cuda(n))
+    }
 }
 
 fn parse_device(s: &str) -> Result<ml::Device> {
-    if s == "cpu" {
-        return Ok(ml::Device::Cpu);
+    match DeviceName::parse(s) {
+        None => anyhow::bail!("unknown device `{s}`: use cpu or cuda:N"),
+        Some(DeviceName::Cpu) => Ok(ml::Device::Cpu),
+        Some(DeviceName::Cuda(n)) => ml::Device::new_cuda(n)
+            .with_context(|| format!("device {s} (this build needs `--features cuda` and a GPU)")),
     }
-    let Some(n) = s
-        .strip_prefix("cuda:")
-        .and_then(|n| n.parse::<usize>().ok())
-    else {
-        anyhow::bail!("unknown device `{s}`: use cpu or cuda:N");
-    };
-    ml::Device::new_cuda(n)
-        .with_context(|| format!("device {s} (this build needs `--features cuda` and a GPU)"))
 }
 
 fn spawn_heartbeat(
     rt: &tokio::runtime::Runtime,
     store: Store,
     run_id: String,
-    me: Worker,
+    me: LeaseHolder,
     lease: Duration,
     lost: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -452,10 +483,10 @@ impl Observer for StoreObserver<'_> {
         self.queue(
             m.step,
             &[
-                ("train/loss", m.loss),
-                ("train/lr", m.lr),
-                ("train/contrastive_acc", m.contrastive_acc),
-                ("train/images_per_sec", m.images_per_sec),
+                (metric::TRAIN_LOSS, m.loss),
+                (metric::TRAIN_LR, m.lr),
+                (metric::TRAIN_CONTRASTIVE_ACC, m.contrastive_acc),
+                (metric::TRAIN_IMAGES_PER_SEC, m.images_per_sec),
             ],
         );
         self.emit.send(&Event::Step {
@@ -478,13 +509,13 @@ impl Observer for StoreObserver<'_> {
         }
     }
 
-    fn on_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
+    fn on_epoch(&mut self, m: &EpochMetrics) -> Result<(), ObserverError> {
         self.queue(
             m.epoch,
             &[
-                ("epoch/loss", m.loss),
-                ("epoch/contrastive_acc", m.contrastive_acc),
-                ("epoch/seconds", m.seconds),
+                (metric::EPOCH_LOSS, m.loss),
+                (metric::EPOCH_CONTRASTIVE_ACC, m.contrastive_acc),
+                (metric::EPOCH_SECONDS, m.seconds),
             ],
         );
         self.emit.send(&Event::Epoch {
@@ -494,20 +525,14 @@ impl Observer for StoreObserver<'_> {
             contrastive_acc: m.contrastive_acc,
             seconds: m.seconds,
         });
-        self.flush()
+        Ok(self.flush()?)
     }
 
-    fn on_checkpoint(&mut self, c: &CheckpointInfo) -> anyhow::Result<()> {
+    fn on_checkpoint(&mut self, c: &Checkpoint) -> Result<(), ObserverError> {
         // Metrics first: once the checkpoint is recorded, a resume starts after them.
         self.flush()?;
-        let rec = CheckpointRecord {
-            run_id: self.run_id.clone(),
-            step: c.step as i64,
-            epoch: c.epoch as i64,
-            path: c.path.to_string_lossy().into_owned(),
-            sha256: c.sha256.clone(),
-        };
-        self.rt.block_on(self.store.record_checkpoint(&rec))?;
+        self.rt
+            .block_on(self.store.record_checkpoint(&self.run_id, c))?;
         self.emit.send(&Event::Checkpoint {
             run: self.run_id.clone(),
             epoch: c.epoch,

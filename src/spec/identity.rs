@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::run::RunConfig;
 use crate::ml::config::{EvalConfig, PretrainConfig};
+pub use crate::vocab::StageKind;
 
 /// Bump when a change to the code changes what a stored config means (training
 /// semantics): every RunId changes, so old results are never mistaken for new ones.
@@ -29,29 +30,13 @@ pub struct RunId(pub String);
 impl RunId {
     /// The first 12 hex digits, for tables.
     pub fn short(&self) -> &str {
-        &self.0[..12.min(self.0.len())]
+        crate::vocab::short_id(&self.0)
     }
 }
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageKind {
-    Pretrain,
-    Eval,
-}
-
-impl StageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageKind::Pretrain => "pretrain",
-            StageKind::Eval => "eval",
-        }
     }
 }
 

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+pub use crate::vocab::StageKind;
+
 /// Lifecycle of a run (DESIGN.md section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,8 +49,7 @@ pub struct NewSweep {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewStage {
     pub id: String,
-    /// "pretrain" or "eval".
-    pub stage: String,
+    pub stage: StageKind,
     pub parent_id: Option<String>,
     pub label: String,
     /// Canonical JSON of the stage config.
@@ -96,7 +97,7 @@ pub struct SweepSummary {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunRecord {
     pub id: String,
-    pub stage: String,
+    pub stage: StageKind,
     pub parent_id: Option<String>,
     pub label: String,
     pub config: String,
@@ -125,19 +126,10 @@ pub struct Claimed {
 
 /// Who holds a lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Worker {
+pub struct LeaseHolder {
     pub id: String,
     pub host: String,
     pub pid: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CheckpointRecord {
-    pub run_id: String,
-    pub step: i64,
-    pub epoch: i64,
-    pub path: String,
-    pub sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -11,6 +11,8 @@ use sqlx::{Any, Row, Transaction};
 use super::error::{Result, StoreError};
 use super::records::*;
 use super::{now_ms, Backend, Store};
+use crate::ml::Checkpoint;
+use crate::vocab::StageKind;
 
 const RUN_COLUMNS: &str =
     "r.id, r.stage, r.parent_id, r.label, r.config, r.dataset_fingerprint, r.state, \
@@ -70,7 +72,7 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&s.id)
-            .bind(&s.stage)
+            .bind(s.stage.as_str())
             .bind(&s.parent_id)
             .bind(&s.label)
             .bind(&s.config)
@@ -213,7 +215,7 @@ impl Store {
     pub async fn claim(
         &self,
         sweep: Option<&str>,
-        worker: &Worker,
+        worker: &LeaseHolder,
         lease_ms: i64,
         max_attempts: i64,
     ) -> Result<Option<Claimed>> {
@@ -314,7 +316,12 @@ impl Store {
 
     /// Extends `worker`'s lease on `run_id`. `false`: the lease was lost (expired and
     /// claimed by another worker): stop working on it.
-    pub async fn heartbeat(&self, run_id: &str, worker: &Worker, lease_ms: i64) -> Result<bool> {
+    pub async fn heartbeat(
+        &self,
+        run_id: &str,
+        worker: &LeaseHolder,
+        lease_ms: i64,
+    ) -> Result<bool> {
         let mut tx = self.write().await?;
         let now = now_ms();
         let n = sqlx::query(
@@ -360,7 +367,7 @@ impl Store {
     pub async fn finish(
         &self,
         run_id: &str,
-        worker: &Worker,
+        worker: &LeaseHolder,
         compute_seconds: f64,
     ) -> Result<bool> {
         let mut tx = self.write().await?;
@@ -386,7 +393,7 @@ impl Store {
     pub async fn fail(
         &self,
         run_id: &str,
-        worker: &Worker,
+        worker: &LeaseHolder,
         reason: &str,
         compute_seconds: f64,
     ) -> Result<()> {
@@ -411,7 +418,12 @@ impl Store {
 
     /// Gives a stage back (graceful stop: Ctrl-C, SIGTERM): queued again, the attempt not
     /// counted, its checkpoints kept for the next worker.
-    pub async fn release(&self, run_id: &str, worker: &Worker, compute_seconds: f64) -> Result<()> {
+    pub async fn release(
+        &self,
+        run_id: &str,
+        worker: &LeaseHolder,
+        compute_seconds: f64,
+    ) -> Result<()> {
         let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE runs SET state = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, lease_owner = NULL, \
@@ -478,18 +490,18 @@ impl Store {
             .collect())
     }
 
-    /// Records a durable checkpoint (idempotent per step).
-    pub async fn record_checkpoint(&self, c: &CheckpointRecord) -> Result<()> {
+    /// Records a durable checkpoint of `run_id` (idempotent per step).
+    pub async fn record_checkpoint(&self, run_id: &str, c: &Checkpoint) -> Result<()> {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO checkpoints (run_id, step, epoch, path, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (run_id, step) DO UPDATE SET epoch = excluded.epoch, path = excluded.path, \
              sha256 = excluded.sha256, created_at = excluded.created_at",
         )
-        .bind(&c.run_id)
-        .bind(c.step)
-        .bind(c.epoch)
-        .bind(&c.path)
+        .bind(run_id)
+        .bind(c.step as i64)
+        .bind(c.epoch as i64)
+        .bind(c.path.to_string_lossy().into_owned())
         .bind(&c.sha256)
         .bind(now_ms())
         .execute(&mut *tx)
@@ -499,20 +511,19 @@ impl Store {
     }
 
     /// A run's checkpoints, newest first.
-    pub async fn checkpoints(&self, run_id: &str) -> Result<Vec<CheckpointRecord>> {
-        let rows: Vec<(String, i64, i64, String, String)> = sqlx::query_as(
-            "SELECT run_id, step, epoch, path, sha256 FROM checkpoints WHERE run_id = $1 ORDER BY step DESC",
+    pub async fn checkpoints(&self, run_id: &str) -> Result<Vec<Checkpoint>> {
+        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT step, epoch, path, sha256 FROM checkpoints WHERE run_id = $1 ORDER BY step DESC",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(run_id, step, epoch, path, sha256)| CheckpointRecord {
-                run_id,
-                step,
-                epoch,
-                path,
+            .map(|(step, epoch, path, sha256)| Checkpoint {
+                path: path.into(),
+                epoch: epoch as usize,
+                step: step as usize,
                 sha256,
             })
             .collect())
@@ -584,7 +595,7 @@ async fn fail_dependents(tx: &mut Transaction<'static, Any>, id: &str, now: i64)
         "UPDATE runs SET state = 'failed', failure = $2, finished_at = $3 WHERE parent_id = $1 AND state = 'queued'",
     )
     .bind(id)
-    .bind(format!("its pretrain {} failed", &id[..12.min(id.len())]))
+    .bind(format!("its pretrain {} failed", crate::vocab::short_id(id)))
     .bind(now)
     .execute(&mut **tx)
     .await?;
@@ -597,9 +608,11 @@ fn parse_state(s: &str) -> Result<RunState> {
 
 fn run_record(r: &AnyRow) -> Result<RunRecord> {
     let state: String = r.get(6);
+    let stage: String = r.get(1);
     Ok(RunRecord {
         id: r.get(0),
-        stage: r.get(1),
+        stage: StageKind::parse(&stage)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown stage kind `{stage}`")))?,
         parent_id: r.get(2),
         label: r.get(3),
         config: r.get(4),

@@ -9,6 +9,8 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use super::*;
+use crate::ml::Checkpoint;
+use crate::vocab::StageKind;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -184,7 +186,7 @@ fn sweep(name: &str, text: &str) -> NewSweep {
 fn pretrain(id: &str) -> NewStage {
     NewStage {
         id: id.into(),
-        stage: "pretrain".into(),
+        stage: StageKind::Pretrain,
         parent_id: None,
         label: "pretrain".into(),
         config: "{}".into(),
@@ -196,24 +198,23 @@ fn pretrain(id: &str) -> NewStage {
 
 fn eval(id: &str, parent: &str) -> NewStage {
     NewStage {
-        stage: "eval".into(),
+        stage: StageKind::Eval,
         parent_id: Some(parent.into()),
         label: "linear@h".into(),
         ..pretrain(id)
     }
 }
 
-fn worker(id: &str) -> Worker {
-    Worker {
+fn worker(id: &str) -> LeaseHolder {
+    LeaseHolder {
         id: id.into(),
         host: "localhost".into(),
         pid: 1,
     }
 }
 
-fn checkpoint(run: &str) -> CheckpointRecord {
-    CheckpointRecord {
-        run_id: run.into(),
+fn checkpoint() -> Checkpoint {
+    Checkpoint {
         step: 1,
         epoch: 1,
         path: "c".into(),
@@ -281,7 +282,7 @@ async fn two_sweeps_share_a_run_stored_once(db: Db) {
     let w = worker("w");
     let c = s.claim(Some("b"), &w, 60_000, 3).await.unwrap().unwrap();
     assert_eq!(c.run.id, "p2");
-    s.record_checkpoint(&checkpoint("p2")).await.unwrap();
+    s.record_checkpoint("p2", &checkpoint()).await.unwrap();
     assert!(s.finish("p2", &w, 1.0).await.unwrap());
     let a = s.sweep_runs("a").await.unwrap();
     assert_eq!(a[1].state, RunState::Done);
@@ -334,7 +335,7 @@ async fn claims_respect_dependencies_leases_and_attempt_caps(db: Db) {
     let c = s.claim(None, &w1, 60_000, 2).await.unwrap().unwrap();
     assert_eq!((c.run.id.as_str(), c.run.attempts), ("p1", 1));
     // Once the pretrain is done, its eval is claimable, with the pretrain's config.
-    s.record_checkpoint(&checkpoint("p1")).await.unwrap();
+    s.record_checkpoint("p1", &checkpoint()).await.unwrap();
     assert!(s.finish("p1", &w1, 1.0).await.unwrap());
     let c = s.claim(Some("a"), &w2, 60_000, 2).await.unwrap().unwrap();
     assert_eq!(c.run.id, "e1");
@@ -411,7 +412,7 @@ async fn concurrent_claims_hand_out_each_run_exactly_once(db: Db) {
                         let me = worker(&format!("w{w}"));
                         let mut got = Vec::new();
                         while let Some(c) = s.claim(Some("a"), &me, 60_000, 3).await.unwrap() {
-                            s.record_checkpoint(&checkpoint(&c.run.id)).await.unwrap();
+                            s.record_checkpoint(&c.run.id, &checkpoint()).await.unwrap();
                             assert!(s.finish(&c.run.id, &me, 0.1).await.unwrap());
                             got.push(c.run.id);
                             tokio::task::yield_now().await;

@@ -115,4 +115,9 @@ fn missing_data_names_the_fetch_command() {
         "{}",
         text(&o)
     );
+    assert!(!env.db().exists(), "refused before the database is created");
+    // Nothing to resume without a database: refused, and still no file.
+    let o = env.run(&["resume", "t"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!env.db().exists(), "resume creates no database");
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -141,10 +142,9 @@ fn sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_results_exactly_once
     }
 }
 
-#[test]
-fn ctrl_c_checkpoints_releases_and_exits_130_then_resume_finishes() {
-    let env = Env::new(2);
-    let spec = env.write("c.yaml", &tiny_spec("c", &[0.5], 4));
+/// Starts `sweep run SPEC`, sends SIGINT (Ctrl-C) when a log line contains `needle`, and
+/// returns the exit code and the log lines after the signal.
+fn ctrl_c_at(env: &Env, spec: &Path, needle: &str) -> (Option<i32>, Vec<String>) {
     let mut child = env
         .sweep()
         .args(["run", spec.to_str().unwrap()])
@@ -155,15 +155,22 @@ fn ctrl_c_checkpoints_releases_and_exits_130_then_resume_finishes() {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     for line in lines.by_ref() {
-        if line.unwrap().contains("epoch 1:") {
+        if line.unwrap().contains(needle) {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
             break;
         }
     }
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{rest:?}");
+    (child.wait().unwrap().code(), rest)
+}
+
+#[test]
+fn ctrl_c_checkpoints_releases_and_exits_130_then_resume_finishes() {
+    let env = Env::new(2);
+    let spec = env.write("c.yaml", &tiny_spec("c", &[0.5], 4));
+    let (code, rest) = ctrl_c_at(&env, &spec, "epoch 1:");
+    assert_eq!(code, Some(130), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("released")), "{rest:?}");
     let st = stages(&env);
     assert!(
@@ -172,6 +179,37 @@ fn ctrl_c_checkpoints_releases_and_exits_130_then_resume_finishes() {
     );
 
     let o = env.run(&["resume", "c"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = stages(&env);
+    assert!(st.iter().all(|(_, s, a)| s == "done" && *a == 1), "{st:?}");
+}
+
+#[test]
+fn ctrl_c_during_an_evaluation_releases_it_and_resume_completes_it_in_one_attempt() {
+    let env = Env::new(2);
+    // A linear evaluation long enough (thousands of classifier epochs) to be stopped in
+    // the middle; it reports progress after every epoch.
+    let spec_text = tiny_spec("e", &[0.5], 1)
+        .replace("epochs: 3, batch_size: 25", "epochs: 3000, batch_size: 25");
+    let spec = env.write("e.yaml", &spec_text);
+    let (code, rest) = ctrl_c_at(&env, &spec, "linear@h: started");
+    assert_eq!(code, Some(130), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("released")),
+        "the evaluation is released, not failed: {rest:?}"
+    );
+    let st = stages(&env);
+    assert!(
+        st.iter().all(|(_, s, _)| s != "failed" && s != "running"),
+        "{st:?}"
+    );
+    assert_eq!(
+        st.iter().filter(|(_, s, _)| s == "done").count(),
+        1,
+        "only the pretrain finished: {st:?}"
+    );
+
+    let o = env.run(&["resume", "e"]);
     assert!(o.status.success(), "{}", text(&o));
     let st = stages(&env);
     assert!(st.iter().all(|(_, s, a)| s == "done" && *a == 1), "{st:?}");

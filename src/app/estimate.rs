@@ -1,0 +1,45 @@
+//! What `sweep plan` says a sweep will cost: CPU seconds per run from measured throughput,
+//! and durations as a person reads them.
+
+use crate::ml::config::Arch;
+use crate::spec::RunConfig;
+
+/// Rough CPU seconds of a run on the 2-core development machine, from end-to-end stage
+/// times of the augment_pairs smoke sweep (ConvNet: 6,000 pairs pretrained in 7.3 s on
+/// average, an evaluation over 4,000 images in 2.2 s; checkpoints and loading included),
+/// and for the ResNets the ConvNet's ratio to them in bench/run.sh (about 70 for ResNet-18;
+/// deeper ones scaled by their FLOPs). Width w costs w^2.
+pub(super) fn estimate_seconds(run: &RunConfig) -> f64 {
+    let p = &run.pretrain;
+    let pairs_per_sec = match p.encoder.arch {
+        Arch::Convnet => 830.0,
+        Arch::Resnet18 => 12.0,
+        Arch::Resnet34 => 6.0,
+        Arch::Resnet50 => 3.0,
+    } / (p.encoder.width * p.encoder.width) as f64;
+    let n_train = p.dataset.train_subset.unwrap_or(50_000) as f64;
+    let pretrain = n_train * p.epochs as f64 / pairs_per_sec;
+    // Evaluation: forward passes only, about 2.2 images per training pair-time.
+    let eval: f64 = run
+        .evals
+        .iter()
+        .map(|e| {
+            let n = e.train_subset.unwrap_or(50_000) + e.test_subset.unwrap_or(10_000);
+            n as f64 / (pairs_per_sec * 2.2)
+        })
+        .sum();
+    pretrain + eval
+}
+
+/// `42 s`, `12 min`, `3.5 h`, `2.1 days`.
+pub(super) fn human_duration(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else if secs < 48.0 * 3600.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else {
+        format!("{:.1} days", secs / 86400.0)
+    }
+}

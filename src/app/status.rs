@@ -1,0 +1,152 @@
+//! `sweep status` and `sweep ls`: the sweeps in the store, or one sweep's stages with their
+//! state, attempts, top-1 and failure reasons, and its Slurm jobs where squeue answers.
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{cell_text, runtime};
+use crate::cli::Cli;
+use crate::exit;
+use crate::sched;
+use crate::store::{RunState, Store};
+use crate::vocab::{metric, short_id, StageKind};
+
+#[derive(Serialize)]
+struct RunStatusJson {
+    id: String,
+    stage: StageKind,
+    label: String,
+    state: RunState,
+    attempts: i64,
+    cell: serde_json::Value,
+    top1: Option<f64>,
+    failure: Option<String>,
+    worker: Option<String>,
+    compute_seconds: f64,
+}
+
+pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> {
+    let rt = runtime()?;
+    let Some(store) = rt.block_on(Store::open_read_only(&cli.db))? else {
+        if json {
+            println!("[]");
+        } else {
+            println!(
+                "no database at {} yet: `sweep run SPEC` creates it",
+                crate::store::redact(&cli.db)
+            );
+        }
+        return Ok(exit::OK);
+    };
+    let mut o = std::io::stdout().lock();
+    let Some(name) = sweep else {
+        let sweeps = rt.block_on(store.sweeps())?;
+        if json {
+            writeln!(o, "{}", serde_json::to_string_pretty(&sweeps)?)?;
+        } else if sweeps.is_empty() {
+            writeln!(o, "no sweeps in {}", crate::store::redact(&cli.db))?;
+        } else {
+            writeln!(
+                o,
+                "{:<24} {:<10} {:>7} {:>7} {:>7} {:>7}",
+                "sweep", "profile", "done", "running", "queued", "failed"
+            )?;
+            for s in sweeps {
+                writeln!(
+                    o,
+                    "{:<24} {:<10} {:>7} {:>7} {:>7} {:>7}",
+                    s.name,
+                    s.profile.unwrap_or_else(|| "-".into()),
+                    s.done,
+                    s.running,
+                    s.queued,
+                    s.failed
+                )?;
+            }
+        }
+        return Ok(exit::OK);
+    };
+    let runs = rt.block_on(store.sweep_runs(name))?;
+    let mut rows = Vec::with_capacity(runs.len());
+    for r in runs {
+        let top1 = if r.stage == StageKind::Eval {
+            rt.block_on(store.metrics(&r.id))?
+                .into_iter()
+                .find(|m| m.name == metric::EVAL_TOP1)
+                .map(|m| m.value)
+        } else {
+            None
+        };
+        rows.push(RunStatusJson {
+            cell: serde_json::from_str(&r.cell).unwrap_or(serde_json::Value::Null),
+            id: r.id,
+            stage: r.stage,
+            label: r.label,
+            state: r.state,
+            attempts: r.attempts,
+            top1,
+            failure: r.failure,
+            worker: r.lease_host,
+            compute_seconds: r.compute_seconds,
+        });
+    }
+    if json {
+        writeln!(o, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(exit::OK);
+    }
+    writeln!(
+        o,
+        "{:<12}  {:<10}  {:<8}  {:>3}  {:>7}  cell",
+        "id", "stage", "state", "try", "top-1"
+    )?;
+    for r in &rows {
+        let cell = match &r.cell {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", cell_text(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        };
+        let top1 = r
+            .top1
+            .map(|t| format!("{:.2}%", t * 100.0))
+            .unwrap_or_default();
+        writeln!(
+            o,
+            "{:<12}  {:<10}  {:<8}  {:>3}  {:>7}  {cell}",
+            short_id(&r.id),
+            r.label,
+            r.state.as_str(),
+            r.attempts,
+            top1
+        )?;
+        if let Some(f) = &r.failure {
+            writeln!(o, "              failed: {f}")?;
+        }
+    }
+    // Workers submitted to Slurm, where squeue answers (an older store has no such table).
+    let jobs = rt.block_on(store.slurm_jobs(name)).unwrap_or_default();
+    if !jobs.is_empty() {
+        let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+        match sched::slurm::squeue(&ids) {
+            Some(tasks) => {
+                for j in &jobs {
+                    writeln!(
+                        o,
+                        "{}",
+                        sched::slurm::describe(&j.job_id, j.workers, &tasks)
+                    )?;
+                }
+            }
+            None => writeln!(
+                o,
+                "slurm jobs {} (squeue does not answer here)",
+                ids.join(", ")
+            )?,
+        }
+    }
+    Ok(exit::OK)
+}

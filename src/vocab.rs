@@ -1,0 +1,75 @@
+//! The names every layer shares, spelled once: the kinds of stage in the run graph, the
+//! names of recorded metrics, and the short form of a run id. `spec` assigns stage kinds,
+//! the store keeps them, workers record the metrics, and `report` and the views read them.
+
+use serde::{Deserialize, Serialize};
+
+/// A node of the run graph: a pretrain, or an evaluation of one pretrain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Pretrain,
+    Eval,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Pretrain => "pretrain",
+            StageKind::Eval => "eval",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pretrain" => Some(StageKind::Pretrain),
+            "eval" => Some(StageKind::Eval),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Metric names as the store keeps them (`train/*` per step, `epoch/*` per epoch with the
+/// epoch index as step, `eval/*` once per evaluation at step 0).
+pub mod metric {
+    pub const TRAIN_LOSS: &str = "train/loss";
+    pub const TRAIN_LR: &str = "train/lr";
+    pub const TRAIN_CONTRASTIVE_ACC: &str = "train/contrastive_acc";
+    pub const TRAIN_IMAGES_PER_SEC: &str = "train/images_per_sec";
+    pub const EPOCH_LOSS: &str = "epoch/loss";
+    pub const EPOCH_CONTRASTIVE_ACC: &str = "epoch/contrastive_acc";
+    pub const EPOCH_SECONDS: &str = "epoch/seconds";
+    pub const EVAL_TOP1: &str = "eval/top1";
+    pub const EVAL_TOP5: &str = "eval/top5";
+    pub const EVAL_N_TEST: &str = "eval/n_test";
+}
+
+/// Characters of a run id (or dataset fingerprint) shown to people: enough to be unique in
+/// any sweep, short enough for a table column.
+pub const SHORT_ID_LEN: usize = 12;
+
+/// The first [`SHORT_ID_LEN`] characters of a run id or fingerprint.
+pub fn short_id(id: &str) -> &str {
+    id.get(..SHORT_ID_LEN).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_kinds_round_trip_and_short_ids_never_panic() {
+        for k in [StageKind::Pretrain, StageKind::Eval] {
+            assert_eq!(StageKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(StageKind::parse("linear"), None);
+        assert_eq!(short_id("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+    }
+}
