@@ -40,7 +40,10 @@ impl std::fmt::Display for StageKind {
 pub mod metric {
     pub const TRAIN_LOSS: &str = "train/loss";
     pub const TRAIN_LR: &str = "train/lr";
+    /// Strict: the positive beats all 2N-2 negatives, same-view ones included.
     pub const TRAIN_CONTRASTIVE_ACC: &str = "train/contrastive_acc";
+    /// The paper's (Table 5): argmax over the N cross-view candidates.
+    pub const TRAIN_CONTRASTIVE_ACC_CROSS_VIEW: &str = "train/contrastive_acc_cross_view";
     pub const TRAIN_IMAGES_PER_SEC: &str = "train/images_per_sec";
     pub const EPOCH_LOSS: &str = "epoch/loss";
     pub const EPOCH_CONTRASTIVE_ACC: &str = "epoch/contrastive_acc";

@@ -22,10 +22,14 @@
 //!   TensorFlow's `triplet_semihard_loss`), so every anchor keeps one negative term. The
 //!   selection is made on the detached similarities (it is a mask, not differentiated).
 //!   Without `semi_hard`, N_i is all 2(N-1) negatives.
-//! - Contrastive accuracy (Table 5): fraction of the 2N anchors whose most similar candidate
-//!   among the 2N-1 others is their positive (strictly more similar than every negative).
-//!   The official code scores only the N cross-view candidates; ours is the stricter
-//!   2N-1-candidate version.
+//! - Contrastive accuracy, two definitions:
+//!   - cross-view (Table 5 as the paper measures it; the official code's
+//!     `argmax(logits_ab) == i`): for each of the N anchors of the first view, its positive
+//!     is the most similar of the N views of the second view (ties: the lower index wins,
+//!     as argmax);
+//!   - strict: fraction of the 2N anchors whose positive is strictly more similar than
+//!     every one of the 2(N-1) negatives, same-view ones included (2N-1 candidates).
+//!   Only the cross-view one is comparable with the paper's numbers.
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
@@ -35,8 +39,10 @@ use super::config::{LossConfig, LossKind};
 pub struct LossOutput {
     /// Scalar loss (differentiable w.r.t. z1, z2).
     pub loss: Tensor,
-    /// Contrastive accuracy in [0, 1].
+    /// Strict contrastive accuracy in [0, 1] (2N-1 candidates per anchor).
     pub accuracy: f64,
+    /// The paper's contrastive accuracy in [0, 1] (N cross-view candidates per anchor).
+    pub accuracy_cross_view: f64,
 }
 
 /// The official code's LARGE_NUM: subtracted from self-similarity logits.
@@ -111,6 +117,7 @@ pub fn contrastive_loss(z1: &Tensor, z2: &Tensor, cfg: &LossConfig) -> Result<Lo
         }
     }
     let accuracy = correct as f64 / two_n as f64;
+    let accuracy_cross_view = cross_view_accuracy(&sim_h, n);
 
     let loss = match cfg.kind {
         LossKind::NtXent => {
@@ -140,7 +147,28 @@ pub fn contrastive_loss(z1: &Tensor, z2: &Tensor, cfg: &LossConfig) -> Result<Lo
             row_sum(&(hinge * w)?)?.mean_all()?
         }
     };
-    Ok(LossOutput { loss, accuracy })
+    Ok(LossOutput {
+        loss,
+        accuracy,
+        accuracy_cross_view,
+    })
+}
+
+/// The official code's contrastive accuracy: over the N anchors of the first view (rows
+/// 0..N of `sim`, `[2N, 2N]`), the fraction whose argmax over the second view's columns
+/// N..2N is their own pair (first maximum wins, as `tf.argmax`).
+fn cross_view_accuracy(sim: &[Vec<f64>], n: usize) -> f64 {
+    let hits = (0..n)
+        .filter(|&i| {
+            let cross = &sim[i][n..2 * n];
+            let best = cross
+                .iter()
+                .enumerate()
+                .fold(0, |b, (j, &v)| if v > cross[b] { j } else { b });
+            best == i
+        })
+        .count();
+    hits as f64 / n as f64
 }
 
 /// `[2N, 2N]` weights of the negatives each anchor uses: 1/|N_i| on N_i, 0 elsewhere (self,
@@ -299,6 +327,32 @@ mod tests {
             .to_scalar::<f64>()
             .unwrap();
         (l, out.accuracy)
+    }
+
+    #[test]
+    fn the_two_contrastive_accuracies_follow_their_definitions() {
+        // N = 2: rows/cols 0, 1 are the first view, 2, 3 the second; (0, 2) and (1, 3) pair.
+        let sim = vec![
+            // Anchor 0: its pair (0.5) beats the other cross-view candidate (0.4) but not
+            // the same-view negative (0.9): right cross-view, wrong strictly.
+            vec![1.0, 0.9, 0.5, 0.4],
+            // Anchor 1: a tie across the views goes to the lower index, as argmax: wrong.
+            vec![0.9, 1.0, 0.3, 0.3],
+            // Anchors 2 and 3 (second view) count only in the strict accuracy.
+            vec![0.5, 0.1, 1.0, 0.2],
+            vec![0.4, 0.3, 0.2, 1.0],
+        ];
+        assert_eq!(cross_view_accuracy(&sim, 2), 0.5);
+        // On the golden pairs every anchor's pair wins across the views, while one anchor
+        // in eight loses to a same-view negative (strict 0.875, below).
+        let (a, b) = zs(DType::F64);
+        for l2_norm in [true, false] {
+            let c = cfg(LossKind::NtXent, 0.5, l2_norm, 1.0, false);
+            let out = contrastive_loss(&a, &b, &c).unwrap();
+            // torch: (F.normalize(z1) @ F.normalize(z2).T).argmax(1) == arange(4): all true.
+            assert_eq!(out.accuracy_cross_view, 1.0);
+            assert_eq!(out.accuracy, 0.875);
+        }
     }
 
     #[test]

@@ -12,8 +12,10 @@ pub struct StepMetrics {
     pub steps_per_epoch: usize,
     pub loss: f64,
     pub lr: f64,
-    /// Top-1 contrastive accuracy: the positive is the most similar of the 2N-1 candidates.
+    /// Strict contrastive accuracy: the positive is the most similar of the 2N-1 candidates.
     pub contrastive_acc: f64,
+    /// The paper's contrastive accuracy (Table 5): argmax over the N cross-view candidates.
+    pub contrastive_acc_cross_view: f64,
     pub images_per_sec: f64,
 }
 

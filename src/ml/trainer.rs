@@ -252,6 +252,7 @@ pub(crate) fn pretrain_on(
                 loss: value,
                 lr,
                 contrastive_acc: out.accuracy,
+                contrastive_acc_cross_view: out.accuracy_cross_view,
                 images_per_sec: if secs > 0.0 { n as f64 / secs } else { 0.0 },
             };
             global += 1;

@@ -61,9 +61,12 @@ pub(crate) struct RunData {
     pub fingerprint: String,
     pub compute_seconds: f64,
     pub evals: Vec<EvalOutcome>,
-    /// Last finished epoch's mean loss and contrastive accuracy (percent).
+    /// Last finished epoch's mean loss and strict contrastive accuracy (percent).
     pub final_loss: Option<f64>,
     pub final_contrastive_acc: Option<f64>,
+    /// The paper's (cross-view) contrastive accuracy (percent), mean over the steps of the
+    /// last finished epoch; `None` for runs recorded before it was measured.
+    pub final_contrastive_acc_cross_view: Option<f64>,
     /// Training curves per step, x in epochs: (epoch, value); accuracy in percent.
     pub curve_loss: Vec<(f64, f64)>,
     pub curve_acc: Vec<(f64, f64)>,
@@ -184,6 +187,7 @@ impl SweepData {
             let epoch_acc = series(metric::EPOCH_CONTRASTIVE_ACC);
             let train_loss = series(metric::TRAIN_LOSS);
             let train_acc = series(metric::TRAIN_CONTRASTIVE_ACC);
+            let train_acc_cross_view = series(metric::TRAIN_CONTRASTIVE_ACC_CROSS_VIEW);
             // Steps per epoch: measured from finished epochs, else from the dataset size.
             let steps_per_epoch = if !epoch_loss.is_empty() && !train_loss.is_empty() {
                 let finished_steps = train_loss.len() as f64;
@@ -210,6 +214,12 @@ impl SweepData {
                 evals: Vec::new(),
                 final_loss: epoch_loss.last().map(|x| x.1),
                 final_contrastive_acc: epoch_acc.last().map(|x| x.1 * 100.0),
+                final_contrastive_acc_cross_view: last_epoch_mean(
+                    &train_acc_cross_view,
+                    epoch_loss.len(),
+                    steps_per_epoch as i64,
+                )
+                .map(|a| a * 100.0),
                 curve_loss: to_epochs(&train_loss, 1.0),
                 curve_acc: to_epochs(&train_acc, 100.0),
             });
@@ -289,12 +299,24 @@ impl SweepData {
         )
     }
 
-    /// The cell's final-epoch contrastive accuracy (percent) over its seeds.
+    /// The cell's final-epoch strict contrastive accuracy (percent) over its seeds.
     pub fn contrastive_acc(&self, cell: &CellData) -> CellValue {
         self.over_seeds(
             cell,
             |r| {
                 r.final_contrastive_acc
+                    .filter(|_| r.state == RunState::Done)
+            },
+            |r| r.state,
+        )
+    }
+
+    /// The cell's final-epoch contrastive accuracy by the paper's definition (percent).
+    pub fn contrastive_acc_cross_view(&self, cell: &CellData) -> CellValue {
+        self.over_seeds(
+            cell,
+            |r| {
+                r.final_contrastive_acc_cross_view
                     .filter(|_| r.state == RunState::Done)
             },
             |r| r.state,
@@ -343,6 +365,19 @@ fn parse_cell(r: &RunRecord) -> Vec<(String, Value)> {
         Ok(Value::Object(m)) => m.into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// Mean of a per-step series over the last of `epochs` finished epochs of `steps_per_epoch`
+/// steps each (`None` when it holds no such step).
+fn last_epoch_mean(series: &[(i64, f64)], epochs: usize, steps_per_epoch: i64) -> Option<f64> {
+    let last = epochs.checked_sub(1)? as i64;
+    let steps = last * steps_per_epoch..(last + 1) * steps_per_epoch;
+    let values: Vec<f64> = series
+        .iter()
+        .filter(|(s, _)| steps.contains(s))
+        .map(|(_, v)| *v)
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
 /// A cell coordinate for a table: strings bare, lists `a, b`, mappings `k=v` without nulls.

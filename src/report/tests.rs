@@ -153,6 +153,11 @@ async fn fixture(
                             step,
                             value: 0.1 + 0.05 * t + 0.01 * seed as f64,
                         });
+                        m.push(MetricRecord {
+                            name: "train/contrastive_acc_cross_view".into(),
+                            step,
+                            value: 0.2 + 0.05 * t,
+                        });
                     }
                     for epoch in 0..2 {
                         let e = epoch as f64;
@@ -388,7 +393,9 @@ fn a_sweep_where_nothing_ran_still_reports() {
         "{md}"
     );
     assert!(
-        md.contains("| yes | 0.1 | — (pending) | — (pending) | — (pending) | 87.8 | 64.4 |"),
+        md.contains(
+            "| yes | 0.1 | — (pending) | — (pending) | — (pending) | — (pending) | 87.8 | 64.4 |"
+        ),
         "{md}"
     );
 }

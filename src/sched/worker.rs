@@ -486,6 +486,10 @@ impl Observer for StoreObserver<'_> {
                 (metric::TRAIN_LOSS, m.loss),
                 (metric::TRAIN_LR, m.lr),
                 (metric::TRAIN_CONTRASTIVE_ACC, m.contrastive_acc),
+                (
+                    metric::TRAIN_CONTRASTIVE_ACC_CROSS_VIEW,
+                    m.contrastive_acc_cross_view,
+                ),
                 (metric::TRAIN_IMAGES_PER_SEC, m.images_per_sec),
             ],
         );
