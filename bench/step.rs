@@ -82,7 +82,7 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
         "fast" | "fast-unfused" => Kernels::Fast,
         other => anyhow::bail!("unknown --kernels {other}"),
     });
-    // "before" is stock candle; "after" is what `sweep` runs: our kernels and its heap
+    // "candle" is stock candle; "fast" is what `sweep` runs: our kernels and its heap
     // setting (src/ml/heap.rs).
     if kern_s != "candle" {
         simclr_sweep::ml::heap::retain_freed_memory();

@@ -416,7 +416,7 @@ mod tests {
         EncoderConfig { arch, stem, width }
     }
 
-    // PyTorch 2.15 golden (/work/golden/enc_golden.py):
+    // PyTorch 2.15 golden values, from this script:
     // import torch, torch.nn.functional as F
     // torch.set_default_dtype(torch.float64)
     // x = torch.tensor([[[[0.1,0.5,-0.2,0.3,0.9,-0.4],[0.7,-0.1,0.2,0.8,0.0,0.6],[-0.3,0.4,1.1,-0.5,0.2,0.1],[0.25,0.35,-0.6,0.45,0.55,-0.7],[0.05,-0.15,0.65,0.75,-0.85,0.95]]]], requires_grad=True)

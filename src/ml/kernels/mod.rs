@@ -8,7 +8,7 @@
 //!
 //! Which ops the encoder uses is chosen by [`Kernels`]: a process-wide default
 //! ([`set_kernels`], `Fast` unless changed) and a per-thread override ([`with_kernels`], for
-//! tests and the bench's "before" column). On CUDA the encoder always keeps candle's
+//! tests and the bench's "candle" column). On CUDA the encoder always keeps candle's
 //! (cuDNN) path; these kernels are CPU-only. Results equal candle's ops within float
 //! rounding (tests below and in `conv` / `bn`).
 //!
@@ -45,7 +45,7 @@ thread_local! {
     static OVERRIDE: Cell<Option<Kernels>> = const { Cell::new(None) };
 }
 
-/// Set the process-wide default (the bench uses it for its "before" column).
+/// Set the process-wide default (the bench uses it for its "candle" column).
 pub fn set_kernels(k: Kernels) {
     DEFAULT.store(matches!(k, Kernels::Fast) as u8, Ordering::Relaxed);
 }
