@@ -1,79 +1,87 @@
 #!/usr/bin/env bash
-# CUDA check of `sweep`: build the `--features cuda` binary on a machine WITHOUT a GPU or nvcc,
-# then train a tiny sweep on a GPU machine that has no Rust toolchain, and measure it.
+# GPU check of `sweep`: trains a small sweep (ConvNet and ResNet-18 with the CIFAR stem,
+# 2 epochs on 5,000 CIFAR-10 images at batch 256, then a linear probe) on cuda:0, then
+# ResNet-18 for one epoch at batch 512, then the same spec for one epoch on the CPU for
+# comparison. It prints nvidia-smi, the CUDA libraries it found, and per run the state,
+# images/s, loss and top-1, samples GPU utilisation once a second, and writes all of it to
+# $OUT (default target/cuda/out/).
 #
-#   bash bench/gpu_check.sh prepare   # here (no GPU needed; network for pip and crates.io)
-#   bash bench/gpu_check.sh device    # on the GPU machine, in a copy of this repo that holds
-#                                     # target/cuda/ (binary, data subset, spec) from `prepare`
+#   bash bench/gpu_check.sh data      # the data subset and the spec, into target/cuda/
+#   bash bench/gpu_check.sh prepare   # `data`, plus a CUDA build of sweep made without a GPU
+#   bash bench/gpu_check.sh run       # on the GPU machine: the check itself
 #
-# With this workplace's device tool: run(command="bash bench/gpu_check.sh device",
-# carry=["target/cuda"], timeout_s=450); budgets: GPU_SECS (240), GPU512_SECS (90), CPU_SECS
-# (150). Status: the build works (2026-11-28, 14 min on 2 cores, most of it nvcc compiling
-# candle-kernels' gguf kernels); the device run has not happened yet (no machine was lent).
+# Three ways to run it:
 #
-# `prepare` installs CUDA 13.0's compiler from PyPI (nvidia-cuda-nvcc & co., into $CUDAENV),
-# makes link-time stubs for libcuda / cuBLAS / cuBLASLt / cuRAND / NVRTC / cuDNN (candle 0.11's
-# cudarc links them dynamically; the real ones are loaded on the GPU machine), builds
-# `sweep --features cuda` from `git archive HEAD` for compute capability $CUDA_COMPUTE_CAP
-# (default 90: H100 / H200) into its own target dir, strips and xz-compresses it into
-# target/cuda/sweep.xz (10 MB; 66 MB unpacked), and writes a class-balanced CIFAR-10 subset
-# (5,000 train + 1,000 test records, 18 MB) from $CIFAR_TGZ and the spec
-# target/cuda/gpu_check.yaml. target/ is git-ignored: carry `target/cuda` to the GPU machine.
-# CUDA 13.0 (not newer) because the GPU machine's driver (580) runs PTX up to ISA 9.0; the
-# binary needs libcudart.so.13, libcublas.so.13, libcurand.so.10 and libcudnn.so.9 there
-# (`device` finds them, e.g. in PyTorch's cu13 wheels) and the driver's libcuda.so.1.
+# 1. On a GPU machine you reach by ssh, with Rust and the CUDA toolkit (nvcc, cuDNN):
+#      ssh gpu-host
+#      cd simclr-sweep && cargo build --release --features cuda
+#      bash bench/gpu_check.sh data && bash bench/gpu_check.sh run
+#    (`run` uses target/release/sweep when `prepare` has not made a binary.)
 #
-# `device` prints nvidia-smi, finds those libraries, runs the spec on cuda:0 (then ResNet-18 at
-# batch 512, then the spec for 1 epoch on the CPU for comparison), samples GPU utilisation, and
-# writes logs, `sweep status --json` and a per-run summary of the stored metrics (img/s, loss,
-# top-1) to $OUT.
+# 2. Build on a machine without a GPU or nvcc, then copy to a GPU machine without Rust:
+#      bash bench/gpu_check.sh prepare
+#      rsync -a --relative bench/gpu_check.sh target/cuda gpu-host:simclr-sweep/
+#      ssh gpu-host 'cd simclr-sweep && bash bench/gpu_check.sh run'
+#
+# 3. As a Slurm job, from a checkout on a filesystem the compute nodes share, after
+#    `prepare` (or `data` and a `--features cuda` build):
+#      sbatch --gres=gpu:1 --time=00:20:00 --output=gpu_check_%j.log \
+#          --wrap 'bash bench/gpu_check.sh run'
+#
+# `data` writes a class-balanced CIFAR-10 subset (5,000 train + 1,000 test records, 18 MB)
+# to target/cuda/data/ and the spec to target/cuda/gpu_check.yaml. It reads $CIFAR_TGZ, else
+# the data directory ($SWEEP_DATA_DIR, default data/): cifar-10-binary.tar.gz or
+# cifar-10-batches-bin/ (`sweep data fetch cifar10` downloads the archive).
+#
+# `prepare` builds `sweep --features cuda` on a machine that has neither a GPU nor the CUDA
+# toolkit. It installs CUDA 13.0's compiler and runtime from PyPI (nvidia-cuda-nvcc & co.)
+# into a virtual environment ($CUDAENV, default target/cuda-env), makes empty link-time
+# stand-ins for libcuda, cuBLAS, cuBLASLt, cuRAND, NVRTC and cuDNN (candle's CUDA bindings,
+# cudarc, link them dynamically; the real ones are loaded on the GPU machine), builds the
+# committed tree (`git archive HEAD` into $CUDA_SRC_DIR, default target/cuda-src:
+# uncommitted edits are not in the binary) for compute capability $CUDA_COMPUTE_CAP
+# (default 90: H100 / H200) in its own target directory ($CUDA_TARGET_DIR, default
+# target/cuda-build), and writes the binary stripped and xz-compressed to
+# target/cuda/sweep.xz (10 MB; 66 MB unpacked). It needs python3, gcc, xz and access to
+# PyPI and crates.io; the build takes about 15 minutes on 2 cores, most of it nvcc
+# compiling candle's kernels. CUDA 13.0 because its PTX loads with NVIDIA driver 580 and
+# newer.
+#
+# On the GPU machine the prepared binary needs the driver's libcuda.so.1 and
+# libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libnvrtc.so.13 and
+# libcudnn.so.9: from a CUDA 13 toolkit with cuDNN 9, or from PyTorch's cu13 wheels. `run`
+# looks for them under /usr/local/cuda, /usr/lib, /usr/local/lib and /opt; if they are
+# elsewhere, add their directories to LD_LIBRARY_PATH before `run`.
+#
+# `run` takes the binary from $SWEEP_BIN, else target/cuda/sweep.xz from `prepare`, else
+# target/release/sweep. Time limits per part, in seconds: GPU_SECS (240), GPU512_SECS (90),
+# CPU_SECS (150). It needs nvidia-smi, and python3 for the summary.
 set -u
 cmd=${1:-}
 C=target/cuda
 
-prepare() {
+# The data subset and the spec, into $C.
+data() {
     set -e
-    local env=${CUDAENV:-/work/cudaenv} tgz=${CIFAR_TGZ:-../shared/data/cifar-10-binary.tar.gz}
-    local cap=${CUDA_COMPUTE_CAP:-90} tdir=${CUDA_TARGET_DIR:-/work/cuda-target}
-    [ -x "$env/bin/pip" ] || python3 -m venv "$env"
-    "$env/bin/pip" install -q nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 \
-        nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
-    local cu13 stubs=$env/cudaroot/lib
-    cu13=$(echo "$env"/lib/python3*/site-packages/nvidia/cu13)
-    local cudarc
-    cudarc=$(ls -d ~/.cargo/registry/src/*/cudarc-0.19.* | tail -1)
-    mkdir -p "$stubs" "$env/stubsrc"
-    # lib soname dir-in-cudarc: every C function cudarc's bindings declare, as empty stubs.
-    while read -r lib soname dir; do
-        grep -hoE '^\s+fn [A-Za-z0-9_]+\(' "$cudarc/src/$dir"/sys/*.rs |
-            sed -E 's/^\s+fn ([A-Za-z0-9_]+)\(/void \1(void){}/' | sort -u >"$env/stubsrc/$lib.c"
-        gcc -shared -fPIC -o "$stubs/lib$lib.so" -Wl,-soname,"$soname" "$env/stubsrc/$lib.c"
-    done <<'EOF'
-cuda libcuda.so.1 driver
-cublas libcublas.so.13 cublas
-cublasLt libcublasLt.so.13 cublaslt
-curand libcurand.so.10 curand
-nvrtc libnvrtc.so.13 nvrtc
-cudnn libcudnn.so.9 cudnn
-EOF
-    ln -sf "$cu13/lib/libcudart.so.13" "$stubs/libcudart.so"
-    # A committed snapshot, so others' half-saved files cannot break the build.
-    local src=${CUDA_SRC_DIR:-/work/cuda-src}
-    rm -rf "$src" && mkdir -p "$src" && git archive HEAD | tar -x -C "$src"
-    (cd "$src" && PATH=$cu13/bin:$PATH CUDA_ROOT=$env/cudaroot CUDA_COMPUTE_CAP=$cap \
-        CARGO_TARGET_DIR=$tdir CUDAFORGE_THREADS=2 \
-        nice cargo build --release --features cuda --bin sweep)
+    local tgz=${CIFAR_TGZ:-} dir=${SWEEP_DATA_DIR:-data} src tmp=""
+    if [ -z "$tgz" ] && [ -f "$dir/cifar-10-binary.tar.gz" ]; then
+        tgz=$dir/cifar-10-binary.tar.gz
+    fi
+    if [ -n "$tgz" ]; then
+        tmp=$(mktemp -d)
+        tar -xzf "$tgz" -C "$tmp"
+        src=$tmp/cifar-10-batches-bin
+    elif [ -d "$dir/cifar-10-batches-bin" ]; then
+        src=$dir/cifar-10-batches-bin
+    else
+        echo "no CIFAR-10 in $dir/: run \`cargo run --release -- data fetch cifar10\`," \
+            "or set SWEEP_DATA_DIR or CIFAR_TGZ" >&2
+        exit 2
+    fi
     mkdir -p $C/data/cifar-10-batches-bin
-    # Stripped it is about 66 MB (candle's kernels: PTX + sm_90a code), over the 64 MiB a device
-    # call carries: carry it xz-compressed (10 MB); `device` unpacks it.
-    strip -o "$tdir/sweep-stripped" "$tdir/release/sweep"
-    xz -T2 -6 -c "$tdir/sweep-stripped" >$C/sweep.xz
-    local tmp
-    tmp=$(mktemp -d)
-    tar -xzf "$tgz" -C "$tmp"
     # 100 records of each class from every file: 1,000 per file, class-balanced (the
     # spec's train_subset draws 500 per class).
-    python3 - "$tmp/cifar-10-batches-bin" $C/data/cifar-10-batches-bin <<'PY'
+    python3 - "$src" $C/data/cifar-10-batches-bin <<'PY'
 import sys
 src, dst = sys.argv[1:]
 for f in ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch"]:
@@ -83,8 +91,8 @@ for f in ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch"]:
     assert len(out) == 1000, (f, len(out))
     open(f"{dst}/{f}.bin", "wb").write(b"".join(out))
 PY
-    cp "$tmp/cifar-10-batches-bin/batches.meta.txt" $C/data/cifar-10-batches-bin/
-    rm -rf "$tmp"
+    cp "$src/batches.meta.txt" $C/data/cifar-10-batches-bin/
+    [ -z "$tmp" ] || rm -rf "$tmp"
     cat >$C/gpu_check.yaml <<'EOF'
 # ConvNet and ResNet-18 (cifar stem): 2 epochs on 5,000 images, batch 256, then a linear probe.
 name: gpu_check
@@ -103,6 +111,50 @@ grid:
     - {arch: resnet18, stem: cifar}
 seeds: [0]
 EOF
+    echo "wrote $C/data and $C/gpu_check.yaml"
+}
+
+# `data`, then a `--features cuda` build without a GPU or CUDA toolkit, into $C/sweep.xz.
+prepare() {
+    set -e
+    data
+    local env=${CUDAENV:-$PWD/target/cuda-env} cap=${CUDA_COMPUTE_CAP:-90}
+    local tdir=${CUDA_TARGET_DIR:-$PWD/target/cuda-build} src=${CUDA_SRC_DIR:-$PWD/target/cuda-src}
+    [ -x "$env/bin/pip" ] || python3 -m venv "$env"
+    "$env/bin/pip" install -q nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 \
+        nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
+    local cu13 stubs=$env/cudaroot/lib
+    cu13=$(echo "$env"/lib/python3*/site-packages/nvidia/cu13)
+    # cudarc's sources list the C functions to stand in for: download them first.
+    cargo fetch --locked
+    local cudarc
+    cudarc=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | tail -1)
+    mkdir -p "$stubs" "$env/stubsrc"
+    # lib soname dir-in-cudarc: every C function cudarc's bindings declare, as an empty
+    # stub, only for the linker.
+    while read -r lib soname dir; do
+        grep -hoE '^\s+fn [A-Za-z0-9_]+\(' "$cudarc/src/$dir"/sys/*.rs |
+            sed -E 's/^\s+fn ([A-Za-z0-9_]+)\(/void \1(void){}/' | sort -u >"$env/stubsrc/$lib.c"
+        gcc -shared -fPIC -o "$stubs/lib$lib.so" -Wl,-soname,"$soname" "$env/stubsrc/$lib.c"
+    done <<'EOF'
+cuda libcuda.so.1 driver
+cublas libcublas.so.13 cublas
+cublasLt libcublasLt.so.13 cublaslt
+curand libcurand.so.10 curand
+nvrtc libnvrtc.so.13 nvrtc
+cudnn libcudnn.so.9 cudnn
+EOF
+    ln -sf "$cu13/lib/libcudart.so.13" "$stubs/libcudart.so"
+    # The committed tree, so the binary is exactly HEAD whatever is being edited meanwhile.
+    rm -rf "$src" && mkdir -p "$src" && git archive HEAD | tar -x -C "$src"
+    (cd "$src" && PATH=$cu13/bin:$PATH CUDA_ROOT=$env/cudaroot CUDA_COMPUTE_CAP=$cap \
+        CARGO_TARGET_DIR=$tdir CUDAFORGE_THREADS=$(nproc) \
+        nice cargo build --release --locked --features cuda --bin sweep)
+    # About 66 MB stripped (candle's kernels as PTX and sm_90a code): xz-compressed for
+    # copying (10 MB); `run` unpacks it.
+    strip -o "$tdir/sweep-stripped" "$tdir/release/sweep"
+    xz -T0 -6 -c "$tdir/sweep-stripped" >$C/sweep.xz
+    rm -f $C/sweep
     ls -la $C
 }
 
@@ -136,8 +188,10 @@ for rid, stage, label, state, err, secs, cfg in db.execute(
 EOF
 }
 
-device() {
-    OUT=${OUT:-/tmp/gpu_check_out}
+# The check itself, on the GPU machine.
+run_check() {
+    [ -f $C/gpu_check.yaml ] || (data) || exit 2
+    OUT=${OUT:-$C/out}
     mkdir -p "$OUT"
     exec > >(tee -a "$OUT/gpu_check.log") 2>&1
     echo "== $(date -u) $(uname -a)"
@@ -159,13 +213,20 @@ device() {
     fi
     export LD_LIBRARY_PATH="${dirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-    local bin=$C/sweep
-    if [ ! -x $bin ] && [ -f $C/sweep.xz ]; then
-        bin=/tmp/sweep-cuda
+    local bin=${SWEEP_BIN:-}
+    if [ -z "$bin" ] && [ -f $C/sweep.xz ]; then
+        bin=${TMPDIR:-/tmp}/sweep-cuda-$$
         xz -dc $C/sweep.xz >$bin 2>/dev/null || python3 -c 'import lzma, shutil, sys
 shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/sweep.xz $bin
         chmod +x $bin
     fi
+    [ -n "$bin" ] || bin=target/release/sweep
+    if [ ! -x "$bin" ]; then
+        echo "no sweep binary: run \`bash bench/gpu_check.sh prepare\` or" \
+            "\`cargo build --release --features cuda\`, or set SWEEP_BIN" >&2
+        exit 2
+    fi
+    echo "binary: $bin"
     ldd $bin | grep -E 'not found|cuda|cublas|cudnn|curand|nvrtc|stdc'
     export SWEEP_DATA_DIR=$C/data
     local w
@@ -197,10 +258,11 @@ shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/sweep.xz
 }
 
 case $cmd in
+data) data ;;
 prepare) prepare ;;
-device) device ;;
+run) run_check ;;
 *)
-    echo "usage: bash bench/gpu_check.sh prepare|device" >&2
+    echo "usage: bash bench/gpu_check.sh data|prepare|run (the comments at its top say more)" >&2
     exit 2
     ;;
 esac

@@ -1,14 +1,40 @@
 #!/usr/bin/env bash
-# Issues 3 and 6: one SimCLR training step (forward, NT-Xent, backward, SGD) for the
-# ConvNet and ResNet-18 (CIFAR stem) at N = 64 and 256 pairs, with candle's own ops
-# ("before"), this crate's fast CPU kernels ("after") and PyTorch on the same machine, plus
-# augmentation throughput. Each config runs in its own process (peak memory = its max RSS).
+# One SimCLR training step (forward, NT-Xent, backward, SGD) for the ConvNet and ResNet-18
+# (CIFAR stem) at N = 64 and 256 pairs, with candle's own ops ("candle"), this crate's fast
+# CPU kernels ("fast") and PyTorch on the same machine, plus augmentation throughput. Each
+# config runs in its own process (peak memory = its max RSS).
 # Usage: bench/run.sh [quick]   (quick: N = 64 only). On demand, not in CI.
 # REPS (default 3): runs of ours and of PyTorch per config, interleaved so that both see
 # the same machine load; the table quotes medians. candle's own ops run once (minutes each).
+#
+# PyTorch side: the Python interpreter is $PYTHON if set, else .venv-bench/bin/python in the
+# repository root, else a `python3` on the PATH; it needs torch and torchvision. Create the
+# environment once with (the index URL selects PyTorch's CPU-only wheels, which is all the
+# bench needs):
+#   python3 -m venv .venv-bench
+#   .venv-bench/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-/work/torchenv/bin/python}
+has_torch() { "$1" -c 'import torch, torchvision' >/dev/null 2>&1; }
+if [ -n "${PYTHON:-}" ]; then
+  PY=$PYTHON
+  has_torch "$PY" || { echo "PYTHON=$PY cannot import torch and torchvision" >&2; exit 2; }
+elif [ -x .venv-bench/bin/python ] && has_torch .venv-bench/bin/python; then
+  PY=.venv-bench/bin/python
+elif command -v python3 >/dev/null && has_torch python3; then
+  PY=python3
+else
+  cat >&2 <<'MSG'
+bench/run.sh needs a Python with PyTorch for the baseline column. Create one in the
+repository root, then run bench/run.sh again:
+
+    python3 -m venv .venv-bench
+    .venv-bench/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+
+or point PYTHON at an interpreter that can `import torch, torchvision`.
+MSG
+  exit 2
+fi
 # STEP_BIN: an already built bench binary (skips the build).
 BIN=${STEP_BIN:-}
 [ -n "$BIN" ] || BIN=$(cargo bench --bench step --no-run --message-format=json 2>/dev/null |

@@ -1,4 +1,4 @@
-//! Throughput bench (issues 3 and 6), run on demand, not in CI:
+//! Throughput bench of a SimCLR training step, run on demand, not in CI:
 //!
 //! ```text
 //! cargo bench --bench step -- step --arch convnet|resnet18 --n 64 --kernels candle|fast|fast-unfused \
@@ -6,7 +6,8 @@
 //! cargo bench --bench step -- augment [--images 2048] [--batch 256] [--threads 2]
 //! ```
 //!
-//! `--kernels fast-unfused` is the fast path without the fused blocks (round 1), for A/B.
+//! `--kernels fast-unfused` is the fast path with separate conv and BN ops instead of the
+//! fused blocks, for A/B.
 //! `step` times one SimCLR training step (forward on 2N views of 32x32, NT-Xent with tau 0.5,
 //! backward, SGD with momentum 0.9 and weight decay 1e-4) and prints one line
 //! `RESULT step arch=.. n=.. kernels=.. images_per_s=.. maxrss_mib=..`; images are views
@@ -74,14 +75,14 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
     let warmup: usize = arg(args, "--warmup", 1);
     let steps: usize = arg(args, "--steps", 2);
     let kern_s = argstr(args, "--kernels", "fast");
-    // fast-unfused: round 1's separate conv / BN ops, for A/B in the same run.
+    // fast-unfused: separate conv / BN ops instead of the fused blocks, for A/B in one run.
     set_fused_blocks(kern_s != "fast-unfused");
     set_kernels(match kern_s.as_str() {
         "candle" => Kernels::Candle,
         "fast" | "fast-unfused" => Kernels::Fast,
         other => anyhow::bail!("unknown --kernels {other}"),
     });
-    // "before" is stock candle; "after" is what `sweep` runs: our kernels and its heap
+    // "candle" is stock candle; "fast" is what `sweep` runs: our kernels and its heap
     // setting (src/ml/heap.rs).
     if kern_s != "candle" {
         simclr_sweep::ml::heap::retain_freed_memory();

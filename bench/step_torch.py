@@ -1,4 +1,4 @@
-"""PyTorch side of bench/step.rs (issues 3 and 6): the same SimCLR step on the same machine.
+"""PyTorch side of bench/step.rs: the same SimCLR step on the same machine.
 
   step_torch.py step --arch convnet|resnet18 --n 64 [--warmup 1] [--steps 2]
   step_torch.py augment [--images 2048]

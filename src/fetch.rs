@@ -1,7 +1,8 @@
 //! `sweep data fetch cifar10|cifar100`: download the official archive into the data
 //! directory with a progress bar, resume a partial download (HTTP Range on the `.part`
-//! file), and verify a checksum before the archive is moved into place (DESIGN.md
-//! section 10). The loader reads the `.tar.gz` directly, so nothing is extracted.
+//! file), and verify a checksum before the archive is moved into place
+//! (docs/ARCHITECTURE.md#ml-core). The loader reads the `.tar.gz` directly, so nothing is
+//! extracted.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};

@@ -2,7 +2,7 @@
 //! run, metric and checkpoint in SQL, resume interrupted sweeps exactly, and turn the
 //! results into the paper's figures and tables.
 //!
-//! Layers (DESIGN.md section 2): `spec` parses YAML into resolved [`spec::RunConfig`]s,
+//! Layers (docs/ARCHITECTURE.md#layers): `spec` parses YAML into resolved [`spec::RunConfig`]s,
 //! `store` is the only module that speaks SQL, `ml` trains and evaluates and knows nothing
 //! of either, `sched` ties them together, `report` reads the store and writes files,
 //! `cli`/`app` are thin.

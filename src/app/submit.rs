@@ -1,5 +1,5 @@
 //! `sweep submit SPEC --slurm`: registers the sweep, then submits an sbatch array of
-//! workers (docs/ARCHITECTURE.md, "Many machines"); prints the job id. `--dry-run` prints
+//! workers (docs/ARCHITECTURE.md#multi-machine); prints the job id. `--dry-run` prints
 //! the script. Holds the path rules of a cluster: workers on other nodes get the store as a
 //! URL or an absolute path, and the binary, data and runs directories as absolute paths.
 

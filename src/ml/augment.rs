@@ -1,5 +1,5 @@
-//! SimCLR's data augmentations (Chen et al. 2020, appendix A; DESIGN.md section 9) on u8
-//! HWC images, and the two protocols that compose them into a pair of views.
+//! SimCLR's data augmentations (Chen et al. 2020, appendix A; docs/ARCHITECTURE.md#ml-core)
+//! on u8 HWC images, and the two protocols that compose them into a pair of views.
 //!
 //! Every random decision of a view is drawn from its own counter-based stream
 //! `rng::stream(seed, Domain::Augment, &[epoch, image index, view])`, so a resumed run sees

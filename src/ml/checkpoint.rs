@@ -1,9 +1,9 @@
-//! Checkpoints of a pretraining run (DESIGN.md section 5): one safetensors file holding the
-//! model variables (`model/<name>`, BatchNorm running statistics included since they live in
-//! the `VarMap`), the optimizer state (`optim/<name>`) and, as string metadata, a JSON
-//! [`CheckpointMeta`] (epochs completed, next global step, position in the epoch, the whole
-//! `PretrainConfig`, format version) under the metadata key `simclr-sweep-checkpoint`.
-//! Identical states give byte-identical files (and sha256).
+//! Checkpoints of a pretraining run (docs/ARCHITECTURE.md#resume): one safetensors file
+//! holding the model variables (`model/<name>`, BatchNorm running statistics included since
+//! they live in the `VarMap`), the optimizer state (`optim/<name>`) and, as string
+//! metadata, a JSON [`CheckpointMeta`] (epochs completed, next global step, position in the
+//! epoch, the whole `PretrainConfig`, format version) under the metadata key
+//! `simclr-sweep-checkpoint`. Identical states give byte-identical files (and sha256).
 //!
 //! There is no RNG state to store: every random decision is drawn from `rng::stream` keyed by
 //! (seed, epoch, image index, view), so seed + epoch + step_in_epoch *is* the RNG and

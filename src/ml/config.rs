@@ -143,7 +143,7 @@ impl Default for LossConfig {
     }
 }
 
-/// Figure 5's seven transformations (appendix A; DESIGN.md section 9).
+/// Figure 5's seven transformations (appendix A; docs/ARCHITECTURE.md#ml-core).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum AugOp {

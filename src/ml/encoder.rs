@@ -53,9 +53,9 @@ fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, vb: VarBuilder) -> R
 
 /// 3x3 stride-2 max-pool with padding 1 (torch `max_pool2d(x, 3, 2, 1)`), written as a max
 /// over shifted strided slices so it has a backward pass (candle 0.11's max-pool backward
-/// only supports kernel == stride, DESIGN.md 11). Separable: max over the 3 row offsets,
-/// then over the 3 column offsets. Padding is -inf, so padded cells never win.
-/// `[B, C, H, W] -> [B, C, floor((H - 1) / 2) + 1, floor((W - 1) / 2) + 1]`.
+/// only supports kernel == stride; docs/ARCHITECTURE.md#cpu-kernels). Separable: max over
+/// the 3 row offsets, then over the 3 column offsets. Padding is -inf, so padded cells
+/// never win. `[B, C, H, W] -> [B, C, floor((H - 1) / 2) + 1, floor((W - 1) / 2) + 1]`.
 pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
     let x = max_3_s2_along(x, 2)?;
     max_3_s2_along(&x, 3)
@@ -416,7 +416,7 @@ mod tests {
         EncoderConfig { arch, stem, width }
     }
 
-    // PyTorch 2.15 golden (/work/golden/enc_golden.py):
+    // PyTorch 2.15 golden values, from this script:
     // import torch, torch.nn.functional as F
     // torch.set_default_dtype(torch.float64)
     // x = torch.tensor([[[[0.1,0.5,-0.2,0.3,0.9,-0.4],[0.7,-0.1,0.2,0.8,0.0,0.6],[-0.3,0.4,1.1,-0.5,0.2,0.1],[0.25,0.35,-0.6,0.45,0.55,-0.7],[0.05,-0.15,0.65,0.75,-0.85,0.95]]]], requires_grad=True)

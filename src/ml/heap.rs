@@ -1,4 +1,4 @@
-//! Keep freed memory in the process heap instead of handing it back to the kernel (issue 6).
+//! Keep freed memory in the process heap instead of handing it back to the kernel.
 //!
 //! A training step allocates and frees the same large activation and gradient buffers every
 //! step. glibc serves blocks above its mmap threshold (at most 32 MiB; ResNet-18's first

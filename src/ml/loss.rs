@@ -215,7 +215,7 @@ mod tests {
     use super::*;
     use candle_core::Var;
 
-    // Golden values: PyTorch 2.15 (CPU, float64), script /work/golden/loss_golden.py:
+    // Golden values: PyTorch 2.15 (CPU, float64), from this script:
     //
     // import torch, torch.nn.functional as F
     // torch.set_default_dtype(torch.float64)

@@ -1,5 +1,5 @@
 //! `sweep report`: reads one sweep from the store and writes its figures and tables
-//! (DESIGN.md section 2: `report` reads the store and writes files; it never trains).
+//! (docs/ARCHITECTURE.md#layers: `report` reads the store and writes files; it never trains).
 //!
 //! Output in `out/`: README.md (settings, provenance, tables, embedded figures, the
 //! paper's numbers beside ours with the settings that differ), PNG/SVG figures, booktabs

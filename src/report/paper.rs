@@ -1,6 +1,7 @@
-//! The paper's reference numbers (Chen et al. 2020, arXiv 2002.05709; DESIGN.md section 8)
-//! and the settings under which it measured them, so a report can set its own results
-//! beside them and say, setting by setting, where the two experiments differ.
+//! The paper's reference numbers (Chen et al. 2020, arXiv 2002.05709; see
+//! docs/ARCHITECTURE.md#report) and the settings under which it measured them, so a report
+//! can set its own results beside them and say, setting by setting, where the two
+//! experiments differ.
 
 use crate::ml::config::{Arch, DatasetName, LossKind, PretrainConfig};
 
@@ -60,7 +61,7 @@ pub(crate) const TABLE_B1: PaperSetting = PaperSetting {
     batch_size: None,
 };
 
-/// Figure 5's qualitative finding (DESIGN.md section 8).
+/// Figure 5's qualitative finding, as the paper's text states it.
 pub(crate) const FIGURE_5_FINDING: &str = "crop + color stands out; no single transformation \
      suffices (the paper's cell values are not published in text)";
 

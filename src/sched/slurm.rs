@@ -1,11 +1,12 @@
-//! The Slurm executor (DESIGN.md section 6): `sweep submit SPEC --slurm` registers the
-//! sweep, then submits one sbatch job array of `sweep worker` processes (pull model: the
-//! array size is the parallelism, not the number of runs; dependencies between pretrain
-//! and eval live in the store, not in `--dependency`). Each array task `exec`s the worker,
-//! so Slurm's `--signal=B:USR1@90` reaches it directly: it checkpoints and releases its
-//! run before the time limit. The store URL, password included, reaches the workers only
-//! through the environment of `sbatch` (`--export=ALL` with `SWEEP_DB` set), never through
-//! the sbatch command line or the script, both of which `scontrol` shows to every user.
+//! The Slurm executor (docs/ARCHITECTURE.md#multi-machine): `sweep submit SPEC --slurm`
+//! registers the sweep, then submits one sbatch job array of `sweep worker` processes (pull
+//! model: the array size is the parallelism, not the number of runs; dependencies between
+//! pretrain and eval live in the store, not in `--dependency`). Each array task `exec`s the
+//! worker, so Slurm's `--signal=B:USR1@90` reaches it directly: it checkpoints and releases
+//! its run before the time limit. The store URL, password included, reaches the workers
+//! only through the environment of `sbatch` (`--export=ALL` with `SWEEP_DB` set), never
+//! through the sbatch command line or the script, both of which `scontrol` shows to every
+//! user.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-//! Run identity (DESIGN.md section 5): a RunId is the sha256 of the canonical resolved
-//! stage config (sorted keys, numbers as their typed values print), the dataset
+//! Run identity (docs/ARCHITECTURE.md#run-identity): a RunId is the sha256 of the canonical
+//! resolved stage config (sorted keys, numbers as their typed values print), the dataset
 //! fingerprint and a semantics version. Pretrain and each evaluation are separate stages
 //! with their own ids; an evaluation's id includes its pretrain's id, so changing only
 //! evaluation settings reuses the finished pretrain.

@@ -1,5 +1,5 @@
-//! Warnings on known pitfalls of SimCLR experiments (DESIGN.md section 4): the spec is
-//! valid, but probably not what a careful researcher meant.
+//! Warnings on known pitfalls of SimCLR experiments (docs/ARCHITECTURE.md#specs): the spec
+//! is valid, but probably not what a careful researcher meant.
 
 use std::collections::BTreeSet;
 

@@ -1,14 +1,14 @@
-//! The store: the only module that speaks SQL. Sweeps, runs (one row per stage, shared
-//! by every sweep that contains it), sweep membership, metrics, checkpoints and Slurm
-//! submissions, in SQLite (one machine) or PostgreSQL (many machines, DESIGN.md section 6)
-//! through sqlx's `Any` driver: every query is written once, with the few dialect
-//! differences ([`Backend`]) spliced in, and each backend has its own migrations
-//! (migrations/sqlite, migrations/postgres) with the same schema.
+//! The store: the only module that speaks SQL. Sweeps, runs (one row per stage, shared by
+//! every sweep that contains it), sweep membership, metrics, checkpoints and Slurm
+//! submissions, in SQLite (one machine) or PostgreSQL (many machines,
+//! docs/ARCHITECTURE.md#multi-machine) through sqlx's `Any` driver: every query is written
+//! once, with the few dialect differences ([`Backend`]) spliced in, and each backend has
+//! its own migrations (migrations/sqlite, migrations/postgres) with the same schema.
 //!
-//! SQLite: WAL, a busy timeout and BEGIN IMMEDIATE writes (DESIGN.md section 5: 0 "database
-//! is locked" errors with 8 writers, against 1442 for plain deferred transactions).
-//! PostgreSQL: claims lock their row with `FOR UPDATE SKIP LOCKED`, so concurrent workers
-//! skip each other's candidates instead of waiting on them.
+//! SQLite: WAL, a busy timeout and BEGIN IMMEDIATE writes (docs/ARCHITECTURE.md#store; with
+//! 8 writer processes: 0 "database is locked" errors, against 1442 for plain deferred
+//! transactions). PostgreSQL: claims lock their row with `FOR UPDATE SKIP LOCKED`, so
+//! concurrent workers skip each other's candidates instead of waiting on them.
 
 mod error;
 mod open;

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 pub use crate::vocab::StageKind;
 
-/// Lifecycle of a run (DESIGN.md section 5).
+/// Lifecycle of a run (docs/ARCHITECTURE.md#run-lifecycle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {

@@ -23,7 +23,7 @@ impl Store {
     async fn write(&self) -> Result<Transaction<'static, Any>> {
         Ok(match self.backend {
             // Take the write lock up front: a deferred transaction that reads then writes
-            // fails with "database is locked" under concurrency (DESIGN.md section 5).
+            // fails with "database is locked" under concurrency (docs/ARCHITECTURE.md#store).
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })

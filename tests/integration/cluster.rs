@@ -1,4 +1,4 @@
-//! Many machines (issue 7): a PostgreSQL store and Slurm workers. A tiny sweep submitted
+//! Many machines: a PostgreSQL store and Slurm workers. A tiny sweep submitted
 //! as a 4-worker job array, one worker killed in the middle of a pretrain (as a node
 //! failure would), and every stage still done exactly once, the killed run continued from
 //! its checkpoint. Also: `submit --dry-run`, the SQLite refusal, and that the database
@@ -180,7 +180,7 @@ fn read_logs(dir: &Path) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The headline test of issue 7.
+/// The whole many-machine story: submit, lose workers, every stage still done once.
 #[test]
 fn a_slurm_array_drains_a_sweep_on_postgres_despite_cancelled_and_killed_workers() {
     let test = "a_slurm_array_drains_a_sweep_on_postgres";

@@ -1,4 +1,4 @@
-//! Datasets of the SimCLR core (DESIGN.md section 10): CIFAR-10/100 in the official binary
+//! Datasets of the SimCLR core (docs/ARCHITECTURE.md#ml-core): CIFAR-10/100 in the official binary
 //! layout (extracted directory or straight from the `.tar.gz`), ImageFolder directories,
 //! class-balanced seeded subsets, dataset fingerprints, and the background loader that
 //! turns images into batches of augmented views.

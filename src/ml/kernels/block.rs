@@ -1,4 +1,4 @@
-//! Fused encoder blocks for training on the CPU (issue 6, round 2):
+//! Fused encoder blocks for training on the CPU:
 //!
 //! - [`conv_bn_train`]: conv2d -> training-mode BatchNorm (-> ReLU) (-> 2x2 average pool),
 //!   the ConvNet's whole block and ResNet's stem (section 2.1, appendix B.9), as ONE

@@ -1,14 +1,14 @@
-//! Fast CPU kernels for the encoder's hot ops (issue 6, DESIGN.md 11): conv2d (forward,
-//! input gradient, weight gradient) as im2col / col2im around the `gemm` crate, and
-//! BatchNorm (+ ReLU) in training mode as one fused op with a one-pass backward. Both are
-//! candle `CustomOp`s with their own backward, so candle's autograd drives them.
+//! Fast CPU kernels for the encoder's hot ops (docs/ARCHITECTURE.md#cpu-kernels): conv2d
+//! (forward, input gradient, weight gradient) as im2col / col2im around the `gemm` crate,
+//! and BatchNorm (+ ReLU) in training mode as one fused op with a one-pass backward. Both
+//! are candle `CustomOp`s with their own backward, so candle's autograd drives them.
 //! `block` fuses whole encoder blocks (conv + BN (+ ReLU) (+ 2x2 avg-pool), and conv + BN +
-//! shortcut + ReLU) into one op each: candle's backward costs a zeroed tensor and an add per
-//! node, so fewer nodes means less time and memory.
+//! shortcut + ReLU) into one op each: candle's backward costs a zeroed tensor and an add
+//! per node, so fewer nodes means less time and memory.
 //!
 //! Which ops the encoder uses is chosen by [`Kernels`]: a process-wide default
 //! ([`set_kernels`], `Fast` unless changed) and a per-thread override ([`with_kernels`], for
-//! tests and the bench's "before" column). On CUDA the encoder always keeps candle's
+//! tests and the bench's "candle" column). On CUDA the encoder always keeps candle's
 //! (cuDNN) path; these kernels are CPU-only. Results equal candle's ops within float
 //! rounding (tests below and in `conv` / `bn`).
 //!
@@ -45,7 +45,7 @@ thread_local! {
     static OVERRIDE: Cell<Option<Kernels>> = const { Cell::new(None) };
 }
 
-/// Set the process-wide default (the bench uses it for its "before" column).
+/// Set the process-wide default (the bench uses it for its "candle" column).
 pub fn set_kernels(k: Kernels) {
     DEFAULT.store(matches!(k, Kernels::Fast) as u8, Ordering::Relaxed);
 }
@@ -53,7 +53,7 @@ pub fn set_kernels(k: Kernels) {
 static FUSED: AtomicU8 = AtomicU8::new(1);
 
 /// Whether the fast path fuses each block into one op ([`conv_bn_train`], [`add_relu`];
-/// default on). Off, it runs round 1's separate conv and BN(+ReLU) ops: the bench uses that
+/// default on). Off, it runs the separate conv and BN(+ReLU) ops: the bench uses that
 /// to measure what fusion brings in the same run.
 pub fn set_fused_blocks(on: bool) {
     FUSED.store(on as u8, Ordering::Relaxed);

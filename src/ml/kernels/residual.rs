@@ -1,4 +1,4 @@
-//! A whole ResNet residual block in training on the CPU as ONE candle op (issue 6, round 3):
+//! A whole ResNet residual block in training on the CPU as ONE candle op:
 //! `relu(main(x) + shortcut(x))`, where `main` is the block's chain of conv -> BN (-> ReLU)
 //! (two 3x3 for a BasicBlock, 1x1-3x3-1x1 for a Bottleneck) and `shortcut` is the identity
 //! or a 1x1 conv -> BN projection.
