@@ -29,6 +29,7 @@
 //!     as argmax);
 //!   - strict: fraction of the 2N anchors whose positive is strictly more similar than
 //!     every one of the 2(N-1) negatives, same-view ones included (2N-1 candidates).
+//!
 //!   Only the cross-view one is comparable with the paper's numbers.
 
 use candle_core::{DType, Device, Result, Tensor, D};
