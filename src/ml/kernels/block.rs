@@ -19,13 +19,13 @@
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{DType, Result, Shape, Tensor};
 use candle_nn::BatchNorm;
 use rayon::prelude::*;
 
 use super::bn::{stats, update_running, Dims};
 use super::conv::{self, Geom};
-use super::{slice, uninit_vec, wrap, Real};
+use super::{lock_err, uninit_vec, Kernel, Op, Real};
 
 /// What the forward keeps for the backward: the conv output (`Vec<f32>` or `Vec<f64>`,
 /// `[B, Cout, OH, OW]`) and the batch mean / biased variance per channel.
@@ -58,10 +58,6 @@ impl Saved {
 /// (candle keeps every node alive until then). At ResNet-18 N=256 this is what keeps the
 /// step's peak memory under PyTorch's.
 pub(super) type Stash<S = Saved> = Arc<Mutex<Option<Arc<S>>>>;
-
-pub(super) fn lock_err<T>(_: T) -> candle_core::Error {
-    candle_core::Error::Msg("fused block stash poisoned".into())
-}
 
 #[derive(Clone, Copy)]
 pub(super) struct Cfg {
@@ -321,102 +317,34 @@ pub(super) fn backward_into<T: Real>(
     }
 }
 
-/// [`backward_into`] into a fresh packed `[dx (if need_dx); dw; dgamma; dbeta]`.
-#[allow(clippy::too_many_arguments)]
-fn backward<T: Real>(
-    dout: &[T],
-    x: &[T],
-    w: &[T],
-    gb: &[f64],
-    saved: &Saved,
-    c: &[T],
-    g: &Geom,
-    cfg: Cfg,
-    need_dx: bool,
-) -> Vec<T> {
-    let nx = if need_dx { g.b * g.cin * g.hw() } else { 0 };
-    let mut out = vec![T::ZERO; nx + g.cout * g.cin * g.k * g.k + 2 * g.cout];
-    let (dx, dparams) = out.split_at_mut(nx);
-    backward_into(
-        dout,
-        x,
-        w,
-        gb,
-        saved,
-        c,
-        g,
-        cfg,
-        need_dx.then_some(dx),
-        dparams,
-    );
-    out
-}
-
 struct BlockFwd {
     cfg: Cfg,
     stash: Stash,
 }
 
-impl CustomOp3 for BlockFwd {
+impl Kernel<3> for BlockFwd {
     fn name(&self) -> &'static str {
         "fast-conv-bn-block"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(l1.dims(), l2.dims(), self.cfg.stride, self.cfg.pad)?;
-        if l3.shape().elem_count() != 2 * g.cout {
+    fn run<T: Real>(&self, [x, w, gb]: [&[T]; 3], dims: [&[usize]; 3]) -> Result<(Vec<T>, Shape)> {
+        let g = Geom::new(dims[0], dims[1], self.cfg.stride, self.cfg.pad)?;
+        if gb.len() != 2 * g.cout {
             candle_core::bail!("conv-bn block: gamma / beta must have {} elements", g.cout);
         }
-        let what = "conv-bn block";
-        let (out, saved) = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(gb)) => {
-                let (o, c, mean, var) = forward(
-                    slice(x, l1, what)?,
-                    slice(w, l2, what)?,
-                    slice(gb, l3, what)?,
-                    &g,
-                    self.cfg,
-                );
-                (wrap(o), Saved::new(c, mean, var))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(gb)) => {
-                let (o, c, mean, var) = forward(
-                    slice(x, l1, what)?,
-                    slice(w, l2, what)?,
-                    slice(gb, l3, what)?,
-                    &g,
-                    self.cfg,
-                );
-                (wrap(o), Saved::new(c, mean, var))
-            }
-            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
-        };
-        *self.stash.lock().map_err(lock_err)? = Some(Arc::new(saved));
+        let (out, c, mean, var) = forward(x, w, gb, &g, self.cfg);
+        *self.stash.lock().map_err(lock_err)? = Some(Arc::new(Saved::new(c, mean, var)));
         let (ph, pw) = pooled(&g, self.cfg.pool);
         Ok((out, Shape::from((g.b, g.cout, ph, pw))))
     }
 
     fn bwd(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        gb: &Tensor,
+        [x, w, gb]: [&Tensor; 3],
         _res: &Tensor,
         dout: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let saved = self.stash.lock().map_err(lock_err)?.take().ok_or_else(|| {
-            candle_core::Error::Msg(
-                "conv-bn block: no saved forward state (a graph is backpropagated once)".into(),
-            )
-        })?;
+    ) -> Result<[Option<Tensor>; 3]> {
+        let saved = take_saved(&self.stash, "conv-bn block")?;
         let g = Geom::new(x.dims(), w.dims(), self.cfg.stride, self.cfg.pad)?;
         let need_dx = x.track_op();
         let op = BlockBwd {
@@ -426,18 +354,36 @@ impl CustomOp3 for BlockFwd {
             saved,
             need_dx,
         };
-        let packed = dout.contiguous()?.apply_op3_no_bwd(x, w, &op)?;
-        let nx = if need_dx { x.elem_count() } else { 0 };
+        let packed = dout.contiguous()?.apply_op3_no_bwd(x, w, &Op(op))?;
         let nw = w.elem_count();
-        let dx = if need_dx {
-            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
-        } else {
-            None
-        };
+        let (dx, nx) = split_dx(&packed, x, need_dx)?;
         let dw = packed.narrow(0, nx, nw)?.reshape(w.shape())?;
         let dgb = packed.narrow(0, nx + nw, 2 * g.cout)?;
-        Ok((dx, Some(dw), Some(dgb)))
+        Ok([dx, Some(dw), Some(dgb)])
     }
+}
+
+/// The forward's saved state, taken out of the stash (so it is freed with the backward).
+pub(super) fn take_saved<S>(stash: &Stash<S>, what: &str) -> Result<Arc<S>> {
+    stash.lock().map_err(lock_err)?.take().ok_or_else(|| {
+        candle_core::Error::Msg(format!(
+            "{what}: no saved forward state (a graph is backpropagated once)"
+        ))
+    })
+}
+
+/// The input gradient at the front of a packed backward output (if `need_dx`, as `x`'s
+/// shape), and where the rest starts.
+pub(super) fn split_dx(
+    packed: &Tensor,
+    x: &Tensor,
+    need_dx: bool,
+) -> Result<(Option<Tensor>, usize)> {
+    if !need_dx {
+        return Ok((None, 0));
+    }
+    let nx = x.elem_count();
+    Ok((Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?), nx))
 }
 
 /// (dout, x, w) -> packed gradients.
@@ -449,54 +395,22 @@ struct BlockBwd {
     need_dx: bool,
 }
 
-impl BlockBwd {
-    fn run<T: Real>(&self, dy: &[T], x: &[T], w: &[T], what: &str) -> Result<Vec<T>> {
-        let sv = &*self.saved;
-        let (g, cfg, c) = (&self.g, self.cfg, sv.c::<T>(what)?);
-        Ok(backward(dy, x, w, &self.gb, sv, c, g, cfg, self.need_dx))
-    }
-}
-
-impl CustomOp3 for BlockBwd {
+impl Kernel<3> for BlockBwd {
     fn name(&self) -> &'static str {
         "fast-conv-bn-block-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let what = "conv-bn block backward";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(dy), CpuStorage::F32(x), CpuStorage::F32(w)) => wrap(self.run(
-                slice(dy, l1, what)?,
-                slice(x, l2, what)?,
-                slice(w, l3, what)?,
-                what,
-            )?),
-            (CpuStorage::F64(dy), CpuStorage::F64(x), CpuStorage::F64(w)) => wrap(self.run(
-                slice(dy, l1, what)?,
-                slice(x, l2, what)?,
-                slice(w, l3, what)?,
-                what,
-            )?),
-            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
-        };
-        let g = &self.g;
-        let nx = if self.need_dx {
-            g.b * g.cin * g.hw()
-        } else {
-            0
-        };
-        Ok((
-            out,
-            Shape::from(nx + g.cout * g.cin * g.k * g.k + 2 * g.cout),
-        ))
+    /// Packed `[dx (if need_dx); dw; dgamma; dbeta]`.
+    fn run<T: Real>(&self, [dy, x, w]: [&[T]; 3], _: [&[usize]; 3]) -> Result<(Vec<T>, Shape)> {
+        let (sv, g, cfg) = (&*self.saved, &self.g, self.cfg);
+        let nx = if self.need_dx { x.len() } else { 0 };
+        let mut out = vec![T::ZERO; nx + w.len() + 2 * g.cout];
+        let (dx, dparams) = out.split_at_mut(nx);
+        let dx = self.need_dx.then_some(dx);
+        let c = sv.c(self.name())?;
+        backward_into(dy, x, w, &self.gb, sv, c, g, cfg, dx, dparams);
+        let n = out.len();
+        Ok((out, Shape::from(n)))
     }
 }
 
@@ -541,10 +455,10 @@ pub fn conv_bn_train(
     let y = x.contiguous()?.apply_op3(
         &w.contiguous()?,
         &gb,
-        BlockFwd {
+        Op(BlockFwd {
             cfg,
             stash: stash.clone(),
-        },
+        }),
     )?;
     let saved = stash
         .lock()
@@ -553,13 +467,6 @@ pub fn conv_bn_train(
         .ok_or_else(|| candle_core::Error::Msg("conv-bn block left no statistics".into()))?;
     update_running(bn, saved.mean.clone(), saved.var.clone(), g.b * g.ohw())?;
     Ok(y)
-}
-
-/// relu(a + b) forward on contiguous slices.
-fn add_relu_fwd<T: Real>(a: &[T], b: &[T]) -> Vec<T> {
-    let mut y = a.to_vec();
-    add_relu_in_place(&mut y, b);
-    y
 }
 
 /// `y = relu(y + short)` (the residual sum).
@@ -587,79 +494,46 @@ fn relu_mask<T: Real>(dout: &[T], y: &[T]) -> Vec<T> {
     g
 }
 
-fn map2(
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-    what: &str,
-    f32f: fn(&[f32], &[f32]) -> Vec<f32>,
-    f64f: fn(&[f64], &[f64]) -> Vec<f64>,
-) -> Result<(CpuStorage, Shape)> {
-    if l1.shape() != l2.shape() {
-        candle_core::bail!(
-            "{what}: shapes {:?} and {:?} differ",
-            l1.shape(),
-            l2.shape()
-        );
+/// The common shape of an elementwise op's two inputs, or an error if they differ.
+fn same_shape(what: &str, [a, b]: [&[usize]; 2]) -> Result<Shape> {
+    if a != b {
+        candle_core::bail!("{what}: shapes {a:?} and {b:?} differ");
     }
-    let out = match (s1, s2) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-            wrap(f32f(slice(a, l1, what)?, slice(b, l2, what)?))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-            wrap(f64f(slice(a, l1, what)?, slice(b, l2, what)?))
-        }
-        _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
-    };
-    Ok((out, l1.shape().clone()))
+    Ok(Shape::from(a))
 }
 
+/// (a, b) -> relu(a + b).
 struct AddRelu;
 
-impl CustomOp2 for AddRelu {
+impl Kernel<2> for AddRelu {
     fn name(&self) -> &'static str {
         "fast-add-relu"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        map2(s1, l1, s2, l2, "add-relu", add_relu_fwd, add_relu_fwd)
+    fn run<T: Real>(&self, [a, b]: [&[T]; 2], dims: [&[usize]; 2]) -> Result<(Vec<T>, Shape)> {
+        let shape = same_shape(self.name(), dims)?;
+        let mut y = a.to_vec();
+        add_relu_in_place(&mut y, b);
+        Ok((y, shape))
     }
 
-    fn bwd(
-        &self,
-        _a: &Tensor,
-        _b: &Tensor,
-        res: &Tensor,
-        dout: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = dout.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?;
-        Ok((Some(g.clone()), Some(g)))
+    fn bwd(&self, _: [&Tensor; 2], res: &Tensor, dout: &Tensor) -> Result<[Option<Tensor>; 2]> {
+        let g = dout.contiguous()?.apply_op2_no_bwd(res, &Op(ReluMask))?;
+        Ok([Some(g.clone()), Some(g)])
     }
 }
 
 /// (dout, y) -> dout where y > 0, else 0.
 pub(super) struct ReluMask;
 
-impl CustomOp2 for ReluMask {
+impl Kernel<2> for ReluMask {
     fn name(&self) -> &'static str {
         "fast-relu-mask"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        map2(s1, l1, s2, l2, "relu backward", relu_mask, relu_mask)
+    fn run<T: Real>(&self, [dout, y]: [&[T]; 2], dims: [&[usize]; 2]) -> Result<(Vec<T>, Shape)> {
+        let shape = same_shape(self.name(), dims)?;
+        Ok((relu_mask(dout, y), shape))
     }
 }
 
@@ -668,13 +542,15 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !a.device().is_cpu() || !b.device().is_cpu() {
         candle_core::bail!("fast add-relu runs on the CPU only");
     }
-    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    a.contiguous()?.apply_op2(&b.contiguous()?, Op(AddRelu))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::kernels::testutil::{max_abs_diff as diff, rnd};
+    use crate::ml::kernels::testutil::{
+        dtypes, max_abs_diff as diff, rnd, weighted_grads, ConvCase,
+    };
     use candle_core::{Device, ModuleT, Var};
     use candle_nn::{VarBuilder, VarMap};
 
@@ -729,10 +605,9 @@ mod tests {
         y
     }
 
-    // (B, Cin, H, W, Cout, k, stride, pad): ConvNet / ResNet shapes in miniature, odd sides,
+    // ConvNet / ResNet shapes in miniature, odd sides,
     // 1x1 strided shortcuts, a 2x2 map pooled to 1x1.
-    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
-    const CASES: [Case; 6] = [
+    const CASES: [ConvCase; 6] = [
         (3, 3, 8, 8, 4, 3, 1, 1),
         (2, 2, 7, 6, 3, 3, 1, 1),
         (4, 4, 6, 6, 5, 1, 2, 0),
@@ -743,8 +618,7 @@ mod tests {
 
     #[test]
     fn fused_block_matches_candle_ops_values_gradients_and_running_stats() {
-        for dtype in [DType::F64, DType::F32] {
-            let tol = if dtype == DType::F64 { 1e-11 } else { 1e-4 };
+        for (dtype, tol) in dtypes(1e-11, 1e-4) {
             for (i, &(b, cin, h, w, cout, k, s, p)) in CASES.iter().enumerate() {
                 for (relu, pool) in [(true, true), (true, false), (false, false), (false, true)] {
                     let g = Geom::new(&[b, cin, h, w], &[cout, cin, k, k], s, p).unwrap();
@@ -768,13 +642,7 @@ mod tests {
                         assert!(d < tol, "{name} {what}: {d}");
                     }
                     let r = rnd(ours.dims(), 70 + i as u64, dtype);
-                    let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                    let g2 = (theirs * &r)
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .backward()
-                        .unwrap();
+                    let (g1, g2) = (weighted_grads(ours, &r), weighted_grads(theirs, &r));
                     let dx = diff(g1.get(&x).unwrap(), g2.get(&x).unwrap());
                     assert!(dx < 10.0 * tol, "dx {what}: {dx}");
                     for name in ["w", "bn.weight", "bn.bias"] {
@@ -836,13 +704,7 @@ mod tests {
             let ours = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
             let theirs = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
             assert_eq!(diff(&ours, &theirs), 0.0);
-            let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            let g2 = (theirs * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let (g1, g2) = (weighted_grads(ours, &r), weighted_grads(theirs, &r));
             for v in [&a, &b] {
                 assert_eq!(diff(g1.get(v).unwrap(), g2.get(v).unwrap()), 0.0);
             }
@@ -882,29 +744,14 @@ mod tests {
         let dt = DType::F32;
         let (map, bn) = params(2, 3, 3, dt, 1);
         let w = var(&map, "w");
+        let block = |x: &[usize], bn: &BatchNorm| {
+            conv_bn_train(&rnd(x, 1, dt), w.as_tensor(), bn, 1, 1, true, false)
+        };
         // Wrong input channels.
-        assert!(conv_bn_train(
-            &rnd(&[1, 4, 4, 4], 1, dt),
-            w.as_tensor(),
-            &bn,
-            1,
-            1,
-            true,
-            false
-        )
-        .is_err());
+        assert!(block(&[1, 4, 4, 4], &bn).is_err());
         // BatchNorm of another width.
         let (_m2, bn4) = params(2, 4, 3, dt, 1);
-        assert!(conv_bn_train(
-            &rnd(&[1, 2, 4, 4], 1, dt),
-            w.as_tensor(),
-            &bn4,
-            1,
-            1,
-            true,
-            false
-        )
-        .is_err());
+        assert!(block(&[1, 2, 4, 4], &bn4).is_err());
         assert!(add_relu(&rnd(&[2, 3], 1, dt), &rnd(&[3, 2], 1, dt)).is_err());
     }
 }

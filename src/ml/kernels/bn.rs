@@ -9,11 +9,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, Var};
+use candle_core::{Result, Shape, Tensor, Var};
 use candle_nn::BatchNorm;
 use rayon::prelude::*;
 
-use super::{slice, wrap, Real};
+use super::{lock_err, Kernel, Op, Real};
 
 /// Per-channel batch mean and biased variance, shared between the forward op, its backward
 /// and the caller (which updates the running statistics).
@@ -215,70 +215,35 @@ struct BnFwd {
     stash: Stash,
 }
 
-impl CustomOp3 for BnFwd {
+impl Kernel<3> for BnFwd {
     fn name(&self) -> &'static str {
         "fast-batch-norm-train"
     }
 
-    fn cpu_fwd(
+    fn run<T: Real>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::of(l1.dims())?;
-        if l2.shape().elem_count() != d.c || l3.shape().elem_count() != d.c {
+        [x, gamma, beta]: [&[T]; 3],
+        dims: [&[usize]; 3],
+    ) -> Result<(Vec<T>, Shape)> {
+        let d = Dims::of(dims[0])?;
+        if gamma.len() != d.c || beta.len() != d.c {
             candle_core::bail!("batch-norm: gamma / beta must have {} elements", d.c);
         }
-        let what = "batch-norm";
-        let (y, mean, var) = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
-                let (y, m, v) = forward(
-                    slice(x, l1, what)?,
-                    slice(g, l2, what)?,
-                    slice(b, l3, what)?,
-                    d,
-                    self.eps,
-                    self.relu,
-                );
-                (wrap(y), m, v)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
-                let (y, m, v) = forward(
-                    slice(x, l1, what)?,
-                    slice(g, l2, what)?,
-                    slice(b, l3, what)?,
-                    d,
-                    self.eps,
-                    self.relu,
-                );
-                (wrap(y), m, v)
-            }
-            _ => candle_core::bail!("batch-norm: fast kernel supports f32 and f64 (same dtype)"),
-        };
-        *self
-            .stash
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("batch-norm stash poisoned".into()))? =
-            Some((mean, var));
-        Ok((y, l1.shape().clone()))
+        let (y, mean, var) = forward(x, gamma, beta, d, self.eps, self.relu);
+        *self.stash.lock().map_err(lock_err)? = Some((mean, var));
+        Ok((y, Shape::from(dims[0])))
     }
 
     fn bwd(
         &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
+        [x, gamma, _beta]: [&Tensor; 3],
         res: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 3]> {
         let (mean, var) = self
             .stash
             .lock()
-            .map_err(|_| candle_core::Error::Msg("batch-norm stash poisoned".into()))?
+            .map_err(lock_err)?
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("batch-norm backward before forward".into()))?;
         let op = BnBwd {
@@ -292,13 +257,13 @@ impl CustomOp3 for BnFwd {
             var,
         };
         let dy = dy.contiguous()?;
-        let packed = x.apply_op3_no_bwd(&dy, res, &op)?;
         let n = x.elem_count();
         let c = op.gamma.len();
+        let packed = x.apply_op3_no_bwd(&dy, res, &Op(op))?;
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
         let dg = packed.narrow(0, n, c)?.reshape(gamma.shape())?;
         let db = packed.narrow(0, n + c, c)?.reshape(gamma.shape())?;
-        Ok((Some(dx), Some(dg), Some(db)))
+        Ok([Some(dx), Some(dg), Some(db)])
     }
 }
 
@@ -311,48 +276,16 @@ struct BnBwd {
     var: Vec<f64>,
 }
 
-impl CustomOp3 for BnBwd {
+impl Kernel<3> for BnBwd {
     fn name(&self) -> &'static str {
         "fast-batch-norm-train-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::of(l1.dims())?;
-        let what = "batch-norm backward";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(dy), CpuStorage::F32(y)) => wrap(backward(
-                slice(x, l1, what)?,
-                slice(dy, l2, what)?,
-                slice(y, l3, what)?,
-                &self.gamma,
-                &self.mean,
-                &self.var,
-                d,
-                self.eps,
-                self.relu,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(dy), CpuStorage::F64(y)) => wrap(backward(
-                slice(x, l1, what)?,
-                slice(dy, l2, what)?,
-                slice(y, l3, what)?,
-                &self.gamma,
-                &self.mean,
-                &self.var,
-                d,
-                self.eps,
-                self.relu,
-            )),
-            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
-        };
-        Ok((out, Shape::from(l1.shape().elem_count() + 2 * d.c)))
+    fn run<T: Real>(&self, [x, dy, y]: [&[T]; 3], dims: [&[usize]; 3]) -> Result<(Vec<T>, Shape)> {
+        let d = Dims::of(dims[0])?;
+        let (g, m, v) = (&self.gamma, &self.mean, &self.var);
+        let out = backward(x, dy, y, g, m, v, d, self.eps, self.relu);
+        Ok((out, Shape::from(x.len() + 2 * d.c)))
     }
 }
 
@@ -379,17 +312,16 @@ pub fn batch_norm_train(x: &Tensor, bn: &BatchNorm, relu: bool) -> Result<Tensor
     let y = x.contiguous()?.apply_op3(
         &gamma.contiguous()?,
         &beta.contiguous()?,
-        BnFwd {
+        Op(BnFwd {
             eps: bn.eps(),
             relu,
             stash: stash.clone(),
-        },
+        }),
     )?;
-    let (mean, var) = stash
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("batch-norm stash poisoned".into()))?
-        .clone()
-        .ok_or_else(|| candle_core::Error::Msg("batch-norm forward left no statistics".into()))?;
+    let (mean, var) =
+        stash.lock().map_err(lock_err)?.clone().ok_or_else(|| {
+            candle_core::Error::Msg("batch-norm forward left no statistics".into())
+        })?;
     update_running(bn, mean, var, d.m())?;
     Ok(y)
 }
@@ -419,15 +351,12 @@ pub(super) fn update_running(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::kernels::testutil::{dtypes, max_abs_diff as diff, values, weighted_grads};
     use candle_core::{DType, Device, ModuleT};
     use candle_nn::{VarBuilder, VarMap};
 
     fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
         crate::ml::kernels::testutil::uniform(shape, seed, -1.0, 2.0, dtype)
-    }
-
-    fn diff(a: &Tensor, b: &Tensor) -> f64 {
-        crate::ml::kernels::testutil::max_abs_diff(a, b)
     }
 
     fn new_bn(c: usize, dtype: DType, seed: u64) -> (VarMap, BatchNorm) {
@@ -448,8 +377,7 @@ mod tests {
 
     #[test]
     fn forward_backward_and_running_stats_match_candle_nn() {
-        for dtype in [DType::F64, DType::F32] {
-            let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
+        for (dtype, tol) in dtypes(1e-12, 2e-5) {
             for (i, shape) in [vec![4, 3, 5, 6], vec![7, 5], vec![2, 4, 3, 3]]
                 .iter()
                 .enumerate()
@@ -470,13 +398,7 @@ mod tests {
                         let d = diff(get(&m1, name).as_tensor(), get(&m2, name).as_tensor());
                         assert!(d < tol, "{name} {shape:?}: {d}");
                     }
-                    let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                    let g2 = (theirs * &r)
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .backward()
-                        .unwrap();
+                    let (g1, g2) = (weighted_grads(ours, &r), weighted_grads(theirs, &r));
                     let pairs = [
                         ("dx", x.clone(), x.clone()),
                         ("dgamma", get(&m1, "weight"), get(&m2, "weight")),
@@ -497,11 +419,7 @@ mod tests {
     #[test]
     fn input_gradient_matches_finite_differences() {
         let shape = [3usize, 2, 2, 3];
-        let x0: Vec<f64> = rnd(&shape, 4, DType::F64)
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let x0 = values(&rnd(&shape, 4, DType::F64));
         let r = rnd(&shape, 5, DType::F64);
         let (_m, bn) = new_bn(2, DType::F64, 0);
         let f = |xv: &[f64]| -> f64 {
@@ -520,13 +438,7 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        let gx: Vec<f64> = gs
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let gx = values(gs.get(&x).unwrap());
         let eps = 1e-6;
         for i in 0..x0.len() {
             let (mut a, mut b) = (x0.clone(), x0.clone());

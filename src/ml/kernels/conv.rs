@@ -11,11 +11,11 @@
 //! grouped so that each GEMM has at least `MIN_COLS` columns (deep layers have 4x4 maps).
 //! Groups are spread over rayon's pool; every GEMM is single-threaded (`gemm` crate).
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{slice, uninit_vec, wrap, Real, PARTS};
+use super::{uninit_vec, Kernel, Op, Real, PARTS};
 
 /// Fewest GEMM columns worth a call of their own in the forward and the input gradient
 /// (images are grouped below that). Measured on ResNet-18's 8x8 and 4x4 layers (B=128,
@@ -306,6 +306,56 @@ fn scatter<T: Real>(src: &[T], c: usize, hw: usize, nb: usize, dst: &mut [T]) {
     }
 }
 
+/// The column matrix `[kk, nb*OH*OW]` of a group of `nb` images `xg`: the images
+/// themselves for one image of a 1x1 stride-1 conv, else their im2col in `col`.
+fn columns<T: Real>(xg: &[T], g: &Geom, nb: usize, col: &mut Scratch<T>) -> *const T {
+    if nb == 1 && g.identity() {
+        return xg.as_ptr();
+    }
+    let (img_in, ohw) = (g.cin * g.hw(), g.ohw());
+    let ld = nb * ohw;
+    col.resize(g.kk() * ld, T::ZERO);
+    for i in 0..nb {
+        im2col(&xg[i * img_in..(i + 1) * img_in], g, col, ld, i * ohw);
+    }
+    col.as_ptr()
+}
+
+/// A group's output gradient `dyg` (`nb` images `[Cout, OH*OW]`) as one `[Cout, nb*OH*OW]`
+/// matrix: itself for one image, else [`gather`]ed into `buf`.
+fn grouped<T: Real>(dyg: &[T], g: &Geom, nb: usize, buf: &mut Scratch<T>) -> *const T {
+    if nb == 1 {
+        return dyg.as_ptr();
+    }
+    buf.resize(g.cout * nb * g.ohw(), T::ZERO);
+    gather(dyg, g.cout, g.ohw(), nb, buf);
+    buf.as_ptr()
+}
+
+/// Calls `f(first, nb, part, s1, s2)` for each group of `nb` images from image `first`,
+/// `part` being their share of `out` (`img` elements per image). Groups have
+/// [`Geom::group`] images and are spread over [`Geom::per_task`] tasks, each of which
+/// reuses its two scratch buffers from group to group.
+fn per_group<T: Real>(
+    out: &mut [T],
+    img: usize,
+    g: &Geom,
+    f: impl Fn(usize, usize, &mut [T], &mut Scratch<T>, &mut Scratch<T>) + Sync,
+) {
+    let per_task = g.per_task();
+    let grp = g.group();
+    out.par_chunks_mut(per_task * img)
+        .enumerate()
+        .for_each(|(t, part)| {
+            let mut s1 = Scratch::<T>::new();
+            let mut s2 = Scratch::<T>::new();
+            for (gi, og) in part.chunks_mut(grp * img).enumerate() {
+                let nb = og.len() / img;
+                f(t * per_task + gi * grp, nb, og, &mut s1, &mut s2);
+            }
+        });
+}
+
 /// `y [B, Cout, OH, OW]` from `x [B, Cin, H, W]`, `w [Cout, Cin, k, k]`.
 pub(super) fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
@@ -313,66 +363,22 @@ pub(super) fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
     let img_out = cout * ohw;
     // Every group's GEMM (without accumulation) or scatter writes its part.
     let mut y = uninit_vec(g.b * img_out);
-    let per_task = g.per_task();
-    let grp = g.group();
-    y.par_chunks_mut(per_task * img_out)
-        .enumerate()
-        .for_each(|(t, yt)| {
-            let mut col = Scratch::<T>::new();
-            let mut tmp = Scratch::<T>::new();
-            let b0 = t * per_task;
-            for (gi, yg) in yt.chunks_mut(grp * img_out).enumerate() {
-                let nb = yg.len() / img_out;
-                let first = b0 + gi * grp;
-                let xg = &x[first * img_in..(first + nb) * img_in];
-                let ld = nb * ohw;
-                let colp = if nb == 1 && g.identity() {
-                    xg.as_ptr()
-                } else {
-                    col.resize(kk * ld, T::ZERO);
-                    for i in 0..nb {
-                        im2col(&xg[i * img_in..(i + 1) * img_in], g, &mut col, ld, i * ohw);
-                    }
-                    col.as_ptr()
-                };
-                // SAFETY: w is [cout, kk], col is [kk, ld], the destination [cout, ld].
-                if nb == 1 {
-                    unsafe {
-                        mm(
-                            cout,
-                            ld,
-                            kk,
-                            yg.as_mut_ptr(),
-                            false,
-                            w.as_ptr(),
-                            kk,
-                            1,
-                            colp,
-                            ld,
-                            1,
-                        )
-                    };
-                } else {
-                    tmp.resize(cout * ld, T::ZERO);
-                    unsafe {
-                        mm(
-                            cout,
-                            ld,
-                            kk,
-                            tmp.as_mut_ptr(),
-                            false,
-                            w.as_ptr(),
-                            kk,
-                            1,
-                            colp,
-                            ld,
-                            1,
-                        )
-                    };
-                    scatter(&tmp, cout, ohw, nb, yg);
-                }
-            }
-        });
+    per_group(&mut y, img_out, g, |first, nb, yg, col, tmp| {
+        let colp = columns(&x[first * img_in..(first + nb) * img_in], g, nb, col);
+        let ld = nb * ohw;
+        // One image's [cout, ld] is its output; a group's is scattered to its images.
+        let dst = if nb == 1 {
+            yg.as_mut_ptr()
+        } else {
+            tmp.resize(cout * ld, T::ZERO);
+            tmp.as_mut_ptr()
+        };
+        // SAFETY: w is [cout, kk], col is [kk, ld], the destination [cout, ld].
+        unsafe { mm(cout, ld, kk, dst, false, w.as_ptr(), kk, 1, colp, ld, 1) };
+        if nb > 1 {
+            scatter(tmp, cout, ohw, nb, yg);
+        }
+    });
     y
 }
 
@@ -389,74 +395,27 @@ pub(super) fn grad_input_into<T: Real>(dy: &[T], w: &[T], g: &Geom, dx: &mut [T]
     let (kk, ohw, cout) = (g.kk(), g.ohw(), g.cout);
     let img_in = g.cin * g.hw();
     let img_out = cout * ohw;
-    let per_task = g.per_task();
-    let grp = g.group();
-    dx.par_chunks_mut(per_task * img_in)
-        .enumerate()
-        .for_each(|(t, dxt)| {
-            let mut dcol = Scratch::<T>::new();
-            let mut dyg = Scratch::<T>::new();
-            let b0 = t * per_task;
-            for (gi, dxg) in dxt.chunks_mut(grp * img_in).enumerate() {
-                let nb = dxg.len() / img_in;
-                let first = b0 + gi * grp;
-                let src = &dy[first * img_out..(first + nb) * img_out];
-                let ld = nb * ohw;
-                let dyp = if nb == 1 {
-                    src.as_ptr()
-                } else {
-                    dyg.resize(cout * ld, T::ZERO);
-                    gather(src, cout, ohw, nb, &mut dyg);
-                    dyg.as_ptr()
-                };
-                // W^T [kk, cout]: row stride 1, column stride kk.
-                if nb == 1 && g.identity() {
-                    // SAFETY: dxg is [cin = kk, hw = ld].
-                    unsafe {
-                        mm(
-                            kk,
-                            ld,
-                            cout,
-                            dxg.as_mut_ptr(),
-                            true,
-                            w.as_ptr(),
-                            1,
-                            kk,
-                            dyp,
-                            ld,
-                            1,
-                        )
-                    };
-                } else {
-                    dcol.resize(kk * ld, T::ZERO);
-                    // SAFETY: dcol is [kk, ld], dy group [cout, ld].
-                    unsafe {
-                        mm(
-                            kk,
-                            ld,
-                            cout,
-                            dcol.as_mut_ptr(),
-                            false,
-                            w.as_ptr(),
-                            1,
-                            kk,
-                            dyp,
-                            ld,
-                            1,
-                        )
-                    };
-                    for i in 0..nb {
-                        col2im(
-                            &dcol,
-                            g,
-                            &mut dxg[i * img_in..(i + 1) * img_in],
-                            ld,
-                            i * ohw,
-                        );
-                    }
-                }
+    per_group(dx, img_in, g, |first, nb, dxg, dcol, dyg| {
+        let dyp = grouped(&dy[first * img_out..(first + nb) * img_out], g, nb, dyg);
+        let ld = nb * ohw;
+        // One image of a 1x1 stride-1 conv accumulates straight into dx ([cin = kk,
+        // hw = ld]); otherwise the column gradient [kk, ld] goes through col2im.
+        let direct = nb == 1 && g.identity();
+        let dst = if direct {
+            dxg.as_mut_ptr()
+        } else {
+            dcol.resize(kk * ld, T::ZERO);
+            dcol.as_mut_ptr()
+        };
+        // W^T [kk, cout]: row stride 1, column stride kk; dy group [cout, ld].
+        // SAFETY: shapes as stated.
+        unsafe { mm(kk, ld, cout, dst, direct, w.as_ptr(), 1, kk, dyp, ld, 1) };
+        if !direct {
+            for i in 0..nb {
+                col2im(dcol, g, &mut dxg[i * img_in..(i + 1) * img_in], ld, i * ohw);
             }
-        });
+        }
+    });
 }
 
 /// `dw [Cout, Cin, k, k]` = sum over images of `dY col^T`.
@@ -479,25 +438,14 @@ pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
             for gi in part * per_part..((part + 1) * per_part).min(groups) {
                 let first = gi * grp;
                 let nb = grp.min(g.b - first);
-                let xg = &x[first * img_in..(first + nb) * img_in];
-                let src = &dy[first * img_out..(first + nb) * img_out];
+                let colp = columns(&x[first * img_in..(first + nb) * img_in], g, nb, &mut col);
+                let dyp = grouped(
+                    &dy[first * img_out..(first + nb) * img_out],
+                    g,
+                    nb,
+                    &mut dyg,
+                );
                 let ld = nb * ohw;
-                let colp = if nb == 1 && g.identity() {
-                    xg.as_ptr()
-                } else {
-                    col.resize(kk * ld, T::ZERO);
-                    for i in 0..nb {
-                        im2col(&xg[i * img_in..(i + 1) * img_in], g, &mut col, ld, i * ohw);
-                    }
-                    col.as_ptr()
-                };
-                let dyp = if nb == 1 {
-                    src.as_ptr()
-                } else {
-                    dyg.resize(cout * ld, T::ZERO);
-                    gather(src, cout, ohw, nb, &mut dyg);
-                    dyg.as_ptr()
-                };
                 // acc = dw^T [kk, cout] (+)= col [kk, ld] x dy^T [ld, cout] (dy^T: rs 1, cs
                 // ld). Transposed on purpose: `dy x col^T` makes gemm pack the large col^T
                 // against its grain and ran at a quarter of the speed on 32x32 maps.
@@ -544,132 +492,54 @@ pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     dw
 }
 
-fn dispatch2(
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-    what: &str,
-    f32f: impl Fn(&[f32], &[f32]) -> Vec<f32>,
-    f64f: impl Fn(&[f64], &[f64]) -> Vec<f64>,
-) -> Result<CpuStorage> {
-    match (s1, s2) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-            Ok(wrap(f32f(slice(a, l1, what)?, slice(b, l2, what)?)))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-            Ok(wrap(f64f(slice(a, l1, what)?, slice(b, l2, what)?)))
-        }
-        _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype) only"),
-    }
+/// Which of conv2d's three GEMM passes a [`ConvPass`] runs.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// (x, w) -> y.
+    Forward,
+    /// (dy, w) -> dx.
+    GradInput,
+    /// (x, dy) -> dw.
+    GradWeight,
 }
 
-struct Conv2dOp {
-    stride: usize,
-    pad: usize,
-}
+/// One pass of conv2d for a fixed geometry. The forward's backward runs the other two
+/// (without a backward of their own).
+struct ConvPass(Geom, Pass);
 
-impl CustomOp2 for Conv2dOp {
+impl Kernel<2> for ConvPass {
     fn name(&self) -> &'static str {
-        "fast-conv2d"
+        match self.1 {
+            Pass::Forward => "fast-conv2d",
+            Pass::GradInput => "fast-conv2d-grad-input",
+            Pass::GradWeight => "fast-conv2d-grad-weight",
+        }
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let out = dispatch2(
-            s1,
-            l1,
-            s2,
-            l2,
-            "conv2d",
-            |x, w| forward(x, w, &g),
-            |x, w| forward(x, w, &g),
-        )?;
-        Ok((out, Shape::from((g.b, g.cout, g.oh, g.ow))))
+    fn run<T: Real>(&self, [a, b]: [&[T]; 2], _: [&[usize]; 2]) -> Result<(Vec<T>, Shape)> {
+        let g = &self.0;
+        Ok(match self.1 {
+            Pass::Forward => (forward(a, b, g), Shape::from((g.b, g.cout, g.oh, g.ow))),
+            Pass::GradInput => (grad_input(a, b, g), Shape::from((g.b, g.cin, g.h, g.w))),
+            Pass::GradWeight => (grad_weight(a, b, g), Shape::from((g.cout, g.cin, g.k, g.k))),
+        })
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, [x, w]: [&Tensor; 2], _res: &Tensor, dy: &Tensor) -> Result<[Option<Tensor>; 2]> {
+        if !matches!(self.1, Pass::Forward) {
+            return Err(candle_core::Error::BackwardNotSupported { op: self.name() });
+        }
+        let g = self.0;
         let dy = dy.contiguous()?;
-        let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
         // No input gradient for what needs none (the images): candle would compute and
         // store it all the same.
         let dx = if x.track_op() {
-            Some(dy.apply_op2_no_bwd(w, &GradInput(g))?)
+            Some(dy.apply_op2_no_bwd(w, &Op(ConvPass(g, Pass::GradInput)))?)
         } else {
             None
         };
-        let dw = x.apply_op2_no_bwd(&dy, &GradWeight(g))?;
-        Ok((dx, Some(dw)))
-    }
-}
-
-/// (dy, w) -> dx.
-struct GradInput(Geom);
-
-impl CustomOp2 for GradInput {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-grad-input"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        let out = dispatch2(
-            s1,
-            l1,
-            s2,
-            l2,
-            "conv2d input gradient",
-            |dy, w| grad_input(dy, w, &g),
-            |dy, w| grad_input(dy, w, &g),
-        )?;
-        Ok((out, Shape::from((g.b, g.cin, g.h, g.w))))
-    }
-}
-
-/// (x, dy) -> dw.
-struct GradWeight(Geom);
-
-impl CustomOp2 for GradWeight {
-    fn name(&self) -> &'static str {
-        "fast-conv2d-grad-weight"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        let out = dispatch2(
-            s1,
-            l1,
-            s2,
-            l2,
-            "conv2d weight gradient",
-            |x, dy| grad_weight(x, dy, &g),
-            |x, dy| grad_weight(x, dy, &g),
-        )?;
-        Ok((out, Shape::from((g.cout, g.cin, g.k, g.k))))
+        let dw = x.apply_op2_no_bwd(&dy, &Op(ConvPass(g, Pass::GradWeight)))?;
+        Ok([dx, Some(dw)])
     }
 }
 
@@ -680,16 +550,10 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<T
     if !x.device().is_cpu() || !w.device().is_cpu() {
         candle_core::bail!("fast conv2d runs on the CPU only");
     }
-    Geom::new(x.dims(), w.dims(), stride, padding)?;
+    let g = Geom::new(x.dims(), w.dims(), stride, padding)?;
     let x = x.contiguous()?;
     let w = w.contiguous()?;
-    x.apply_op2(
-        &w,
-        Conv2dOp {
-            stride,
-            pad: padding,
-        },
-    )
+    x.apply_op2(&w, Op(ConvPass(g, Pass::Forward)))
 }
 
 #[cfg(test)]
@@ -697,12 +561,13 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
 
-    use crate::ml::kernels::testutil::{max_abs_diff, rnd};
+    use crate::ml::kernels::testutil::{
+        dtypes, max_abs_diff, rnd, values, weighted_grads, ConvCase,
+    };
 
-    // (B, Cin, H, W, Cout, k, stride, pad): the encoders' shapes in miniature, odd sides,
+    // the encoders' shapes in miniature, odd sides,
     // and batches that exercise grouping (small maps) with a ragged last group.
-    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
-    const CASES: [Case; 8] = [
+    const CASES: [ConvCase; 8] = [
         (2, 3, 8, 8, 4, 3, 1, 1),
         (3, 2, 7, 5, 3, 3, 2, 1),
         (5, 4, 4, 4, 6, 1, 2, 0),
@@ -715,8 +580,7 @@ mod tests {
 
     #[test]
     fn forward_and_gradients_match_candle_conv2d() {
-        for dtype in [DType::F64, DType::F32] {
-            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+        for (dtype, tol) in dtypes(1e-12, 1e-4) {
             for (i, &(b, cin, h, w, cout, k, s, p)) in CASES.iter().enumerate() {
                 let x = Var::from_tensor(&rnd(&[b, cin, h, w], i as u64, dtype)).unwrap();
                 let wt = Var::from_tensor(&rnd(&[cout, cin, k, k], 100 + i as u64, dtype)).unwrap();
@@ -728,13 +592,7 @@ mod tests {
                     "forward case {i} {dtype:?}"
                 );
                 let r = rnd(ours.dims(), 200 + i as u64, dtype);
-                let g1 = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                let g2 = (theirs * &r)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
+                let (g1, g2) = (weighted_grads(ours, &r), weighted_grads(theirs, &r));
                 for (name, v) in [("dx", &x), ("dw", &wt)] {
                     let d = max_abs_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
                     assert!(d < tol * 10.0, "{name} case {i} {dtype:?}: {d}");
@@ -746,16 +604,8 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let (b, cin, h, w, cout, k, s, p) = (3, 2, 5, 6, 3, 3, 2, 1);
-        let x0: Vec<f64> = rnd(&[b, cin, h, w], 7, DType::F64)
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let w0: Vec<f64> = rnd(&[cout, cin, k, k], 8, DType::F64)
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let x0 = values(&rnd(&[b, cin, h, w], 7, DType::F64));
+        let w0 = values(&rnd(&[cout, cin, k, k], 8, DType::F64));
         let d = Device::Cpu;
         let r = rnd(&[b, cout, 3, 3], 9, DType::F64);
         let f = |xv: &[f64], wv: &[f64]| -> f64 {
@@ -776,20 +626,8 @@ mod tests {
             .sum_all()
             .unwrap();
         let gs = loss.backward().unwrap();
-        let gx: Vec<f64> = gs
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let gw: Vec<f64> = gs
-            .get(&wt)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let gx = values(gs.get(&x).unwrap());
+        let gw = values(gs.get(&wt).unwrap());
         let eps = 1e-6;
         for i in (0..x0.len()).step_by(7) {
             let (mut a, mut c) = (x0.clone(), x0.clone());

@@ -12,6 +12,9 @@
 //! (cuDNN) path; these kernels are CPU-only. Results equal candle's ops within float
 //! rounding (tests below and in `conv` / `bn`).
 //!
+//! Each op is written once, generic over f32 / f64, as a `Kernel`; `Op` makes it a
+//! candle `CustomOp2` / `CustomOp3` (dtype dispatch and contiguous slices in one place).
+//!
 //! Work is spread over rayon's global pool (both cores), split into a fixed number of
 //! parts where partial sums are reduced, so results do not depend on the thread count.
 
@@ -23,7 +26,7 @@ pub(crate) mod residual;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 pub use block::{add_relu, conv_bn_train};
 pub use bn::batch_norm_train;
@@ -105,6 +108,10 @@ pub(crate) trait Real:
     const ONE: Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// The elements of a CPU storage of this type (None for another dtype).
+    fn data(s: &CpuStorage) -> Option<&[Self]>;
+    /// A vector as a CPU storage.
+    fn storage(v: Vec<Self>) -> CpuStorage;
 }
 
 impl Real for f32 {
@@ -116,6 +123,15 @@ impl Real for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn data(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
 }
 
 impl Real for f64 {
@@ -126,6 +142,15 @@ impl Real for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    fn data(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F64(v)
     }
 }
 
@@ -144,28 +169,124 @@ pub(crate) fn uninit_vec<T: Real>(n: usize) -> Vec<T> {
     v
 }
 
-/// The contiguous slice of a storage a layout describes.
-pub(crate) fn slice<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{what}: fast kernel needs a contiguous tensor"),
-    }
-}
-
 /// Number of parts reductions are split into (independent of the thread count, so results
 /// are too).
 pub(crate) const PARTS: usize = 4;
 
-pub(crate) fn wrap<T: Real>(v: Vec<T>) -> CpuStorage {
-    // Vec<T> -> CpuStorage for the two float types we support.
-    let any: Box<dyn std::any::Any> = Box::new(v);
-    match any.downcast::<Vec<f32>>() {
-        Ok(v) => CpuStorage::F32(*v),
-        Err(any) => match any.downcast::<Vec<f64>>() {
-            Ok(v) => CpuStorage::F64(*v),
-            Err(_) => unreachable!("Real is only implemented for f32 and f64"),
-        },
+/// The error of a poisoned stash (a thread panicked while holding it).
+pub(crate) fn lock_err<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("fast kernel stash poisoned".into())
+}
+
+/// One of this module's ops over `N` tensors of one float type, written once for f32 and
+/// f64; [`Op`] makes it a candle custom op (dtype dispatch, contiguous slices).
+pub(crate) trait Kernel<const N: usize> {
+    /// candle's name for the op; error messages start with it.
+    fn name(&self) -> &'static str;
+
+    /// The output and its shape from the inputs' (contiguous) data and dims.
+    fn run<T: Real>(&self, xs: [&[T]; N], dims: [&[usize]; N]) -> Result<(Vec<T>, Shape)>;
+
+    /// The inputs' gradients from the output `res` and its gradient `dout` (ops without a
+    /// backward keep this default and are applied with `apply_op*_no_bwd`).
+    fn bwd(&self, _xs: [&Tensor; N], _res: &Tensor, _dout: &Tensor) -> Result<[Option<Tensor>; N]> {
+        Err(candle_core::Error::BackwardNotSupported { op: self.name() })
     }
+}
+
+/// A [`Kernel`] as a candle `CustomOp2` / `CustomOp3`.
+pub(crate) struct Op<K>(pub(crate) K);
+
+impl<K: Kernel<2>> CustomOp2 for Op<K> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_fwd(&self.0, [(s1, l1), (s2, l2)])
+    }
+
+    fn bwd(
+        &self,
+        a1: &Tensor,
+        a2: &Tensor,
+        res: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [g1, g2] = self.0.bwd([a1, a2], res, dout)?;
+        Ok((g1, g2))
+    }
+}
+
+impl<K: Kernel<3>> CustomOp3 for Op<K> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_fwd(&self.0, [(s1, l1), (s2, l2), (s3, l3)])
+    }
+
+    fn bwd(
+        &self,
+        a1: &Tensor,
+        a2: &Tensor,
+        a3: &Tensor,
+        res: &Tensor,
+        dout: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [g1, g2, g3] = self.0.bwd([a1, a2, a3], res, dout)?;
+        Ok((g1, g2, g3))
+    }
+}
+
+/// Runs `k` on the inputs as f32, else as f64; an error for other or mixed dtypes.
+fn cpu_fwd<K: Kernel<N>, const N: usize>(
+    k: &K,
+    ins: [(&CpuStorage, &Layout); N],
+) -> Result<(CpuStorage, Shape)> {
+    match cpu_fwd_as::<f32, K, N>(k, ins)? {
+        Some(out) => Ok(out),
+        None => cpu_fwd_as::<f64, K, N>(k, ins)?.ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{}: fast kernel supports f32 and f64 (same dtype) only",
+                k.name()
+            ))
+        }),
+    }
+}
+
+/// [`cpu_fwd`] for one element type: None if an input has another.
+fn cpu_fwd_as<T: Real, K: Kernel<N>, const N: usize>(
+    k: &K,
+    ins: [(&CpuStorage, &Layout); N],
+) -> Result<Option<(CpuStorage, Shape)>> {
+    let mut xs: [&[T]; N] = [&[]; N];
+    for (x, (s, l)) in xs.iter_mut().zip(ins) {
+        let Some(v) = T::data(s) else {
+            return Ok(None);
+        };
+        *x = match l.contiguous_offsets() {
+            Some((a, b)) => &v[a..b],
+            None => candle_core::bail!("{}: fast kernel needs a contiguous tensor", k.name()),
+        };
+    }
+    let (y, shape) = k.run(xs, ins.map(|(_, l)| l.dims()))?;
+    Ok(Some((T::storage(y), shape)))
 }
 
 #[cfg(test)]
@@ -300,6 +421,7 @@ mod tests {
 /// Deterministic test tensors and comparisons shared by the kernels' tests.
 #[cfg(test)]
 pub(crate) mod testutil {
+    use candle_core::backprop::GradStore;
     use candle_core::{DType, Device, Tensor};
 
     /// Values in [lo, hi) from a fixed integer hash (no RNG state, no candle RNG).
@@ -319,6 +441,14 @@ pub(crate) mod testutil {
             .unwrap()
     }
 
+    /// (B, Cin, H, W, Cout, k, stride, pad) of a conv test case.
+    pub(crate) type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+    /// f64 then f32, each with its tolerance: the dtypes comparisons with candle's ops run in.
+    pub(crate) fn dtypes(tol_f64: f64, tol_f32: f64) -> [(DType, f64); 2] {
+        [(DType::F64, tol_f64), (DType::F32, tol_f32)]
+    }
+
     /// Values in [-1, 1): what most kernel tests feed.
     pub(crate) fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
         uniform(shape, seed, -1.0, 1.0, dtype)
@@ -335,14 +465,8 @@ pub(crate) mod testutil {
         let grads = loss().backward().unwrap();
         let eps = 1e-6;
         for (name, v) in vars {
-            let v0: Vec<f64> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-            let g: Vec<f64> = grads
-                .get(v)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let v0 = values(v.as_tensor());
+            let g = values(grads.get(v).unwrap());
             for i in (0..v0.len()).step_by(stride) {
                 let at = |delta: f64| {
                     let mut t = v0.clone();
@@ -356,6 +480,16 @@ pub(crate) mod testutil {
                 assert!((fd - g[i]).abs() < tol, "d{name}[{i}]: {} vs fd {fd}", g[i]);
             }
         }
+    }
+
+    /// The elements of an f64 tensor, flattened.
+    pub(crate) fn values(t: &Tensor) -> Vec<f64> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// Gradients of `sum(y * r)`: a scalar loss that weighs every output differently.
+    pub(crate) fn weighted_grads(y: Tensor, r: &Tensor) -> GradStore {
+        (y * r).unwrap().sum_all().unwrap().backward().unwrap()
     }
 
     /// max |a - b| as f64.

@@ -18,16 +18,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Shape, Tensor};
 use candle_nn::BatchNorm;
 use rayon::prelude::*;
 
 use super::block::{
-    self, activation, add_relu_in_place, affine, lock_err, Cfg, ReluMask, Saved, Stash,
+    self, activation, add_relu_in_place, affine, split_dx, take_saved, Cfg, ReluMask, Saved, Stash,
 };
 use super::bn::update_running;
 use super::conv::Geom;
-use super::{slice, wrap, Real};
+use super::{lock_err, Kernel, Op, Real};
 
 /// One conv + BN of a block, as [`residual_block_train`] takes it.
 pub struct BlockConv<'a> {
@@ -245,67 +245,40 @@ struct ResidualFwd {
     stash: Stash<State>,
 }
 
-impl CustomOp2 for ResidualFwd {
+impl Kernel<2> for ResidualFwd {
     fn name(&self) -> &'static str {
         "fast-residual-block"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let what = "residual block";
-        let gs = self.plan.geoms(l1.dims())?;
-        if l2.shape().elem_count() != self.plan.params_len() {
-            candle_core::bail!("{what}: packed parameters have the wrong size");
+    fn run<T: Real>(&self, [x, p]: [&[T]; 2], dims: [&[usize]; 2]) -> Result<(Vec<T>, Shape)> {
+        let gs = self.plan.geoms(dims[0])?;
+        if p.len() != self.plan.params_len() {
+            candle_core::bail!("residual block: packed parameters have the wrong size");
         }
-        let (out, state) = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(p)) => {
-                let (y, st) = forward(slice(x, l1, what)?, slice(p, l2, what)?, &self.plan, &gs);
-                (wrap(y), st)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(p)) => {
-                let (y, st) = forward(slice(x, l1, what)?, slice(p, l2, what)?, &self.plan, &gs);
-                (wrap(y), st)
-            }
-            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
-        };
+        let (y, state) = forward(x, p, &self.plan, &gs);
         *self.stash.lock().map_err(lock_err)? = Some(Arc::new(state));
-        Ok((out, Shape::from(out_dims(&gs.main, l1.dims()))))
+        Ok((y, Shape::from(out_dims(&gs.main, dims[0]))))
     }
 
     fn bwd(
         &self,
-        x: &Tensor,
-        p: &Tensor,
+        [x, p]: [&Tensor; 2],
         res: &Tensor,
         dout: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<[Option<Tensor>; 2]> {
         // Taken, not cloned: the saved conv outputs go when this backward is done.
-        let state = self.stash.lock().map_err(lock_err)?.take().ok_or_else(|| {
-            candle_core::Error::Msg(
-                "residual block: no saved forward state (a graph is backpropagated once)".into(),
-            )
-        })?;
-        let gm = dout.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?;
+        let state = take_saved(&self.stash, "residual block")?;
+        let gm = dout.contiguous()?.apply_op2_no_bwd(res, &Op(ReluMask))?;
         let need_dx = x.track_op();
         let op = ResidualBwd {
             plan: self.plan.clone(),
             state,
             need_dx,
         };
-        let packed = gm.apply_op3_no_bwd(x, p, &op)?;
-        let nx = if need_dx { x.elem_count() } else { 0 };
-        let dx = if need_dx {
-            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
-        } else {
-            None
-        };
+        let packed = gm.apply_op3_no_bwd(x, p, &Op(op))?;
+        let (dx, nx) = split_dx(&packed, x, need_dx)?;
         let dp = packed.narrow(0, nx, p.elem_count())?;
-        Ok((dx, Some(dp)))
+        Ok([dx, Some(dp)])
     }
 }
 
@@ -316,44 +289,16 @@ struct ResidualBwd {
     need_dx: bool,
 }
 
-impl CustomOp3 for ResidualBwd {
+impl Kernel<3> for ResidualBwd {
     fn name(&self) -> &'static str {
         "fast-residual-block-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let what = "residual block backward";
-        let gs = self.plan.geoms(l2.dims())?;
-        let nd = self.need_dx;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(gm), CpuStorage::F32(x), CpuStorage::F32(p)) => {
-                let (gm, x, p) = (
-                    slice(gm, l1, what)?,
-                    slice(x, l2, what)?,
-                    slice(p, l3, what)?,
-                );
-                wrap(backward(self, &gs, gm, x, p, what)?)
-            }
-            (CpuStorage::F64(gm), CpuStorage::F64(x), CpuStorage::F64(p)) => {
-                let (gm, x, p) = (
-                    slice(gm, l1, what)?,
-                    slice(x, l2, what)?,
-                    slice(p, l3, what)?,
-                );
-                wrap(backward(self, &gs, gm, x, p, what)?)
-            }
-            _ => candle_core::bail!("{what}: fast kernel supports f32 and f64 (same dtype)"),
-        };
-        let nx = if nd { l2.shape().elem_count() } else { 0 };
-        Ok((out, Shape::from(nx + l3.shape().elem_count())))
+    fn run<T: Real>(&self, [gm, x, p]: [&[T]; 3], dims: [&[usize]; 3]) -> Result<(Vec<T>, Shape)> {
+        let gs = self.plan.geoms(dims[1])?;
+        let out = backward(self, &gs, gm, x, p, self.name())?;
+        let n = out.len();
+        Ok((out, Shape::from(n)))
     }
 }
 
@@ -413,10 +358,10 @@ pub fn residual_block_train(
     let stash: Stash<State> = Arc::new(Mutex::new(None));
     let y = x.contiguous()?.apply_op2(
         &p,
-        ResidualFwd {
+        Op(ResidualFwd {
             plan,
             stash: stash.clone(),
-        },
+        }),
     )?;
     let state = stash
         .lock()
@@ -433,7 +378,7 @@ pub fn residual_block_train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::kernels::testutil::{max_abs_diff as diff, rnd};
+    use crate::ml::kernels::testutil::{dtypes, max_abs_diff as diff, rnd, weighted_grads};
     use candle_core::{DType, Device, ModuleT, Var};
     use candle_nn::{VarBuilder, VarMap};
 
@@ -546,8 +491,7 @@ mod tests {
 
     #[test]
     fn matches_candle_ops_values_gradients_and_running_stats() {
-        for dtype in [DType::F64, DType::F32] {
-            let tol = if dtype == DType::F64 { 1e-11 } else { 1e-4 };
+        for (dtype, tol) in dtypes(1e-11, 1e-4) {
             for (ci, (name, case)) in cases().iter().enumerate() {
                 let what = format!("{name} {dtype:?}");
                 let (m1, bn1) = params(case, dtype, 40 + ci as u64);
@@ -561,8 +505,7 @@ mod tests {
                 assert_eq!(a.dims(), b.dims(), "{what}");
                 assert!(diff(&a, &b) < tol, "forward {what}");
                 let r = rnd(a.dims(), 90 + ci as u64, dtype);
-                let g1 = (a * &r).unwrap().sum_all().unwrap().backward().unwrap();
-                let g2 = (b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let (g1, g2) = (weighted_grads(a, &r), weighted_grads(b, &r));
                 let dx = diff(g1.get(&x).unwrap(), g2.get(&x).unwrap());
                 assert!(dx < 10.0 * tol, "dx {what}: {dx}");
                 let names = m1
