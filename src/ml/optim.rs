@@ -427,6 +427,23 @@ mod tests {
         opt.state().into_iter().find(|(k, _)| k == key).unwrap().1
     }
 
+    /// Two steps of `cfg` ([`run`]), then each named parameter or state entry (`name/slot`)
+    /// against its reference values.
+    fn assert_two_steps(
+        cfg: OptimizerConfig,
+        want: &[(&str, &[f64])],
+    ) -> (Vec<(String, Var)>, Optimizer) {
+        let (params, opt) = run(cfg);
+        for &(name, values) in want {
+            if name.contains('/') {
+                assert_close(&state_of(&opt, name), values);
+            } else {
+                assert_close(param(&params, name), values);
+            }
+        }
+        (params, opt)
+    }
+
     #[test]
     fn exclusion_rule_matches_bn_and_bias_names() {
         for n in [
@@ -486,16 +503,20 @@ mod tests {
             nesterov: false,
             ..Default::default()
         };
-        let (params, opt) = run(cfg);
-        assert_close(param(&params, "bn.weight"), &[0.9976, 0.9048]);
-        assert_close(param(&params, "layer.bias"), &[-0.02, -0.08]);
-        assert_close(
-            param(&params, "layer.weight"),
-            &[0.48273494, -0.965469881, 1.44820482, 1.98848996],
-        );
-        assert_close(
-            &state_of(&opt, "layer.weight/momentum"),
-            &[0.0100592927, -0.0201185854, 0.0301778782, 0.00670619515],
+        let (params, opt) = assert_two_steps(
+            cfg,
+            &[
+                ("bn.weight", &[0.9976, 0.9048]),
+                ("layer.bias", &[-0.02, -0.08]),
+                (
+                    "layer.weight",
+                    &[0.48273494, -0.965469881, 1.44820482, 1.98848996],
+                ),
+                (
+                    "layer.weight/momentum",
+                    &[0.0100592927, -0.0201185854, 0.0301778782, 0.00670619515],
+                ),
+            ],
         );
         // Running statistics are never touched.
         assert_close(param(&params, "bn.running_mean"), &[0.0, 0.0]);
@@ -511,11 +532,15 @@ mod tests {
             nesterov: true,
             ..Default::default()
         };
-        let (params, _) = run(cfg);
-        assert_close(param(&params, "bn.weight"), &[0.99634, 0.90732]);
-        assert_close(
-            param(&params, "layer.weight"),
-            &[0.473730577, -0.947461155, 1.42119173, 1.98248705],
+        assert_two_steps(
+            cfg,
+            &[
+                ("bn.weight", &[0.99634, 0.90732]),
+                (
+                    "layer.weight",
+                    &[0.473730577, -0.947461155, 1.42119173, 1.98248705],
+                ),
+            ],
         );
     }
 
@@ -528,16 +553,20 @@ mod tests {
             nesterov: true,
             ..Default::default()
         };
-        let (params, opt) = run(cfg);
-        assert_close(param(&params, "bn.weight"), &[0.996745, 0.90651]);
-        assert_close(param(&params, "layer.bias"), &[-0.06275, -0.03725]);
-        assert_close(
-            param(&params, "layer.weight"),
-            &[0.465841452, -0.931682905, 1.39752436, 1.97722763],
-        );
-        assert_close(
-            &state_of(&opt, "layer.weight/momentum"),
-            &[0.1993005, -0.398601, 0.5979015, 0.132867],
+        assert_two_steps(
+            cfg,
+            &[
+                ("bn.weight", &[0.996745, 0.90651]),
+                ("layer.bias", &[-0.06275, -0.03725]),
+                (
+                    "layer.weight",
+                    &[0.465841452, -0.931682905, 1.39752436, 1.97722763],
+                ),
+                (
+                    "layer.weight/momentum",
+                    &[0.1993005, -0.398601, 0.5979015, 0.132867],
+                ),
+            ],
         );
     }
 
@@ -548,16 +577,20 @@ mod tests {
             weight_decay: 0.1,
             ..Default::default()
         };
-        let (params, opt) = run(cfg);
-        assert_close(param(&params, "bn.weight"), &[0.85000015, 1.04999993]);
-        assert_close(param(&params, "layer.bias"), &[-0.049999997, -0.050000003]);
-        assert_close(
-            param(&params, "layer.weight"),
-            &[0.343025015, -0.835550007, 1.328075, 1.82060003],
-        );
-        assert_close(
-            &state_of(&opt, "layer.weight/exp_avg_sq"),
-            &[1.999e-05, 7.996e-05, 0.00017991, 4.9975e-06],
+        assert_two_steps(
+            cfg,
+            &[
+                ("bn.weight", &[0.85000015, 1.04999993]),
+                ("layer.bias", &[-0.049999997, -0.050000003]),
+                (
+                    "layer.weight",
+                    &[0.343025015, -0.835550007, 1.328075, 1.82060003],
+                ),
+                (
+                    "layer.weight/exp_avg_sq",
+                    &[1.999e-05, 7.996e-05, 0.00017991, 4.9975e-06],
+                ),
+            ],
         );
     }
 
