@@ -44,19 +44,32 @@ impl fmt::Display for SpecError {
         if let Some(loc) = self.location {
             write!(f, ":{}:{}", loc.line, loc.column)?;
         }
+        let message = clip(&self.message, MAX_SHOWN);
         if self.path.is_empty() {
-            write!(f, ": {}", self.message)?;
+            write!(f, ": {message}")?;
         } else {
-            write!(f, ": {}: {}", self.path, self.message)?;
+            write!(f, ": {}: {message}", clip(&self.path, MAX_SHOWN))?;
         }
         if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
+            write!(f, "\n  hint: {}", clip(h, MAX_SHOWN))?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for SpecError {}
+
+/// The most characters of a path, message or hint an error shows: parts of them echo the
+/// spec (values, keys, serde's "invalid type: string ..."), which may be arbitrarily long.
+pub(crate) const MAX_SHOWN: usize = 240;
+
+/// `s` cut to at most `max` characters, marked with `…` when cut.
+pub(crate) fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => s.into(),
+        Some((end, _)) => format!("{}…", &s[..end]).into(),
+    }
+}
 
 /// The closest candidate to `word` by edit distance, if it is close enough to be a typo.
 pub(crate) fn nearest<'a>(
@@ -115,6 +128,22 @@ mod tests {
         assert_eq!(nearest("momentun", keys), Some("momentum"));
         assert_eq!(nearest("weight_decy", keys), Some("weight_decay"));
         assert_eq!(nearest("zzzzzzzzzz", keys), None);
+    }
+
+    #[test]
+    fn an_error_echoing_a_huge_value_stays_short() {
+        let huge = "x".repeat(100_000);
+        let mut e = SpecError::new(format!("base.{huge}"), format!("value `{huge}` is bad"))
+            .hint(format!("did you mean `{huge}`?"));
+        e.file = PathBuf::from("t.yaml");
+        let shown = e.to_string();
+        assert!(shown.len() < 4 * MAX_SHOWN, "{} bytes", shown.len());
+        assert!(
+            shown.starts_with("t.yaml: base.xxx") && shown.contains("…"),
+            "{shown}"
+        );
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééééé", 2), "éé…");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! of fully resolved [`RunConfig`]s of its grid, each with its cell coordinates, plus lint
 //! warnings. Errors name the file, line, column and field path, with a hint.
 
+mod depth;
 mod error;
 mod expand;
 pub mod identity;
@@ -74,21 +75,9 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Plan, Spe
 }
 
 fn expand_text(text: &str, file: &Path, opts: &LoadOptions) -> Result<Plan, SpecError> {
+    depth::check(text)?;
     let raw = parse_raw(text)?;
-    if raw.name.trim().is_empty() {
-        return Err(SpecError::new("name", "must not be empty"));
-    }
-    if !raw
-        .name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(SpecError::new(
-            "name",
-            format!("`{}` may only use letters, digits, - _ .", raw.name),
-        )
-        .hint("the name is used for report directories and in commands"));
-    }
+    check_name(&raw.name)?;
     let profiles = raw.profiles.clone().unwrap_or_default();
     let profile = match &opts.profile {
         None => None,
@@ -180,6 +169,39 @@ fn expand_text(text: &str, file: &Path, opts: &LoadOptions) -> Result<Plan, Spec
     })
 }
 
+/// The longest sweep name: it names the report directory and Slurm jobs.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A sweep name is a safe single path component: 1 to [`MAX_NAME_LEN`] letters, digits,
+/// `-`, `_` or `.`, starting with a letter or digit (so never `.`, `..` or a flag).
+fn check_name(name: &str) -> Result<(), SpecError> {
+    let why = "the name is used for report directories and in commands";
+    if name.trim().is_empty() {
+        return Err(SpecError::new("name", "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(SpecError::new(
+            "name",
+            format!(
+                "is {} characters long; at most {MAX_NAME_LEN} are allowed",
+                name.chars().count()
+            ),
+        )
+        .hint(format!("{why}: choose a shorter name")));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if !name.chars().all(allowed) || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(SpecError::new(
+            "name",
+            format!(
+                "`{name}` may only use letters, digits, - _ . and must start with a letter or digit"
+            ),
+        )
+        .hint(why));
+    }
+    Ok(())
+}
+
 /// YAML syntax and top-level structure, with serde_yaml's own line and column.
 fn parse_raw(text: &str) -> Result<raw::RawSpec, SpecError> {
     let de = serde_yaml::Deserializer::from_str(text);
@@ -252,6 +274,7 @@ fn attribute(
         let shown = value
             .and_then(|v| serde_json::to_string(v).ok())
             .unwrap_or_default();
+        let shown = error::clip(&shown, 80);
         let at = if axis.source.starts_with("zip") {
             format!("{}.{path}", axis.source)
         } else {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::test_support::snapshot;
 
 fn plan(text: &str, opts: &LoadOptions) -> Result<Plan, SpecError> {
     load_str(text, Path::new("test.yaml"), opts)
@@ -35,9 +36,8 @@ fn render_cells(p: &Plan) -> String {
     s
 }
 
-fn snapshot(name: &str, actual: &str) {
-    crate::test_support::snapshot("src/spec/snapshots", name, actual);
-}
+/// Where this module's snapshots are committed.
+const SNAPSHOTS: &str = "src/spec/snapshots";
 
 #[test]
 fn augment_pairs_expands_to_the_49_cells_of_figure_5() {
@@ -67,6 +67,7 @@ fn augment_pairs_expands_to_the_49_cells_of_figure_5() {
         assert_eq!(ops.iter().filter(|o| o.len() == 1).count(), 7);
     }
     snapshot(
+        SNAPSHOTS,
         "augment_pairs_smoke.txt",
         &render_cells(&committed("augment_pairs.yaml", Some("smoke"))),
     );
@@ -83,7 +84,7 @@ fn head_dims_expands_to_15_runs_with_none_having_no_dimension() {
         .collect();
     assert_eq!(none.len(), 1);
     assert_eq!(none[0].config.pretrain.head.out_dim, None);
-    snapshot("head_dims.txt", &render_cells(&p));
+    snapshot(SNAPSHOTS, "head_dims.txt", &render_cells(&p));
 }
 
 #[test]
@@ -181,6 +182,46 @@ fn malformed_yaml_names_line_and_column() {
     assert_eq!(e.file, Path::new("test.yaml"));
     assert!(e.location.is_some(), "{e}");
     assert!(e.to_string().starts_with("test.yaml:"), "{e}");
+}
+
+#[test]
+fn names_must_fit_a_path_component() {
+    let longest = "n".repeat(MAX_NAME_LEN);
+    assert_eq!(
+        plan(&format!("name: {longest}\n"), &LoadOptions::default())
+            .unwrap()
+            .name,
+        longest
+    );
+    let e = err(&format!("name: {}\n", "n".repeat(100_000)));
+    assert_eq!(
+        (e.path.as_str(), e.location.map(|l| l.line)),
+        ("name", Some(1))
+    );
+    assert!(e.message.contains("at most 64"), "{e}");
+    assert!(e.to_string().len() < 300, "{e}");
+    for bad in ["..", ".hidden", "-rf", "a/b", "\"a b\""] {
+        let e = err(&format!("name: {bad}\n"));
+        assert_eq!(e.path, "name", "{bad}: {e}");
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_before_parsing_with_a_short_error() {
+    let depth = 100_000;
+    let text = format!(
+        "name: t\nbase: {}1{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let started = std::time::Instant::now();
+    let e = err(&text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.to_string(), "test.yaml:2:70: nesting deeper than 64 levels\n  hint: a sweep spec needs a few levels; check for unbalanced brackets");
 }
 
 #[test]

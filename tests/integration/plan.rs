@@ -121,3 +121,34 @@ fn missing_data_names_the_fetch_command() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(!env.db().exists(), "resume creates no database");
 }
+
+#[test]
+fn a_huge_name_and_deep_nesting_are_refused_fast_and_short_and_write_nothing() {
+    let env = Env::new(2);
+    let long = env.write("long.yaml", &format!("name: {}\n", "n".repeat(100_000)));
+    let deep = env.write(
+        "deep.yaml",
+        &format!(
+            "name: t\nbase: {}1{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+    );
+    for (spec, expected) in [
+        (
+            long,
+            "long.yaml:1:1: name: is 100000 characters long; at most 64 are allowed",
+        ),
+        (deep, "deep.yaml:2:70: nesting deeper than 64 levels"),
+    ] {
+        let started = std::time::Instant::now();
+        let o = env.run(&["run", spec.to_str().unwrap()]);
+        let took = started.elapsed();
+        let err = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(expected), "{err}");
+        assert!(err.len() < 1000, "a short message, not {} bytes", err.len());
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+        assert!(!env.db().exists(), "a rejected spec writes nothing");
+    }
+}
