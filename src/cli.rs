@@ -208,6 +208,18 @@ pub enum ReportFormat {
     Csv,
 }
 
+impl From<ReportFormat> for crate::report::Format {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Png => Self::Png,
+            ReportFormat::Svg => Self::Svg,
+            ReportFormat::Md => Self::Md,
+            ReportFormat::Tex => Self::Tex,
+            ReportFormat::Csv => Self::Csv,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
     /// Download a dataset's official archive into the data directory (verified, resumable).

@@ -75,7 +75,8 @@ fn report(
     let out = out.map_or_else(|| PathBuf::from("reports").join(sweep), Path::to_path_buf);
     let rt = runtime()?;
     let store = open_existing(&rt, &cli.db)?;
-    let written = rt.block_on(crate::report::write(&store, sweep, &out, formats))?;
+    let formats: Vec<crate::report::Format> = formats.iter().map(|&f| f.into()).collect();
+    let written = rt.block_on(crate::report::write(&store, sweep, &out, &formats))?;
     println!("wrote {} files to {}", written.len(), out.display());
     Ok(exit::OK)
 }

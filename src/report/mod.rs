@@ -20,19 +20,33 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::Value;
 
-use crate::cli::ReportFormat;
 use crate::store::Store;
 
 use aggregate::SweepData;
 use readme::Provenance;
 use tables::csv_line;
 
+/// The kinds of file a report is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Figures as PNG.
+    Png,
+    /// Figures as SVG.
+    Svg,
+    /// README.md with the tables and the figures embedded.
+    Md,
+    /// Tables as booktabs LaTeX.
+    Tex,
+    /// Tables as CSV, and `runs.csv`.
+    Csv,
+}
+
 /// Writes the sweep's report into `out`; returns the files written.
 pub async fn write(
     store: &Store,
     sweep: &str,
     out: &Path,
-    formats: &[ReportFormat],
+    formats: &[Format],
 ) -> anyhow::Result<Vec<PathBuf>> {
     let data = SweepData::load(store, sweep)
         .await
@@ -60,54 +74,86 @@ fn render(
     data: &SweepData,
     prov: &Provenance,
     out: &Path,
-    formats: &[ReportFormat],
+    formats: &[Format],
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let has = |f: ReportFormat| formats.contains(&f);
-    let secs = sections::build(data);
-    let mut written: Vec<PathBuf> = Vec::new();
-    let put = |name: &str, text: &str, written: &mut Vec<PathBuf>| -> anyhow::Result<()> {
-        let p = out.join(name);
-        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-        written.push(p);
-        Ok(())
+    let mut files = Files {
+        out,
+        formats,
+        written: Vec::new(),
     };
+    let secs = sections::build(data);
     for sec in &secs {
+        files.section(sec)?;
+    }
+    if files.wants(Format::Csv) {
+        files.put("runs.csv", &runs_csv(data))?;
+    }
+    if files.wants(Format::Md) {
+        let readme = readme::render(data, &secs, prov, files.image_format(), &files.names());
+        files.put("README.md", &readme)?;
+    }
+    Ok(files.written)
+}
+
+/// The report's output directory, the formats asked for, and what has been written.
+struct Files<'a> {
+    out: &'a Path,
+    formats: &'a [Format],
+    written: Vec<PathBuf>,
+}
+
+impl Files<'_> {
+    fn wants(&self, f: Format) -> bool {
+        self.formats.contains(&f)
+    }
+
+    /// Writes `text` to `out/name`.
+    fn put(&mut self, name: &str, text: &str) -> anyhow::Result<()> {
+        let p = self.out.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+        self.written.push(p);
+        Ok(())
+    }
+
+    /// A section's figures and tables in the formats asked for.
+    fn section(&mut self, sec: &sections::Section) -> anyhow::Result<()> {
+        let (png, svg) = (self.wants(Format::Png), self.wants(Format::Svg));
         for fig in &sec.figures {
-            written.extend(fig.write(out, has(ReportFormat::Png), has(ReportFormat::Svg))?);
+            self.written.extend(fig.write(self.out, png, svg)?);
         }
         for t in &sec.tables {
-            if has(ReportFormat::Tex) {
-                put(&format!("{}.tex", t.id), &t.latex(), &mut written)?;
+            if self.wants(Format::Tex) {
+                self.put(&format!("{}.tex", t.id), &t.latex())?;
             }
-            if has(ReportFormat::Csv) {
-                put(&format!("{}.csv", t.id), &t.csv(), &mut written)?;
+            if self.wants(Format::Csv) {
+                self.put(&format!("{}.csv", t.id), &t.csv())?;
             }
         }
+        Ok(())
     }
-    if has(ReportFormat::Csv) {
-        put("runs.csv", &runs_csv(data), &mut written)?;
-    }
-    if has(ReportFormat::Md) {
-        let image = if has(ReportFormat::Png) {
+
+    /// The image format README.md embeds: PNG when written, else SVG, else none.
+    fn image_format(&self) -> Option<&'static str> {
+        if self.wants(Format::Png) {
             Some("png")
-        } else if has(ReportFormat::Svg) {
+        } else if self.wants(Format::Svg) {
             Some("svg")
         } else {
             None
-        };
-        let mut files: Vec<String> = written
+        }
+    }
+
+    /// The names of the files written so far, sorted.
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .written
             .iter()
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
-        files.sort();
-        put(
-            "README.md",
-            &readme::render(data, &secs, prov, image, &files),
-            &mut written,
-        )?;
+        names.sort();
+        names
     }
-    Ok(written)
 }
 
 /// Flattens a JSON config into `prefix.path = value` pairs (arrays kept as JSON).

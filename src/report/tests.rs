@@ -13,6 +13,7 @@ use crate::ml::config::{
 };
 use crate::ml::Checkpoint;
 use crate::store::{LeaseHolder, MetricRecord, NewStage, NewSweep};
+use crate::test_support::snapshot;
 use crate::vocab::StageKind;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -22,9 +23,8 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn snapshot(name: &str, actual: &str) {
-    crate::test_support::snapshot("src/report/snapshots", name, actual);
-}
+/// Where this module's snapshots are committed.
+const SNAPSHOTS: &str = "src/report/snapshots";
 
 /// What happens to one pretrain run of the fixture.
 #[derive(Clone, Copy, PartialEq)]
@@ -292,13 +292,13 @@ fn pairs_fate(ci: usize, seed: u64) -> Fate {
     }
 }
 
-fn all_formats() -> Vec<ReportFormat> {
+fn all_formats() -> Vec<Format> {
     vec![
-        ReportFormat::Png,
-        ReportFormat::Svg,
-        ReportFormat::Md,
-        ReportFormat::Tex,
-        ReportFormat::Csv,
+        Format::Png,
+        Format::Svg,
+        Format::Md,
+        Format::Tex,
+        Format::Csv,
     ]
 }
 
@@ -343,12 +343,14 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
         md.contains("— (pending)") && md.contains("— (failed)"),
         "{md}"
     );
-    snapshot("pairs_README.md", &md);
+    snapshot(SNAPSHOTS, "pairs_README.md", &md);
     snapshot(
+        SNAPSHOTS,
         "pairs_fig5_augment_pairs.tex",
         &std::fs::read_to_string(out.join("fig5_augment_pairs.tex")).unwrap(),
     );
     snapshot(
+        SNAPSHOTS,
         "pairs_runs.csv",
         &std::fs::read_to_string(out.join("runs.csv")).unwrap(),
     );
@@ -430,17 +432,11 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
         )
         .await;
         let data = SweepData::load(&store, "losses").await.unwrap();
-        render(
-            &data,
-            &fixed_provenance(),
-            &out,
-            &[ReportFormat::Md, ReportFormat::Tex],
-        )
-        .unwrap();
+        render(&data, &fixed_provenance(), &out, &[Format::Md, Format::Tex]).unwrap();
         store.close().await;
     });
     let t4 = std::fs::read_to_string(out.join("table4_losses.tex")).unwrap();
-    snapshot("losses_table4.tex", &t4);
+    snapshot(SNAPSHOTS, "losses_table4.tex", &t4);
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(md.contains("| NT-Xent | no | 42.0 | 37.0 | 63.9 |"), "{md}");
     assert!(md.contains("epochs: paper 100, ours 2"), "{md}");
@@ -476,7 +472,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
             },
         )
         .await;
-        write(&store, "be", &out, &[ReportFormat::Md, ReportFormat::Png])
+        write(&store, "be", &out, &[Format::Md, Format::Png])
             .await
             .unwrap();
         store.close().await;
@@ -552,13 +548,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
             }
             other => panic!("{other:?}"),
         }
-        render(
-            &data,
-            &fixed_provenance(),
-            &out,
-            &[ReportFormat::Md, ReportFormat::Png],
-        )
-        .unwrap();
+        render(&data, &fixed_provenance(), &out, &[Format::Md, Format::Png]).unwrap();
         store.close().await;
     });
     assert!(out.join("fig8_head_dims.png").exists());
