@@ -97,15 +97,226 @@ fn restore(
     })
 }
 
+/// Checks that the config can train on `n_images` images; the steps per epoch.
+fn checked_steps_per_epoch(cfg: &PretrainConfig, n_images: usize) -> Result<usize, MlError> {
+    if cfg.batch_size < 2 {
+        return Err(MlError::Config(format!(
+            "batch size {} leaves no negatives (need >= 2)",
+            cfg.batch_size
+        )));
+    }
+    if cfg.checkpoint_every == 0 {
+        return Err(MlError::Config(
+            "checkpoint_every must be at least 1".into(),
+        ));
+    }
+    let spe = data::steps_per_epoch(n_images, cfg.batch_size);
+    if spe == 0 {
+        return Err(MlError::Config(format!(
+            "batch size {} exceeds the {} training images",
+            cfg.batch_size, n_images
+        )));
+    }
+    Ok(spe)
+}
+
+/// A freshly initialised model (from the config's seed) and its optimizer.
+fn fresh(
+    cfg: &PretrainConfig,
+    env: &TrainEnv,
+) -> Result<(VarMap, SimclrModel, Optimizer), MlError> {
+    let (vm, model) =
+        init::build_model(&cfg.encoder, &cfg.head, 3, cfg.seed, &env.device).map_err(tensor_err)?;
+    let opt = Optimizer::new(&cfg.optimizer, init::trainable_vars(&vm));
+    Ok((vm, model, opt))
+}
+
+/// One pretraining run: its config, its model and optimizer, and the images it trains on.
 struct Run<'a> {
     cfg: &'a PretrainConfig,
     env: &'a TrainEnv,
     varmap: VarMap,
+    model: SimclrModel,
     opt: Optimizer,
+    set: Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
     steps_per_epoch: usize,
 }
 
-impl Run<'_> {
+/// What one optimisation step measured.
+struct StepResult {
+    loss: f64,
+    contrastive_acc: f64,
+    contrastive_acc_cross_view: f64,
+    lr: f64,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        cfg: &'a PretrainConfig,
+        env: &'a TrainEnv,
+        set: Arc<ImageSet>,
+        indices: Arc<Vec<usize>>,
+    ) -> Result<Self, MlError> {
+        let steps_per_epoch = checked_steps_per_epoch(cfg, indices.len())?;
+        let (varmap, model, opt) = fresh(cfg, env)?;
+        Ok(Run {
+            cfg,
+            env,
+            varmap,
+            model,
+            opt,
+            set,
+            indices,
+            steps_per_epoch,
+        })
+    }
+
+    /// Restores the first checkpoint of `env.resume_from` that verifies and fits: the
+    /// position to continue from and that checkpoint, or the start and none.
+    fn resume(&mut self) -> Result<(Position, Option<Checkpoint>), MlError> {
+        let mut dirty = false;
+        for r in &self.env.resume_from {
+            let attempt = checkpoint::load(r, &self.env.device).and_then(|l| {
+                dirty = true;
+                let p = restore(
+                    &l,
+                    self.cfg,
+                    self.steps_per_epoch,
+                    &self.varmap,
+                    &mut self.opt,
+                )?;
+                Ok((p, l.info))
+            });
+            match attempt {
+                Ok((p, info)) => return Ok((p, Some(info))),
+                Err(e) => eprintln!("warning: skipping checkpoint {}: {e}", r.path.display()),
+            }
+        }
+        if dirty {
+            // A failed restore may have changed some variables: start from clean weights.
+            (self.varmap, self.model, self.opt) = fresh(self.cfg, self.env)?;
+        }
+        Ok((Position::default(), None))
+    }
+
+    /// Trains epoch `pos.epoch` from `pos.step_in_epoch` on, advancing `pos`; true when
+    /// the observer asked to stop (then the epoch may be unfinished).
+    fn train_epoch(&mut self, pos: &mut Position, obs: &mut dyn Observer) -> Result<bool, MlError> {
+        let (cfg, spe) = (self.cfg, self.steps_per_epoch);
+        let epoch = pos.epoch;
+        let batches = data::view_batches(
+            self.set.clone(),
+            self.indices.clone(),
+            &cfg.augment,
+            cfg.seed,
+            epoch,
+            cfg.batch_size,
+            pos.step_in_epoch,
+            self.env.loader_threads,
+        )?;
+        for b in batches {
+            let t0 = Instant::now();
+            let global = epoch * spe + b.step_in_epoch;
+            let n = b.n;
+            let step = self.step(b.v1, b.v2, n, epoch, global)?;
+            pos.step_in_epoch = b.step_in_epoch + 1;
+            pos.loss_sum += step.loss;
+            pos.acc_sum += step.contrastive_acc;
+            let secs = t0.elapsed().as_secs_f64();
+            let m = StepMetrics {
+                epoch,
+                step: global,
+                steps_per_epoch: spe,
+                loss: step.loss,
+                lr: step.lr,
+                contrastive_acc: step.contrastive_acc,
+                contrastive_acc_cross_view: step.contrastive_acc_cross_view,
+                images_per_sec: if secs > 0.0 { n as f64 / secs } else { 0.0 },
+            };
+            if obs.on_step(&m) == Control::Stop {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One step on `n` pairs of views: forward both views together, the contrastive
+    /// loss, backward, an optimizer step at the scheduled learning rate.
+    fn step(
+        &mut self,
+        v1: Vec<f32>,
+        v2: Vec<f32>,
+        n: usize,
+        epoch: usize,
+        global: usize,
+    ) -> Result<StepResult, MlError> {
+        let cfg = self.cfg;
+        let (h, w, device) = (self.set.height, self.set.width, &self.env.device);
+        let x1 = Tensor::from_vec(v1, (n, 3, h, w), device).map_err(tensor_err)?;
+        let x2 = Tensor::from_vec(v2, (n, 3, h, w), device).map_err(tensor_err)?;
+        let x = Tensor::cat(&[&x1, &x2], 0).map_err(tensor_err)?; // [2N, 3, H, W]
+        let (_h, z) = self.model.forward_t(&x, true).map_err(tensor_err)?; // z [2N, D]
+        let z1 = z.narrow(0, 0, n).map_err(tensor_err)?;
+        let z2 = z.narrow(0, n, n).map_err(tensor_err)?;
+        let out = loss::contrastive_loss(&z1, &z2, &cfg.loss).map_err(tensor_err)?;
+        let value = out
+            .loss
+            .to_dtype(DType::F64)
+            .and_then(|t| t.to_scalar::<f64>())
+            .map_err(tensor_err)?;
+        if !value.is_finite() {
+            return Err(MlError::NonFinite {
+                epoch,
+                step: global,
+                value,
+            });
+        }
+        let grads = out.loss.backward().map_err(tensor_err)?;
+        let spe = self.steps_per_epoch;
+        let lr = lr_at(
+            &cfg.optimizer,
+            cfg.batch_size,
+            global,
+            spe,
+            spe * cfg.epochs,
+        );
+        self.opt.step(&grads, lr).map_err(classify)?;
+        Ok(StepResult {
+            loss: value,
+            contrastive_acc: out.accuracy,
+            contrastive_acc_cross_view: out.accuracy_cross_view,
+            lr,
+        })
+    }
+
+    /// Reports the finished epoch `pos.epoch`, moves `pos` to the next epoch's start and
+    /// checkpoints there when due (always when stopping); the checkpoint, if written.
+    fn end_epoch(
+        &mut self,
+        pos: &mut Position,
+        seconds: f64,
+        stop: bool,
+        obs: &mut dyn Observer,
+    ) -> Result<Option<Checkpoint>, MlError> {
+        let spe = self.steps_per_epoch as f64;
+        obs.on_epoch(&EpochMetrics {
+            epoch: pos.epoch,
+            loss: pos.loss_sum / spe,
+            contrastive_acc: pos.acc_sum / spe,
+            seconds,
+        })
+        .map_err(MlError::Observer)?;
+        *pos = Position {
+            epoch: pos.epoch + 1,
+            ..Position::default()
+        };
+        if stop || pos.epoch % self.cfg.checkpoint_every == 0 || pos.epoch == self.cfg.epochs {
+            return self.save(pos, obs).map(Some);
+        }
+        Ok(None)
+    }
+
     fn save(&self, pos: &Position, obs: &mut dyn Observer) -> Result<Checkpoint, MlError> {
         let meta = CheckpointMeta {
             version: checkpoint::FORMAT_VERSION,
@@ -136,149 +347,19 @@ pub(crate) fn pretrain_on(
     indices: Arc<Vec<usize>>,
     obs: &mut dyn Observer,
 ) -> Result<PretrainOutcome, MlError> {
-    if cfg.batch_size < 2 {
-        return Err(MlError::Config(format!(
-            "batch size {} leaves no negatives (need >= 2)",
-            cfg.batch_size
-        )));
-    }
-    if cfg.checkpoint_every == 0 {
-        return Err(MlError::Config(
-            "checkpoint_every must be at least 1".into(),
-        ));
-    }
-    let spe = data::steps_per_epoch(indices.len(), cfg.batch_size);
-    if spe == 0 {
-        return Err(MlError::Config(format!(
-            "batch size {} exceeds the {} training images",
-            cfg.batch_size,
-            indices.len()
-        )));
-    }
-    let total_steps = spe * cfg.epochs;
-    let build = || -> Result<(VarMap, SimclrModel, Optimizer), MlError> {
-        let (vm, model) = init::build_model(&cfg.encoder, &cfg.head, 3, cfg.seed, &env.device)
-            .map_err(tensor_err)?;
-        let opt = Optimizer::new(&cfg.optimizer, init::trainable_vars(&vm));
-        Ok((vm, model, opt))
-    };
-    let (varmap, model, opt) = build()?;
-    let mut run = Run {
-        cfg,
-        env,
-        varmap,
-        opt,
-        steps_per_epoch: spe,
-    };
-    let mut model = model;
-
-    // Resume from the first checkpoint that verifies and fits.
-    let mut pos = Position::default();
-    let mut last: Option<Checkpoint> = None;
-    let mut dirty = false;
-    for r in &env.resume_from {
-        let attempt = checkpoint::load(r, &env.device).and_then(|l| {
-            dirty = true;
-            let p = restore(&l, cfg, spe, &run.varmap, &mut run.opt)?;
-            Ok((p, l.info))
-        });
-        match attempt {
-            Ok((p, info)) => {
-                pos = p;
-                last = Some(info);
-                dirty = false;
-                break;
-            }
-            Err(e) => eprintln!("warning: skipping checkpoint {}: {e}", r.path.display()),
-        }
-    }
-    if dirty {
-        // A failed restore may have changed some variables: start from clean weights.
-        let (vm, m, o) = build()?;
-        run.varmap = vm;
-        run.opt = o;
-        model = m;
-    }
-
-    let (h, w) = (set.height, set.width);
-    let mut global = pos.epoch * spe + pos.step_in_epoch;
+    let mut run = Run::new(cfg, env, set, indices)?;
+    let (mut pos, mut last) = run.resume()?;
     while pos.epoch < cfg.epochs {
-        let epoch = pos.epoch;
         let t_epoch = Instant::now();
-        let batches = data::view_batches(
-            set.clone(),
-            indices.clone(),
-            &cfg.augment,
-            cfg.seed,
-            epoch,
-            cfg.batch_size,
-            pos.step_in_epoch,
-            env.loader_threads,
-        )?;
-        let mut stop = false;
-        for b in batches {
-            let t0 = Instant::now();
-            let n = b.n;
-            let x1 = Tensor::from_vec(b.v1, (n, 3, h, w), &env.device).map_err(tensor_err)?;
-            let x2 = Tensor::from_vec(b.v2, (n, 3, h, w), &env.device).map_err(tensor_err)?;
-            let x = Tensor::cat(&[&x1, &x2], 0).map_err(tensor_err)?; // [2N, 3, H, W]
-            let (_h, z) = model.forward_t(&x, true).map_err(tensor_err)?; // z [2N, D]
-            let z1 = z.narrow(0, 0, n).map_err(tensor_err)?;
-            let z2 = z.narrow(0, n, n).map_err(tensor_err)?;
-            let out = loss::contrastive_loss(&z1, &z2, &cfg.loss).map_err(tensor_err)?;
-            let value = out
-                .loss
-                .to_dtype(DType::F64)
-                .and_then(|t| t.to_scalar::<f64>())
-                .map_err(tensor_err)?;
-            if !value.is_finite() {
-                return Err(MlError::NonFinite {
-                    epoch,
-                    step: global,
-                    value,
-                });
-            }
-            let grads = out.loss.backward().map_err(tensor_err)?;
-            let lr = lr_at(&cfg.optimizer, cfg.batch_size, global, spe, total_steps);
-            run.opt.step(&grads, lr).map_err(classify)?;
-            pos.step_in_epoch = b.step_in_epoch + 1;
-            pos.loss_sum += value;
-            pos.acc_sum += out.accuracy;
-            let secs = t0.elapsed().as_secs_f64();
-            let m = StepMetrics {
-                epoch,
-                step: global,
-                steps_per_epoch: spe,
-                loss: value,
-                lr,
-                contrastive_acc: out.accuracy,
-                contrastive_acc_cross_view: out.accuracy_cross_view,
-                images_per_sec: if secs > 0.0 { n as f64 / secs } else { 0.0 },
-            };
-            global += 1;
-            if obs.on_step(&m) == Control::Stop {
-                stop = true;
-                break;
-            }
-        }
-        if pos.step_in_epoch < spe {
+        let stop = run.train_epoch(&mut pos, obs)?;
+        if pos.step_in_epoch < run.steps_per_epoch {
             // Stopped mid-epoch: checkpoint the position inside the epoch.
             let info = run.save(&pos, obs)?;
             return Ok(PretrainOutcome::Stopped { checkpoint: info });
         }
-        obs.on_epoch(&EpochMetrics {
-            epoch,
-            loss: pos.loss_sum / spe as f64,
-            contrastive_acc: pos.acc_sum / spe as f64,
-            seconds: t_epoch.elapsed().as_secs_f64(),
-        })
-        .map_err(MlError::Observer)?;
-        pos = Position {
-            epoch: epoch + 1,
-            ..Position::default()
-        };
-        if stop || pos.epoch % cfg.checkpoint_every == 0 || pos.epoch == cfg.epochs {
-            last = Some(run.save(&pos, obs)?);
+        let seconds = t_epoch.elapsed().as_secs_f64();
+        if let Some(info) = run.end_epoch(&mut pos, seconds, stop, obs)? {
+            last = Some(info);
         }
         if stop && pos.epoch < cfg.epochs {
             let checkpoint = last.ok_or_else(|| MlError::Config("no checkpoint".into()))?;
@@ -304,22 +385,8 @@ mod tests {
     };
     use crate::ml::observer::NullObserver;
     use crate::ml::observer::ObserverError;
+    use crate::test_support::images::random_images;
     use candle_core::Device;
-    use rand::Rng;
-
-    /// 32 random 8x8 images, 4 classes.
-    fn tiny_set() -> Arc<ImageSet> {
-        let mut r = crate::ml::rng::stream(1, crate::ml::rng::Domain::Eval, &[99]);
-        let n = 32;
-        Arc::new(ImageSet {
-            images: (0..n * 8 * 8 * 3).map(|_| r.gen::<u8>()).collect(),
-            labels: (0..n).map(|i| (i % 4) as u16).collect(),
-            height: 8,
-            width: 8,
-            num_classes: 4,
-            class_names: (0..4).map(|i| i.to_string()).collect(),
-        })
-    }
 
     fn tiny_cfg(epochs: usize) -> PretrainConfig {
         PretrainConfig {
@@ -391,7 +458,7 @@ mod tests {
         env: &TrainEnv,
         rec: &mut Rec,
     ) -> Result<PretrainOutcome, MlError> {
-        let set = tiny_set();
+        let set = random_images(32, 1, 99); // 32 random images, 4 classes
         let idx = Arc::new((0..set.len()).collect::<Vec<_>>());
         no_panic(|| pretrain_on(cfg, env, set, idx, rec))
     }
@@ -555,7 +622,7 @@ mod tests {
     #[test]
     fn pretrain_reads_the_dataset_and_its_balanced_subset() {
         let d = tempfile::tempdir().unwrap();
-        let data = crate::ml::data::testutil::write_cifar10_dir(d.path(), 10); // 50 train images
+        let data = crate::test_support::cifar::write_cifar10_dir(d.path(), 10); // 50 train images
         let mut cfg = tiny_cfg(1);
         cfg.dataset.train_subset = Some(10);
         cfg.batch_size = 5;

@@ -212,6 +212,19 @@ fn heat(v: f64, lo: f64, hi: f64) -> RGBColor {
     ViridisRGB::get_color_normalized(v, lo, hi)
 }
 
+/// Where Figure 5's grid starts and how far the row-average column stands off it.
+const HEAT_X0: i32 = 150;
+const HEAT_Y0: i32 = 110;
+const HEAT_GAP: i32 = 14;
+const NO_VALUE: RGBColor = RGBColor(225, 225, 225);
+
+/// What one heatmap cell shows: its colour, the main number and an optional second line.
+struct CellLook {
+    bg: RGBColor,
+    main: String,
+    sub: Option<String>,
+}
+
 fn heatmap<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     ops: &[String],
@@ -219,19 +232,34 @@ fn heatmap<DB: DrawingBackend>(
     row_avg: &[Option<(f64, bool)>],
     scale_label: &str,
 ) -> R {
-    let n = ops.len() as i32;
-    let c = CELL as i32;
-    let (x0, y0) = (150, 110);
-    let gap = 14;
-    let mut all: Vec<f64> = values
+    let (lo, hi) = colour_range(values, row_avg);
+    let (n, c) = (ops.len() as i32, CELL as i32);
+    for (i, row) in values.iter().enumerate() {
+        let y = HEAT_Y0 + i as i32 * c;
+        for (j, v) in row.iter().enumerate() {
+            draw_cell(root, (HEAT_X0 + j as i32 * c, y), value_look(v, lo, hi))?;
+        }
+        let avg = row_avg.get(i).copied().flatten();
+        draw_cell(
+            root,
+            (HEAT_X0 + n * c + HEAT_GAP, y),
+            row_avg_look(avg, lo, hi),
+        )?;
+    }
+    heatmap_labels(root, ops)?;
+    colour_scale(root, n, (lo, hi), scale_label)
+}
+
+/// The colour scale's ends: the range of every cell and row average, widened when flat.
+fn colour_range(values: &[Vec<CellValue>], row_avg: &[Option<(f64, bool)>]) -> (f64, f64) {
+    let means = values
         .iter()
         .flatten()
-        .filter_map(|v| v.stat().map(|s| s.mean))
-        .collect();
-    all.extend(row_avg.iter().flatten().map(|a| a.0));
-    let (mut lo, mut hi) = all
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+        .filter_map(|v| v.stat().map(|s| s.mean));
+    let avgs = row_avg.iter().flatten().map(|a| a.0);
+    let (mut lo, mut hi) = means
+        .chain(avgs)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(v), b.max(v))
         });
     if !lo.is_finite() {
@@ -241,80 +269,80 @@ fn heatmap<DB: DrawingBackend>(
         lo -= 1.0;
         hi += 1.0;
     }
-    let grey = RGBColor(225, 225, 225);
-    let cell_text = |x: i32,
-                     y: i32,
-                     bg: RGBColor,
-                     main: String,
-                     sub: Option<String>|
-     -> Vec<Text<'static, (i32, i32), String>> {
-        let fg = text_on(bg);
-        let mut t = Vec::new();
-        let dy = if sub.is_some() { -9 } else { 0 };
-        t.push(Text::new(
-            main,
-            (x + c / 2, y + c / 2 + dy),
-            centered(18.0).color(fg),
-        ));
-        if let Some(s) = sub {
-            t.push(Text::new(
-                s,
-                (x + c / 2, y + c / 2 + 13),
-                centered(13.0).color(fg),
-            ));
-        }
-        t
-    };
-    for (i, row) in values.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            let (x, y) = (x0 + j as i32 * c, y0 + i as i32 * c);
-            let (bg, main, sub) = match v {
-                CellValue::Value { stat, expected } => {
-                    let bg = heat(stat.mean, lo, hi);
-                    let sub = match stat.std {
-                        Some(sd) => Some(format!("± {sd:.1}")),
-                        None if stat.n < *expected => {
-                            Some(format!("{}/{} seeds", stat.n, expected))
-                        }
-                        None => None,
-                    };
-                    (bg, format!("{:.1}", stat.mean), sub)
-                }
-                CellValue::Missing(why) => (grey, "—".to_string(), Some(why.to_string())),
-            };
-            root.draw(&Rectangle::new([(x, y), (x + c, y + c)], bg.filled()))
-                .map_err(err)?;
-            root.draw(&Rectangle::new(
-                [(x, y), (x + c, y + c)],
-                WHITE.stroke_width(2),
-            ))
-            .map_err(err)?;
-            for t in cell_text(x, y, bg, main, sub) {
-                root.draw(&t).map_err(err)?;
-            }
-        }
-        // Row average.
-        let (x, y) = (x0 + n * c + gap, y0 + i as i32 * c);
-        let (bg, main, sub) = match row_avg.get(i).copied().flatten() {
-            Some((v, partial)) => (
-                heat(v, lo, hi),
-                format!("{v:.1}"),
-                partial.then(|| "partial".to_string()),
-            ),
-            None => (grey, "—".to_string(), None),
-        };
-        root.draw(&Rectangle::new([(x, y), (x + c, y + c)], bg.filled()))
-            .map_err(err)?;
-        root.draw(&Rectangle::new(
-            [(x, y), (x + c, y + c)],
-            WHITE.stroke_width(2),
+    (lo, hi)
+}
+
+/// A grid cell: the mean, with the spread over seeds or how many seeds it has so far.
+fn value_look(v: &CellValue, lo: f64, hi: f64) -> CellLook {
+    match v {
+        CellValue::Value { stat, expected } => CellLook {
+            bg: heat(stat.mean, lo, hi),
+            main: format!("{:.1}", stat.mean),
+            sub: match stat.std {
+                Some(sd) => Some(format!("± {sd:.1}")),
+                None if stat.n < *expected => Some(format!("{}/{} seeds", stat.n, expected)),
+                None => None,
+            },
+        },
+        CellValue::Missing(why) => CellLook {
+            bg: NO_VALUE,
+            main: "—".to_string(),
+            sub: Some(why.to_string()),
+        },
+    }
+}
+
+/// A row-average cell: the average, marked when some of the row is missing.
+fn row_avg_look(avg: Option<(f64, bool)>, lo: f64, hi: f64) -> CellLook {
+    match avg {
+        Some((v, partial)) => CellLook {
+            bg: heat(v, lo, hi),
+            main: format!("{v:.1}"),
+            sub: partial.then(|| "partial".to_string()),
+        },
+        None => CellLook {
+            bg: NO_VALUE,
+            main: "—".to_string(),
+            sub: None,
+        },
+    }
+}
+
+/// A filled square with a white border and its text centred, legible on its colour.
+fn draw_cell<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    (x, y): (i32, i32),
+    look: CellLook,
+) -> R {
+    let c = CELL as i32;
+    let square = [(x, y), (x + c, y + c)];
+    root.draw(&Rectangle::new(square, look.bg.filled()))
+        .map_err(err)?;
+    root.draw(&Rectangle::new(square, WHITE.stroke_width(2)))
+        .map_err(err)?;
+    let fg = text_on(look.bg);
+    let dy = if look.sub.is_some() { -9 } else { 0 };
+    root.draw(&Text::new(
+        look.main,
+        (x + c / 2, y + c / 2 + dy),
+        centered(18.0).color(fg),
+    ))
+    .map_err(err)?;
+    if let Some(s) = look.sub {
+        root.draw(&Text::new(
+            s,
+            (x + c / 2, y + c / 2 + 13),
+            centered(13.0).color(fg),
         ))
         .map_err(err)?;
-        for t in cell_text(x, y, bg, main, sub) {
-            root.draw(&t).map_err(err)?;
-        }
     }
-    // Labels: rows (first op) on the left, columns (second op) below.
+    Ok(())
+}
+
+/// Labels: rows (first op) on the left, columns (second op) below, and the axis titles.
+fn heatmap_labels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, ops: &[String]) -> R {
+    let (n, c) = (ops.len() as i32, CELL as i32);
+    let (x0, y0) = (HEAT_X0, HEAT_Y0);
     for (i, op) in ops.iter().enumerate() {
         root.draw(&Text::new(
             op.clone(),
@@ -331,7 +359,7 @@ fn heatmap<DB: DrawingBackend>(
     }
     root.draw(&Text::new(
         "row avg".to_string(),
-        (x0 + n * c + gap + c / 2, y0 + n * c + 16),
+        (x0 + n * c + HEAT_GAP + c / 2, y0 + n * c + 16),
         centered(16.0),
     ))
     .map_err(err)?;
@@ -349,9 +377,19 @@ fn heatmap<DB: DrawingBackend>(
             .pos(Pos::new(HPos::Center, VPos::Center)),
     ))
     .map_err(err)?;
-    // Colour scale.
-    let bx = x0 + (n + 1) * c + gap + 30;
-    let (by0, by1) = (y0, y0 + n * c);
+    Ok(())
+}
+
+/// The colour bar right of the row averages, with five ticks and its label on top.
+fn colour_scale<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    n: i32,
+    (lo, hi): (f64, f64),
+    label: &str,
+) -> R {
+    let c = CELL as i32;
+    let bx = HEAT_X0 + (n + 1) * c + HEAT_GAP + 30;
+    let (by0, by1) = (HEAT_Y0, HEAT_Y0 + n * c);
     let steps = (by1 - by0).max(1);
     for k in 0..steps {
         let v = hi - (hi - lo) * k as f64 / steps as f64;
@@ -379,7 +417,7 @@ fn heatmap<DB: DrawingBackend>(
         .map_err(err)?;
     }
     root.draw(&Text::new(
-        scale_label.to_string(),
+        label.to_string(),
         (bx + 11, by0 - 18),
         centered(14.0),
     ))

@@ -48,6 +48,118 @@ pub(crate) fn effective(
     profile: Option<(&str, &RawProfile)>,
     overrides: &[String],
 ) -> Result<Effective, SpecError> {
+    let mut sections = Sections::of(raw)?;
+    if let Some((_, p)) = profile {
+        sections.apply_profile(p);
+    }
+    let overrides = sections.apply_overrides(overrides)?;
+    check_seeds(&sections.seeds)?;
+    let mut axes = grid_axes(&sections.grid)?;
+    for (i, group) in sections.zip.iter().enumerate() {
+        axes.push(zip_axis(i, group)?);
+    }
+    check_distinct_axes(&axes)?;
+    let Sections {
+        mut base,
+        dataset,
+        exclude,
+        seeds,
+        ..
+    } = sections;
+    set_path(&mut base, "dataset", &dataset);
+    Ok(Effective {
+        base,
+        axes,
+        exclude,
+        seeds,
+        overrides,
+    })
+}
+
+/// The spec's sections, with defaults for those left out, as the profile and the
+/// overrides change them.
+struct Sections {
+    base: Value,
+    dataset: Value,
+    grid: Mapping,
+    zip: Vec<Mapping>,
+    exclude: Vec<Mapping>,
+    seeds: Vec<u64>,
+}
+
+impl Sections {
+    fn of(raw: &RawSpec) -> Result<Self, SpecError> {
+        Ok(Self {
+            base: base_tree(raw)?,
+            dataset: raw
+                .dataset
+                .clone()
+                .unwrap_or(Value::Mapping(Mapping::new())),
+            grid: raw.grid.clone().unwrap_or_default(),
+            zip: raw.zip.clone().unwrap_or_default(),
+            exclude: raw.exclude.clone().unwrap_or_default(),
+            seeds: raw.seeds.clone().unwrap_or_else(|| vec![0]),
+        })
+    }
+
+    /// `dataset` and `base` merge key by key, `grid` replaces axis by axis, the rest
+    /// replace.
+    fn apply_profile(&mut self, p: &RawProfile) {
+        if let Some(d) = &p.dataset {
+            merge(&mut self.dataset, d);
+        }
+        if let Some(b) = &p.base {
+            merge(&mut self.base, b);
+        }
+        if let Some(g) = &p.grid {
+            for (k, v) in g {
+                self.grid.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(z) = &p.zip {
+            self.zip = z.clone();
+        }
+        if let Some(e) = &p.exclude {
+            self.exclude = e.clone();
+        }
+        if let Some(s) = &p.seeds {
+            self.seeds = s.clone();
+        }
+    }
+
+    /// Takes `--set seeds=...` as the seeds, and every other `--set path=value` out of
+    /// the grid; returns the latter, which apply to every point.
+    fn apply_overrides(&mut self, overrides: &[String]) -> Result<Vec<(String, Value)>, SpecError> {
+        let mut parsed = Vec::new();
+        for o in overrides {
+            let (key, value) = parse_override(o)?;
+            if key == "seeds" {
+                self.seeds = serde_yaml::from_value(value).map_err(|e| {
+                    SpecError::new(
+                        format!("--set {o}"),
+                        format!("seeds must be a list of integers: {e}"),
+                    )
+                })?;
+                continue;
+            }
+            if key.starts_with("seed") || key == "name" {
+                return Err(SpecError::new(
+                    format!("--set {o}"),
+                    format!("`{key}` cannot be overridden"),
+                )
+                .hint("use --set seeds=[0,1] to choose seeds"));
+            }
+            // An override fixes an axis: drop the axis rather than expand it for nothing.
+            self.grid.remove(key.as_str());
+            parsed.push((key, value));
+        }
+        Ok(parsed)
+    }
+}
+
+/// The spec's `base`: a mapping (empty when left out), without the fields that have
+/// their own top-level sections.
+fn base_tree(raw: &RawSpec) -> Result<Value, SpecError> {
     let mut base = raw.base.clone().unwrap_or(Value::Mapping(Mapping::new()));
     if base.is_null() {
         base = Value::Mapping(Mapping::new());
@@ -69,62 +181,11 @@ pub(crate) fn effective(
             return Err(SpecError::new(format!("base.{key}"), "not allowed in base").hint(hint));
         }
     }
-    let mut dataset = raw
-        .dataset
-        .clone()
-        .unwrap_or(Value::Mapping(Mapping::new()));
-    let mut grid = raw.grid.clone().unwrap_or_default();
-    let mut zip = raw.zip.clone().unwrap_or_default();
-    let mut exclude = raw.exclude.clone().unwrap_or_default();
-    let mut seeds = raw.seeds.clone().unwrap_or_else(|| vec![0]);
-    if let Some((_, p)) = profile {
-        if let Some(d) = &p.dataset {
-            merge(&mut dataset, d);
-        }
-        if let Some(b) = &p.base {
-            merge(&mut base, b);
-        }
-        if let Some(g) = &p.grid {
-            for (k, v) in g {
-                grid.insert(k.clone(), v.clone());
-            }
-        }
-        if let Some(z) = &p.zip {
-            zip = z.clone();
-        }
-        if let Some(e) = &p.exclude {
-            exclude = e.clone();
-        }
-        if let Some(s) = &p.seeds {
-            seeds = s.clone();
-        }
-    }
-    set_path(&mut base, "dataset", &dataset);
+    Ok(base)
+}
 
-    let mut parsed_overrides = Vec::new();
-    for o in overrides {
-        let (key, value) = parse_override(o)?;
-        if key == "seeds" {
-            seeds = serde_yaml::from_value(value).map_err(|e| {
-                SpecError::new(
-                    format!("--set {o}"),
-                    format!("seeds must be a list of integers: {e}"),
-                )
-            })?;
-            continue;
-        }
-        if key.starts_with("seed") || key == "name" {
-            return Err(SpecError::new(
-                format!("--set {o}"),
-                format!("`{key}` cannot be overridden"),
-            )
-            .hint("use --set seeds=[0,1] to choose seeds"));
-        }
-        // An override fixes an axis: drop the axis rather than expand it for nothing.
-        grid.remove(key.as_str());
-        parsed_overrides.push((key, value));
-    }
-
+/// At least one seed, none twice.
+fn check_seeds(seeds: &[u64]) -> Result<(), SpecError> {
     if seeds.is_empty() {
         return Err(
             SpecError::new("seeds", "the list of seeds is empty: the grid has no runs")
@@ -132,14 +193,18 @@ pub(crate) fn effective(
         );
     }
     let mut seen = std::collections::BTreeSet::new();
-    for s in &seeds {
+    for s in seeds {
         if !seen.insert(*s) {
             return Err(SpecError::new("seeds", format!("seed {s} is listed twice")));
         }
     }
+    Ok(())
+}
 
+/// One axis per `grid` entry, in file order.
+fn grid_axes(grid: &Mapping) -> Result<Vec<Axis>, SpecError> {
     let mut axes = Vec::new();
-    for (k, v) in &grid {
+    for (k, v) in grid {
         let path = k
             .as_str()
             .ok_or_else(|| SpecError::new("grid", "axis names must be strings (dotted paths)"))?;
@@ -149,52 +214,51 @@ pub(crate) fn effective(
             points: grid_points(path, v)?.into_iter().map(|v| vec![v]).collect(),
         });
     }
-    for (i, group) in zip.iter().enumerate() {
-        let source = format!("zip.{i}");
-        let mut paths = Vec::new();
-        let mut columns = Vec::new();
-        for (k, v) in group {
-            let path = k
-                .as_str()
-                .ok_or_else(|| SpecError::new(&source, "axis names must be strings"))?;
-            let Value::Sequence(values) = v else {
-                return Err(SpecError::new(
-                    format!("{source}.{path}"),
-                    "a zipped axis must be a list",
-                ));
-            };
-            paths.push(path.to_string());
-            columns.push(values.clone());
-        }
-        let len = columns.first().map_or(0, Vec::len);
-        if let Some((p, c)) = paths.iter().zip(&columns).find(|(_, c)| c.len() != len) {
+    Ok(axes)
+}
+
+/// The axis of zip group `i`: its lists, of equal length, taken element by element.
+fn zip_axis(i: usize, group: &Mapping) -> Result<Axis, SpecError> {
+    let source = format!("zip.{i}");
+    let mut paths = Vec::new();
+    let mut columns = Vec::new();
+    for (k, v) in group {
+        let path = k
+            .as_str()
+            .ok_or_else(|| SpecError::new(&source, "axis names must be strings"))?;
+        let Value::Sequence(values) = v else {
             return Err(SpecError::new(
-                format!("{source}.{p}"),
-                format!("has {} values but {} has {len}: zipped axes vary together and need equal lengths", c.len(), paths[0]),
+                format!("{source}.{path}"),
+                "a zipped axis must be a list",
             ));
-        }
-        if len == 0 {
-            return Err(SpecError::new(
-                &source,
-                "has no values: the grid would be empty",
-            ));
-        }
-        let points = (0..len)
-            .map(|j| columns.iter().map(|c| c[j].clone()).collect())
-            .collect();
-        axes.push(Axis {
-            source,
-            paths,
-            points,
-        });
+        };
+        paths.push(path.to_string());
+        columns.push(values.clone());
     }
-    check_distinct_axes(&axes)?;
-    Ok(Effective {
-        base,
-        axes,
-        exclude,
-        seeds,
-        overrides: parsed_overrides,
+    let len = columns.first().map_or(0, Vec::len);
+    if let Some((p, c)) = paths.iter().zip(&columns).find(|(_, c)| c.len() != len) {
+        return Err(SpecError::new(
+            format!("{source}.{p}"),
+            format!(
+                "has {} values but {} has {len}: zipped axes vary together and need equal lengths",
+                c.len(),
+                paths[0]
+            ),
+        ));
+    }
+    if len == 0 {
+        return Err(SpecError::new(
+            &source,
+            "has no values: the grid would be empty",
+        ));
+    }
+    let points = (0..len)
+        .map(|j| columns.iter().map(|c| c[j].clone()).collect())
+        .collect();
+    Ok(Axis {
+        source,
+        paths,
+        points,
     })
 }
 
