@@ -281,7 +281,8 @@ fn progress_bar(total: Option<u64>, pos: u64, quiet: bool, dest: &Path) -> Progr
 mod tests {
     use super::*;
     use crate::ml::config::DatasetConfig;
-    use crate::ml::data::{default_path, load_split, testutil, Split};
+    use crate::ml::data::{default_path, load_split, Split};
+    use crate::test_support::cifar;
     use std::io::BufRead;
     use std::net::TcpListener;
     use std::sync::{Arc, Mutex};
@@ -350,7 +351,7 @@ mod tests {
 
     #[test]
     fn full_download_is_verified_and_loadable() {
-        let body = testutil::cifar10_targz(10);
+        let body = cifar::cifar10_targz(10);
         let (url, log) = serve(body.clone());
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
@@ -385,7 +386,7 @@ mod tests {
 
     #[test]
     fn resumed_download_asks_only_for_the_rest() {
-        let body = testutil::cifar10_targz(10);
+        let body = cifar::cifar10_targz(10);
         let half = body.len() / 2;
         let (url, log) = serve(body.clone());
         let tmp = tempfile::tempdir().unwrap();
@@ -414,7 +415,7 @@ mod tests {
 
     #[test]
     fn checksum_mismatch_deletes_the_part_and_says_so() {
-        let body = testutil::cifar10_targz(10);
+        let body = cifar::cifar10_targz(10);
         let (url, _log) = serve(body.clone());
         let tmp = tempfile::tempdir().unwrap();
         let wrong = sha(b"something else");

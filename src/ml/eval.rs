@@ -382,6 +382,7 @@ mod tests {
     use super::*;
     use crate::ml::config::{Arch, EncoderConfig, HeadConfig, Stem};
     use crate::ml::observer::NullObserver;
+    use crate::test_support::images::random_images;
     use rand::Rng;
     use rand_distr::{Distribution, Normal};
 
@@ -477,18 +478,6 @@ mod tests {
         assert_eq!(t1, 0.25);
     }
 
-    fn tiny_images(n: usize, salt: u64) -> Arc<ImageSet> {
-        let mut r = rng::stream(salt, Domain::Eval, &[5]);
-        Arc::new(ImageSet {
-            images: (0..n * 8 * 8 * 3).map(|_| r.gen::<u8>()).collect(),
-            labels: (0..n).map(|i| (i % 4) as u16).collect(),
-            height: 8,
-            width: 8,
-            num_classes: 4,
-            class_names: (0..4).map(|i| i.to_string()).collect(),
-        })
-    }
-
     /// Asks to stop at its `n`-th progress report (counted from 0).
     struct StopAfter(usize);
     impl Observer for StopAfter {
@@ -543,7 +532,7 @@ mod tests {
             resume_from: vec![],
             loader_threads: 1,
         };
-        let (train, test) = (tiny_images(32, 1), tiny_images(16, 2));
+        let (train, test) = (random_images(32, 1, 5), random_images(16, 2, 5));
         for (kind, on) in [
             (EvalKind::Linear, FeatureSource::H),
             (EvalKind::Knn, FeatureSource::Z),

@@ -1,4 +1,10 @@
-//! Helpers shared by unit tests across modules (compiled for tests only).
+//! Helpers shared by unit tests across modules (compiled for tests only): snapshot
+//! comparison, CIFAR-10 fixture files, tiny in-memory image sets, and deterministic
+//! tensors for the kernels.
+
+pub(crate) mod cifar;
+pub(crate) mod images;
+pub(crate) mod tensors;
 
 use std::path::Path;
 

@@ -70,7 +70,7 @@ fn lock() -> std::sync::MutexGuard<'static, Vec<(Key, Arc<ImageSet>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::data::testutil::write_cifar10_dir;
+    use crate::test_support::cifar::write_cifar10_dir;
 
     #[test]
     fn a_split_is_decoded_once_and_read_again_when_its_file_changes() {

@@ -29,6 +29,17 @@ struct Layout {
     num_classes: usize,
 }
 
+/// CIFAR-10's training files, in order.
+pub(crate) const CIFAR10_TRAIN_FILES: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
+/// CIFAR-10's test file.
+pub(crate) const CIFAR10_TEST_FILES: [&str; 1] = ["test_batch.bin"];
+
 impl Layout {
     fn of(name: DatasetName) -> Layout {
         match name {
@@ -40,14 +51,8 @@ impl Layout {
                 num_classes: 100,
             },
             _ => Layout {
-                train: &[
-                    "data_batch_1.bin",
-                    "data_batch_2.bin",
-                    "data_batch_3.bin",
-                    "data_batch_4.bin",
-                    "data_batch_5.bin",
-                ],
-                test: &["test_batch.bin"],
+                train: &CIFAR10_TRAIN_FILES,
+                test: &CIFAR10_TEST_FILES,
                 meta: "batches.meta.txt",
                 label_bytes: 1,
                 num_classes: 10,
@@ -279,77 +284,11 @@ fn parse_records(
     Ok(())
 }
 
-/// Fixtures in the official layout for tests (tiny, made on the fly).
-#[cfg(test)]
-pub(crate) mod testutil {
-    use std::path::{Path, PathBuf};
-
-    pub const CIFAR10_NAMES: [&str; 10] = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ];
-
-    /// `n` CIFAR-10 records; record i has label i % 10 and pixels derived from (salt, i).
-    pub fn cifar10_records(n: usize, salt: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n * 3073);
-        for i in 0..n {
-            out.push((i % 10) as u8);
-            for j in 0..3072 {
-                out.push(((i * 31 + j * 7 + salt * 101 + (j / 32) * 3) % 256) as u8);
-            }
-        }
-        out
-    }
-
-    /// Writes `cifar-10-batches-bin/` under `root` with `per_file` records per batch file.
-    pub fn write_cifar10_dir(root: &Path, per_file: usize) -> PathBuf {
-        let dir = root.join("cifar-10-batches-bin");
-        std::fs::create_dir_all(&dir).unwrap();
-        for (k, f) in [
-            "data_batch_1.bin",
-            "data_batch_2.bin",
-            "data_batch_3.bin",
-            "data_batch_4.bin",
-            "data_batch_5.bin",
-            "test_batch.bin",
-        ]
-        .iter()
-        .enumerate()
-        {
-            std::fs::write(dir.join(f), cifar10_records(per_file, k)).unwrap();
-        }
-        std::fs::write(
-            dir.join("batches.meta.txt"),
-            CIFAR10_NAMES.join("\n") + "\n\n",
-        )
-        .unwrap();
-        dir
-    }
-
-    /// The bytes of a `.tar.gz` of [`write_cifar10_dir`]'s directory.
-    pub fn cifar10_targz(per_file: usize) -> Vec<u8> {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = write_cifar10_dir(tmp.path(), per_file);
-        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let mut b = tar::Builder::new(gz);
-        b.append_dir_all("cifar-10-batches-bin", &dir).unwrap();
-        b.into_inner().unwrap().finish().unwrap()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testutil::*;
     use super::*;
     use crate::ml::data::{load_split, DatasetConfig};
+    use crate::test_support::cifar::*;
 
     fn cfg10() -> DatasetConfig {
         DatasetConfig::default()

@@ -152,7 +152,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::data::testutil::*;
+    use crate::test_support::cifar::*;
 
     #[test]
     fn archive_and_extracted_directory_share_a_fingerprint_that_tracks_content() {

@@ -271,15 +271,7 @@ mod tests {
     use crate::ml::config::{AugOp, AugProtocol};
 
     fn tiny_set(n: usize) -> Arc<ImageSet> {
-        let (h, w) = (8, 8);
-        Arc::new(ImageSet {
-            images: (0..n * h * w * 3).map(|i| (i * 13 % 251) as u8).collect(),
-            labels: (0..n).map(|i| (i % 4) as u16).collect(),
-            height: h,
-            width: w,
-            num_classes: 4,
-            class_names: (0..4).map(|i| i.to_string()).collect(),
-        })
+        crate::test_support::images::tiny_images(n, |i| (i * 13 % 251) as u8)
     }
 
     fn all(

@@ -26,7 +26,7 @@ pub use loader::{
 pub use subset::balanced_subset;
 
 #[cfg(test)]
-pub(crate) use cifar::testutil;
+pub(crate) use cifar::{CIFAR10_TEST_FILES, CIFAR10_TRAIN_FILES};
 
 /// An in-memory image set: `images` is `N x height x width x 3` u8 (HWC, RGB).
 #[derive(Clone, Debug, PartialEq)]

@@ -548,7 +548,7 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::kernels::testutil::{
+    use crate::test_support::tensors::{
         dtypes, max_abs_diff as diff, rnd, weighted_grads, ConvCase,
     };
     use candle_core::{Device, ModuleT, Var};
@@ -681,7 +681,7 @@ mod tests {
             ("gamma", var(&map, "bn.weight")),
             ("beta", var(&map, "bn.bias")),
         ];
-        crate::ml::kernels::testutil::assert_grads_match_fd(loss, &vars, 3, 1e-6);
+        crate::test_support::tensors::assert_grads_match_fd(loss, &vars, 3, 1e-6);
     }
 
     #[test]

@@ -351,12 +351,12 @@ pub(super) fn update_running(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::kernels::testutil::{dtypes, max_abs_diff as diff, values, weighted_grads};
+    use crate::test_support::tensors::{dtypes, max_abs_diff as diff, values, weighted_grads};
     use candle_core::{DType, Device, ModuleT};
     use candle_nn::{VarBuilder, VarMap};
 
     fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
-        crate::ml::kernels::testutil::uniform(shape, seed, -1.0, 2.0, dtype)
+        crate::test_support::tensors::uniform(shape, seed, -1.0, 2.0, dtype)
     }
 
     fn new_bn(c: usize, dtype: DType, seed: u64) -> (VarMap, BatchNorm) {

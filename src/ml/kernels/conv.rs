@@ -561,7 +561,7 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
 
-    use crate::ml::kernels::testutil::{
+    use crate::test_support::tensors::{
         dtypes, max_abs_diff, rnd, values, weighted_grads, ConvCase,
     };
 

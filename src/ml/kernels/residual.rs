@@ -378,7 +378,7 @@ pub fn residual_block_train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::kernels::testutil::{dtypes, max_abs_diff as diff, rnd, weighted_grads};
+    use crate::test_support::tensors::{dtypes, max_abs_diff as diff, rnd, weighted_grads};
     use candle_core::{DType, Device, ModuleT, Var};
     use candle_nn::{VarBuilder, VarMap};
 
@@ -556,7 +556,7 @@ mod tests {
             }
             let vars: Vec<(&str, Var)> =
                 vars.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
-            crate::ml::kernels::testutil::assert_grads_match_fd(loss, &vars, 3, 1e-6);
+            crate::test_support::tensors::assert_grads_match_fd(loss, &vars, 3, 1e-6);
         }
     }
 
