@@ -3,14 +3,14 @@
 //! parser, the field-path reporting and the location search a long time to refuse, with
 //! an error as long as the nesting.
 //!
-//! The depth counted is an upper-bound-ish estimate, linear in the text: the block levels
+//! The depth counted is a close estimate, found in one pass over the text: the block levels
 //! open at a line (one per deeper indentation, one per `- ` item marker) plus the flow
 //! brackets (`[`, `{`) open at a character. Quoted strings, comments and block scalars
 //! (`|`, `>`) do not count.
 
 use super::error::{Location, SpecError};
 
-/// The deepest nesting a spec may use. The committed sweeps use fewer than ten levels.
+/// The deepest nesting a spec may use. The committed sweeps stay within 12 levels.
 pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Refuses `text` when it nests deeper than [`MAX_DEPTH`], pointing at the first place
