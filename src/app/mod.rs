@@ -92,18 +92,7 @@ fn fetch(cli: &Cli, dataset: FetchDataset, url: Option<&str>, sha256: Option<&st
     Ok(exit::OK)
 }
 
-/// A cell value for a one-line table: strings bare, lists `[a,b]`, mappings `k=v k=v`
-/// without nulls.
+/// A cell value for a whitespace-separated terminal table: lists as one word, `[a,b]`.
 fn cell_text(v: &serde_json::Value) -> String {
-    use serde_json::Value as J;
-    match v {
-        J::String(s) => s.clone(),
-        J::Object(m) => m
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| format!("{k}={}", cell_text(v)))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string().replace('"', ""),
-    }
+    crate::spec::value_text(v, crate::spec::Lists::Bracketed)
 }

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::seq::SliceRandom;
 
 use super::checkpoint::{self, resume_key};
@@ -29,6 +29,7 @@ use super::config::{
 use super::data::{self, ImageSet, Split};
 use super::error::{classify, no_panic, tensor_err};
 use super::init;
+use super::loss::l2_normalize;
 use super::model::SimclrModel;
 use super::observer::{Control, Observer};
 use super::optim::Optimizer;
@@ -326,14 +327,6 @@ pub(crate) fn knn_eval(
     temperature: f64,
     obs: &mut dyn Observer,
 ) -> Result<Option<(f64, f64)>, MlError> {
-    let unit = |x: &Tensor| -> candle_core::Result<Tensor> {
-        let n = x
-            .sqr()?
-            .sum_keepdim(D::Minus1)?
-            .sqrt()?
-            .clamp(1e-12, f64::MAX)?;
-        x.broadcast_div(&n)
-    };
     let ntr = ytr.len();
     if ntr == 0 || k == 0 || num_classes == 0 || temperature <= 0.0 {
         return Err(MlError::Config(
@@ -341,8 +334,8 @@ pub(crate) fn knn_eval(
         ));
     }
     let k = k.min(ntr);
-    let trt = unit(xtr).and_then(|t| t.t()).map_err(tensor_err)?; // [D, Ntr]
-    let te = unit(xte).map_err(tensor_err)?; // [Nte, D]
+    let trt = l2_normalize(xtr).and_then(|t| t.t()).map_err(tensor_err)?; // [D, Ntr]
+    let te = l2_normalize(xte).map_err(tensor_err)?; // [Nte, D]
     let nte = yte.len();
     let mut scores = vec![0f32; nte * num_classes];
     const CHUNK: usize = 256;
@@ -380,7 +373,6 @@ pub(crate) fn knn_eval(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::config::{Arch, EncoderConfig, HeadConfig, Stem};
     use crate::ml::observer::NullObserver;
     use crate::test_support::images::random_images;
     use rand::Rng;
@@ -493,18 +485,7 @@ mod tests {
     #[test]
     fn evaluate_runs_both_protocols_on_a_checkpoint_stops_on_request_and_rejects_a_corrupt_one() {
         let dir = tempfile::tempdir().unwrap();
-        let pretrain = PretrainConfig {
-            encoder: EncoderConfig {
-                arch: Arch::Convnet,
-                stem: Stem::Cifar,
-                width: 1,
-            },
-            head: HeadConfig {
-                out_dim: Some(16),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let pretrain = crate::test_support::tiny_convnet();
         let (vm, _) = init::build_model(
             &pretrain.encoder,
             &pretrain.head,

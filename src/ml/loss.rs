@@ -55,7 +55,7 @@ fn row_sum(t: &Tensor) -> Result<Tensor> {
 }
 
 /// Rows scaled to unit l2 norm (torch `F.normalize`, eps 1e-12).
-fn l2_normalize(z: &Tensor) -> Result<Tensor> {
+pub(crate) fn l2_normalize(z: &Tensor) -> Result<Tensor> {
     let norm = z
         .sqr()?
         .sum_keepdim(D::Minus1)?

@@ -380,9 +380,7 @@ pub(crate) fn pretrain_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::config::{
-        Arch, AugOp, AugmentConfig, EncoderConfig, HeadConfig, OptimizerConfig, OptimizerKind, Stem,
-    };
+    use crate::ml::config::{AugOp, AugmentConfig, OptimizerConfig, OptimizerKind};
     use crate::ml::observer::NullObserver;
     use crate::ml::observer::ObserverError;
     use crate::test_support::images::random_images;
@@ -390,15 +388,6 @@ mod tests {
 
     fn tiny_cfg(epochs: usize) -> PretrainConfig {
         PretrainConfig {
-            encoder: EncoderConfig {
-                arch: Arch::Convnet,
-                stem: Stem::Cifar,
-                width: 1,
-            },
-            head: HeadConfig {
-                out_dim: Some(16),
-                ..Default::default()
-            },
             augment: AugmentConfig {
                 ops: vec![AugOp::Crop, AugOp::Color],
                 ..Default::default()
@@ -413,7 +402,7 @@ mod tests {
             epochs,
             seed: 3,
             checkpoint_every: 1,
-            ..Default::default()
+            ..crate::test_support::tiny_convnet()
         }
     }
 

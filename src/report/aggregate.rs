@@ -380,19 +380,9 @@ fn last_epoch_mean(series: &[(i64, f64)], epochs: usize, steps_per_epoch: i64) -
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-/// A cell coordinate for a table: strings bare, lists `a, b`, mappings `k=v` without nulls.
+/// A cell coordinate for a report table or legend: lists as `a, b`.
 pub(crate) fn compact(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(compact).collect::<Vec<_>>().join(", "),
-        Value::Object(m) => m
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| format!("{k}={}", compact(v)))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
+    crate::spec::value_text(v, crate::spec::Lists::CommaSpaced)
 }
 
 /// Counts of pretrain and evaluation stages per state.

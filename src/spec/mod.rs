@@ -2,6 +2,7 @@
 //! of fully resolved [`RunConfig`]s of its grid, each with its cell coordinates, plus lint
 //! warnings. Errors name the file, line, column and field path, with a hint.
 
+mod cell;
 mod depth;
 mod error;
 mod expand;
@@ -13,6 +14,7 @@ mod run;
 
 use std::path::{Path, PathBuf};
 
+pub use cell::{value_text, Lists};
 pub use error::{Location, SpecError};
 pub use identity::{canonical_json, stages, RunId, Stage, StageKind, SEMANTICS_VERSION};
 pub use run::{default_evals, RunConfig};

@@ -1,12 +1,31 @@
 //! Helpers shared by unit tests across modules (compiled for tests only): snapshot
-//! comparison, CIFAR-10 fixture files, tiny in-memory image sets, and deterministic
-//! tensors for the kernels.
+//! comparison, CIFAR-10 fixture files, tiny in-memory image sets, the smallest model
+//! config, and deterministic tensors for the kernels.
 
 pub(crate) mod cifar;
 pub(crate) mod images;
 pub(crate) mod tensors;
 
 use std::path::Path;
+
+use crate::ml::config::{Arch, EncoderConfig, HeadConfig, PretrainConfig, Stem};
+
+/// The smallest model a test trains: a width-1 ConvNet with the CIFAR stem and a
+/// 16-dimensional projection; everything else default.
+pub(crate) fn tiny_convnet() -> PretrainConfig {
+    PretrainConfig {
+        encoder: EncoderConfig {
+            arch: Arch::Convnet,
+            stem: Stem::Cifar,
+            width: 1,
+        },
+        head: HeadConfig {
+            out_dim: Some(16),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
 
 /// Compares `actual` with the committed snapshot `dir/name` (relative to the crate root);
 /// `UPDATE_SNAPSHOTS=1` rewrites it instead.
