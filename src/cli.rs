@@ -111,6 +111,13 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "png,svg,md,tex,csv")]
         format: Vec<ReportFormat>,
     },
+    /// Serve a live, read-only dashboard of the store's sweeps and runs over HTTP.
+    Serve {
+        /// Address and port to listen on; anything but loopback is reachable by others
+        /// (a warning says so).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+    },
     /// Claim and run runnable runs until none are left (what `run` starts, and Slurm jobs run).
     Worker(WorkerArgs),
     /// Register a sweep and submit workers for it to a cluster (`--slurm`: an sbatch job array).

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod ml;
 pub mod report;
 pub mod sched;
+pub mod serve;
 pub mod spec;
 pub mod store;
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub fn main(cli: Cli) -> Result<i32> {
         Command::Ls { json } => status::status(&cli, None, *json),
         Command::Report { sweep, out, format } => report(&cli, sweep, out.as_deref(), format),
         Command::Submit(args) => submit::submit(&cli, args),
+        Command::Serve { bind } => crate::serve::main(&cli.db, bind),
         Command::Data(DataCommand::Fetch {
             dataset,
             url,

@@ -2,12 +2,12 @@
 //! evaluations and curves, and the grid cells (coordinates without the seed) with mean,
 //! standard deviation and count over the seeds that finished.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
 use crate::ml::config::{EvalConfig, PretrainConfig};
-use crate::store::{RunRecord, RunState, Store, SweepRecord};
+use crate::store::{MetricRecord, RunRecord, RunState, Store, SweepRecord};
 use crate::vocab::{metric, short_id, StageKind};
 
 /// Mean, sample standard deviation (n > 1) and count of one quantity over seeds.
@@ -142,9 +142,25 @@ pub(crate) struct SweepData {
 }
 
 impl SweepData {
-    pub async fn load(store: &Store, sweep: &str) -> anyhow::Result<SweepData> {
+    /// Reads the sweep from the store: three queries (the sweep, its stages, their
+    /// metrics: all of them, or only those named in `names`).
+    pub async fn load(
+        store: &Store,
+        sweep: &str,
+        names: Option<&[&str]>,
+    ) -> anyhow::Result<SweepData> {
         let record = store.sweep(sweep).await?;
         let stages = store.sweep_runs(sweep).await?;
+        let metrics = store.sweep_metrics(sweep, names).await?;
+        Ok(SweepData::assemble(record, &stages, &metrics))
+    }
+
+    /// Gathers the sweep from its stored parts (no I/O).
+    pub fn assemble(
+        record: SweepRecord,
+        stages: &[RunRecord],
+        metrics_by_run: &HashMap<String, Vec<MetricRecord>>,
+    ) -> SweepData {
         let mut warnings = Vec::new();
         let mut runs: Vec<RunData> = Vec::new();
         let mut cell_of_run: Vec<Vec<(String, Value)>> = Vec::new();
@@ -175,7 +191,7 @@ impl SweepData {
                 .find(|(k, _)| k == "seed")
                 .and_then(|(_, v)| v.as_i64())
                 .unwrap_or(config.seed as i64);
-            let metrics = store.metrics(&s.id).await?;
+            let metrics = metrics_by_run.get(&s.id).map_or(&[][..], |m| &m[..]);
             let series = |name: &str| -> Vec<(i64, f64)> {
                 metrics
                     .iter()
@@ -225,10 +241,17 @@ impl SweepData {
             });
             cell_of_run.push(cell.into_iter().filter(|(k, _)| k != "seed").collect());
         }
+        let index: HashMap<String, usize> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
         for s in stages.iter().filter(|s| s.stage == StageKind::Eval) {
-            let Some(run) = runs
-                .iter_mut()
-                .find(|r| Some(&r.id) == s.parent_id.as_ref())
+            let Some(run) = s
+                .parent_id
+                .as_ref()
+                .and_then(|p| index.get(p))
+                .map(|&i| &mut runs[i])
             else {
                 warnings.push(format!(
                     "evaluation {} has no pretrain in this sweep",
@@ -243,7 +266,7 @@ impl SweepData {
                     short_id(&s.id)
                 ));
             }
-            let metrics = store.metrics(&s.id).await?;
+            let metrics = metrics_by_run.get(&s.id).map_or(&[][..], |m| &m[..]);
             let value = |name: &str| {
                 metrics
                     .iter()
@@ -277,14 +300,14 @@ impl SweepData {
                 }),
             }
         }
-        Ok(SweepData {
+        SweepData {
             sweep: record,
             axes,
             runs,
             cells,
             labels,
             warnings,
-        })
+        }
     }
 
     /// The cell's top-1 (percent) of evaluation `label` over its seeds.

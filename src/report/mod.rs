@@ -22,8 +22,12 @@ use serde_json::Value;
 
 use crate::store::Store;
 
-use aggregate::SweepData;
+// What the dashboard (`sweep serve`) shows of a sweep is this report's own: the same
+// data, sections, tables and figures (inline SVG), so the two never disagree.
+pub(crate) use aggregate::{compact, short, SweepData};
+pub(crate) use plots::Figure;
 use readme::Provenance;
+pub(crate) use sections::{build as sections, run_curves, Section};
 use tables::csv_line;
 
 /// The kinds of file a report is written as.
@@ -48,7 +52,7 @@ pub async fn write(
     out: &Path,
     formats: &[Format],
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let data = SweepData::load(store, sweep)
+    let data = SweepData::load(store, sweep, None)
         .await
         .with_context(|| format!("reading sweep {sweep}"))?;
     let prov = Provenance {

@@ -92,6 +92,11 @@ pub(crate) enum Plot {
     },
     /// Loss and contrastive accuracy against epochs.
     Curves { curves: Vec<Curve> },
+    /// One run's curves, one small chart each, two per row: (y label, points).
+    Panels {
+        x_label: String,
+        panels: Vec<(String, Vec<(f64, f64)>)>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -131,6 +136,7 @@ impl Figure {
                 (960, 600 + legend_height(series.len() + flat.len(), 3))
             }
             Plot::Bars { bars, .. } => (960, 600 + legend_height(bars.len(), 5)),
+            Plot::Panels { panels, .. } => (1000, 50 + 300 * panels.len().div_ceil(2) as u32),
         }
     }
 
@@ -151,15 +157,25 @@ impl Figure {
         }
         if svg {
             let path = dir.join(format!("{}.svg", self.id));
-            {
-                let root = SVGBackend::new(&path, size).into_drawing_area();
-                self.draw(&root)
-                    .and_then(|_| root.present().map_err(err))
-                    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
-            }
+            std::fs::write(&path, self.svg()?)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
             out.push(path);
         }
         Ok(out)
+    }
+
+    /// The figure as an SVG document (what `write` puts in `<id>.svg`, and what the
+    /// dashboard inlines).
+    pub fn svg(&self) -> anyhow::Result<String> {
+        register_font().map_err(anyhow::Error::msg)?;
+        let mut text = String::new();
+        {
+            let root = SVGBackend::with_string(&mut text, self.size()).into_drawing_area();
+            self.draw(&root)
+                .and_then(|_| root.present().map_err(err))
+                .map_err(|e| anyhow::anyhow!("drawing {}: {e}", self.id))?;
+        }
+        Ok(text)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> R {
@@ -192,6 +208,7 @@ impl Figure {
                 values,
             } => grouped_bars(root, x_label, y_label, groups, bars, values),
             Plot::Curves { curves } => training_curves(root, curves),
+            Plot::Panels { x_label, panels } => small_multiples(root, x_label, panels),
         }
     }
 }
@@ -781,6 +798,45 @@ fn training_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[
         .map(|(i, c)| (c.name.clone(), color(i), false))
         .collect();
     legend(root, h as i32 - legend_h as i32, &entries, 3)
+}
+
+/// Line charts side by side, two per row, each with its own y range.
+fn small_multiples<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    x_label: &str,
+    panels: &[(String, Vec<(f64, f64)>)],
+) -> R {
+    let rows = panels.len().div_ceil(2).max(1);
+    let body = root.margin(44, 0, 10, 10);
+    let areas = body.split_evenly((rows, 2));
+    for ((name, points), area) in panels.iter().zip(areas.iter()) {
+        let xmax = points.iter().map(|p| p.0).fold(1.0f64, f64::max);
+        let (ylo, yhi) = y_range(points.iter().map(|p| (p.1, p.1)));
+        let mut chart = ChartBuilder::on(area)
+            .margin(8)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..xmax, ylo..yhi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc(x_label)
+            .y_desc(name.as_str())
+            .label_style(font(13.0))
+            .axis_desc_style(font(15.0))
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color(0).stroke_width(2),
+            ))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::ml::config::{AugOp, HeadKind, LossKind, PretrainConfig};
+use crate::store::MetricRecord;
 
 use super::aggregate::{compact, CellData, CellValue, Stat, SweepData};
 use super::paper::{self, PaperSetting};
@@ -669,6 +670,37 @@ fn curves(data: &SweepData) -> Section {
         });
     }
     s
+}
+
+/// One run's training curves against steps: loss, learning rate, contrastive accuracy and
+/// throughput, from its stored per-step metrics (a panel per quantity it has).
+pub(crate) fn run_curves(id: &str, title: &str, metrics: &[MetricRecord]) -> Figure {
+    let panel = |name: &str, metric: &str, scale: f64| {
+        let points: Vec<(f64, f64)> = metrics
+            .iter()
+            .filter(|m| m.name == metric)
+            .map(|m| (m.step as f64, m.value * scale))
+            .collect();
+        (name.to_string(), points)
+    };
+    let panels = [
+        panel("training loss", "train/loss", 1.0),
+        panel("learning rate", "train/lr", 1.0),
+        panel("contrastive accuracy (%)", "train/contrastive_acc", 100.0),
+        panel("throughput (images/s)", "train/images_per_sec", 1.0),
+    ]
+    .into_iter()
+    .filter(|(_, p)| !p.is_empty())
+    .collect();
+    Figure {
+        id: id.to_string(),
+        title: title.to_string(),
+        caption: title.to_string(),
+        plot: Plot::Panels {
+            x_label: "step".into(),
+            panels,
+        },
+    }
 }
 
 /// Every cell, whatever the axes: coordinates, seeds, contrastive accuracy, each evaluation.

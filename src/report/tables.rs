@@ -47,6 +47,14 @@ fn md_stat(stat: &Stat, expected: usize) -> String {
 fn md_val(v: &Val) -> String {
     match v {
         Val::Text(t) => t.replace('|', "\\|"),
+        other => plain_val(other),
+    }
+}
+
+/// A cell as text: mean ± std (n), "— (why)" when missing.
+fn plain_val(v: &Val) -> String {
+    match v {
+        Val::Text(t) => t.clone(),
         Val::Ours(CellValue::Value { stat, expected }) => md_stat(stat, *expected),
         Val::Ours(CellValue::Missing(why)) => format!("— ({why})"),
         Val::Paper(Some(x)) => format!("{x:.1}"),
@@ -113,6 +121,14 @@ pub(crate) fn csv_line(fields: &[String]) -> String {
 }
 
 impl Table {
+    /// The rows as plain text (the dashboard's HTML tables; escaping is the caller's).
+    pub fn plain_rows(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|r| r.iter().map(plain_val).collect())
+            .collect()
+    }
+
     /// GitHub Markdown: caption in bold, the table, notes as a list.
     pub fn markdown(&self) -> String {
         let mut s = String::new();

@@ -316,7 +316,7 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
             pairs_fate,
         )
         .await;
-        let data = SweepData::load(&store, "pairs").await.unwrap();
+        let data = SweepData::load(&store, "pairs", None).await.unwrap();
         let written = render(&data, &fixed_provenance(), &out, &all_formats()).unwrap();
         for f in [
             "README.md",
@@ -431,7 +431,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
             |ci, _| Fate::Done(40.0 + ci as f64),
         )
         .await;
-        let data = SweepData::load(&store, "losses").await.unwrap();
+        let data = SweepData::load(&store, "losses", None).await.unwrap();
         render(&data, &fixed_provenance(), &out, &[Format::Md, Format::Tex]).unwrap();
         store.close().await;
     });
@@ -532,7 +532,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
             |ci, _| Fate::Done(30.0 + ci as f64),
         )
         .await;
-        let data = SweepData::load(&store, "heads").await.unwrap();
+        let data = SweepData::load(&store, "heads", None).await.unwrap();
         let secs = sections::build(&data);
         let fig8 = secs
             .iter()

@@ -10,6 +10,7 @@
 //! transactions). PostgreSQL: claims lock their row with `FOR UPDATE SKIP LOCKED`, so
 //! concurrent workers skip each other's candidates instead of waiting on them.
 
+mod dashboard;
 mod error;
 mod open;
 mod records;

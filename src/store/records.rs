@@ -93,6 +93,18 @@ pub struct SweepSummary {
     pub updated_at: i64,
 }
 
+/// One stage of one sweep, in brief (the list of sweeps: progress, cost, workers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageBrief {
+    pub sweep: String,
+    /// "pretrain" or "eval".
+    pub stage: String,
+    pub state: RunState,
+    pub compute_seconds: f64,
+    pub lease_owner: Option<String>,
+    pub lease_host: Option<String>,
+}
+
 /// A stored stage, with its place in one sweep.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunRecord {

@@ -14,7 +14,7 @@ use super::{now_ms, Backend, Store};
 use crate::ml::Checkpoint;
 use crate::vocab::StageKind;
 
-const RUN_COLUMNS: &str =
+pub(super) const RUN_COLUMNS: &str =
     "r.id, r.stage, r.parent_id, r.label, r.config, r.dataset_fingerprint, r.state, \
      r.attempts, r.lease_owner, r.lease_host, r.heartbeat_at, r.started_at, r.finished_at, \
      r.compute_seconds, r.failure";
@@ -602,11 +602,11 @@ async fn fail_dependents(tx: &mut Transaction<'static, Any>, id: &str, now: i64)
     Ok(())
 }
 
-fn parse_state(s: &str) -> Result<RunState> {
+pub(super) fn parse_state(s: &str) -> Result<RunState> {
     RunState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run state `{s}`")))
 }
 
-fn run_record(r: &AnyRow) -> Result<RunRecord> {
+pub(super) fn run_record(r: &AnyRow) -> Result<RunRecord> {
     let state: String = r.get(6);
     let stage: String = r.get(1);
     Ok(RunRecord {

@@ -1,0 +1,309 @@
+//! Reading what a page shows from the store (read-only) into plain views: the sweeps
+//! with their progress, estimated time left, workers and Slurm state; one sweep with its
+//! report (the report module's own data, sections and figures) and its stages; one
+//! stage with its metrics, checkpoints and evaluations. Rendering is `pages`' job.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use anyhow::Result;
+
+use crate::report::{self, Section, SweepData};
+use crate::sched::slurm;
+use crate::store::{
+    CheckpointRecord, MetricRecord, RunRecord, RunState, StageBrief, Store, StoreError,
+    SweepRecord, SweepSummary,
+};
+
+/// Above this many pretrain runs the sweep page reads only the metrics its tables need,
+/// not every step's (the training-curves figure is then on each run's page instead).
+pub const CURVES_MAX_RUNS: usize = 200;
+
+/// Metrics the sweep page reads when it skips the per-step curves.
+const FINAL_METRICS: [&str; 4] = [
+    "epoch/loss",
+    "epoch/contrastive_acc",
+    "eval/top1",
+    "eval/top5",
+];
+
+/// One row of the list of sweeps.
+pub struct SweepOverview {
+    pub summary: SweepSummary,
+    /// Seconds of compute left divided among the running workers; `None` while no stage
+    /// of a kind that is left has finished yet (nothing to estimate from).
+    pub eta_seconds: Option<f64>,
+    /// Running workers per host.
+    pub hosts: BTreeMap<String, usize>,
+    /// One line per Slurm job array, where squeue answers.
+    pub slurm: Vec<String>,
+}
+
+pub async fn sweeps(store: &Store) -> Result<Vec<SweepOverview>> {
+    let summaries = store.sweeps().await?;
+    let briefs = store.stage_briefs().await?;
+    let mut by_sweep: HashMap<&str, Vec<&StageBrief>> = HashMap::new();
+    for b in &briefs {
+        by_sweep.entry(b.sweep.as_str()).or_default().push(b);
+    }
+    let mut out = Vec::with_capacity(summaries.len());
+    let mut jobs = Vec::new();
+    for s in &summaries {
+        // An older store has no slurm_jobs table: no Slurm state, not an error.
+        jobs.push(store.slurm_jobs(&s.name).await.unwrap_or_default());
+    }
+    let ids: Vec<String> = jobs.iter().flatten().map(|j| j.job_id.clone()).collect();
+    let tasks = if ids.is_empty() {
+        None
+    } else {
+        tokio::task::spawn_blocking(move || slurm::squeue(&ids))
+            .await
+            .ok()
+            .flatten()
+    };
+    for (summary, jobs) in summaries.into_iter().zip(jobs) {
+        let stages = by_sweep.remove(summary.name.as_str()).unwrap_or_default();
+        let slurm = match (&tasks, jobs.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(tasks), false) => jobs
+                .iter()
+                .map(|j| slurm::describe(&j.job_id, j.workers, tasks))
+                .collect(),
+            (None, false) => vec![format!(
+                "slurm jobs {} (squeue does not answer here)",
+                jobs.iter()
+                    .map(|j| j.job_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+        };
+        out.push(SweepOverview {
+            eta_seconds: eta_seconds(&stages),
+            hosts: hosts(&stages),
+            slurm,
+            summary,
+        });
+    }
+    Ok(out)
+}
+
+/// Running workers per host.
+fn hosts(stages: &[&StageBrief]) -> BTreeMap<String, usize> {
+    let mut workers: BTreeSet<(String, String)> = BTreeSet::new();
+    for s in stages.iter().filter(|s| s.state == RunState::Running) {
+        if let Some(owner) = &s.lease_owner {
+            let host = s.lease_host.clone().unwrap_or_else(|| "?".into());
+            workers.insert((host, owner.clone()));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (host, _) in workers {
+        *out.entry(host).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Compute left (stages not finished x the mean compute of finished stages of the same
+/// kind) divided by the running workers (at least one).
+pub fn eta_seconds(stages: &[&StageBrief]) -> Option<f64> {
+    let mut left = 0.0;
+    for kind in ["pretrain", "eval"] {
+        let of_kind = || stages.iter().filter(move |s| s.stage == kind);
+        let done: Vec<f64> = of_kind()
+            .filter(|s| s.state == RunState::Done)
+            .map(|s| s.compute_seconds)
+            .collect();
+        let open = of_kind()
+            .filter(|s| matches!(s.state, RunState::Queued | RunState::Running))
+            .count();
+        if open == 0 {
+            continue;
+        }
+        if done.is_empty() {
+            return None;
+        }
+        left += open as f64 * done.iter().sum::<f64>() / done.len() as f64;
+    }
+    let workers: usize = hosts(stages).values().sum();
+    Some(left / workers.max(1) as f64)
+}
+
+/// One stage's row in the sweep's runs table.
+pub struct StageRow {
+    pub run: RunRecord,
+    /// Epochs finished and planned (pretrains).
+    pub epochs: Option<(usize, usize)>,
+    pub loss: Option<f64>,
+    /// Percent (evaluations).
+    pub top1: Option<f64>,
+}
+
+pub struct SweepView {
+    pub sweep: SweepRecord,
+    pub counts: [usize; 4],
+    pub eta_seconds: Option<f64>,
+    pub hosts: BTreeMap<String, usize>,
+    /// The report's sections (figures still to be drawn).
+    pub sections: Vec<Section>,
+    pub curves_skipped: bool,
+    pub warnings: Vec<String>,
+    pub stages: Vec<StageRow>,
+}
+
+/// `None`: no such sweep.
+pub async fn sweep(store: &Store, name: &str) -> Result<Option<SweepView>> {
+    let record = match store.sweep(name).await {
+        Ok(r) => r,
+        Err(StoreError::NoSuchSweep(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let stages = store.sweep_runs(name).await?;
+    let pretrains = stages.iter().filter(|s| s.stage == "pretrain").count();
+    let curves_skipped = pretrains > CURVES_MAX_RUNS;
+    let names = curves_skipped.then_some(&FINAL_METRICS[..]);
+    let metrics = store.sweep_metrics(name, names).await?;
+    let data = SweepData::assemble(record.clone(), &stages, &metrics);
+    let mut sections = report::sections(&data);
+    if curves_skipped {
+        sections.retain(|s| !is_curves(s));
+    }
+    let briefs: Vec<StageBrief> = stages
+        .iter()
+        .map(|s| StageBrief {
+            sweep: name.to_string(),
+            stage: s.stage.clone(),
+            state: s.state,
+            compute_seconds: s.compute_seconds,
+            lease_owner: s.lease_owner.clone(),
+            lease_host: s.lease_host.clone(),
+        })
+        .collect();
+    let refs: Vec<&StageBrief> = briefs.iter().collect();
+    let mut counts = [0usize; 4];
+    for s in &stages {
+        counts[s.state as usize] += 1;
+    }
+    let rows = stages
+        .into_iter()
+        .map(|run| {
+            let m = metrics.get(&run.id).map_or(&[][..], |m| &m[..]);
+            stage_row(run, m)
+        })
+        .collect();
+    Ok(Some(SweepView {
+        counts,
+        eta_seconds: eta_seconds(&refs),
+        hosts: hosts(&refs),
+        sections,
+        curves_skipped,
+        warnings: data.warnings.clone(),
+        stages: rows,
+        sweep: record,
+    }))
+}
+
+fn is_curves(s: &Section) -> bool {
+    s.title == "Training curves"
+}
+
+fn last(metrics: &[MetricRecord], name: &str) -> Option<f64> {
+    metrics
+        .iter()
+        .filter(|m| m.name == name)
+        .max_by_key(|m| m.step)
+        .map(|m| m.value)
+}
+
+fn stage_row(run: RunRecord, metrics: &[MetricRecord]) -> StageRow {
+    if run.stage == "eval" {
+        let top1 = last(metrics, "eval/top1")
+            .filter(|_| run.state == RunState::Done)
+            .map(|v| v * 100.0);
+        return StageRow {
+            run,
+            epochs: None,
+            loss: None,
+            top1,
+        };
+    }
+    let planned = serde_json::from_str::<serde_json::Value>(&run.config)
+        .ok()
+        .and_then(|c| c.get("epochs").and_then(|e| e.as_u64()))
+        .unwrap_or(0) as usize;
+    let done = metrics.iter().filter(|m| m.name == "epoch/loss").count();
+    StageRow {
+        epochs: Some((done, planned)),
+        loss: last(metrics, "epoch/loss"),
+        top1: None,
+        run,
+    }
+}
+
+pub struct RunView {
+    pub run: RunRecord,
+    pub sweeps: Vec<String>,
+    pub metrics: Vec<MetricRecord>,
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// Evaluations of a pretrain, each with its last top-1 and top-5 (percent).
+    pub evaluations: Vec<(RunRecord, Option<f64>, Option<f64>)>,
+}
+
+/// `None`: no such stage.
+pub async fn run(store: &Store, id: &str) -> Result<Option<RunView>> {
+    let Some(run) = store.run(id).await? else {
+        return Ok(None);
+    };
+    let sweeps = store.sweeps_of_run(id).await?;
+    let metrics = store.metrics(id).await?;
+    let checkpoints = store.checkpoints(id).await?;
+    let mut evaluations = Vec::new();
+    for e in store.evaluations_of(id).await? {
+        let m = store.metrics(&e.id).await?;
+        let done = e.state == RunState::Done;
+        let pct = |n: &str| last(&m, n).filter(|_| done).map(|v| v * 100.0);
+        let (t1, t5) = (pct("eval/top1"), pct("eval/top5"));
+        evaluations.push((e, t1, t5));
+    }
+    Ok(Some(RunView {
+        run,
+        sweeps,
+        metrics,
+        checkpoints,
+        evaluations,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brief(stage: &str, state: RunState, secs: f64, owner: Option<&str>) -> StageBrief {
+        StageBrief {
+            sweep: "s".into(),
+            stage: stage.into(),
+            state,
+            compute_seconds: secs,
+            lease_owner: owner.map(String::from),
+            lease_host: owner.map(|_| "vm".to_string()),
+        }
+    }
+
+    #[test]
+    fn time_left_is_the_mean_cost_of_each_kind_shared_by_the_running_workers() {
+        let stages = [
+            brief("pretrain", RunState::Done, 10.0, None),
+            brief("pretrain", RunState::Done, 20.0, None),
+            brief("pretrain", RunState::Running, 0.0, Some("w1")),
+            brief("pretrain", RunState::Running, 0.0, Some("w2")),
+            brief("pretrain", RunState::Queued, 0.0, None),
+            brief("eval", RunState::Done, 2.0, None),
+            brief("eval", RunState::Queued, 0.0, None),
+        ];
+        let refs: Vec<&StageBrief> = stages.iter().collect();
+        // (3 x 15 s + 1 x 2 s) / 2 workers.
+        assert_eq!(eta_seconds(&refs), Some(23.5));
+        assert_eq!(hosts(&refs).get("vm"), Some(&2));
+        // Nothing of a kind still to run has finished: no estimate.
+        let first = [brief("pretrain", RunState::Queued, 0.0, None)];
+        assert_eq!(eta_seconds(&first.iter().collect::<Vec<_>>()), None);
+    }
+}

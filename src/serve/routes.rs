@@ -1,0 +1,219 @@
+//! The HTTP side: URLs, status codes and headers. Each page has three URLs: the page,
+//! its live fragment (the part that refreshes) and its version (a change token, one
+//! small query; the page's script polls it and fetches the fragment only when it
+//! changed). Unknown URLs, sweeps and runs get a 404 page; a store error a 500 page.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::store::Store;
+
+use super::html::{page, Live};
+use super::{gather, pages};
+
+type Params = Query<HashMap<String, String>>;
+
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/live", get(index_live))
+        .route("/version", get(index_version))
+        .route("/sweep/{name}", get(sweep_page))
+        .route("/sweep/{name}/live", get(sweep_live))
+        .route("/sweep/{name}/version", get(sweep_version))
+        .route("/run/{id}", get(run_page))
+        .route("/run/{id}/live", get(run_live))
+        .route("/run/{id}/version", get(run_version))
+        .fallback(unknown_url)
+        .with_state(store)
+}
+
+fn no_store(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn full(
+    store: &Store,
+    status: StatusCode,
+    title: &str,
+    live: Option<&Live>,
+    body: &str,
+) -> Response {
+    (status, Html(page(title, store.location(), live, body))).into_response()
+}
+
+fn fragment(body: String) -> Response {
+    no_store(StatusCode::OK, "text/html; charset=utf-8", body)
+}
+
+fn token(t: String) -> Response {
+    no_store(StatusCode::OK, "text/plain; charset=utf-8", t)
+}
+
+fn missing(store: &Store, what: &str) -> Response {
+    full(
+        store,
+        StatusCode::NOT_FOUND,
+        "not found",
+        None,
+        &pages::not_found(what),
+    )
+}
+
+fn failed(store: &Store, e: anyhow::Error) -> Response {
+    full(
+        store,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "error",
+        None,
+        &pages::error(&format!("{e:#}")),
+    )
+}
+
+async fn unknown_url(State(store): State<Store>, uri: axum::http::Uri) -> Response {
+    missing(&store, &format!("No page at {}.", uri.path()))
+}
+
+async fn index(State(store): State<Store>) -> Response {
+    let (list, tok) = match tokio::try_join!(gather::sweeps(&store), async {
+        Ok::<_, anyhow::Error>(store.change_token().await?)
+    }) {
+        Ok(x) => x,
+        Err(e) => return failed(&store, e),
+    };
+    let live = Live {
+        version_url: "/version",
+        token: &tok,
+        fragment_url: "/live",
+    };
+    full(
+        &store,
+        StatusCode::OK,
+        "sweeps",
+        Some(&live),
+        &pages::sweeps(&list),
+    )
+}
+
+async fn index_live(State(store): State<Store>) -> Response {
+    match gather::sweeps(&store).await {
+        Ok(list) => fragment(pages::sweeps(&list)),
+        Err(e) => failed(&store, e),
+    }
+}
+
+async fn index_version(State(store): State<Store>) -> Response {
+    match store.change_token().await {
+        Ok(t) => token(t),
+        Err(e) => failed(&store, e.into()),
+    }
+}
+
+/// `?page=N` (1-based) as a 0-based index; anything else is the first page.
+fn page_of(q: &Params) -> usize {
+    q.get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .map_or(0, |p| p.saturating_sub(1))
+}
+
+async fn sweep_page(State(store): State<Store>, Path(name): Path<String>, q: Params) -> Response {
+    // The token first: a change between the two reads makes the page refresh once more.
+    let tok = match store.sweep_change_token(&name).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return missing(&store, &format!("No sweep named {name} in this store.")),
+        Err(e) => return failed(&store, e.into()),
+    };
+    let view = match gather::sweep(&store, &name).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return missing(&store, &format!("No sweep named {name} in this store.")),
+        Err(e) => return failed(&store, e),
+    };
+    let page_no = page_of(&q);
+    let version_url = format!("{}/version", pages::sweep_url(&name));
+    let fragment_url = format!("{}/live?page={}", pages::sweep_url(&name), page_no + 1);
+    let live = Live {
+        version_url: &version_url,
+        token: &tok,
+        fragment_url: &fragment_url,
+    };
+    full(
+        &store,
+        StatusCode::OK,
+        &name,
+        Some(&live),
+        &pages::sweep(&view, page_no),
+    )
+}
+
+async fn sweep_live(State(store): State<Store>, Path(name): Path<String>, q: Params) -> Response {
+    match gather::sweep(&store, &name).await {
+        Ok(Some(v)) => fragment(pages::sweep(&v, page_of(&q))),
+        Ok(None) => missing(&store, &format!("No sweep named {name} in this store.")),
+        Err(e) => failed(&store, e),
+    }
+}
+
+async fn sweep_version(State(store): State<Store>, Path(name): Path<String>) -> Response {
+    match store.sweep_change_token(&name).await {
+        Ok(Some(t)) => token(t),
+        Ok(None) => missing(&store, &format!("No sweep named {name} in this store.")),
+        Err(e) => failed(&store, e.into()),
+    }
+}
+
+async fn run_page(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    let tok = match store.run_change_token(&id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return missing(&store, &format!("No run with id {id} in this store.")),
+        Err(e) => return failed(&store, e.into()),
+    };
+    let view = match gather::run(&store, &id).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return missing(&store, &format!("No run with id {id} in this store.")),
+        Err(e) => return failed(&store, e),
+    };
+    let version_url = format!("{}/version", pages::run_url(&id));
+    let fragment_url = format!("{}/live", pages::run_url(&id));
+    let live = Live {
+        version_url: &version_url,
+        token: &tok,
+        fragment_url: &fragment_url,
+    };
+    let title = format!("{} {}", view.run.label, crate::report::short(&id));
+    full(
+        &store,
+        StatusCode::OK,
+        &title,
+        Some(&live),
+        &pages::run(&view),
+    )
+}
+
+async fn run_live(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match gather::run(&store, &id).await {
+        Ok(Some(v)) => fragment(pages::run(&v)),
+        Ok(None) => missing(&store, &format!("No run with id {id} in this store.")),
+        Err(e) => failed(&store, e),
+    }
+}
+
+async fn run_version(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match store.run_change_token(&id).await {
+        Ok(Some(t)) => token(t),
+        Ok(None) => missing(&store, &format!("No run with id {id} in this store.")),
+        Err(e) => failed(&store, e.into()),
+    }
+}

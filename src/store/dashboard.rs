@@ -1,0 +1,172 @@
+//! Read-only queries for `sweep serve`: one stage by id, a sweep's metrics in one query,
+//! every sweep's stages in brief, and the change tokens the dashboard polls. A change
+//! token is one indexed aggregate query whose result changes whenever anything the page
+//! shows changes (a state, an attempt, a heartbeat, a finished stage, a metric).
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::error::Result;
+use super::records::*;
+use super::runs::{parse_state, run_record, RUN_COLUMNS};
+use super::Store;
+
+impl Store {
+    /// One stage by id, with its place in the first sweep (by name) that contains it;
+    /// `None` when no stage has that id.
+    pub async fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, COALESCE(m.position, 0), COALESCE(m.cell, '{{}}') FROM runs r \
+             LEFT JOIN sweep_runs m ON m.run_id = r.id AND m.sweep = \
+               (SELECT MIN(sweep) FROM sweep_runs WHERE run_id = r.id) \
+             WHERE r.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(run_record).transpose()
+    }
+
+    /// The sweeps that contain stage `id`, by name.
+    pub async fn sweeps_of_run(&self, id: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT sweep FROM sweep_runs WHERE run_id = $1 ORDER BY sweep")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The evaluation stages of pretrain `id`.
+    pub async fn evaluations_of(&self, id: &str) -> Result<Vec<RunRecord>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, CAST(0 AS BIGINT), CAST('{{}}' AS TEXT) FROM runs r \
+             WHERE r.parent_id = $1 ORDER BY r.label, r.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_record).collect()
+    }
+
+    /// Every metric of every stage of `sweep` (only those named in `names`, when given),
+    /// by stage id, in (name, step) order: one query instead of one per stage.
+    pub async fn sweep_metrics(
+        &self,
+        sweep: &str,
+        names: Option<&[&str]>,
+    ) -> Result<HashMap<String, Vec<MetricRecord>>> {
+        let filter = match names {
+            Some(names) => {
+                let ph: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
+                format!(" AND x.name IN ({})", ph.join(","))
+            }
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT x.run_id, x.name, x.step, x.value FROM sweep_runs m JOIN metrics x ON x.run_id = m.run_id \
+             WHERE m.sweep = $1{filter} ORDER BY x.run_id, x.name, x.step"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
+        for n in names.unwrap_or_default() {
+            q = q.bind(*n);
+        }
+        let mut out: HashMap<String, Vec<MetricRecord>> = HashMap::new();
+        for row in q.fetch_all(&self.pool).await? {
+            out.entry(row.get(0)).or_default().push(MetricRecord {
+                name: row.get(1),
+                step: row.get(2),
+                value: row.get(3),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every stage of every sweep, in brief (state, cost, who holds it), for the list of
+    /// sweeps: one query.
+    pub async fn stage_briefs(&self) -> Result<Vec<StageBrief>> {
+        let rows = sqlx::query(
+            "SELECT m.sweep, r.stage, r.state, r.compute_seconds, r.lease_owner, r.lease_host \
+             FROM sweep_runs m JOIN runs r ON r.id = m.run_id ORDER BY m.sweep, m.position",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.get(2);
+                Ok(StageBrief {
+                    sweep: r.get(0),
+                    stage: r.get(1),
+                    state: parse_state(&state)?,
+                    compute_seconds: r.get(3),
+                    lease_owner: r.get(4),
+                    lease_host: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    /// Changes whenever any sweep or stage changes (the list of sweeps).
+    pub async fn change_token(&self) -> Result<String> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sweeps), (SELECT COALESCE(MAX(updated_at), 0) FROM sweeps), \
+               COUNT(*), CAST(COALESCE(SUM(attempts), 0) AS BIGINT), COUNT(CASE WHEN state = 'done' THEN 1 END), \
+               COUNT(CASE WHEN state = 'failed' THEN 1 END), COUNT(CASE WHEN state = 'running' THEN 1 END), \
+               COALESCE(MAX(heartbeat_at), 0), COALESCE(MAX(finished_at), 0) FROM runs",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(token(&row, 9))
+    }
+
+    /// Changes whenever a stage of `sweep` changes state, attempt, heartbeat or finishes,
+    /// or the sweep is registered again; `None` when there is no such sweep.
+    pub async fn sweep_change_token(&self, sweep: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT s.updated_at, COUNT(r.id), CAST(COALESCE(SUM(r.attempts), 0) AS BIGINT), \
+               COUNT(CASE WHEN r.state = 'done' THEN 1 END), COUNT(CASE WHEN r.state = 'failed' THEN 1 END), \
+               COUNT(CASE WHEN r.state = 'running' THEN 1 END), COALESCE(MAX(r.heartbeat_at), 0), \
+               COALESCE(MAX(r.finished_at), 0) \
+             FROM sweeps s LEFT JOIN sweep_runs m ON m.sweep = s.name LEFT JOIN runs r ON r.id = m.run_id \
+             WHERE s.name = $1 GROUP BY s.name, s.updated_at",
+        )
+        .bind(sweep)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| token(&r, 8)))
+    }
+
+    /// Changes whenever stage `id` or one of its evaluations changes, or records a metric
+    /// or checkpoint; `None` when there is no such stage.
+    pub async fn run_change_token(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT r.state, r.attempts, COALESCE(r.heartbeat_at, 0), COALESCE(r.finished_at, 0), \
+               (SELECT COUNT(*) FROM metrics x WHERE x.run_id = r.id), \
+               (SELECT COUNT(*) FROM checkpoints c WHERE c.run_id = r.id), \
+               (SELECT COUNT(*) FROM runs e WHERE e.parent_id = r.id AND e.state IN ('done', 'failed')) \
+             FROM runs r WHERE r.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let state: String = r.get(0);
+            format!("{state}-{}", token_from(&r, 1, 7))
+        }))
+    }
+}
+
+/// The integer columns of a token row, joined.
+fn token(row: &sqlx::any::AnyRow, n: usize) -> String {
+    token_from(row, 0, n)
+}
+
+fn token_from(row: &sqlx::any::AnyRow, from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| row.get::<i64, _>(i).to_string())
+        .collect::<Vec<_>>()
+        .join("-")
+}
