@@ -171,6 +171,7 @@ both_backends!(
     foreign_and_newer_databases_are_refused,
     read_only_open_of_a_missing_database_creates_nothing,
     slurm_jobs_are_recorded_per_sweep,
+    dashboard_queries_follow_the_store,
 );
 
 fn sweep(name: &str, text: &str) -> NewSweep {
@@ -527,4 +528,65 @@ fn foreign_files_are_refused_without_being_touched() {
         assert!(matches!(e, StoreError::NotOurs { .. }), "{e}");
     });
     assert_eq!(std::fs::read_to_string(&text).unwrap(), content);
+}
+
+/// The dashboard's read-only queries: change tokens move with what the pages show (a
+/// claim, a metric, a finish) and stay put otherwise; a sweep's metrics in one query.
+async fn dashboard_queries_follow_the_store(db: Db) {
+    let s = db.open().await;
+    s.register(&sweep("a", "x"), &[pretrain("p1"), eval("e1", "p1")])
+        .await
+        .unwrap();
+    let all0 = s.change_token().await.unwrap();
+    let sweep0 = s.sweep_change_token("a").await.unwrap().unwrap();
+    let run0 = s.run_change_token("p1").await.unwrap().unwrap();
+    assert_eq!(
+        s.change_token().await.unwrap(),
+        all0,
+        "stable while nothing changes"
+    );
+    assert_eq!(s.sweep_change_token("nope").await.unwrap(), None);
+    assert_eq!(s.run_change_token("nope").await.unwrap(), None);
+    assert!(s.run("nope").await.unwrap().is_none());
+
+    let w = worker("w1");
+    let c = s.claim(Some("a"), &w, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(c.run.id, "p1");
+    let sweep1 = s.sweep_change_token("a").await.unwrap().unwrap();
+    assert_ne!(sweep1, sweep0, "a claim moves the sweep's token");
+    assert_ne!(s.change_token().await.unwrap(), all0);
+    let m = |name: &str, step| MetricRecord {
+        name: name.into(),
+        step,
+        value: 1.5,
+    };
+    s.record_metrics("p1", &[m("train/loss", 0), m("epoch/loss", 0)])
+        .await
+        .unwrap();
+    assert_ne!(s.run_change_token("p1").await.unwrap().unwrap(), run0);
+    let only = s.sweep_metrics("a", Some(&["epoch/loss"])).await.unwrap();
+    assert_eq!(only["p1"], [m("epoch/loss", 0)]);
+    let every = s.sweep_metrics("a", None).await.unwrap();
+    assert_eq!(every["p1"].len(), 2);
+    assert!(!every.contains_key("e1"));
+
+    s.record_checkpoint(&checkpoint("p1")).await.unwrap();
+    assert!(s.finish("p1", &w, 2.0).await.unwrap());
+    assert_ne!(s.sweep_change_token("a").await.unwrap().unwrap(), sweep1);
+    let briefs = s.stage_briefs().await.unwrap();
+    assert_eq!(briefs.len(), 2);
+    assert_eq!(
+        (briefs[0].state, briefs[0].compute_seconds),
+        (RunState::Done, 2.0)
+    );
+    let r = s.run("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.cell.as_str()),
+        (RunState::Done, "{\"id\":\"p1\"}")
+    );
+    assert_eq!(s.sweeps_of_run("p1").await.unwrap(), ["a"]);
+    let evals = s.evaluations_of("p1").await.unwrap();
+    assert_eq!(evals.len(), 1);
+    assert_eq!(evals[0].id, "e1");
+    s.close().await;
 }
