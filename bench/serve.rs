@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use simclr_sweep::ml::config::{AugOp, EvalConfig, EvalKind, PretrainConfig};
-use simclr_sweep::store::{MetricRecord, NewStage, NewSweep, Store};
+use simclr_sweep::store::{MetricRecord, NewStage, NewSweep, StageKind, Store};
+use simclr_sweep::vocab::metric;
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.windows(2)
@@ -85,7 +86,7 @@ async fn fill(db: &str, runs: usize) {
         let coords = serde_json::json!({"augment.ops": names, "seed": seed});
         stages.push(NewStage {
             id: id(i),
-            stage: "pretrain".into(),
+            stage: StageKind::Pretrain,
             parent_id: None,
             label: "pretrain".into(),
             config: serde_json::to_string(&c).unwrap(),
@@ -100,7 +101,7 @@ async fn fill(db: &str, runs: usize) {
             };
             stages.push(NewStage {
                 id: id(runs + 2 * i + k),
-                stage: "eval".into(),
+                stage: StageKind::Eval,
                 parent_id: Some(id(i)),
                 label: label.to_string(),
                 config: serde_json::to_string(&e).unwrap(),
@@ -162,22 +163,22 @@ async fn fill(db: &str, runs: usize) {
         let mut m = Vec::new();
         for e in 0..3 {
             m.push(MetricRecord {
-                name: "epoch/loss".into(),
+                name: metric::EPOCH_LOSS.into(),
                 step: e,
                 value: 5.0 - e as f64 * 0.3,
             });
             m.push(MetricRecord {
-                name: "epoch/contrastive_acc".into(),
+                name: metric::EPOCH_CONTRASTIVE_ACC.into(),
                 step: e,
                 value: 0.2 + e as f64 * 0.1,
             });
         }
         for s in 0..12 {
             for (n, v) in [
-                ("train/loss", 5.0),
-                ("train/lr", 0.1),
-                ("train/contrastive_acc", 0.3),
-                ("train/images_per_sec", 900.0),
+                (metric::TRAIN_LOSS, 5.0),
+                (metric::TRAIN_LR, 0.1),
+                (metric::TRAIN_CONTRASTIVE_ACC, 0.3),
+                (metric::TRAIN_IMAGES_PER_SEC, 900.0),
             ] {
                 m.push(MetricRecord {
                     name: n.into(),
@@ -194,12 +195,12 @@ async fn fill(db: &str, runs: usize) {
                     &id(runs + 2 * i + k),
                     &[
                         MetricRecord {
-                            name: "eval/top1".into(),
+                            name: metric::EVAL_TOP1.into(),
                             step: 0,
                             value: top1,
                         },
                         MetricRecord {
-                            name: "eval/top5".into(),
+                            name: metric::EVAL_TOP5.into(),
                             step: 0,
                             value: top1 + 0.3,
                         },

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::ml::config::{AugOp, HeadKind, LossKind, PretrainConfig};
 use crate::store::MetricRecord;
+use crate::vocab::metric;
 
 use super::aggregate::{compact, CellData, CellValue, Stat, SweepData};
 use super::paper::{self, PaperSetting};
@@ -684,10 +685,14 @@ pub(crate) fn run_curves(id: &str, title: &str, metrics: &[MetricRecord]) -> Fig
         (name.to_string(), points)
     };
     let panels = [
-        panel("training loss", "train/loss", 1.0),
-        panel("learning rate", "train/lr", 1.0),
-        panel("contrastive accuracy (%)", "train/contrastive_acc", 100.0),
-        panel("throughput (images/s)", "train/images_per_sec", 1.0),
+        panel("training loss", metric::TRAIN_LOSS, 1.0),
+        panel("learning rate", metric::TRAIN_LR, 1.0),
+        panel(
+            "contrastive accuracy (%)",
+            metric::TRAIN_CONTRASTIVE_ACC,
+            100.0,
+        ),
+        panel("throughput (images/s)", metric::TRAIN_IMAGES_PER_SEC, 1.0),
     ]
     .into_iter()
     .filter(|(_, p)| !p.is_empty())

@@ -7,12 +7,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
 
+use crate::ml::Checkpoint;
 use crate::report::{self, Section, SweepData};
 use crate::sched::slurm;
 use crate::store::{
-    CheckpointRecord, MetricRecord, RunRecord, RunState, StageBrief, Store, StoreError,
-    SweepRecord, SweepSummary,
+    MetricRecord, RunRecord, RunState, StageBrief, StageKind, Store, StoreError, SweepRecord,
+    SweepSummary,
 };
+use crate::vocab::metric;
 
 /// Above this many pretrain runs the sweep page reads only the metrics its tables need,
 /// not every step's (the training-curves figure is then on each run's page instead).
@@ -20,10 +22,10 @@ pub const CURVES_MAX_RUNS: usize = 200;
 
 /// Metrics the sweep page reads when it skips the per-step curves.
 const FINAL_METRICS: [&str; 4] = [
-    "epoch/loss",
-    "epoch/contrastive_acc",
-    "eval/top1",
-    "eval/top5",
+    metric::EPOCH_LOSS,
+    metric::EPOCH_CONTRASTIVE_ACC,
+    metric::EVAL_TOP1,
+    metric::EVAL_TOP5,
 ];
 
 /// One row of the list of sweeps.
@@ -106,7 +108,7 @@ fn hosts(stages: &[&StageBrief]) -> BTreeMap<String, usize> {
 /// kind) divided by the running workers (at least one).
 pub fn eta_seconds(stages: &[&StageBrief]) -> Option<f64> {
     let mut left = 0.0;
-    for kind in ["pretrain", "eval"] {
+    for kind in [StageKind::Pretrain, StageKind::Eval] {
         let of_kind = || stages.iter().filter(move |s| s.stage == kind);
         let done: Vec<f64> = of_kind()
             .filter(|s| s.state == RunState::Done)
@@ -157,7 +159,10 @@ pub async fn sweep(store: &Store, name: &str) -> Result<Option<SweepView>> {
         Err(e) => return Err(e.into()),
     };
     let stages = store.sweep_runs(name).await?;
-    let pretrains = stages.iter().filter(|s| s.stage == "pretrain").count();
+    let pretrains = stages
+        .iter()
+        .filter(|s| s.stage == StageKind::Pretrain)
+        .count();
     let curves_skipped = pretrains > CURVES_MAX_RUNS;
     let names = curves_skipped.then_some(&FINAL_METRICS[..]);
     let metrics = store.sweep_metrics(name, names).await?;
@@ -170,7 +175,7 @@ pub async fn sweep(store: &Store, name: &str) -> Result<Option<SweepView>> {
         .iter()
         .map(|s| StageBrief {
             sweep: name.to_string(),
-            stage: s.stage.clone(),
+            stage: s.stage,
             state: s.state,
             compute_seconds: s.compute_seconds,
             lease_owner: s.lease_owner.clone(),
@@ -214,8 +219,8 @@ fn last(metrics: &[MetricRecord], name: &str) -> Option<f64> {
 }
 
 fn stage_row(run: RunRecord, metrics: &[MetricRecord]) -> StageRow {
-    if run.stage == "eval" {
-        let top1 = last(metrics, "eval/top1")
+    if run.stage == StageKind::Eval {
+        let top1 = last(metrics, metric::EVAL_TOP1)
             .filter(|_| run.state == RunState::Done)
             .map(|v| v * 100.0);
         return StageRow {
@@ -229,10 +234,13 @@ fn stage_row(run: RunRecord, metrics: &[MetricRecord]) -> StageRow {
         .ok()
         .and_then(|c| c.get("epochs").and_then(|e| e.as_u64()))
         .unwrap_or(0) as usize;
-    let done = metrics.iter().filter(|m| m.name == "epoch/loss").count();
+    let done = metrics
+        .iter()
+        .filter(|m| m.name == metric::EPOCH_LOSS)
+        .count();
     StageRow {
         epochs: Some((done, planned)),
-        loss: last(metrics, "epoch/loss"),
+        loss: last(metrics, metric::EPOCH_LOSS),
         top1: None,
         run,
     }
@@ -242,7 +250,7 @@ pub struct RunView {
     pub run: RunRecord,
     pub sweeps: Vec<String>,
     pub metrics: Vec<MetricRecord>,
-    pub checkpoints: Vec<CheckpointRecord>,
+    pub checkpoints: Vec<Checkpoint>,
     /// Evaluations of a pretrain, each with its last top-1 and top-5 (percent).
     pub evaluations: Vec<(RunRecord, Option<f64>, Option<f64>)>,
 }
@@ -260,7 +268,7 @@ pub async fn run(store: &Store, id: &str) -> Result<Option<RunView>> {
         let m = store.metrics(&e.id).await?;
         let done = e.state == RunState::Done;
         let pct = |n: &str| last(&m, n).filter(|_| done).map(|v| v * 100.0);
-        let (t1, t5) = (pct("eval/top1"), pct("eval/top5"));
+        let (t1, t5) = (pct(metric::EVAL_TOP1), pct(metric::EVAL_TOP5));
         evaluations.push((e, t1, t5));
     }
     Ok(Some(RunView {
@@ -276,10 +284,10 @@ pub async fn run(store: &Store, id: &str) -> Result<Option<RunView>> {
 mod tests {
     use super::*;
 
-    fn brief(stage: &str, state: RunState, secs: f64, owner: Option<&str>) -> StageBrief {
+    fn brief(stage: StageKind, state: RunState, secs: f64, owner: Option<&str>) -> StageBrief {
         StageBrief {
             sweep: "s".into(),
-            stage: stage.into(),
+            stage,
             state,
             compute_seconds: secs,
             lease_owner: owner.map(String::from),
@@ -290,20 +298,20 @@ mod tests {
     #[test]
     fn time_left_is_the_mean_cost_of_each_kind_shared_by_the_running_workers() {
         let stages = [
-            brief("pretrain", RunState::Done, 10.0, None),
-            brief("pretrain", RunState::Done, 20.0, None),
-            brief("pretrain", RunState::Running, 0.0, Some("w1")),
-            brief("pretrain", RunState::Running, 0.0, Some("w2")),
-            brief("pretrain", RunState::Queued, 0.0, None),
-            brief("eval", RunState::Done, 2.0, None),
-            brief("eval", RunState::Queued, 0.0, None),
+            brief(StageKind::Pretrain, RunState::Done, 10.0, None),
+            brief(StageKind::Pretrain, RunState::Done, 20.0, None),
+            brief(StageKind::Pretrain, RunState::Running, 0.0, Some("w1")),
+            brief(StageKind::Pretrain, RunState::Running, 0.0, Some("w2")),
+            brief(StageKind::Pretrain, RunState::Queued, 0.0, None),
+            brief(StageKind::Eval, RunState::Done, 2.0, None),
+            brief(StageKind::Eval, RunState::Queued, 0.0, None),
         ];
         let refs: Vec<&StageBrief> = stages.iter().collect();
         // (3 x 15 s + 1 x 2 s) / 2 workers.
         assert_eq!(eta_seconds(&refs), Some(23.5));
         assert_eq!(hosts(&refs).get("vm"), Some(&2));
         // Nothing of a kind still to run has finished: no estimate.
-        let first = [brief("pretrain", RunState::Queued, 0.0, None)];
+        let first = [brief(StageKind::Pretrain, RunState::Queued, 0.0, None)];
         assert_eq!(eta_seconds(&first.iter().collect::<Vec<_>>()), None);
     }
 }

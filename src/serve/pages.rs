@@ -5,8 +5,9 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{self, compact, short, Figure, Section};
-use crate::store::RunState;
+use crate::report::{self, compact, Figure, Section};
+use crate::store::{RunState, StageKind};
+use crate::vocab::{metric, short_id as short};
 
 use super::gather::{RunView, StageRow, SweepOverview, SweepView, CURVES_MAX_RUNS};
 use super::html::{seg, table, Esc};
@@ -295,7 +296,7 @@ pub fn run(v: &RunView) -> String {
     let r = &v.run;
     let mut s = format!(
         "<h1>{} {} <small>{}</small></h1>",
-        Esc(&r.stage),
+        r.stage.as_str(),
         Esc(short(&r.id)),
         Esc(&r.label)
     );
@@ -328,14 +329,14 @@ pub fn run(v: &RunView) -> String {
         sweeps.join(", "),
         Esc(r.failure.as_deref().unwrap_or("")),
     );
-    if r.stage == "pretrain" {
+    if r.stage == StageKind::Pretrain {
         s.push_str("<h2>Training curves</h2>");
         let fig = report::run_curves(
             &format!("run_{}", short(&r.id)),
             &format!("{} {}", r.label, short(&r.id)),
             &v.metrics,
         );
-        if v.metrics.iter().any(|m| m.name.starts_with("train/")) {
+        if v.metrics.iter().any(|m| m.name == metric::TRAIN_LOSS) {
             s.push_str(&figure(&fig));
         } else {
             s.push_str("<p class=\"note\">No training step recorded yet.</p>");
@@ -383,7 +384,7 @@ pub fn run(v: &RunView) -> String {
                 vec![
                     c.step.to_string(),
                     c.epoch.to_string(),
-                    c.path.clone(),
+                    c.path.display().to_string(),
                     c.sha256.clone(),
                 ]
             })

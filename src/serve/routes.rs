@@ -192,7 +192,7 @@ async fn run_page(State(store): State<Store>, Path(id): Path<String>) -> Respons
         token: &tok,
         fragment_url: &fragment_url,
     };
-    let title = format!("{} {}", view.run.label, crate::report::short(&id));
+    let title = format!("{} {}", view.run.label, crate::vocab::short_id(&id));
     full(
         &store,
         StatusCode::OK,

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::error::Result;
 use super::records::*;
-use super::runs::{parse_state, run_record, RUN_COLUMNS};
+use super::runs::{parse_stage, parse_state, run_record, RUN_COLUMNS};
 use super::Store;
 
 impl Store {
@@ -97,9 +97,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let state: String = r.get(2);
+                let stage: String = r.get(1);
                 Ok(StageBrief {
                     sweep: r.get(0),
-                    stage: r.get(1),
+                    stage: parse_stage(&stage)?,
                     state: parse_state(&state)?,
                     compute_seconds: r.get(3),
                     lease_owner: r.get(4),

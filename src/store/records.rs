@@ -97,8 +97,7 @@ pub struct SweepSummary {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StageBrief {
     pub sweep: String,
-    /// "pretrain" or "eval".
-    pub stage: String,
+    pub stage: StageKind,
     pub state: RunState,
     pub compute_seconds: f64,
     pub lease_owner: Option<String>,

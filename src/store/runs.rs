@@ -606,13 +606,16 @@ pub(super) fn parse_state(s: &str) -> Result<RunState> {
     RunState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run state `{s}`")))
 }
 
+pub(super) fn parse_stage(s: &str) -> Result<StageKind> {
+    StageKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown stage kind `{s}`")))
+}
+
 pub(super) fn run_record(r: &AnyRow) -> Result<RunRecord> {
     let state: String = r.get(6);
     let stage: String = r.get(1);
     Ok(RunRecord {
         id: r.get(0),
-        stage: StageKind::parse(&stage)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown stage kind `{stage}`")))?,
+        stage: parse_stage(&stage)?,
         parent_id: r.get(2),
         label: r.get(3),
         config: r.get(4),

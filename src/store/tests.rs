@@ -570,7 +570,7 @@ async fn dashboard_queries_follow_the_store(db: Db) {
     assert_eq!(every["p1"].len(), 2);
     assert!(!every.contains_key("e1"));
 
-    s.record_checkpoint(&checkpoint("p1")).await.unwrap();
+    s.record_checkpoint("p1", &checkpoint()).await.unwrap();
     assert!(s.finish("p1", &w, 2.0).await.unwrap());
     assert_ne!(s.sweep_change_token("a").await.unwrap().unwrap(), sweep1);
     let briefs = s.stage_briefs().await.unwrap();

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use simclr_sweep::store::{NewStage, NewSweep, Store, Worker};
+use simclr_sweep::store::{LeaseHolder, NewStage, NewSweep, StageKind, Store};
 
 use crate::common::{text, tiny_spec, Env};
 
@@ -44,7 +44,7 @@ fn add_hostile_sweep(env: &Env) {
         };
         let stage = NewStage {
             id: "f".repeat(64),
-            stage: "pretrain".into(),
+            stage: StageKind::Pretrain,
             parent_id: None,
             label: "pretrain".into(),
             config: "{}".into(),
@@ -53,7 +53,7 @@ fn add_hostile_sweep(env: &Env) {
             cell: serde_json::json!({ "note": HOSTILE_CELL }).to_string(),
         };
         store.register(&sweep, &[stage]).await.unwrap();
-        let me = Worker {
+        let me = LeaseHolder {
             id: "w".into(),
             host: "h".into(),
             pid: 1,
