@@ -761,36 +761,12 @@ fn training_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[
         } else {
             (|c| &c.acc, "contrastive accuracy (%)")
         };
-        let (ylo, yhi) = y_range(
-            curves
-                .iter()
-                .flat_map(|c| pick(c).iter().map(|p| (p.1, p.1))),
-        );
-        let mut chart = ChartBuilder::on(panel)
-            .margin(8)
-            .x_label_area_size(46)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..xmax, ylo..yhi)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE)
-            .x_desc("epoch")
-            .y_desc(name)
-            .label_style(font(14.0))
-            .axis_desc_style(font(16.0))
-            .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| tick(*v))
-            .draw()
-            .map_err(err)?;
-        for (i, c) in curves.iter().enumerate() {
-            chart
-                .draw_series(LineSeries::new(
-                    pick(c).iter().copied(),
-                    color(i).stroke_width(2),
-                ))
-                .map_err(err)?;
-        }
+        let lines: Vec<(&[(f64, f64)], RGBColor)> = curves
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&pick(c)[..], color(i)))
+            .collect();
+        line_panel(panel, "epoch", name, xmax, &lines)?;
     }
     let entries: Vec<(String, RGBColor, bool)> = curves
         .iter()
@@ -798,6 +774,40 @@ fn training_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, curves: &[
         .map(|(i, c)| (c.name.clone(), color(i), false))
         .collect();
     legend(root, h as i32 - legend_h as i32, &entries, 3)
+}
+
+/// One chart of lines from x = 0 to `xmax`, its y range fitted to the lines.
+fn line_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x_label: &str,
+    y_label: &str,
+    xmax: f64,
+    lines: &[(&[(f64, f64)], RGBColor)],
+) -> R {
+    let (ylo, yhi) = y_range(lines.iter().flat_map(|l| l.0.iter().map(|p| (p.1, p.1))));
+    let mut chart = ChartBuilder::on(area)
+        .margin(8)
+        .x_label_area_size(46)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..xmax, ylo..yhi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(font(14.0))
+        .axis_desc_style(font(16.0))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)?;
+    for (points, c) in lines {
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Line charts side by side, two per row, each with its own y range.
@@ -811,30 +821,7 @@ fn small_multiples<DB: DrawingBackend>(
     let areas = body.split_evenly((rows, 2));
     for ((name, points), area) in panels.iter().zip(areas.iter()) {
         let xmax = points.iter().map(|p| p.0).fold(1.0f64, f64::max);
-        let (ylo, yhi) = y_range(points.iter().map(|p| (p.1, p.1)));
-        let mut chart = ChartBuilder::on(area)
-            .margin(8)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..xmax, ylo..yhi)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE)
-            .x_desc(x_label)
-            .y_desc(name.as_str())
-            .label_style(font(13.0))
-            .axis_desc_style(font(15.0))
-            .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| tick(*v))
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color(0).stroke_width(2),
-            ))
-            .map_err(err)?;
+        line_panel(area, x_label, name, xmax, &[(&points[..], color(0))])?;
     }
     Ok(())
 }

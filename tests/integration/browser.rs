@@ -3,7 +3,6 @@
 //! from queued to done. Driven over the DevTools protocol (a WebSocket). Skipped with a
 //! message where Chromium is absent; `SWEEP_REQUIRE_BROWSER=1` (CI) makes that a failure.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::common::{text, tiny_spec, Env};
+use crate::common::{ctrl_c_at, text, tiny_spec, Env};
 
 /// The Chromium binary: `SWEEP_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
 fn chromium() -> Option<PathBuf> {
@@ -151,23 +150,8 @@ fn a_browser_sees_a_stage_go_from_queued_to_done_without_reloading() {
     let spec = env.write("b.yaml", &tiny_spec("b", &[0.5, 0.2], 3));
     // Register the sweep and stop it at once (Ctrl-C after the first epoch): every stage
     // queued again, so the page opens on a sweep with work left.
-    let mut child = env
-        .sweep()
-        .args(["run", spec.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("epoch 1:") {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-            break;
-        }
-    }
-    let _: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let (code, log) = ctrl_c_at(&env, &spec, "epoch 1:");
+    assert_eq!(code, Some(130), "{log:?}");
 
     let server = env.serve();
     let mut browser = Browser::start(&exe);

@@ -177,3 +177,26 @@ impl Env {
         Server { child, base }
     }
 }
+
+/// Starts `sweep run SPEC`, sends SIGINT (Ctrl-C) when a log line contains `needle`, and
+/// returns the exit code and the log lines after the signal.
+pub fn ctrl_c_at(env: &Env, spec: &Path, needle: &str) -> (Option<i32>, Vec<String>) {
+    let mut child = env
+        .sweep()
+        .args(["run", spec.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    for line in lines.by_ref() {
+        if line.unwrap().contains(needle) {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    (child.wait().unwrap().code(), rest)
+}

@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{text, tiny_spec, Env};
+use crate::common::{ctrl_c_at, text, tiny_spec, Env};
 
 /// Every stored metric of every stage, by (stage id, metric name, step).
 fn all_metrics(env: &Env) -> BTreeMap<(String, String, i64), f64> {
@@ -140,29 +139,6 @@ fn sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_results_exactly_once
             "metric {k:?} differs from the uninterrupted run"
         );
     }
-}
-
-/// Starts `sweep run SPEC`, sends SIGINT (Ctrl-C) when a log line contains `needle`, and
-/// returns the exit code and the log lines after the signal.
-fn ctrl_c_at(env: &Env, spec: &Path, needle: &str) -> (Option<i32>, Vec<String>) {
-    let mut child = env
-        .sweep()
-        .args(["run", spec.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains(needle) {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-            break;
-        }
-    }
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    (child.wait().unwrap().code(), rest)
 }
 
 #[test]
