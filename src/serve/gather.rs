@@ -158,14 +158,22 @@ pub async fn sweep(store: &Store, name: &str) -> Result<Option<SweepView>> {
         Err(StoreError::NoSuchSweep(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let stages = store.sweep_runs(name).await?;
+    // The stages and the metrics the tables need, read at once (two connections); a small
+    // sweep then reads every step's metrics too, for its training curves.
+    let (stages, finals) = tokio::try_join!(
+        store.sweep_runs(name),
+        store.sweep_metrics(name, Some(&FINAL_METRICS[..]))
+    )?;
     let pretrains = stages
         .iter()
         .filter(|s| s.stage == StageKind::Pretrain)
         .count();
     let curves_skipped = pretrains > CURVES_MAX_RUNS;
-    let names = curves_skipped.then_some(&FINAL_METRICS[..]);
-    let metrics = store.sweep_metrics(name, names).await?;
+    let metrics = if curves_skipped {
+        finals
+    } else {
+        store.sweep_metrics(name, None).await?
+    };
     let data = SweepData::assemble(record.clone(), &stages, &metrics);
     let mut sections = report::sections(&data);
     if curves_skipped {
@@ -187,11 +195,17 @@ pub async fn sweep(store: &Store, name: &str) -> Result<Option<SweepView>> {
     for s in &stages {
         counts[s.state as usize] += 1;
     }
+    let planned: HashMap<&str, usize> = data
+        .runs
+        .iter()
+        .map(|r| (r.id.as_str(), r.config.epochs))
+        .collect();
     let rows = stages
         .into_iter()
         .map(|run| {
             let m = metrics.get(&run.id).map_or(&[][..], |m| &m[..]);
-            stage_row(run, m)
+            let epochs = planned.get(run.id.as_str()).copied().unwrap_or(0);
+            stage_row(run, m, epochs)
         })
         .collect();
     Ok(Some(SweepView {
@@ -218,7 +232,8 @@ fn last(metrics: &[MetricRecord], name: &str) -> Option<f64> {
         .map(|m| m.value)
 }
 
-fn stage_row(run: RunRecord, metrics: &[MetricRecord]) -> StageRow {
+/// `planned`: the pretrain's epochs (from its parsed config).
+fn stage_row(run: RunRecord, metrics: &[MetricRecord], planned: usize) -> StageRow {
     if run.stage == StageKind::Eval {
         let top1 = last(metrics, metric::EVAL_TOP1)
             .filter(|_| run.state == RunState::Done)
@@ -230,10 +245,6 @@ fn stage_row(run: RunRecord, metrics: &[MetricRecord]) -> StageRow {
             top1,
         };
     }
-    let planned = serde_json::from_str::<serde_json::Value>(&run.config)
-        .ok()
-        .and_then(|c| c.get("epochs").and_then(|e| e.as_u64()))
-        .unwrap_or(0) as usize;
     let done = metrics
         .iter()
         .filter(|m| m.name == metric::EPOCH_LOSS)
