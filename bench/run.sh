@@ -12,7 +12,7 @@
 # environment once with (the index URL selects PyTorch's CPU-only wheels, which is all the
 # bench needs):
 #   python3 -m venv .venv-bench
-#   .venv-bench/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+#   .venv-bench/bin/pip install torch torchvision
 set -euo pipefail
 cd "$(dirname "$0")/.."
 has_torch() { "$1" -c 'import torch, torchvision' >/dev/null 2>&1; }
@@ -29,7 +29,7 @@ bench/run.sh needs a Python with PyTorch for the baseline column. Create one in 
 repository root, then run bench/run.sh again:
 
     python3 -m venv .venv-bench
-    .venv-bench/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+    .venv-bench/bin/pip install torch torchvision
 
 or point PYTHON at an interpreter that can `import torch, torchvision`.
 MSG
