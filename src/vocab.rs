@@ -51,6 +51,8 @@ pub mod metric {
     pub const EVAL_TOP1: &str = "eval/top1";
     pub const EVAL_TOP5: &str = "eval/top5";
     pub const EVAL_N_TEST: &str = "eval/n_test";
+    /// The linear classifier's top-1 on its own training images (linear evaluations only).
+    pub const EVAL_TRAIN_TOP1: &str = "eval/train_top1";
 }
 
 /// Characters of a run id (or dataset fingerprint) shown to people: enough to be unique in

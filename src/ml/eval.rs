@@ -147,12 +147,30 @@ pub(crate) fn evaluate_on(
             obs,
         )?,
     };
-    let (top1, top5) = or_stopped!(scored);
+    let scores = or_stopped!(scored);
     Ok(EvalOutcome::Finished(EvalResult {
-        top1,
-        top5,
+        top1: scores.top1,
+        top5: scores.top5,
+        train_top1: scores.train_top1,
         n_test: yte.len(),
     }))
+}
+
+/// What a protocol scored: test top-1 and top-5, and for the linear classifier its top-1
+/// on the train features it was fit on (the gap to test top-1 shows over-fitting).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Scores {
+    pub top1: f64,
+    pub top5: f64,
+    pub train_top1: Option<f64>,
+}
+
+#[cfg(test)]
+impl Scores {
+    /// (top-1, top-5) on the test split.
+    pub fn test(&self) -> (f64, f64) {
+        (self.top1, self.top5)
+    }
 }
 
 /// Features `[n, D]` (on `device`) and labels of `indices`, BatchNorm in eval mode;
@@ -218,8 +236,8 @@ fn top_k(scores: &[f32], num_classes: usize, labels: &[u16]) -> (f64, f64) {
     (hit1 as f64 / n, hit5 as f64 / n)
 }
 
-/// Multinomial logistic regression on standardised features; returns test (top-1, top-5),
-/// or `None` when stopped.
+/// Multinomial logistic regression on standardised features; returns its scores, or `None`
+/// when stopped.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_eval(
     xtr: &Tensor,
@@ -230,7 +248,7 @@ pub(crate) fn linear_eval(
     eval: &EvalConfig,
     seed: u64,
     obs: &mut dyn Observer,
-) -> Result<Option<(f64, f64)>, MlError> {
+) -> Result<Option<Scores>, MlError> {
     let dev = xtr.device().clone();
     let (n, d) = xtr.dims2().map_err(tensor_err)?;
     if n == 0 || ytr.len() != n || num_classes == 0 {
@@ -305,17 +323,23 @@ pub(crate) fn linear_eval(
             return Ok(None);
         }
     }
-    let scores: Vec<f32> = xte
-        .matmul(w.as_tensor())
-        .and_then(|l| l.broadcast_add(b.as_tensor()))
-        .and_then(|l| l.flatten_all())
-        .and_then(|l| l.to_vec1())
-        .map_err(tensor_err)?;
-    Ok(Some(top_k(&scores, num_classes, yte)))
+    let logits = |x: &Tensor| -> Result<Vec<f32>, MlError> {
+        x.matmul(w.as_tensor())
+            .and_then(|l| l.broadcast_add(b.as_tensor()))
+            .and_then(|l| l.flatten_all())
+            .and_then(|l| l.to_vec1())
+            .map_err(tensor_err)
+    };
+    let (top1, top5) = top_k(&logits(&xte)?, num_classes, yte);
+    let (train_top1, _) = top_k(&logits(&xtr)?, num_classes, ytr);
+    Ok(Some(Scores {
+        top1,
+        top5,
+        train_top1: Some(train_top1),
+    }))
 }
 
-/// Weighted kNN vote on cosine similarity; returns test (top-1, top-5), or `None` when
-/// stopped.
+/// Weighted kNN vote on cosine similarity; returns its test scores, or `None` when stopped.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn knn_eval(
     xtr: &Tensor,
@@ -326,7 +350,7 @@ pub(crate) fn knn_eval(
     k: usize,
     temperature: f64,
     obs: &mut dyn Observer,
-) -> Result<Option<(f64, f64)>, MlError> {
+) -> Result<Option<Scores>, MlError> {
     let ntr = ytr.len();
     if ntr == 0 || k == 0 || num_classes == 0 || temperature <= 0.0 {
         return Err(MlError::Config(
@@ -367,7 +391,12 @@ pub(crate) fn knn_eval(
             return Ok(None);
         }
     }
-    Ok(Some(top_k(&scores, num_classes, yte)))
+    let (top1, top5) = top_k(&scores, num_classes, yte);
+    Ok(Some(Scores {
+        top1,
+        top5,
+        train_top1: None,
+    }))
 }
 
 #[cfg(test)]
@@ -398,7 +427,8 @@ mod tests {
         let yte = [0u16, 0, 1];
         let (top1, top5) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 3, 0.1, &mut NullObserver)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .test();
         // Test 1 is labelled 0 but its nearest neighbour is class 2: 2 of 3 right at top-1,
         // all at top-5 (3 classes).
         assert!((top1 - 2.0 / 3.0).abs() < 1e-12, "{top1}");
@@ -406,11 +436,13 @@ mod tests {
         // k larger than the bank is clamped; k = 1 is plain nearest neighbour.
         let (t1, _) = knn_eval(&xtr, &ytr, &xte, &yte, 3, 1000, 0.1, &mut NullObserver)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .test();
         assert!((0.0..=1.0).contains(&t1));
         let (nn1, _) = knn_eval(&xtr, &ytr, &xte, &[0, 2, 1], 3, 1, 0.1, &mut NullObserver)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .test();
         assert_eq!(nn1, 1.0);
     }
 
@@ -454,19 +486,27 @@ mod tests {
         };
         let (top1, top5) = linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .test();
         assert_eq!(top1, 1.0);
         assert_eq!(top5, 1.0);
         // Deterministic: the same numbers again.
         let again = linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .test();
         assert_eq!(again, (top1, top5));
+        // The classifier also scores the images it was fit on: separable, so all right.
+        let fit = linear_eval(&xtr, &ytr, &xte, &yte, 4, &eval, 0, &mut NullObserver)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fit.train_top1, Some(1.0));
         // Zero epochs leave a zero classifier: every class ties, class 0 wins: 1/4 right.
         let none = EvalConfig { epochs: 0, ..eval };
         let (t1, _) = linear_eval(&xtr, &ytr, &xte, &yte, 4, &none, 0, &mut NullObserver)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .test();
         assert_eq!(t1, 0.25);
     }
 

@@ -71,6 +71,8 @@ pub enum PretrainOutcome {
 pub struct EvalResult {
     pub top1: f64,
     pub top5: f64,
+    /// The linear classifier's top-1 on the images it was trained on (kNN: none).
+    pub train_top1: Option<f64>,
     /// Number of test images scored.
     pub n_test: usize,
 }

@@ -362,6 +362,9 @@ fn eval_stage(
         (metric::EVAL_N_TEST, result.n_test as f64),
     ];
     obs.queue(0, &metrics);
+    if let Some(train_top1) = result.train_top1 {
+        obs.queue(0, &[(metric::EVAL_TRAIN_TOP1, train_top1)]);
+    }
     obs.flush()?;
     Ok(Executed::Completed {
         top1: Some(result.top1),
