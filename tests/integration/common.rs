@@ -41,6 +41,21 @@ impl Env {
         c
     }
 
+    /// Runs `query` on this env's SQLite database: what the sweep stored, read directly.
+    pub fn query<T>(&self, query: impl AsyncFnOnce(&sqlx::SqlitePool) -> T) -> T {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let url = format!("sqlite://{}", self.db().display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let out = query(&pool).await;
+            pool.close().await;
+            out
+        })
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.sweep().args(args).output().expect("sweep runs")
     }

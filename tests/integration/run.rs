@@ -10,43 +10,25 @@ use crate::common::{ctrl_c_at, text, tiny_spec, Env};
 
 /// Every stored metric of every stage, by (stage id, metric name, step).
 fn all_metrics(env: &Env) -> BTreeMap<(String, String, i64), f64> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.db().display()))
+    let rows: Vec<(String, String, i64, f64)> = env.query(async |pool| {
+        sqlx::query_as("SELECT run_id, name, step, value FROM metrics")
+            .fetch_all(pool)
             .await
-            .unwrap();
-        let rows: Vec<(String, String, i64, f64)> =
-            sqlx::query_as("SELECT run_id, name, step, value FROM metrics")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        pool.close().await;
-        rows.into_iter()
-            .filter(|(_, n, _, _)| !n.contains("images_per_sec") && !n.contains("seconds"))
-            .map(|(r, n, s, v)| ((r, n, s), v))
-            .collect()
-    })
+            .unwrap()
+    });
+    rows.into_iter()
+        .filter(|(_, n, _, _)| !n.contains("images_per_sec") && !n.contains("seconds"))
+        .map(|(r, n, s, v)| ((r, n, s), v))
+        .collect()
 }
 
 /// (id, state, attempts) of every stage.
 fn stages(env: &Env) -> Vec<(String, String, i64)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.db().display()))
+    env.query(async |pool| {
+        sqlx::query_as("SELECT id, state, attempts FROM runs ORDER BY id")
+            .fetch_all(pool)
             .await
-            .unwrap();
-        let rows = sqlx::query_as("SELECT id, state, attempts FROM runs ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        rows
+            .unwrap()
     })
 }
 

@@ -215,20 +215,11 @@ fn two_workers_writing_while_pages_are_served_lose_nothing() {
         assert_eq!(r["attempts"], 1, "no lease lost, no retry: {r}");
     }
     // Every step's metrics are there: 40 images / batch 10 = 4 steps x 2 epochs per run.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let n: i64 = rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", env.db().display()))
+    let n: i64 = env.query(async |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM metrics WHERE name = 'train/loss'")
+            .fetch_one(pool)
             .await
-            .unwrap();
-        let n = sqlx::query_scalar("SELECT COUNT(*) FROM metrics WHERE name = 'train/loss'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        n
+            .unwrap()
     });
     assert_eq!(n, 4 * 4 * 2, "no metric lost");
     let (code, body) = server.get("/sweep/w");
