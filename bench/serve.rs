@@ -213,18 +213,58 @@ async fn fill(db: &str, runs: usize) {
     store.close().await;
 }
 
-/// Median milliseconds of GET `url` over `reps` (after one warm-up), and the body size.
-fn time_get(url: &str, reps: usize) -> (f64, usize) {
-    let get = || ureq::get(url).call().unwrap().into_string().unwrap();
-    let size = get().len();
+/// Milliseconds of one GET of `url`, and the body size.
+fn get(url: &str) -> (f64, usize) {
+    let t = Instant::now();
+    let body = ureq::get(url).call().unwrap().into_string().unwrap();
+    (t.elapsed().as_secs_f64() * 1e3, body.len())
+}
+
+/// Median milliseconds of GET `url` over `reps`, each after `before(rep)`, and the size.
+fn time_get(url: &str, reps: usize, mut before: impl FnMut(usize) -> String) -> (f64, usize) {
+    let mut size = 0;
     let times = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            let _ = get();
-            t.elapsed().as_secs_f64() * 1e3
+        .map(|rep| {
+            let url = format!("{url}{}", before(rep));
+            let (ms, n) = get(&url);
+            size = n;
+            ms
         })
         .collect();
     (median(times), size)
+}
+
+/// Starts a dashboard (with nothing kept yet) on `store`; its base URL.
+fn start_dashboard(rt: &tokio::runtime::Runtime, store: &Store) -> String {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(simclr_sweep::serve::serve(store.clone(), listener));
+    base
+}
+
+/// What a worker does when a pretrain finishes: its last epoch's metrics, then done.
+async fn finish_one(db: &str, runs: usize, k: usize) {
+    let i = runs * 6 / 10 + 4 + k;
+    let store = Store::open(db).await.unwrap();
+    let m = MetricRecord {
+        name: metric::EPOCH_LOSS.into(),
+        step: 0,
+        value: 4.0,
+    };
+    store.record_metrics(&id(i), &[m]).await.unwrap();
+    store.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{db}"))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE runs SET state = 'done', attempts = 1, finished_at = ?1 WHERE id = ?2")
+        .bind(1_000_000 + k as i64)
+        .bind(id(i))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
 }
 
 fn render(runs: usize, reps: usize) {
@@ -240,26 +280,51 @@ fn render(runs: usize, reps: usize) {
         t.elapsed().as_secs_f64()
     );
     let store = rt.block_on(Store::open_read_only(db)).unwrap().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    rt.spawn(simclr_sweep::serve::serve(store, listener));
+    let report = |what: &str, (ms, size): (f64, usize)| {
+        println!(
+            "RESULT render runs={runs} page=\"{what}\" median_ms={ms:.1} bytes={size} reps={reps}"
+        );
+    };
+    // Cold: a dashboard just started, nothing kept (each rep a new one).
+    report(
+        "sweep page, cold (dashboard just started)",
+        time_get("", reps, |_| start_dashboard(&rt, &store) + "/sweep/bench"),
+    );
+    let base = start_dashboard(&rt, &store);
+    let _ = get(&format!("{base}/sweep/bench"));
+    // What an open page sees while a sweep runs: a stage finished since the last view.
+    let finished = std::cell::Cell::new(0);
+    let after_change = |path: &'static str| {
+        let (rt, base, finished) = (&rt, base.clone(), &finished);
+        move |_| {
+            rt.block_on(finish_one(db, runs, finished.get()));
+            finished.set(finished.get() + 1);
+            format!("{base}{path}")
+        }
+    };
+    report(
+        "sweep page, a stage finished since the last view",
+        time_get("", reps, after_change("/sweep/bench")),
+    );
+    report(
+        "sweep live fragment, a stage finished since the last view",
+        time_get("", reps, after_change("/sweep/bench/live")),
+    );
+    report(
+        "sweep page 40 of the runs table, a stage finished since the last view",
+        time_get("", reps, after_change("/sweep/bench?page=40")),
+    );
+    let unchanged = |path: String| move |_| path.clone();
     for (what, path) in [
-        ("sweep page", "/sweep/bench".to_string()),
         (
-            "sweep page, runs page 40",
-            "/sweep/bench?page=40".to_string(),
+            "sweep live fragment, unchanged",
+            "/sweep/bench/live".to_string(),
         ),
-        ("sweep live fragment", "/sweep/bench/live".to_string()),
         ("sweep version token", "/sweep/bench/version".to_string()),
         ("list of sweeps", "/".to_string()),
         ("run page", format!("/run/{}", id(0))),
     ] {
-        let (ms, size) = time_get(&format!("{base}{path}"), reps);
-        println!(
-            "RESULT render runs={runs} page=\"{what}\" median_ms={ms:.1} bytes={size} reps={reps}"
-        );
+        report(what, time_get("", reps, unchanged(format!("{base}{path}"))));
     }
 }
 

@@ -2,8 +2,11 @@
 //! evaluations and curves, and the grid cells (coordinates without the seed) with mean,
 //! standard deviation and count over the seeds that finished.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::ml::config::{EvalConfig, PretrainConfig};
@@ -41,7 +44,7 @@ pub(crate) struct EvalOutcome {
     pub label: String,
     pub state: RunState,
     pub failure: Option<String>,
-    pub config: Value,
+    pub config: Arc<Value>,
     /// Percent.
     pub top1: Option<f64>,
     pub top5: Option<f64>,
@@ -55,9 +58,9 @@ pub(crate) struct RunData {
     pub seed: i64,
     pub state: RunState,
     pub failure: Option<String>,
-    pub config: PretrainConfig,
+    pub config: Arc<PretrainConfig>,
     /// The stored canonical config (for the CSV), as JSON.
-    pub config_json: Value,
+    pub config_json: Arc<Value>,
     pub fingerprint: String,
     pub compute_seconds: f64,
     pub evals: Vec<EvalOutcome>,
@@ -75,6 +78,47 @@ pub(crate) struct RunData {
 impl RunData {
     pub fn eval(&self, label: &str) -> Option<&EvalOutcome> {
         self.evals.iter().find(|e| e.label == label)
+    }
+}
+
+/// A stage's stored config, parsed. A stage's config never changes (its id is the hash
+/// of it), so a long-lived reader (the dashboard) parses each one once and keeps it.
+#[derive(Debug)]
+pub(crate) struct ParsedConfig {
+    pub json: Arc<Value>,
+    /// The pretrain config, for a pretrain stage whose config parses.
+    pretrain: Option<Arc<PretrainConfig>>,
+    /// Why it does not parse as its stage kind's config.
+    error: Option<String>,
+}
+
+impl ParsedConfig {
+    pub fn parse(stage: StageKind, text: &str) -> ParsedConfig {
+        let json = match serde_json::from_str::<Value>(text) {
+            Ok(j) => j,
+            Err(e) => {
+                return ParsedConfig {
+                    json: Arc::new(Value::Null),
+                    pretrain: None,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        let (pretrain, error) = match stage {
+            StageKind::Pretrain => match PretrainConfig::deserialize(&json) {
+                Ok(c) => (Some(Arc::new(c)), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            StageKind::Eval => (
+                None,
+                EvalConfig::deserialize(&json).err().map(|e| e.to_string()),
+            ),
+        };
+        ParsedConfig {
+            json: Arc::new(json),
+            pretrain,
+            error,
+        }
     }
 }
 
@@ -161,6 +205,17 @@ impl SweepData {
         stages: &[RunRecord],
         metrics_by_run: &HashMap<String, Vec<MetricRecord>>,
     ) -> SweepData {
+        let parse = |s: &RunRecord| Arc::new(ParsedConfig::parse(s.stage, &s.config));
+        SweepData::assemble_parsed(record, stages, metrics_by_run, &parse)
+    }
+
+    /// [`SweepData::assemble`] with each stage's config from `config_of` (a cache).
+    pub fn assemble_parsed<M: Borrow<[MetricRecord]>>(
+        record: SweepRecord,
+        stages: &[RunRecord],
+        metrics_by_run: &HashMap<String, M>,
+        config_of: &dyn Fn(&RunRecord) -> Arc<ParsedConfig>,
+    ) -> SweepData {
         let mut warnings = Vec::new();
         let mut runs: Vec<RunData> = Vec::new();
         let mut cell_of_run: Vec<Vec<(String, Value)>> = Vec::new();
@@ -173,25 +228,18 @@ impl SweepData {
                     axes.push(k.clone());
                 }
             }
-            let (config, config_json) = match serde_json::from_str::<Value>(&s.config) {
-                Ok(j) => match serde_json::from_value::<PretrainConfig>(j.clone()) {
-                    Ok(c) => (c, j),
-                    Err(e) => {
-                        warnings.push(format!("run {}: config: {e}", short_id(&s.id)));
-                        (PretrainConfig::default(), j)
-                    }
-                },
-                Err(e) => {
-                    warnings.push(format!("run {}: config: {e}", short_id(&s.id)));
-                    (PretrainConfig::default(), Value::Null)
-                }
-            };
+            let parsed = config_of(s);
+            if let Some(e) = &parsed.error {
+                warnings.push(format!("run {}: config: {e}", short_id(&s.id)));
+            }
+            let config = parsed.pretrain.clone().unwrap_or_default();
+            let config_json = parsed.json.clone();
             let seed = cell
                 .iter()
                 .find(|(k, _)| k == "seed")
                 .and_then(|(_, v)| v.as_i64())
                 .unwrap_or(config.seed as i64);
-            let metrics = metrics_by_run.get(&s.id).map_or(&[][..], |m| &m[..]);
+            let metrics = metrics_by_run.get(&s.id).map_or(&[][..], |m| m.borrow());
             let series = |name: &str| -> Vec<(i64, f64)> {
                 metrics
                     .iter()
@@ -259,14 +307,15 @@ impl SweepData {
                 ));
                 continue;
             };
-            let config: Value = serde_json::from_str(&s.config).unwrap_or(Value::Null);
-            if serde_json::from_value::<EvalConfig>(config.clone()).is_err() {
+            let parsed = config_of(s);
+            let config = parsed.json.clone();
+            if parsed.error.is_some() {
                 warnings.push(format!(
                     "evaluation {}: config does not parse",
                     short_id(&s.id)
                 ));
             }
-            let metrics = metrics_by_run.get(&s.id).map_or(&[][..], |m| &m[..]);
+            let metrics = metrics_by_run.get(&s.id).map_or(&[][..], |m| m.borrow());
             let value = |name: &str| {
                 metrics
                     .iter()
@@ -291,13 +340,18 @@ impl SweepData {
         }
         // Cells in grid order of first appearance.
         let mut cells: Vec<CellData> = Vec::new();
+        let mut cell_index: HashMap<String, usize> = HashMap::new();
         for (i, coords) in cell_of_run.into_iter().enumerate() {
-            match cells.iter_mut().find(|c| c.coords == coords) {
-                Some(c) => c.runs.push(i),
-                None => cells.push(CellData {
-                    coords,
-                    runs: vec![i],
-                }),
+            let key = serde_json::to_string(&coords).expect("JSON values serialise");
+            match cell_index.get(&key) {
+                Some(&c) => cells[c].runs.push(i),
+                None => {
+                    cell_index.insert(key, cells.len());
+                    cells.push(CellData {
+                        coords,
+                        runs: vec![i],
+                    });
+                }
             }
         }
         SweepData {

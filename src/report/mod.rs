@@ -24,7 +24,7 @@ use crate::store::Store;
 
 // What the dashboard (`sweep serve`) shows of a sweep is this report's own: the same
 // data, sections, tables and figures (inline SVG), so the two never disagree.
-pub(crate) use aggregate::{compact, SweepData};
+pub(crate) use aggregate::{compact, ParsedConfig, SweepData};
 pub(crate) use plots::Figure;
 use readme::Provenance;
 pub(crate) use sections::{build as sections, run_curves, Section};

@@ -134,7 +134,7 @@ fn slices<'a>(data: &'a SweepData, claimed: &[&str]) -> Vec<(String, Vec<&'a Cel
 fn configs<'a>(data: &'a SweepData, cells: &[&CellData]) -> Vec<&'a PretrainConfig> {
     cells
         .iter()
-        .flat_map(|c| c.runs.iter().map(|&i| &data.runs[i].config))
+        .flat_map(|c| c.runs.iter().map(|&i| &*data.runs[i].config))
         .collect()
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
 
+use super::cache::Cache;
 use crate::ml::Checkpoint;
 use crate::report::{self, Section, SweepData};
 use crate::sched::slurm;
@@ -151,30 +152,41 @@ pub struct SweepView {
     pub stages: Vec<StageRow>,
 }
 
-/// `None`: no such sweep.
-pub async fn sweep(store: &Store, name: &str) -> Result<Option<SweepView>> {
+/// `None`: no such sweep. Reads the stages (without their configs, which `cache` keeps)
+/// and the metrics the page needs: on a large sweep only those of stages that are running
+/// or changed since `cache` last saw them.
+pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<SweepView>> {
     let record = match store.sweep(name).await {
         Ok(r) => r,
         Err(StoreError::NoSuchSweep(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    // The stages and the metrics the tables need, read at once (two connections); a small
-    // sweep then reads every step's metrics too, for its training curves.
-    let (stages, finals) = tokio::try_join!(
-        store.sweep_runs(name),
-        store.sweep_metrics(name, Some(&FINAL_METRICS[..]))
-    )?;
+    let stages = store.sweep_runs_without_config(name).await?;
+    if !cache.has_configs(&stages) {
+        let kinds: HashMap<&str, StageKind> =
+            stages.iter().map(|s| (s.id.as_str(), s.stage)).collect();
+        cache.add_configs(&kinds, store.sweep_configs(name).await?);
+    }
     let pretrains = stages
         .iter()
         .filter(|s| s.stage == StageKind::Pretrain)
         .count();
     let curves_skipped = pretrains > CURVES_MAX_RUNS;
     let metrics = if curves_skipped {
-        finals
+        let stale = cache.stale(&stages);
+        // Most stages to read (the first visit): one query over the sweep is cheaper.
+        let fresh = if stale.len() * 2 > stages.len() {
+            store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await?
+        } else {
+            store.metrics_of_stages(&stale, &FINAL_METRICS).await?
+        };
+        cache.merge_metrics(&stages, &stale, fresh)
     } else {
-        store.sweep_metrics(name, None).await?
+        // A small sweep: every step's metrics, for its training curves.
+        let all = store.sweep_metrics(name, None).await?;
+        all.into_iter().map(|(id, m)| (id, m.into())).collect()
     };
-    let data = SweepData::assemble(record.clone(), &stages, &metrics);
+    let data = SweepData::assemble_parsed(record.clone(), &stages, &metrics, &|s| cache.config(s));
     let mut sections = report::sections(&data);
     if curves_skipped {
         sections.retain(|s| !is_curves(s));

@@ -8,6 +8,7 @@
 //! opened read-only (SQLite WAL readers never block the workers' writes), the password of
 //! a database URL never shown, every stored string escaped, unknown URLs a 404 page.
 
+mod cache;
 mod gather;
 mod html;
 mod pages;

@@ -4,6 +4,7 @@
 //! changed). Unknown URLs, sweeps and runs get a 404 page; a store error a 500 page.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -13,10 +14,18 @@ use axum::Router;
 
 use crate::store::Store;
 
+use super::cache::Cache;
 use super::html::{page, Live};
 use super::{gather, pages};
 
 type Params = Query<HashMap<String, String>>;
+
+/// What every handler gets: the store, and what is kept between requests.
+#[derive(Clone)]
+struct Dashboard {
+    store: Store,
+    cache: Arc<Cache>,
+}
 
 pub fn router(store: Store) -> Router {
     Router::new()
@@ -30,7 +39,10 @@ pub fn router(store: Store) -> Router {
         .route("/run/{id}/live", get(run_live))
         .route("/run/{id}/version", get(run_version))
         .fallback(unknown_url)
-        .with_state(store)
+        .with_state(Dashboard {
+            store,
+            cache: Arc::new(Cache::default()),
+        })
 }
 
 fn no_store(status: StatusCode, content_type: &'static str, body: String) -> Response {
@@ -83,11 +95,14 @@ fn failed(store: &Store, e: anyhow::Error) -> Response {
     )
 }
 
-async fn unknown_url(State(store): State<Store>, uri: axum::http::Uri) -> Response {
+async fn unknown_url(
+    State(Dashboard { store, .. }): State<Dashboard>,
+    uri: axum::http::Uri,
+) -> Response {
     missing(&store, &format!("No page at {}.", uri.path()))
 }
 
-async fn index(State(store): State<Store>) -> Response {
+async fn index(State(Dashboard { store, .. }): State<Dashboard>) -> Response {
     let (list, tok) = match tokio::try_join!(gather::sweeps(&store), async {
         Ok::<_, anyhow::Error>(store.change_token().await?)
     }) {
@@ -108,14 +123,14 @@ async fn index(State(store): State<Store>) -> Response {
     )
 }
 
-async fn index_live(State(store): State<Store>) -> Response {
+async fn index_live(State(Dashboard { store, .. }): State<Dashboard>) -> Response {
     match gather::sweeps(&store).await {
         Ok(list) => fragment(pages::sweeps(&list)),
         Err(e) => failed(&store, e),
     }
 }
 
-async fn index_version(State(store): State<Store>) -> Response {
+async fn index_version(State(Dashboard { store, .. }): State<Dashboard>) -> Response {
     match store.change_token().await {
         Ok(t) => token(t),
         Err(e) => failed(&store, e.into()),
@@ -129,19 +144,42 @@ fn page_of(q: &Params) -> usize {
         .map_or(0, |p| p.saturating_sub(1))
 }
 
-async fn sweep_page(State(store): State<Store>, Path(name): Path<String>, q: Params) -> Response {
+/// The sweep's change token and the body of page `page_no` under it: kept from an
+/// earlier request while the token is unchanged, else read and rendered. `None`: no such
+/// sweep.
+async fn sweep_body(
+    store: &Store,
+    cache: &Cache,
+    name: &str,
+    page_no: usize,
+) -> anyhow::Result<Option<(String, Arc<String>)>> {
     // The token first: a change between the two reads makes the page refresh once more.
-    let tok = match store.sweep_change_token(&name).await {
-        Ok(Some(t)) => t,
-        Ok(None) => return missing(&store, &format!("No sweep named {name} in this store.")),
-        Err(e) => return failed(&store, e.into()),
+    let Some(tok) = store.sweep_change_token(name).await? else {
+        return Ok(None);
     };
-    let view = match gather::sweep(&store, &name).await {
-        Ok(Some(v)) => v,
+    let key = format!("{}?page={page_no}", pages::sweep_url(name));
+    if let Some(body) = cache.body(&key, &tok) {
+        return Ok(Some((tok, body)));
+    }
+    let Some(view) = gather::sweep(store, cache, name).await? else {
+        return Ok(None);
+    };
+    let body = Arc::new(pages::sweep(&view, page_no));
+    cache.keep_body(&key, &tok, body.clone());
+    Ok(Some((tok, body)))
+}
+
+async fn sweep_page(
+    State(Dashboard { store, cache }): State<Dashboard>,
+    Path(name): Path<String>,
+    q: Params,
+) -> Response {
+    let page_no = page_of(&q);
+    let (tok, body) = match sweep_body(&store, &cache, &name, page_no).await {
+        Ok(Some(x)) => x,
         Ok(None) => return missing(&store, &format!("No sweep named {name} in this store.")),
         Err(e) => return failed(&store, e),
     };
-    let page_no = page_of(&q);
     let version_url = format!("{}/version", pages::sweep_url(&name));
     let fragment_url = format!("{}/live?page={}", pages::sweep_url(&name), page_no + 1);
     let live = Live {
@@ -149,24 +187,25 @@ async fn sweep_page(State(store): State<Store>, Path(name): Path<String>, q: Par
         token: &tok,
         fragment_url: &fragment_url,
     };
-    full(
-        &store,
-        StatusCode::OK,
-        &name,
-        Some(&live),
-        &pages::sweep(&view, page_no),
-    )
+    full(&store, StatusCode::OK, &name, Some(&live), &body)
 }
 
-async fn sweep_live(State(store): State<Store>, Path(name): Path<String>, q: Params) -> Response {
-    match gather::sweep(&store, &name).await {
-        Ok(Some(v)) => fragment(pages::sweep(&v, page_of(&q))),
+async fn sweep_live(
+    State(Dashboard { store, cache }): State<Dashboard>,
+    Path(name): Path<String>,
+    q: Params,
+) -> Response {
+    match sweep_body(&store, &cache, &name, page_of(&q)).await {
+        Ok(Some((_, body))) => fragment(body.as_ref().clone()),
         Ok(None) => missing(&store, &format!("No sweep named {name} in this store.")),
         Err(e) => failed(&store, e),
     }
 }
 
-async fn sweep_version(State(store): State<Store>, Path(name): Path<String>) -> Response {
+async fn sweep_version(
+    State(Dashboard { store, .. }): State<Dashboard>,
+    Path(name): Path<String>,
+) -> Response {
     match store.sweep_change_token(&name).await {
         Ok(Some(t)) => token(t),
         Ok(None) => missing(&store, &format!("No sweep named {name} in this store.")),
@@ -174,7 +213,10 @@ async fn sweep_version(State(store): State<Store>, Path(name): Path<String>) -> 
     }
 }
 
-async fn run_page(State(store): State<Store>, Path(id): Path<String>) -> Response {
+async fn run_page(
+    State(Dashboard { store, .. }): State<Dashboard>,
+    Path(id): Path<String>,
+) -> Response {
     let tok = match store.run_change_token(&id).await {
         Ok(Some(t)) => t,
         Ok(None) => return missing(&store, &format!("No run with id {id} in this store.")),
@@ -202,7 +244,10 @@ async fn run_page(State(store): State<Store>, Path(id): Path<String>) -> Respons
     )
 }
 
-async fn run_live(State(store): State<Store>, Path(id): Path<String>) -> Response {
+async fn run_live(
+    State(Dashboard { store, .. }): State<Dashboard>,
+    Path(id): Path<String>,
+) -> Response {
     match gather::run(&store, &id).await {
         Ok(Some(v)) => fragment(pages::run(&v)),
         Ok(None) => missing(&store, &format!("No run with id {id} in this store.")),
@@ -210,7 +255,10 @@ async fn run_live(State(store): State<Store>, Path(id): Path<String>) -> Respons
     }
 }
 
-async fn run_version(State(store): State<Store>, Path(id): Path<String>) -> Response {
+async fn run_version(
+    State(Dashboard { store, .. }): State<Dashboard>,
+    Path(id): Path<String>,
+) -> Response {
     match store.run_change_token(&id).await {
         Ok(Some(t)) => token(t),
         Ok(None) => missing(&store, &format!("No run with id {id} in this store.")),

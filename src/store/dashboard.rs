@@ -74,15 +74,49 @@ impl Store {
         for n in names.unwrap_or_default() {
             q = q.bind(*n);
         }
-        let mut out: HashMap<String, Vec<MetricRecord>> = HashMap::new();
-        for row in q.fetch_all(&self.pool).await? {
-            out.entry(row.get(0)).or_default().push(MetricRecord {
-                name: row.get(1),
-                step: row.get(2),
-                value: row.get(3),
-            });
+        let mut out = HashMap::new();
+        collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
+        Ok(out)
+    }
+
+    /// [`Store::sweep_metrics`] for the stages `ids` only (any sweep), by stage id: a few
+    /// queries of at most [`IDS_PER_QUERY`] ids each. Stages without metrics are absent.
+    pub async fn metrics_of_stages(
+        &self,
+        ids: &[&str],
+        names: &[&str],
+    ) -> Result<HashMap<String, Vec<MetricRecord>>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let ph = |from: usize, n: usize| {
+                (from..from + n)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let sql = format!(
+                "SELECT run_id, name, step, value FROM metrics WHERE run_id IN ({}) AND name IN ({}) \
+                 ORDER BY run_id, name, step",
+                ph(1, chunk.len()),
+                ph(chunk.len() + 1, names.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for v in chunk.iter().chain(names) {
+                q = q.bind(*v);
+            }
+            collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
         }
         Ok(out)
+    }
+
+    /// Every stage config of `sweep`: (stage id, config text).
+    pub async fn sweep_configs(&self, sweep: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.id, r.config FROM sweep_runs m JOIN runs r ON r.id = m.run_id WHERE m.sweep = $1",
+        )
+        .bind(sweep)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Every stage of every sweep, in brief (state, cost, who holds it), for the list of
@@ -157,6 +191,21 @@ impl Store {
             let state: String = r.get(0);
             format!("{state}-{}", token_from(&r, 1, 7))
         }))
+    }
+}
+
+/// Ids bound in one `IN (...)` list: well under SQLite's 32,766 and PostgreSQL's 65,535
+/// bound parameters.
+pub const IDS_PER_QUERY: usize = 500;
+
+/// Rows of (stage id, name, step, value) into `out`, by stage id, in row order.
+fn collect_metrics(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<MetricRecord>>) {
+    for row in rows {
+        out.entry(row.get(0)).or_default().push(MetricRecord {
+            name: row.get(1),
+            step: row.get(2),
+            value: row.get(3),
+        });
     }
 }
 

@@ -14,10 +14,22 @@ use super::{now_ms, Backend, Store};
 use crate::ml::Checkpoint;
 use crate::vocab::StageKind;
 
-pub(super) const RUN_COLUMNS: &str =
-    "r.id, r.stage, r.parent_id, r.label, r.config, r.dataset_fingerprint, r.state, \
-     r.attempts, r.lease_owner, r.lease_host, r.heartbeat_at, r.started_at, r.finished_at, \
-     r.compute_seconds, r.failure";
+/// The columns `run_record` reads, with `$config` for the config column.
+macro_rules! run_columns {
+    ($config:literal) => {
+        concat!(
+            "r.id, r.stage, r.parent_id, r.label, ",
+            $config,
+            ", r.dataset_fingerprint, r.state, r.attempts, r.lease_owner, r.lease_host, \
+             r.heartbeat_at, r.started_at, r.finished_at, r.compute_seconds, r.failure"
+        )
+    };
+}
+
+pub(super) const RUN_COLUMNS: &str = run_columns!("r.config");
+/// [`RUN_COLUMNS`] with an empty config: the bulk of a stage row, for readers that keep
+/// configs (which never change) from an earlier read.
+pub(super) const RUN_COLUMNS_WITHOUT_CONFIG: &str = run_columns!("CAST('' AS TEXT)");
 
 impl Store {
     async fn write(&self) -> Result<Transaction<'static, Any>> {
@@ -192,9 +204,19 @@ impl Store {
 
     /// The stages of a sweep in grid order.
     pub async fn sweep_runs(&self, sweep: &str) -> Result<Vec<RunRecord>> {
+        self.sweep_stage_rows(sweep, RUN_COLUMNS).await
+    }
+
+    /// [`Store::sweep_runs`] with every `config` empty (see [`Store::sweep_configs`]).
+    pub async fn sweep_runs_without_config(&self, sweep: &str) -> Result<Vec<RunRecord>> {
+        self.sweep_stage_rows(sweep, RUN_COLUMNS_WITHOUT_CONFIG)
+            .await
+    }
+
+    async fn sweep_stage_rows(&self, sweep: &str, columns: &str) -> Result<Vec<RunRecord>> {
         self.sweep(sweep).await?;
         let sql = format!(
-            "SELECT {RUN_COLUMNS}, m.position, m.cell FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
+            "SELECT {columns}, m.position, m.cell FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
              WHERE m.sweep = $1 ORDER BY m.position"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
