@@ -1,5 +1,7 @@
 //! What the dashboard keeps between requests, so that a refresh reads only what changed:
-//! each stage's parsed config (it never changes: a stage's id is the hash of its config),
+//! each sweep's stage rows (a done stage never changes again, so a refresh reads only
+//! the others, under the sweep's version, which moves when its membership does), each
+//! stage's parsed config (it never changes: a stage's id is the hash of its config),
 //! the table metrics of each stage that is not running (a stage records metrics only
 //! while it runs, and a stage that stops running changes state or attempt, which the
 //! stamp sees), and each page's last rendered body with the change token it was
@@ -41,6 +43,8 @@ type KeptBody = (u64, String, Arc<String>);
 
 #[derive(Default)]
 pub struct Cache {
+    /// Per sweep: its version (`updated_at`) and its stage rows in grid order.
+    stages: Mutex<HashMap<String, (i64, Vec<RunRecord>)>>,
     configs: Mutex<HashMap<String, Arc<ParsedConfig>>>,
     metrics: Mutex<HashMap<String, KeptMetrics>>,
     /// The counter, then the bodies by key.
@@ -54,6 +58,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cache {
+    /// The stage rows of `sweep` kept under `version`.
+    pub fn stages(&self, sweep: &str, version: i64) -> Option<Vec<RunRecord>> {
+        match lock(&self.stages).get(sweep) {
+            Some((v, rows)) if *v == version => Some(rows.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn keep_stages(&self, sweep: &str, version: i64, rows: &[RunRecord]) {
+        lock(&self.stages).insert(sweep.to_string(), (version, rows.to_vec()));
+    }
+
     /// Whether every stage's config is cached.
     pub fn has_configs(&self, stages: &[RunRecord]) -> bool {
         let configs = lock(&self.configs);

@@ -3,7 +3,7 @@
 //! report (the report module's own data, sections and figures) and its stages; one
 //! stage with its metrics, checkpoints and evaluations. Rendering is `pages`' job.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Result;
 
@@ -12,8 +12,8 @@ use crate::ml::Checkpoint;
 use crate::report::{self, Section, SweepData};
 use crate::sched::slurm;
 use crate::store::{
-    MetricRecord, RunRecord, RunState, StageBrief, StageKind, Store, StoreError, SweepRecord,
-    SweepSummary,
+    MetricRecord, RunRecord, RunState, StageBrief, StageFilter, StageKind, Store, StoreError,
+    SweepRecord, SweepSummary,
 };
 use crate::vocab::metric;
 
@@ -111,20 +111,22 @@ pub fn eta_seconds(stages: &[&StageBrief]) -> Option<f64> {
     let mut left = 0.0;
     for kind in [StageKind::Pretrain, StageKind::Eval] {
         let of_kind = || stages.iter().filter(move |s| s.stage == kind);
-        let done: Vec<f64> = of_kind()
-            .filter(|s| s.state == RunState::Done)
-            .map(|s| s.compute_seconds)
-            .collect();
-        let open = of_kind()
+        let (mut done, mut done_seconds) = (0, 0.0);
+        for s in of_kind().filter(|s| s.state == RunState::Done) {
+            done += s.count;
+            done_seconds += s.compute_seconds;
+        }
+        let open: i64 = of_kind()
             .filter(|s| matches!(s.state, RunState::Queued | RunState::Running))
-            .count();
+            .map(|s| s.count)
+            .sum();
         if open == 0 {
             continue;
         }
-        if done.is_empty() {
+        if done == 0 {
             return None;
         }
-        left += open as f64 * done.iter().sum::<f64>() / done.len() as f64;
+        left += open as f64 * done_seconds / done as f64;
     }
     let workers: usize = hosts(stages).values().sum();
     Some(left / workers.max(1) as f64)
@@ -161,7 +163,7 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
         Err(StoreError::NoSuchSweep(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let stages = store.sweep_runs_without_config(name).await?;
+    let stages = stage_rows(store, cache, &record).await?;
     if !cache.has_configs(&stages) {
         let kinds: HashMap<&str, StageKind> =
             stages.iter().map(|s| (s.id.as_str(), s.stage)).collect();
@@ -197,6 +199,7 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
             sweep: name.to_string(),
             stage: s.stage,
             state: s.state,
+            count: 1,
             compute_seconds: s.compute_seconds,
             lease_owner: s.lease_owner.clone(),
             lease_host: s.lease_host.clone(),
@@ -230,6 +233,48 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
         stages: rows,
         sweep: record,
     }))
+}
+
+/// The sweep's stage rows without configs: those kept in `cache` with the stages not done
+/// when they were kept read again (a done stage never changes), or all of them.
+async fn stage_rows(store: &Store, cache: &Cache, sweep: &SweepRecord) -> Result<Vec<RunRecord>> {
+    let name = sweep.name.as_str();
+    let rows = match cache.stages(name, sweep.updated_at) {
+        None => {
+            store
+                .sweep_runs_without_config(name, StageFilter::All)
+                .await?
+        }
+        Some(mut rows) => {
+            let index: HashMap<String, usize> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id.clone(), i))
+                .collect();
+            let mut open = store
+                .sweep_runs_without_config(name, StageFilter::NotDone)
+                .await?;
+            let still_open: HashSet<&str> = open.iter().map(|r| r.id.as_str()).collect();
+            // Open when kept and not open now: done since.
+            let done_since: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.state != RunState::Done && !still_open.contains(r.id.as_str()))
+                .map(|r| r.id.as_str())
+                .collect();
+            let mut changed = store
+                .sweep_runs_without_config(name, StageFilter::Ids(&done_since))
+                .await?;
+            changed.append(&mut open);
+            for r in changed {
+                if let Some(&i) = index.get(&r.id) {
+                    rows[i] = r;
+                }
+            }
+            rows
+        }
+    };
+    cache.keep_stages(name, sweep.updated_at, &rows);
+    Ok(rows)
 }
 
 fn is_curves(s: &Section) -> bool {
@@ -312,6 +357,7 @@ mod tests {
             sweep: "s".into(),
             stage,
             state,
+            count: 1,
             compute_seconds: secs,
             lease_owner: owner.map(String::from),
             lease_host: owner.map(|_| "vm".to_string()),
@@ -333,6 +379,12 @@ mod tests {
         // (3 x 15 s + 1 x 2 s) / 2 workers.
         assert_eq!(eta_seconds(&refs), Some(23.5));
         assert_eq!(hosts(&refs).get("vm"), Some(&2));
+        // Briefs grouped as the store returns them (two done pretrains in one) give the same.
+        let mut grouped = brief(StageKind::Pretrain, RunState::Done, 30.0, None);
+        grouped.count = 2;
+        let mut refs: Vec<&StageBrief> = stages[2..].iter().collect();
+        refs.push(&grouped);
+        assert_eq!(eta_seconds(&refs), Some(23.5));
         // Nothing of a kind still to run has finished: no estimate.
         let first = [brief(StageKind::Pretrain, RunState::Queued, 0.0, None)];
         assert_eq!(eta_seconds(&first.iter().collect::<Vec<_>>()), None);

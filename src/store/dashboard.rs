@@ -119,26 +119,29 @@ impl Store {
         .await?)
     }
 
-    /// Every stage of every sweep, in brief (state, cost, who holds it), for the list of
-    /// sweeps: one query.
+    /// Every sweep's stages in brief (how many of each kind in each state, their compute,
+    /// who holds them), for the list of sweeps: one grouped query, a few rows per sweep.
     pub async fn stage_briefs(&self) -> Result<Vec<StageBrief>> {
         let rows = sqlx::query(
-            "SELECT m.sweep, r.stage, r.state, r.compute_seconds, r.lease_owner, r.lease_host \
-             FROM sweep_runs m JOIN runs r ON r.id = m.run_id ORDER BY m.sweep, m.position",
+            "SELECT m.sweep, r.stage, r.state, COUNT(*), SUM(r.compute_seconds), r.lease_owner, r.lease_host \
+             FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
+             GROUP BY m.sweep, r.stage, r.state, r.lease_owner, r.lease_host \
+             ORDER BY m.sweep, r.stage, r.state",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                let state: String = r.get(2);
                 let stage: String = r.get(1);
+                let state: String = r.get(2);
                 Ok(StageBrief {
                     sweep: r.get(0),
                     stage: parse_stage(&stage)?,
                     state: parse_state(&state)?,
-                    compute_seconds: r.get(3),
-                    lease_owner: r.get(4),
-                    lease_host: r.get(5),
+                    count: r.get(3),
+                    compute_seconds: r.get(4),
+                    lease_owner: r.get(5),
+                    lease_host: r.get(6),
                 })
             })
             .collect()

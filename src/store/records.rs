@@ -78,7 +78,18 @@ pub struct SweepRecord {
     pub profile: Option<String>,
     pub overrides: Vec<String>,
     pub created_at: i64,
+    /// Moves whenever the sweep is registered with a different spec, profile, overrides
+    /// or set of stages.
     pub updated_at: i64,
+}
+
+/// Which of a sweep's stages a read returns.
+#[derive(Clone, Copy, Debug)]
+pub enum StageFilter<'a> {
+    All,
+    /// Those not done (done is final: a done stage never changes again).
+    NotDone,
+    Ids(&'a [&'a str]),
 }
 
 /// A sweep and how many of its stages are in each state.
@@ -99,6 +110,9 @@ pub struct StageBrief {
     pub sweep: String,
     pub stage: StageKind,
     pub state: RunState,
+    /// How many stages this brief stands for (they share everything else here).
+    pub count: i64,
+    /// Their compute, summed.
     pub compute_seconds: f64,
     pub lease_owner: Option<String>,
     pub lease_host: Option<String>,

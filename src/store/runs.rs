@@ -125,6 +125,15 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            // The sweep's version moves with its membership (readers keep stage rows by it).
+            sqlx::query(
+                "UPDATE sweeps SET updated_at = CASE WHEN updated_at >= $2 THEN updated_at + 1 ELSE $2 END \
+                 WHERE name = $1",
+            )
+            .bind(&sweep.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             out.changed = true;
         }
         if out.changed || out.new_stages > 0 {
@@ -204,25 +213,62 @@ impl Store {
 
     /// The stages of a sweep in grid order.
     pub async fn sweep_runs(&self, sweep: &str) -> Result<Vec<RunRecord>> {
-        self.sweep_stage_rows(sweep, RUN_COLUMNS).await
+        self.sweep_stage_rows(sweep, RUN_COLUMNS, "", &[]).await
     }
 
-    /// [`Store::sweep_runs`] with every `config` empty (see [`Store::sweep_configs`]).
-    pub async fn sweep_runs_without_config(&self, sweep: &str) -> Result<Vec<RunRecord>> {
-        self.sweep_stage_rows(sweep, RUN_COLUMNS_WITHOUT_CONFIG)
-            .await
+    /// The stages of a sweep that `which` selects, in grid order, with every `config`
+    /// empty (see [`Store::sweep_configs`]).
+    pub async fn sweep_runs_without_config(
+        &self,
+        sweep: &str,
+        which: StageFilter<'_>,
+    ) -> Result<Vec<RunRecord>> {
+        match which {
+            StageFilter::All => {
+                self.sweep_stage_rows(sweep, RUN_COLUMNS_WITHOUT_CONFIG, "", &[])
+                    .await
+            }
+            StageFilter::NotDone => {
+                self.sweep_stage_rows(
+                    sweep,
+                    RUN_COLUMNS_WITHOUT_CONFIG,
+                    " AND r.state <> 'done'",
+                    &[],
+                )
+                .await
+            }
+            StageFilter::Ids(ids) => {
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(super::dashboard::IDS_PER_QUERY) {
+                    let ph: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+                    let filter = format!(" AND r.id IN ({})", ph.join(","));
+                    out.extend(
+                        self.sweep_stage_rows(sweep, RUN_COLUMNS_WITHOUT_CONFIG, &filter, chunk)
+                            .await?,
+                    );
+                }
+                Ok(out)
+            }
+        }
     }
 
-    async fn sweep_stage_rows(&self, sweep: &str, columns: &str) -> Result<Vec<RunRecord>> {
+    async fn sweep_stage_rows(
+        &self,
+        sweep: &str,
+        columns: &str,
+        filter: &str,
+        ids: &[&str],
+    ) -> Result<Vec<RunRecord>> {
         self.sweep(sweep).await?;
         let sql = format!(
             "SELECT {columns}, m.position, m.cell FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
-             WHERE m.sweep = $1 ORDER BY m.position"
+             WHERE m.sweep = $1{filter} ORDER BY m.position"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(sweep)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(run_record).collect()
     }
 
