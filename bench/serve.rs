@@ -74,7 +74,7 @@ async fn fill(db: &str, runs: usize) {
     let evals = [("linear@h", EvalKind::Linear), ("knn@h", EvalKind::Knn)];
     for i in 0..runs {
         let (cell, seed) = (i % 49, i / 49);
-        let (a, b) = (AugOp::ALL[cell / 7], AugOp::ALL[cell % 7]);
+        let (a, b) = (AugOp::FIGURE5[cell / 7], AugOp::FIGURE5[cell % 7]);
         let ops = if a == b { vec![a] } else { vec![a, b] };
         let mut c = PretrainConfig {
             epochs: 3,

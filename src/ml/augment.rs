@@ -1,9 +1,10 @@
 //! SimCLR's data augmentations (Chen et al. 2020, appendix A; docs/ARCHITECTURE.md#ml-core)
-//! on u8 HWC images, and the two protocols that compose them into a pair of views.
+//! on u8 HWC images, and the protocols that compose them into a pair of views.
 //!
 //! Every random decision of a view is drawn from its own counter-based stream
-//! `rng::stream(seed, Domain::Augment, &[epoch, image index, view])`, so a resumed run sees
-//! exactly the views an uninterrupted one saw, whatever thread prepared them.
+//! `rng::stream(seed, Domain::Augment, &[epoch, image index, view])` (view 0, view 1, and
+//! [`SHARED_CROP`] for the crop both branches of Figure 5's protocol share), so a resumed
+//! run sees exactly the views an uninterrupted one saw, whatever thread prepared them.
 //!
 //! Layout: an image is `h * w * 3` bytes, row-major, channels interleaved (HWC, RGB).
 //! The per-op functions are public so tests and tools can call them with fixed parameters;
@@ -24,7 +25,11 @@ use super::rng::{self, Domain};
 /// ITU-R BT.601 luma weights (torchvision `rgb_to_grayscale`, TF `rgb_to_grayscale`).
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
-/// The stream of one view: keys (epoch, image index, view 0/1).
+/// The stream key (in the place of a view) of the crop x_i that both branches share under
+/// [`AugProtocol::OneBranch`].
+pub const SHARED_CROP: usize = 2;
+
+/// The stream of one view: keys (epoch, image index, view 0/1, or [`SHARED_CROP`]).
 pub fn view_rng(seed: u64, epoch: usize, index: usize, view: usize) -> ChaCha8Rng {
     rng::stream(
         seed,
@@ -61,8 +66,15 @@ pub fn validate(aug: &AugmentConfig) -> Result<(), MlError> {
 ///
 /// - `Symmetric` (SimCLR, Figure 2): each view gets `aug.ops` in order, view 0 with the
 ///   stream of view 0, view 1 with the stream of view 1.
-/// - `OneBranch` (Figure 5's ablation): view 0 gets `aug.ops` in order, view 1 is the image
-///   as is. (Figure 5 first brings every view to the target size; CIFAR images already are.)
+/// - `OneBranch` (Figure 5 as the paper runs it): x_i, a random resized crop of the image
+///   back to `h x w` without flip, drawn from the [`SHARED_CROP`] stream (so afresh each
+///   epoch); view 0 is `aug.ops` in order on x_i (view 0's stream), view 1 is x_i. The
+///   paper: "we always first randomly crop images and resize them to the same resolution,
+///   and we then apply the targeted transformation(s) only to one branch ..., while leaving
+///   the other branch as the identity (t(x_i) = x_i)". A targeted `crop` is therefore a
+///   second crop of x_i; otherwise the crop cell on Figure 5's diagonal would compare two
+///   identical views. The official code has no Figure 5 ablation to say more.
+/// - `OneBranchRaw`: view 0 is `aug.ops` in order on the image itself, view 1 the image.
 pub fn augment_pair(
     img: &[u8],
     h: usize,
@@ -72,14 +84,20 @@ pub fn augment_pair(
     epoch: usize,
     index: usize,
 ) -> (Vec<u8>, Vec<u8>) {
-    let v0 = augment_view(img, h, w, aug, &mut view_rng(seed, epoch, index, 0));
-    let v1 = match aug.protocol {
-        AugProtocol::Symmetric => {
-            augment_view(img, h, w, aug, &mut view_rng(seed, epoch, index, 1))
+    let targeted = |x: &[u8]| augment_view(x, h, w, aug, &mut view_rng(seed, epoch, index, 0));
+    match aug.protocol {
+        AugProtocol::Symmetric => (
+            targeted(img),
+            augment_view(img, h, w, aug, &mut view_rng(seed, epoch, index, 1)),
+        ),
+        AugProtocol::OneBranch => {
+            let mut x = Vec::new();
+            let mut rng = view_rng(seed, epoch, index, SHARED_CROP);
+            random_crop(img, h, w, aug.crop_min_scale, false, &mut rng, &mut x);
+            (targeted(&x), x)
         }
-        AugProtocol::OneBranch => img.to_vec(),
-    };
-    (v0, v1)
+        AugProtocol::OneBranchRaw => (targeted(img), img.to_vec()),
+    }
 }
 
 /// One view: `aug.ops` applied in order, parameters drawn from `rng`. Output `h x w` HWC.
@@ -110,8 +128,13 @@ pub fn apply_op<R: Rng>(
 ) {
     match op {
         AugOp::Crop => {
-            random_crop_flip(buf, h, w, aug.crop_min_scale, rng, scratch);
+            random_crop(buf, h, w, aug.crop_min_scale, aug.crop_flip, rng, scratch);
             std::mem::swap(buf, scratch);
+        }
+        AugOp::Flip => {
+            if rng.gen::<f32>() < 0.5 {
+                hflip(buf, w);
+            }
         }
         AugOp::Color => color_distort(buf, aug.color_strength as f32, rng),
         AugOp::Blur => random_blur(buf, h, w, rng),
@@ -248,18 +271,33 @@ pub fn resized_crop(
     }
 }
 
-/// Random resized crop back to `h x w`, then horizontal flip with p = 0.5 (appendix A).
-pub fn random_crop_flip<R: Rng>(
+/// Random resized crop back to `h x w` into `out`; when `flip`, then a horizontal flip
+/// with p = 0.5 (appendix A's crop). The box is drawn first, then the flip's coin (only
+/// when `flip`).
+pub fn random_crop<R: Rng>(
     img: &[u8],
     h: usize,
     w: usize,
     min_scale: f64,
+    flip: bool,
     rng: &mut R,
     out: &mut Vec<u8>,
 ) {
     let b = sample_crop_box(h, w, min_scale, rng);
-    let flip = rng.gen::<f32>() < 0.5;
+    let flip = flip && rng.gen::<f32>() < 0.5;
     resized_crop(img, h, w, b, h, w, flip, out);
+}
+
+/// Mirrors an HWC image of width `w` left to right, in place.
+pub fn hflip(img: &mut [u8], w: usize) {
+    for row in img.chunks_exact_mut(w * 3) {
+        for x in 0..w / 2 {
+            let (a, b) = (x * 3, (w - 1 - x) * 3);
+            for c in 0..3 {
+                row.swap(a + c, b + c);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -699,20 +737,147 @@ mod tests {
         assert_ne!(a.0, d.0, "another seed gives another view");
     }
 
-    #[test]
-    fn one_branch_leaves_the_second_view_as_is() {
-        let img = fixture(8, 8);
-        let aug = cfg(vec![AugOp::Rotate, AugOp::Cutout], AugProtocol::OneBranch);
-        let (v0, v1) = augment_pair(&img, 8, 8, &aug, 1, 0, 0);
-        assert_eq!(v1, img);
-        assert_ne!(v0, img);
-        assert_eq!(v0.len(), img.len());
-        // Every op keeps the view at h x w, including a quarter turn of a non-square image.
-        for op in AugOp::ALL {
-            let aug = cfg(vec![op], AugProtocol::OneBranch);
-            let (v0, _) = augment_pair(&fixture(8, 6), 8, 6, &aug, 2, 0, 5);
-            assert_eq!(v0.len(), 8 * 6 * 3, "{op:?}");
+    /// FNV-1a of the views of 4 images over 3 epochs (fixture 8x6, seed 5).
+    fn views_digest(aug: &AugmentConfig) -> u64 {
+        let img = fixture(8, 6);
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for epoch in 0..3 {
+            for index in 0..4 {
+                let (a, b) = augment_pair(&img, 8, 6, aug, 5, epoch, index);
+                for &x in a.iter().chain(&b) {
+                    h ^= x as u64;
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+            }
         }
+        h
+    }
+
+    /// The digests were printed by this crate before the shared crop and the flip op were
+    /// added (then `one_branch` was today's `one_branch_raw`): the old protocol and the
+    /// default crop (with its flip) still give exactly the same views.
+    #[test]
+    fn one_branch_raw_and_symmetric_crop_reproduce_the_views_of_before() {
+        let cases = [
+            (
+                AugProtocol::Symmetric,
+                vec![AugOp::Crop, AugOp::Color],
+                0xfae5_e589_0968_5372u64,
+            ),
+            (
+                AugProtocol::OneBranchRaw,
+                vec![AugOp::Crop, AugOp::Rotate, AugOp::Noise],
+                0x2e13_0278_46af_95ab,
+            ),
+            (
+                AugProtocol::OneBranchRaw,
+                vec![AugOp::Cutout, AugOp::Crop],
+                0xaa22_f2f8_704f_3e06,
+            ),
+        ];
+        for (protocol, ops, want) in cases {
+            assert_eq!(views_digest(&cfg(ops.clone(), protocol)), want, "{ops:?}");
+        }
+        let (v0, v1) = augment_pair(
+            &fixture(8, 8),
+            8,
+            8,
+            &cfg(vec![AugOp::Rotate], AugProtocol::OneBranchRaw),
+            1,
+            0,
+            0,
+        );
+        assert_eq!(v1, fixture(8, 8), "the raw image, the same every epoch");
+        assert_ne!(v0, v1);
+    }
+
+    #[test]
+    fn one_branch_shares_a_fresh_crop_and_transforms_only_one_branch() {
+        let (h, w) = (8, 8);
+        let img = fixture(h, w);
+        let aug = cfg(vec![AugOp::Rotate], AugProtocol::OneBranch);
+        let mut shared = Vec::new();
+        for epoch in 0..6 {
+            let (v0, v1) = augment_pair(&img, h, w, &aug, 3, epoch, 4);
+            assert_eq!(v1.len(), img.len());
+            // The targeted branch is a quarter turn of the identity branch: both start
+            // from the same crop x_i, and only branch 0 is transformed.
+            let mut turned = Vec::new();
+            let k = (1..=3)
+                .find(|&k| {
+                    rotate90(&v1, h, w, k, &mut turned);
+                    turned == v0
+                })
+                .unwrap_or_else(|| panic!("epoch {epoch}: view 0 is no rotation of view 1"));
+            assert_ne!(v0, v1, "k = {k}");
+            assert_eq!(
+                (v0.clone(), v1.clone()),
+                augment_pair(&img, h, w, &aug, 3, epoch, 4)
+            );
+            shared.push(v1);
+        }
+        // x_i is a crop drawn afresh each epoch, not the raw image.
+        assert!(shared.iter().all(|x| *x != img));
+        for (i, a) in shared.iter().enumerate() {
+            for b in &shared[i + 1..] {
+                assert_ne!(a, b, "the shared crop repeats across epochs");
+            }
+        }
+        // Another image or another seed: another crop.
+        assert_ne!(augment_pair(&img, h, w, &aug, 3, 0, 5).1, shared[0]);
+        assert_ne!(augment_pair(&img, h, w, &aug, 4, 0, 4).1, shared[0]);
+        // Every op keeps the view at h x w, including a quarter turn of a non-square image.
+        for protocol in [AugProtocol::OneBranch, AugProtocol::OneBranchRaw] {
+            for op in AugOp::ALL {
+                let (v0, v1) =
+                    augment_pair(&fixture(8, 6), 8, 6, &cfg(vec![op], protocol), 2, 0, 5);
+                assert_eq!((v0.len(), v1.len()), (8 * 6 * 3, 8 * 6 * 3), "{op:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn flip_is_an_op_of_its_own_and_crop_flips_only_with_crop_flip() {
+        let (h, w) = (8, 6);
+        let img = fixture(h, w);
+        let mut mirrored = img.clone();
+        hflip(&mut mirrored, w);
+        assert_ne!(mirrored, img);
+        assert_eq!(&mirrored[..3], &img[(w - 1) * 3..w * 3]);
+        let mut twice = mirrored.clone();
+        hflip(&mut twice, w);
+        assert_eq!(twice, img);
+        // A crop of the whole image (scale 1 on a square image) isolates the flip.
+        let sq = fixture(8, 8);
+        let mut sq_mirrored = sq.clone();
+        hflip(&mut sq_mirrored, 8);
+        let whole = |ops: Vec<AugOp>, crop_flip: bool| AugmentConfig {
+            crop_min_scale: 1.0,
+            crop_flip,
+            ..cfg(ops, AugProtocol::Symmetric)
+        };
+        let count_mirrored = |aug: &AugmentConfig| {
+            (0..400)
+                .map(|i| augment_view(&sq, 8, 8, aug, &mut view_rng(9, 0, i, 0)))
+                .map(|v| {
+                    assert!(v == sq || v == sq_mirrored, "only the image or its mirror");
+                    usize::from(v == sq_mirrored)
+                })
+                .sum::<usize>()
+        };
+        for aug in [
+            whole(vec![AugOp::Flip], true),
+            whole(vec![AugOp::Crop], true),
+            whole(vec![AugOp::Crop, AugOp::Flip], false),
+        ] {
+            let n = count_mirrored(&aug);
+            assert!(
+                (150..=250).contains(&n),
+                "{:?}: {n} of 400 mirrored",
+                aug.ops
+            );
+        }
+        assert_eq!(count_mirrored(&whole(vec![AugOp::Crop], false)), 0);
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub enum DatasetName {
     ImageFolder,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+/// An image folder's training resolution when `dataset.image_size` is not given.
+pub const DEFAULT_FOLDER_IMAGE_SIZE: usize = 64;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatasetConfig {
     pub name: DatasetName,
@@ -29,6 +32,31 @@ pub struct DatasetConfig {
     /// Class-balanced, seeded subset of the training split used for pretraining
     /// (`None`: the whole split).
     pub train_subset: Option<usize>,
+    /// image_folder only: the training resolution. Every image (both splits) is resized so
+    /// that its shorter side is `image_size` (bilinear, antialiased), then centre-cropped to
+    /// `image_size x image_size` (torchvision `Resize(s)` + `CenterCrop(s)`). `None`:
+    /// [`DEFAULT_FOLDER_IMAGE_SIZE`]. The paper trains ImageNet at 224 px; 64 keeps a few
+    /// hundred images CPU-sized. CIFAR: must be `None` (its images are 32x32).
+    pub image_size: Option<usize>,
+    /// image_folder without `train/` and `test/` directories: the fraction of each class
+    /// held out as the test split (rounded per class, at least one image on each side).
+    pub test_fraction: f64,
+    /// Seed of that held-out split: a property of the dataset, not of the run, so every
+    /// run of a sweep (all its seeds) is evaluated on the same test images.
+    pub split_seed: u64,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        Self {
+            name: DatasetName::Cifar10,
+            path: None,
+            train_subset: None,
+            image_size: None,
+            test_fraction: 0.2,
+            split_seed: 0,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -143,11 +171,14 @@ impl Default for LossConfig {
     }
 }
 
-/// Figure 5's seven transformations (appendix A; docs/ARCHITECTURE.md#ml-core).
+/// Figure 5's seven transformations (appendix A; docs/ARCHITECTURE.md#ml-core), and the
+/// horizontal flip on its own.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum AugOp {
-    /// Random resized crop (area U(0.08, 1), log-uniform aspect 3/4..4/3) + flip p = 0.5.
+    /// Random resized crop (area U(`crop_min_scale`, 1), log-uniform aspect 3/4..4/3),
+    /// then a horizontal flip with p = 0.5 unless `crop_flip: false` (appendix A: "random
+    /// crop and resize (with random flip)").
     Crop,
     Cutout,
     /// Colour distortion of strength `color_strength` (jitter p = 0.8, grayscale p = 0.2).
@@ -159,10 +190,14 @@ pub enum AugOp {
     Blur,
     /// Rotation by 90, 180 or 270 degrees.
     Rotate,
+    /// Horizontal flip with p = 0.5 (the official code's `random_flip_left_right`, a
+    /// separate step after the crop in `preprocess_for_train`).
+    Flip,
 }
 
 impl AugOp {
-    pub const ALL: [AugOp; 7] = [
+    /// The seven transformations of Figure 5, in the figure's order.
+    pub const FIGURE5: [AugOp; 7] = [
         AugOp::Crop,
         AugOp::Cutout,
         AugOp::Color,
@@ -170,6 +205,18 @@ impl AugOp {
         AugOp::Noise,
         AugOp::Blur,
         AugOp::Rotate,
+    ];
+
+    /// Every op: Figure 5's seven, then flip.
+    pub const ALL: [AugOp; 8] = [
+        AugOp::Crop,
+        AugOp::Cutout,
+        AugOp::Color,
+        AugOp::Sobel,
+        AugOp::Noise,
+        AugOp::Blur,
+        AugOp::Rotate,
+        AugOp::Flip,
     ];
 
     pub fn name(self) -> &'static str {
@@ -181,6 +228,7 @@ impl AugOp {
             AugOp::Noise => "noise",
             AugOp::Blur => "blur",
             AugOp::Rotate => "rotate",
+            AugOp::Flip => "flip",
         }
     }
 }
@@ -191,8 +239,15 @@ pub enum AugProtocol {
     /// SimCLR's pipeline: both views get `ops`, each with its own randomness.
     #[default]
     Symmetric,
-    /// Figure 5's ablation: `ops` in order on one view, the other view left as is.
+    /// Figure 5's ablation as the paper runs it (section 3): a random resized crop x_i
+    /// (no flip, area U(`crop_min_scale`, 1)), drawn afresh every step, is shared by both
+    /// branches; `ops` in order on one branch, the other branch is x_i itself. A `crop`
+    /// in `ops` is a second random crop (and flip) of x_i.
     OneBranch,
+    /// Figure 5's ablation without the shared crop: `ops` in order on the raw image, the
+    /// other view the raw image (the same every epoch). This crate's protocol before the
+    /// paper's; kept to compare with runs made under it.
+    OneBranchRaw,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -205,6 +260,11 @@ pub struct AugmentConfig {
     pub color_strength: f64,
     /// Smallest crop area fraction of random resized crop.
     pub crop_min_scale: f64,
+    /// Whether `crop` ends with a horizontal flip (p = 0.5). Appendix A's crop is "random
+    /// crop and resize (with random flip)", and the official `preprocess_for_train` flips
+    /// right after cropping; `false` makes `crop` a crop only, so that `flip` can be an op
+    /// of its own (`ops: [crop, flip, color]` is then the official pipeline spelled out).
+    pub crop_flip: bool,
 }
 
 impl Default for AugmentConfig {
@@ -214,6 +274,7 @@ impl Default for AugmentConfig {
             ops: vec![AugOp::Crop, AugOp::Color],
             color_strength: 0.5,
             crop_min_scale: 0.08,
+            crop_flip: true,
         }
     }
 }

@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 pub enum Domain {
     /// Order of training images in an epoch: keys (epoch).
     DataOrder = 1,
-    /// One augmented view: keys (epoch, image index, view 0/1).
+    /// One augmented view: keys (epoch, image index, view 0/1, or 2 for the crop both
+    /// branches share under Figure 5's protocol).
     Augment = 2,
-    /// Class-balanced subset selection: keys (split id, subset size).
+    /// Class-balanced subsets and an image folder's held-out split: keys (purpose, class).
     Subset = 3,
     /// Initial weights: keys (hash of the parameter name).
     Init = 4,

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::ml::config::{AugOp, HeadKind, LossKind, PretrainConfig};
+use crate::ml::config::{AugOp, AugProtocol, HeadKind, LossKind, PretrainConfig};
 use crate::store::MetricRecord;
 use crate::vocab::metric;
 
@@ -225,6 +225,20 @@ fn figure5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
     )];
     if row_avg.iter().flatten().any(|a| a.1) {
         notes.push("A partial row average is over the cells of the row that have a value.".into());
+    }
+    let mut protocols: Vec<AugProtocol> = Vec::new();
+    for c in cells {
+        let p = data.first(c).config.augment.protocol;
+        if !protocols.contains(&p) {
+            protocols.push(p);
+        }
+    }
+    for p in protocols {
+        notes.push(match p {
+            AugProtocol::OneBranch => "Protocol one_branch (the paper's): a random crop, drawn each step, shared by both branches; the ops on one branch, the other is that crop.",
+            AugProtocol::OneBranchRaw => "Protocol one_branch_raw (not the paper's): the ops on the raw image, the other view the raw image.",
+            AugProtocol::Symmetric => "Protocol symmetric (not Figure 5's): the ops on both views.",
+        }.into());
     }
     let caption = format!(
         "Figure 5{suffix}: linear evaluation under single or composed augmentations (one-branch protocol)"

@@ -24,6 +24,12 @@ pub(crate) fn lint(runs: &[PlannedRun], axes: &[Axis]) -> Vec<String> {
                     .to_string(),
             );
         }
+        if p.augment.crop_flip
+            && p.augment.ops.contains(&AugOp::Crop)
+            && p.augment.ops.contains(&AugOp::Flip)
+        {
+            out.insert("ops list both crop (which flips unless augment.crop_flip: false) and flip: two independent coin flips, still a flip with p = 0.5; set crop_flip: false to make flip the only one".to_string());
+        }
         if !p.loss.l2_norm && p.loss.kind != LossKind::Margin && p.loss.temperature < 1.0 {
             out.insert(format!(
                 "temperature {} without l2 normalisation: unnormalised dot products divided by a small temperature overflow easily (Table 5 pairs no-l2 with tau 10 or 100)",

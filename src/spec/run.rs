@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::ml::config::{
-    AugProtocol, EvalConfig, EvalKind, HeadKind, LossKind, OptimizerConfig, OptimizerKind,
-    PretrainConfig,
+    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalKind, HeadKind, LossKind,
+    OptimizerConfig, OptimizerKind, PretrainConfig, DEFAULT_FOLDER_IMAGE_SIZE,
 };
 
 /// One grid point, fully resolved.
@@ -68,6 +68,10 @@ impl RunConfig {
             LossKind::Margin => p.loss.temperature = defaults.temperature,
         }
         canonical_optimizer(&mut p.optimizer);
+        if p.dataset.name == DatasetName::ImageFolder && p.dataset.image_size.is_none() {
+            // The resolution the folder is read at, spelled out in the id.
+            p.dataset.image_size = Some(DEFAULT_FOLDER_IMAGE_SIZE);
+        }
         for e in &mut self.evals {
             let d = EvalConfig::default();
             match e.kind {
@@ -121,6 +125,41 @@ impl RunConfig {
                     "dataset.train_subset",
                     format!("{n} images is fewer than one batch of {}", p.batch_size),
                 );
+            }
+        }
+        let d = &p.dataset;
+        if d.name == DatasetName::ImageFolder {
+            if d.image_size.is_some_and(|s| s < 8) {
+                return err(
+                    "dataset.image_size",
+                    format!(
+                        "must be at least 8 pixels, got {}",
+                        d.image_size.unwrap_or(0)
+                    ),
+                );
+            }
+            if !(d.test_fraction > 0.0 && d.test_fraction < 1.0) {
+                return err(
+                    "dataset.test_fraction",
+                    format!(
+                        "must be in (0, 1) (the share of each class held out when the folder \
+                         has no train/ and test/), got {}",
+                        d.test_fraction
+                    ),
+                );
+            }
+        } else {
+            let folder_only = DatasetConfig::default();
+            let cifar = "applies to image_folder only: CIFAR images are 32x32 with their own \
+                         test split; remove it";
+            if d.image_size.is_some() {
+                return err("dataset.image_size", cifar.into());
+            }
+            if d.test_fraction != folder_only.test_fraction {
+                return err("dataset.test_fraction", cifar.into());
+            }
+            if d.split_seed != folder_only.split_seed {
+                return err("dataset.split_seed", cifar.into());
             }
         }
         if !matches!(p.encoder.width, 1..=16) {
@@ -177,10 +216,14 @@ impl RunConfig {
                 format!("must be in (0, 1], got {}", p.augment.crop_min_scale),
             );
         }
-        if p.augment.protocol == AugProtocol::OneBranch && p.augment.ops.is_empty() {
+        if matches!(
+            p.augment.protocol,
+            AugProtocol::OneBranch | AugProtocol::OneBranchRaw
+        ) && p.augment.ops.is_empty()
+        {
             return err(
                 "augment.ops",
-                "one_branch needs at least one op (Figure 5)".into(),
+                "one_branch needs at least one op: the targeted transformation (Figure 5)".into(),
             );
         }
         let o = &p.optimizer;

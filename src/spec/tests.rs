@@ -172,6 +172,17 @@ fn lint_warns_on_known_pitfalls() {
             "missing warning about {needle}: {all}"
         );
     }
+    let flips = |text: &str| {
+        plan(text, &LoadOptions::default())
+            .unwrap()
+            .warnings
+            .join("\n")
+            .contains("two independent coin flips")
+    };
+    assert!(flips("name: t\nbase:\n  augment: {ops: [crop, flip]}\n"));
+    assert!(!flips(
+        "name: t\nbase:\n  augment: {ops: [crop, flip], crop_flip: false}\n"
+    ));
 }
 
 // ---- bad input: one test per class; each names the file, the place and the field ----
@@ -276,6 +287,44 @@ fn out_of_range_values_are_rejected_with_their_field() {
     }
     let op = err("name: t\ngrid:\n  augment.ops: {pairs_of: [crop, colour]}\n");
     assert!(op.hint.as_deref().unwrap_or("").contains("`color`"), "{op}");
+}
+
+#[test]
+fn an_image_folder_states_its_resolution_and_cifar_refuses_the_folder_fields() {
+    let run = |text: &str| plan(text, &LoadOptions::default()).unwrap().runs[0].clone();
+    let implicit = run("name: t\ndataset: {name: image_folder, path: imgs}\n");
+    assert_eq!(implicit.config.pretrain.dataset.image_size, Some(64));
+    let explicit = run("name: t\ndataset: {name: image_folder, path: imgs, image_size: 64}\n");
+    assert_eq!(implicit.config, explicit.config, "one run, one id");
+    assert_eq!(
+        run("name: t\n").config.pretrain.dataset.image_size,
+        None,
+        "CIFAR has no resolution to choose"
+    );
+    for (text, field) in [
+        (
+            "name: t\ndataset: {name: cifar10, image_size: 64}\n",
+            "dataset.image_size",
+        ),
+        (
+            "name: t\ndataset: {name: cifar10, split_seed: 3}\n",
+            "dataset.split_seed",
+        ),
+        (
+            "name: t\ndataset: {name: image_folder, path: x, test_fraction: 1.0}\n",
+            "dataset.test_fraction",
+        ),
+        (
+            "name: t\ndataset: {name: image_folder, path: x, image_size: 4}\n",
+            "dataset.image_size",
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!(e.path, field, "{e}");
+    }
+    assert!(err("name: t\ndataset: {image_size: 64}\n")
+        .message
+        .contains("image_folder only"));
 }
 
 #[test]

@@ -1,23 +1,25 @@
 //! A process-wide cache of decoded splits: a worker that runs a pretrain and then its
 //! evaluations decodes CIFAR once, not once per stage (about 0.9 s per split from the
-//! archive). Entries are keyed by dataset, path, split and the file's size and mtime, so a
-//! changed file is read again; the few most recent splits are kept.
+//! archive). Entries are keyed by the dataset config (what is read and how: an image
+//! folder's resolution and held-out split), path, split and the files' size and mtime, so
+//! a changed file is read again; the few most recent splits are kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::{load_split, ImageSet, Split};
-use crate::ml::config::{DatasetConfig, DatasetName};
+use crate::ml::config::DatasetConfig;
 use crate::ml::MlError;
 
 /// Splits kept at once (CIFAR train + test of one dataset, with room for a second).
 const CAPACITY: usize = 4;
 
-type Key = (DatasetName, PathBuf, Split, u64, Option<SystemTime>);
+type Key = (DatasetConfig, PathBuf, Split, u64, Option<SystemTime>);
 
-/// Total size and newest mtime of `path` (a file, or the files up to two levels below a
-/// directory: the extracted CIFAR directory or its parent).
+/// Total size and newest mtime of `path` (a file, or the files up to three levels below a
+/// directory: the extracted CIFAR directory or its parent, an image folder's
+/// `train/<class>/` files).
 fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
     fn walk(p: &Path, depth: usize, acc: &mut (u64, Option<SystemTime>)) {
         let Ok(m) = std::fs::metadata(p) else { return };
@@ -31,7 +33,7 @@ fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
         }
     }
     let mut acc = (0, None);
-    walk(path, 2, &mut acc);
+    walk(path, 3, &mut acc);
     acc
 }
 
@@ -44,7 +46,14 @@ pub fn load_split_shared(
     split: Split,
 ) -> Result<Arc<ImageSet>, MlError> {
     let (len, modified) = stamp(path);
-    let key: Key = (cfg.name, path.to_path_buf(), split, len, modified);
+    // What `load_split` reads of the config: all of it but where the path came from and
+    // the pretraining subset.
+    let read = DatasetConfig {
+        path: None,
+        train_subset: None,
+        ..cfg.clone()
+    };
+    let key: Key = (read, path.to_path_buf(), split, len, modified);
     if let Some(hit) = lock()
         .iter()
         .find(|(k, _)| *k == key)

@@ -319,11 +319,11 @@ mod tests {
     }
 
     #[test]
-    fn one_branch_second_view_is_the_plain_image_in_chw() {
+    fn one_branch_raw_second_view_is_the_plain_image_in_chw() {
         let set = tiny_set(10);
         let idx = Arc::new((0..10).collect::<Vec<_>>());
         let aug = AugmentConfig {
-            protocol: AugProtocol::OneBranch,
+            protocol: AugProtocol::OneBranchRaw,
             ops: vec![AugOp::Rotate],
             ..AugmentConfig::default()
         };

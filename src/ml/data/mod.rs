@@ -156,12 +156,13 @@ pub fn missing_hint(name: DatasetName, data_dir: &Path) -> String {
 
 /// Loads one split. `path` is, for CIFAR, the extracted directory (`cifar-10-batches-bin`,
 /// `cifar-100-binary`), its parent, or the official `.tar.gz` (read by streaming, nothing
-/// extracted); for ImageFolder, the folder. `cfg.path` and `cfg.train_subset` are not
-/// looked at here (see [`resolve_path`] and [`balanced_subset`]).
+/// extracted); for ImageFolder, the folder, read at `cfg.image_size` and split by
+/// `cfg.test_fraction` / `cfg.split_seed` when it has no train/ and test/. `cfg.path` and
+/// `cfg.train_subset` are not looked at here (see [`resolve_path`] and [`balanced_subset`]).
 pub fn load_split(cfg: &DatasetConfig, path: &Path, split: Split) -> Result<ImageSet, MlError> {
     match cfg.name {
         DatasetName::Cifar10 | DatasetName::Cifar100 => cifar::load(cfg.name, path, split),
-        DatasetName::ImageFolder => folder::load(path, split),
+        DatasetName::ImageFolder => folder::load(cfg, path, split),
     }
 }
 
