@@ -208,16 +208,15 @@ impl AugOp {
     ];
 
     /// Every op: Figure 5's seven, then flip.
-    pub const ALL: [AugOp; 8] = [
-        AugOp::Crop,
-        AugOp::Cutout,
-        AugOp::Color,
-        AugOp::Sobel,
-        AugOp::Noise,
-        AugOp::Blur,
-        AugOp::Rotate,
-        AugOp::Flip,
-    ];
+    pub const ALL: [AugOp; 8] = {
+        let mut all = [AugOp::Flip; 8];
+        let mut i = 0;
+        while i < Self::FIGURE5.len() {
+            all[i] = Self::FIGURE5[i];
+            i += 1;
+        }
+        all
+    };
 
     pub fn name(self) -> &'static str {
         match self {
