@@ -145,6 +145,61 @@ pub enum LossKind {
     Margin,
 }
 
+/// Which negatives an anchor is contrasted with (Table 4 / appendix B.10).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Negatives {
+    /// The other 2(N-1) views of the batch, both augmentation views: the paper's Algorithm 1
+    /// and the official code (`logits_ab` and `logits_aa` in `objective.py`).
+    #[default]
+    BothViews,
+    /// Only the N-1 other images of the view the positive comes from (`logits_ab` alone):
+    /// what the paper's Table 4 comparison does ("we only consider the negatives from one
+    /// augmentation view (instead of both sides)", appendix B.10).
+    OneView,
+}
+
+/// How NT-Logistic and the margin loss combine an anchor's negative terms; the paper and
+/// the official code do not say (Table 2 defines one term per (u, v+, v-) triple).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeWeighting {
+    /// The mean over the anchor's Table 2 triples (u, v+, v-): the positive term once, the
+    /// negative terms averaged, so both carry the same total weight.
+    #[default]
+    Mean,
+    /// The positive term once plus every negative term (word2vec's negative sampling, the
+    /// source of the logistic loss that the paper cites).
+    Sum,
+}
+
+/// Which of the semi-hard negatives an anchor uses (`semi_hard: true`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SemiHardPick {
+    /// One negative per anchor: the closest to the anchor among those farther than its
+    /// positive (section 4.2: "closest in distance, but farther than positive examples";
+    /// TensorFlow's `triplet_semihard_loss`).
+    #[default]
+    Closest,
+    /// Every negative farther than the positive (and, for the margin loss, within the
+    /// margin): FaceNet's semi-hard band.
+    Band,
+}
+
+/// What an anchor uses when none of its negatives is semi-hard (all are at least as
+/// similar as its positive); the paper does not say.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SemiHardFallback {
+    /// Its least similar negative (TensorFlow's `triplet_semihard_loss`).
+    #[default]
+    LeastSimilar,
+    /// No negative term: the anchor keeps only its positive term (NT-Logistic) or adds
+    /// nothing (margin).
+    None,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
@@ -155,8 +210,19 @@ pub struct LossConfig {
     pub l2_norm: bool,
     /// m of the margin triplet loss.
     pub margin: f64,
-    /// Semi-hard negative mining (appendix B.10) for nt_logistic and margin.
+    /// Which negatives each anchor has. Default: both views (Algorithm 1, official code);
+    /// the paper's Table 4 used one view (appendix B.10), as `sweeps/losses.yaml` does.
+    pub negatives: Negatives,
+    /// NT-Logistic and margin: mean (default) or sum of an anchor's negative terms; the
+    /// paper does not say (see [`NegativeWeighting`]).
+    pub negative_weighting: NegativeWeighting,
+    /// Semi-hard negative mining (section 4.2, Table 4) for nt_logistic and margin.
     pub semi_hard: bool,
+    /// Semi-hard: the closest semi-hard negative (default, the paper's words) or all of them.
+    pub semi_hard_pick: SemiHardPick,
+    /// Semi-hard: an anchor without semi-hard negative uses its least similar negative
+    /// (default, TensorFlow's convention) or none; the paper does not say.
+    pub semi_hard_fallback: SemiHardFallback,
 }
 
 impl Default for LossConfig {
@@ -166,7 +232,11 @@ impl Default for LossConfig {
             temperature: 0.5,
             l2_norm: true,
             margin: 1.0,
+            negatives: Negatives::BothViews,
+            negative_weighting: NegativeWeighting::Mean,
             semi_hard: false,
+            semi_hard_pick: SemiHardPick::Closest,
+            semi_hard_fallback: SemiHardFallback::LeastSimilar,
         }
     }
 }

@@ -63,9 +63,17 @@ impl RunConfig {
         }
         let defaults = crate::ml::config::LossConfig::default();
         match p.loss.kind {
-            LossKind::NtXent => p.loss.margin = defaults.margin,
+            LossKind::NtXent => {
+                p.loss.margin = defaults.margin;
+                // NT-Xent weighs its negatives by the softmax, never by this option.
+                p.loss.negative_weighting = defaults.negative_weighting;
+            }
             LossKind::NtLogistic => p.loss.margin = defaults.margin,
             LossKind::Margin => p.loss.temperature = defaults.temperature,
+        }
+        if !p.loss.semi_hard {
+            p.loss.semi_hard_pick = defaults.semi_hard_pick;
+            p.loss.semi_hard_fallback = defaults.semi_hard_fallback;
         }
         canonical_optimizer(&mut p.optimizer);
         if p.dataset.name == DatasetName::ImageFolder && p.dataset.image_size.is_none() {
