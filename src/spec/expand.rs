@@ -40,7 +40,7 @@ pub(crate) struct Effective {
     pub overrides: Vec<(String, Value)>,
 }
 
-const GENERATORS: &[&str] = &["pairs_of", "head_dims"];
+const GENERATORS: &[&str] = &["pairs_of", "head_dims", "cases"];
 
 /// Applies the profile and the overrides to the raw spec.
 pub(crate) fn effective(
@@ -293,6 +293,7 @@ fn grid_points(path: &str, v: &Value) -> Result<Vec<Value>, SpecError> {
             match name.as_str() {
                 Some("pairs_of") => pairs_of(&at, arg)?,
                 Some("head_dims") => head_dims(&at, arg)?,
+                Some("cases") => cases(&at, arg)?,
                 other => {
                     let name = other.unwrap_or("?");
                     let mut e = SpecError::new(&at, format!("unknown generator `{name}`"));
@@ -398,6 +399,56 @@ fn head_dims(at: &str, arg: &Value) -> Result<Vec<Value>, SpecError> {
                 ]));
             }
         }
+    }
+    Ok(out)
+}
+
+/// Table 4's per-loss grids: `{cases: [{kind: margin, margin: [0, 0.4]}, {kind: nt_xent}]}`.
+/// Each case is a mapping; its list-valued keys vary (their product, first key slowest),
+/// the others are fixed; the axis takes the cases' points one case after the other. A
+/// field whose value is itself a list is written as a list of lists.
+fn cases(at: &str, arg: &Value) -> Result<Vec<Value>, SpecError> {
+    let at = format!("{at}.cases");
+    let Value::Sequence(list) = arg else {
+        return Err(SpecError::new(&at, "expected a list of mappings")
+            .hint("e.g. cases: [{kind: margin, margin: [0, 0.4]}, {kind: nt_xent}]"));
+    };
+    if list.is_empty() {
+        return Err(SpecError::new(&at, "has no cases: the grid would be empty"));
+    }
+    let mut out = Vec::new();
+    for (i, case) in list.iter().enumerate() {
+        let Value::Mapping(m) = case else {
+            return Err(SpecError::new(
+                format!("{at}.{i}"),
+                "a case is a mapping of fields to a value or a list of values",
+            ));
+        };
+        let mut points = vec![Mapping::new()];
+        for (k, v) in m {
+            let values = match v {
+                Value::Sequence(vs) if vs.is_empty() => {
+                    let key = k.as_str().unwrap_or("?");
+                    return Err(SpecError::new(
+                        format!("{at}.{i}.{key}"),
+                        "has no values: the case would be empty",
+                    ));
+                }
+                Value::Sequence(vs) => vs.clone(),
+                v => vec![v.clone()],
+            };
+            points = points
+                .into_iter()
+                .flat_map(|p| {
+                    values.iter().map(move |v| {
+                        let mut p = p.clone();
+                        p.insert(k.clone(), v.clone());
+                        p
+                    })
+                })
+                .collect();
+        }
+        out.extend(points.into_iter().map(Value::Mapping));
     }
     Ok(out)
 }

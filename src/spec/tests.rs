@@ -89,7 +89,7 @@ fn head_dims_expands_to_15_runs_with_none_having_no_dimension() {
 
 #[test]
 fn the_other_paper_specs_expand_to_their_tables() {
-    assert_eq!(committed("losses.yaml", None).runs.len(), 5);
+    assert_eq!(committed("losses.yaml", None).runs.len(), 100);
     assert_eq!(committed("batch_epochs.yaml", None).runs.len(), 20);
     assert_eq!(committed("batch_epochs.yaml", Some("smoke")).runs.len(), 6);
     let t = committed("temperature.yaml", None);
@@ -109,6 +109,114 @@ fn the_other_paper_specs_expand_to_their_tables() {
         (false, 10.0),
         "zip pairs the two lists element by element"
     );
+}
+
+#[test]
+fn losses_tunes_each_loss_over_its_own_axes_as_appendix_b10_lists_them() {
+    use crate::ml::config::{LossKind, Negatives};
+    let p = committed("losses.yaml", None);
+    let lrs = [0.01, 0.1, 0.3, 0.5, 1.0];
+    // (kind, semi-hard) -> the (lr, temperature or margin) pairs it is trained with.
+    type Tried = Vec<(f64, f64)>;
+    let mut grid: Vec<((LossKind, bool), Tried)> = Vec::new();
+    for r in &p.runs {
+        let c = &r.config.pretrain;
+        assert_eq!(
+            c.loss.negatives,
+            Negatives::OneView,
+            "B.10: one view's negatives"
+        );
+        let tuned = match c.loss.kind {
+            LossKind::Margin => c.loss.margin,
+            _ => c.loss.temperature,
+        };
+        let key = (c.loss.kind, c.loss.semi_hard);
+        match grid.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push((c.optimizer.lr, tuned)),
+            None => grid.push((key, vec![(c.optimizer.lr, tuned)])),
+        }
+    }
+    let families: Vec<(LossKind, bool)> = grid.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        families,
+        [
+            (LossKind::Margin, false),
+            (LossKind::Margin, true),
+            (LossKind::NtLogistic, false),
+            (LossKind::NtLogistic, true),
+            (LossKind::NtXent, false),
+        ]
+    );
+    for ((kind, _), cells) in &grid {
+        let values: &[f64] = match kind {
+            LossKind::Margin => &[0.0, 0.4, 0.8, 1.6],
+            _ => &[0.1, 0.2, 0.5, 1.0],
+        };
+        let want: Vec<(f64, f64)> = values
+            .iter()
+            .flat_map(|&v| lrs.iter().map(move |&lr| (lr, v)))
+            .collect();
+        assert_eq!(cells, &want, "{kind:?}: every value x every learning rate");
+    }
+    let smoke = committed("losses.yaml", Some("smoke"));
+    assert_eq!(
+        smoke.runs.len(),
+        40,
+        "the 20 loss settings x 2 learning rates"
+    );
+}
+
+#[test]
+fn cases_takes_each_cases_product_one_case_after_the_other() {
+    let text = "name: t\ngrid:\n  loss:\n    cases:\n      - {kind: margin, margin: [0.4, 0.8], semi_hard: [false, true]}\n      - {kind: nt_xent}\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    let got: Vec<String> = p.runs.iter().map(|r| r.cell[0].1.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            r#"{"kind":"margin","margin":0.4,"semi_hard":false}"#,
+            r#"{"kind":"margin","margin":0.4,"semi_hard":true}"#,
+            r#"{"kind":"margin","margin":0.8,"semi_hard":false}"#,
+            r#"{"kind":"margin","margin":0.8,"semi_hard":true}"#,
+            r#"{"kind":"nt_xent"}"#,
+        ]
+    );
+    assert_eq!(
+        p.runs[4].config.pretrain.loss.kind,
+        crate::ml::config::LossKind::NtXent
+    );
+    for (bad, field, says) in [
+        ("    cases: []\n", "grid.loss.cases", "has no cases"),
+        (
+            "    cases: [margin]\n",
+            "grid.loss.cases.0",
+            "a case is a mapping",
+        ),
+        (
+            "    cases: [{margin: []}]\n",
+            "grid.loss.cases.0.margin",
+            "has no values",
+        ),
+        (
+            "    cases: {kind: margin}\n",
+            "grid.loss.cases",
+            "expected a list",
+        ),
+    ] {
+        let e = err(&format!("name: t\ngrid:\n  loss:\n{bad}"));
+        assert_eq!(e.path, field, "{bad}");
+        assert!(e.message.contains(says), "{bad}: {}", e.message);
+    }
+}
+
+#[test]
+fn loss_options_that_do_not_apply_do_not_split_a_run() {
+    // NT-Xent has no negative weighting; without semi-hard mining its options mean
+    // nothing: such runs are one run (one id), not several.
+    let text = "name: t\ngrid:\n  loss:\n    - {kind: nt_xent, negative_weighting: sum}\n    - {kind: nt_xent}\n    - {kind: margin, semi_hard_pick: band}\n    - {kind: margin}\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    assert_eq!(p.runs.len(), 2);
+    assert_eq!(p.merged_duplicates, 2);
 }
 
 #[test]
