@@ -14,6 +14,7 @@ mod plots;
 mod readme;
 mod sections;
 mod tables;
+mod tuning;
 
 use std::path::{Path, PathBuf};
 
