@@ -49,8 +49,8 @@
 //!
 //!   Only the cross-view one is comparable with the paper's numbers.
 //!
-//! Golden values: `bench/loss_goldens.py` (PyTorch) writes `loss_goldens.rs`, the loss and
-//! its gradient for every variant, which the tests below compare against.
+//! Golden values: `bench/loss_goldens.py` (PyTorch) writes `loss_goldens.json`, the loss
+//! and its gradient for every variant, which the tests below compare against.
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
@@ -275,14 +275,31 @@ fn negative_weights(sim: &[Vec<f64>], n: usize, cfg: &LossConfig, dev: &Device) 
 }
 
 #[cfg(test)]
-#[path = "loss_goldens.rs"]
-mod goldens;
-
-#[cfg(test)]
 mod tests {
-    use super::goldens::{Golden, GOLDENS};
     use super::*;
     use candle_core::Var;
+
+    /// One variant of `loss_goldens.json` (written by `bench/loss_goldens.py`).
+    #[derive(serde::Deserialize)]
+    struct Golden {
+        name: String,
+        /// The `LossConfig` fields that differ from the defaults.
+        config: LossConfig,
+        z1: Vec<Vec<f64>>,
+        z2: Vec<Vec<f64>>,
+        loss: f64,
+        grad_z1: Vec<Vec<f64>>,
+        grad_z2: Vec<Vec<f64>>,
+    }
+
+    fn goldens() -> Vec<Golden> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            goldens: Vec<Golden>,
+        }
+        let f: File = serde_json::from_str(include_str!("loss_goldens.json")).unwrap();
+        f.goldens
+    }
 
     const Z1: [[f64; 3]; 4] = [
         [0.9, 0.1, -0.3],
@@ -324,28 +341,29 @@ mod tests {
         (l, out.accuracy)
     }
 
+    fn flat(rows: &[Vec<f64>]) -> Vec<f64> {
+        rows.concat()
+    }
+
     fn golden_inputs(g: &Golden, dtype: DType) -> (Tensor, Tensor) {
-        let t = |v: &[f64]| {
-            Tensor::from_slice(v, g.shape, &Device::Cpu)
+        let t = |rows: &[Vec<f64>]| {
+            Tensor::new(rows.to_vec(), &Device::Cpu)
                 .unwrap()
                 .to_dtype(dtype)
                 .unwrap()
         };
-        (t(g.z1), t(g.z2))
-    }
-
-    fn golden_config(g: &Golden) -> LossConfig {
-        serde_json::from_str(g.config).unwrap_or_else(|e| panic!("{}: {e}", g.name))
+        (t(&g.z1), t(&g.z2))
     }
 
     #[test]
     fn every_variant_matches_pytorch_loss_and_gradient() {
-        assert!(GOLDENS.len() >= 20, "the golden file lost its cases");
-        for g in GOLDENS {
-            let c = golden_config(g);
+        let all = goldens();
+        assert!(all.len() >= 20, "the golden file lost its cases");
+        for g in &all {
+            let c = &g.config;
             let (a, b) = golden_inputs(g, DType::F64);
             let (va, vb) = (Var::from_tensor(&a).unwrap(), Var::from_tensor(&b).unwrap());
-            let out = contrastive_loss(va.as_tensor(), vb.as_tensor(), &c).unwrap();
+            let out = contrastive_loss(va.as_tensor(), vb.as_tensor(), c).unwrap();
             let l = out.loss.to_scalar::<f64>().unwrap();
             assert!(
                 (l - g.loss).abs() <= 1e-12 * g.loss.abs().max(1.0),
@@ -354,7 +372,7 @@ mod tests {
                 g.loss
             );
             let grads = out.loss.backward().unwrap();
-            for (v, want, which) in [(&va, g.grad_z1, "z1"), (&vb, g.grad_z2, "z2")] {
+            for (v, want, which) in [(&va, &g.grad_z1, "z1"), (&vb, &g.grad_z2, "z2")] {
                 let got: Vec<f64> = grads
                     .get(v)
                     .unwrap()
@@ -362,7 +380,9 @@ mod tests {
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                for (k, (x, y)) in got.iter().zip(want).enumerate() {
+                let want = flat(want);
+                assert_eq!(got.len(), want.len(), "{}", g.name);
+                for (k, (x, y)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (x - y).abs() < 1e-10,
                         "{}: d loss / d {which}[{k}] = {x}, PyTorch {y}",
@@ -372,7 +392,7 @@ mod tests {
             }
             // f32, the dtype training runs in: the same value to f32 precision.
             let (a, b) = golden_inputs(g, DType::F32);
-            let (l32, _) = value(&a, &b, &c);
+            let (l32, _) = value(&a, &b, c);
             assert!(
                 (l32 - g.loss).abs() <= 2e-6 * g.loss.abs().max(1.0),
                 "{} f32: loss {l32}, PyTorch {}",
@@ -387,11 +407,10 @@ mod tests {
         // The semi-hard selection is piecewise constant: the goldens are away from its
         // switches (bench/loss_goldens.py checks), so central differences see one piece.
         let eps = 1e-6;
-        for g in GOLDENS {
-            let c = golden_config(g);
+        for g in &goldens() {
             let (a, b) = golden_inputs(g, DType::F64);
             let v = Var::from_tensor(&a).unwrap();
-            let out = contrastive_loss(v.as_tensor(), &b, &c).unwrap();
+            let out = contrastive_loss(v.as_tensor(), &b, &g.config).unwrap();
             let got: Vec<f64> = out
                 .loss
                 .backward()
@@ -402,12 +421,13 @@ mod tests {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
-            let base = g.z1.to_vec();
+            let base = flat(&g.z1);
             for k in 0..base.len() {
                 let at = |delta: f64| {
                     let mut p = base.clone();
                     p[k] += delta;
-                    value(&Tensor::from_vec(p, g.shape, &Device::Cpu).unwrap(), &b, &c).0
+                    let t = Tensor::from_vec(p, a.shape(), &Device::Cpu).unwrap();
+                    value(&t, &b, &g.config).0
                 };
                 let fd = (at(eps) - at(-eps)) / (2.0 * eps);
                 assert!(
@@ -424,9 +444,9 @@ mod tests {
     fn each_option_changes_the_loss_it_governs() {
         // Guards against an option that is parsed but ignored: within the goldens, the
         // variants that differ in one option differ in value.
+        let all = goldens();
         let loss_of = |name: &str| {
-            GOLDENS
-                .iter()
+            all.iter()
                 .find(|g| g.name == name)
                 .unwrap_or_else(|| panic!("no golden {name}"))
                 .loss

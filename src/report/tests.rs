@@ -302,6 +302,27 @@ fn all_formats() -> Vec<Format> {
     ]
 }
 
+/// Registers `cells` x `seeds` with both evaluations in a fresh store under `dir`, plays
+/// `fate`, and renders the report in `formats` into `dir/name`; returns that directory.
+fn rendered(
+    dir: &Path,
+    name: &str,
+    cells: &[Cell],
+    seeds: &[u64],
+    fate: impl Fn(usize, u64) -> Fate,
+    formats: &[Format],
+) -> std::path::PathBuf {
+    let out = dir.join(name);
+    rt().block_on(async {
+        let db = dir.join(format!("{name}.db"));
+        let store = fixture(&db, name, cells, seeds, &evals(), fate).await;
+        let data = SweepData::load(&store, name, None).await.unwrap();
+        render(&data, &fixed_provenance(), &out, formats).unwrap();
+        store.close().await;
+    });
+    out
+}
+
 #[test]
 fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
     let dir = tempfile::tempdir().unwrap();
@@ -467,25 +488,12 @@ fn table4_reports_each_loss_at_its_best_setting_and_the_split_that_chose_it() {
             }
         }
     }
-    let out = dir.path().join("t4");
-    rt().block_on(async {
-        let store = fixture(
-            &dir.path().join("t4.db"),
-            "losses",
-            &cells,
-            &[0],
-            &evals(),
-            |ci, _| match (tops[ci], ci) {
-                (Some(t), _) => Fate::Done(t),
-                (None, 3) => Fate::Fail,
-                (None, _) => Fate::Queued,
-            },
-        )
-        .await;
-        let data = SweepData::load(&store, "losses", None).await.unwrap();
-        render(&data, &fixed_provenance(), &out, &[Format::Md]).unwrap();
-        store.close().await;
-    });
+    let fate = |ci: usize, _| match (tops[ci], ci) {
+        (Some(t), _) => Fate::Done(t),
+        (None, 3) => Fate::Fail,
+        (None, _) => Fate::Queued,
+    };
+    let out = rendered(dir.path(), "losses", &cells, &[0], fate, &[Format::Md]);
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert_eq!(
         md.matches("Table 4: contrastive losses").count(),
@@ -530,21 +538,15 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
             config,
         });
     }
-    let out = dir.path().join("loss");
-    rt().block_on(async {
-        let store = fixture(
-            &dir.path().join("a.db"),
-            "losses",
-            &cells,
-            &[0],
-            &evals(),
-            |ci, _| Fate::Done(40.0 + ci as f64),
-        )
-        .await;
-        let data = SweepData::load(&store, "losses", None).await.unwrap();
-        render(&data, &fixed_provenance(), &out, &[Format::Md, Format::Tex]).unwrap();
-        store.close().await;
-    });
+    let fate = |ci: usize, _| Fate::Done(40.0 + ci as f64);
+    let out = rendered(
+        dir.path(),
+        "losses",
+        &cells,
+        &[0],
+        fate,
+        &[Format::Md, Format::Tex],
+    );
     let t4 = std::fs::read_to_string(out.join("table4_losses.tex")).unwrap();
     snapshot(SNAPSHOTS, "losses_table4.tex", &t4);
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
