@@ -497,10 +497,15 @@ fn table4(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
                 format!(" [{opts}]")
             }
         );
+        let ties = match g.ties(data, &label) {
+            0 => String::new(),
+            1 => " (tied with another setting; the first in grid order is shown)".to_string(),
+            k => format!(" (tied with {k} other settings; the first in grid order is shown)"),
+        };
         text.push(match (g.best, setting) {
             (Some((_, stat)), Some(setting)) => format!(
                 "{name}: best of {} settings at {setting}, {:.1}% top-1 ({label}), selected on \
-                 the {SELECTION_SPLIT}.",
+                 the {SELECTION_SPLIT}{ties}.",
                 g.cells.len(),
                 stat.mean
             ),

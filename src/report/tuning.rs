@@ -29,6 +29,22 @@ impl<K> Group<'_, K> {
             .count()
     }
 
+    /// How many other cells of the group have the best cell's mean top-1 exactly.
+    pub fn ties(&self, data: &SweepData, label: &str) -> usize {
+        let Some((best, stat)) = self.best else {
+            return 0;
+        };
+        self.cells
+            .iter()
+            .filter(|c| !std::ptr::eq(**c, best))
+            .filter(|c| {
+                data.top1(c, label)
+                    .stat()
+                    .is_some_and(|s| s.mean == stat.mean)
+            })
+            .count()
+    }
+
     /// The value to show for the group: the best cell's, else why none has one (the
     /// first cell's reason).
     pub fn value(&self, data: &SweepData, label: &str) -> CellValue {
