@@ -70,9 +70,9 @@ pub(crate) fn resume_key(cfg: &PretrainConfig) -> PretrainConfig {
     c
 }
 
-/// The file name of the checkpoint at `meta` (sortable by step).
-pub fn file_name(meta: &CheckpointMeta) -> String {
-    format!("ckpt-e{:05}-s{:010}.safetensors", meta.epoch, meta.step)
+/// The file name of the checkpoint at (epoch, step) (sortable by step).
+pub fn file_name(epoch: usize, step: usize) -> String {
+    format!("ckpt-e{epoch:05}-s{step:010}.safetensors")
 }
 
 /// The global step encoded in a checkpoint file name, `None` for other files.
@@ -114,22 +114,34 @@ pub fn to_bytes(
             .lock()
             .map_err(|_| MlError::Config("model variables are poisoned".into()))?;
         for (name, var) in data.iter() {
-            let t = var.as_tensor().to_device(&Device::Cpu)?.contiguous()?;
-            tensors.push((format!("{MODEL_PREFIX}{name}"), t));
+            tensors.push((format!("{MODEL_PREFIX}{name}"), var.as_tensor().clone()));
         }
     }
     for (name, t) in optim {
-        let t = t.to_device(&Device::Cpu)?.contiguous()?;
-        tensors.push((format!("{OPTIM_PREFIX}{name}"), t));
+        tensors.push((format!("{OPTIM_PREFIX}{name}"), t.clone()));
     }
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let meta_json = serde_json::to_string(meta)
         .map_err(|e| MlError::Config(format!("checkpoint metadata: {e}")))?;
+    encode(FORMAT_TAG, meta_json, tensors)
+}
+
+/// Safetensors bytes of `tensors` (moved to the CPU, sorted by name) with `meta_json` as the
+/// one metadata entry `tag`: the layout of every checkpoint this crate writes (a pretrain's
+/// here, a linear evaluation's in `eval_aug`).
+pub(crate) fn encode(
+    tag: &str,
+    meta_json: String,
+    tensors: Vec<(String, Tensor)>,
+) -> Result<Vec<u8>, MlError> {
+    let mut cpu = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        cpu.push((name, t.to_device(&Device::Cpu)?.contiguous()?));
+    }
+    cpu.sort_by(|a, b| a.0.cmp(&b.0));
     // One metadata entry: safetensors writes its metadata map in HashMap order, so a single
     // key keeps the bytes (and the sha256) of identical states identical.
-    let metadata: HashMap<String, String> =
-        [(FORMAT_TAG.to_string(), meta_json)].into_iter().collect();
-    safetensors::serialize(tensors, Some(metadata))
+    let metadata: HashMap<String, String> = [(tag.to_string(), meta_json)].into_iter().collect();
+    safetensors::serialize(cpu, Some(metadata))
         .map_err(|e| MlError::Config(format!("checkpoint serialisation: {e}")))
 }
 
@@ -162,16 +174,27 @@ pub fn save(
     model: &VarMap,
     optim: &[(String, Tensor)],
 ) -> Result<Checkpoint, MlError> {
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let bytes = to_bytes(meta, model, optim)?;
-    let sha256 = sha256_hex(&bytes);
-    let path = dir.join(file_name(meta));
-    write_atomic(&path, &bytes)?;
-    prune(dir, meta.step, 2)?;
+    save_bytes(dir, meta.epoch, meta.step, &bytes)
+}
+
+/// Writes checkpoint `bytes` of (epoch, step) into `dir` (created if missing) atomically
+/// under [`file_name`]'s name, then prunes all but the two newest.
+pub(crate) fn save_bytes(
+    dir: &Path,
+    epoch: usize,
+    step: usize,
+    bytes: &[u8],
+) -> Result<Checkpoint, MlError> {
+    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let sha256 = sha256_hex(bytes);
+    let path = dir.join(file_name(epoch, step));
+    write_atomic(&path, bytes)?;
+    prune(dir, step, 2)?;
     Ok(Checkpoint {
         path,
-        epoch: meta.epoch,
-        step: meta.step,
+        epoch,
+        step,
         sha256,
     })
 }
@@ -206,25 +229,9 @@ pub fn prune(dir: &Path, newest_step: usize, keep: usize) -> Result<Vec<PathBuf>
 /// on `device`. Any mismatch or corruption is `MlError::Checkpoint`.
 pub fn load(r: &Checkpoint, device: &Device) -> Result<LoadedCheckpoint, MlError> {
     let path = &r.path;
-    let bytes = fs::read(path).map_err(|e| ck_err(path, format!("cannot read: {e}")))?;
-    let sha = sha256_hex(&bytes);
-    if !sha.eq_ignore_ascii_case(r.sha256.trim()) {
-        return Err(ck_err(
-            path,
-            format!("sha256 mismatch: file has {sha}, expected {}", r.sha256),
-        ));
-    }
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| ck_err(path, format!("bad header: {e}")))?;
-    let md = header
-        .metadata()
-        .as_ref()
-        .ok_or_else(|| ck_err(path, "no metadata"))?;
-    let meta_json = md
-        .get(FORMAT_TAG)
-        .ok_or_else(|| ck_err(path, "not a simclr-sweep checkpoint"))?;
+    let (meta_json, all) = decode(r, FORMAT_TAG, device)?;
     let meta: CheckpointMeta =
-        serde_json::from_str(meta_json).map_err(|e| ck_err(path, format!("bad metadata: {e}")))?;
+        serde_json::from_str(&meta_json).map_err(|e| ck_err(path, format!("bad metadata: {e}")))?;
     if meta.version != FORMAT_VERSION {
         return Err(ck_err(
             path,
@@ -234,8 +241,6 @@ pub fn load(r: &Checkpoint, device: &Device) -> Result<LoadedCheckpoint, MlError
             ),
         ));
     }
-    let all = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| ck_err(path, format!("bad tensors: {e}")))?;
     let mut model = HashMap::new();
     let mut optim = HashMap::new();
     for (name, t) in all {
@@ -251,7 +256,7 @@ pub fn load(r: &Checkpoint, device: &Device) -> Result<LoadedCheckpoint, MlError
         path: path.clone(),
         epoch: meta.epoch,
         step: meta.step,
-        sha256: sha,
+        sha256: r.sha256.trim().to_ascii_lowercase(),
     };
     Ok(LoadedCheckpoint {
         meta,
@@ -259,6 +264,37 @@ pub fn load(r: &Checkpoint, device: &Device) -> Result<LoadedCheckpoint, MlError
         optim,
         info,
     })
+}
+
+/// Reads checkpoint `r`, verifies its sha256, and returns the metadata entry `tag` and the
+/// tensors (on `device`); a file without that entry is refused as not of this kind.
+pub(crate) fn decode(
+    r: &Checkpoint,
+    tag: &str,
+    device: &Device,
+) -> Result<(String, HashMap<String, Tensor>), MlError> {
+    let path = &r.path;
+    let bytes = fs::read(path).map_err(|e| ck_err(path, format!("cannot read: {e}")))?;
+    let sha = sha256_hex(&bytes);
+    if !sha.eq_ignore_ascii_case(r.sha256.trim()) {
+        return Err(ck_err(
+            path,
+            format!("sha256 mismatch: file has {sha}, expected {}", r.sha256),
+        ));
+    }
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| ck_err(path, format!("bad header: {e}")))?;
+    let md = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| ck_err(path, "no metadata"))?;
+    let meta_json = md
+        .get(tag)
+        .ok_or_else(|| ck_err(path, format!("not a {tag}")))?
+        .clone();
+    let all = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| ck_err(path, format!("bad tensors: {e}")))?;
+    Ok((meta_json, all))
 }
 
 /// Set every variable of `varmap` to the checkpoint's tensor of the same name. Every variable
@@ -366,7 +402,10 @@ mod tests {
         };
         let info = save(dir.path(), &m, &vm, &optim).unwrap();
         assert!(info.path.exists());
-        assert!(!dir.path().join(format!("{}.tmp", file_name(&m))).exists());
+        assert!(!dir
+            .path()
+            .join(format!("{}.tmp", file_name(m.epoch, m.step)))
+            .exists());
         let bytes = fs::read(&info.path).unwrap();
         assert_eq!(sha256_hex(&bytes), info.sha256);
 
@@ -457,10 +496,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(
-            names,
-            vec![file_name(&meta(3, 12)), file_name(&meta(4, 16))]
-        );
+        assert_eq!(names, vec![file_name(3, 12), file_name(4, 16)]);
         // A run that resumed from an older checkpoint drops the stale later ones when it writes.
         save(dir.path(), &meta(2, 8), &vm, &[]).unwrap();
         let mut names: Vec<String> = fs::read_dir(dir.path())
@@ -468,6 +504,6 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, vec![file_name(&meta(2, 8))]);
+        assert_eq!(names, vec![file_name(2, 8)]);
     }
 }

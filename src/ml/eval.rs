@@ -19,21 +19,19 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 
 use super::checkpoint::{self, resume_key};
-use super::config::{
-    EvalConfig, EvalKind, FeatureSource, OptimizerConfig, OptimizerKind, PretrainConfig,
-};
+use super::config::{EvalConfig, EvalKind, EvalProtocol, FeatureSource, PretrainConfig};
 use super::data::{self, ImageSet, Split};
-use super::error::{classify, no_panic, tensor_err};
-use super::init;
+use super::error::{no_panic, tensor_err};
+use super::linear_head::{self, LinearHead};
 use super::loss::l2_normalize;
 use super::model::SimclrModel;
 use super::observer::{Control, Observer};
-use super::optim::Optimizer;
 use super::rng::{self, Domain};
+use super::{eval_aug, init};
 use super::{Checkpoint, EvalOutcome, EvalResult, MlError, TrainEnv};
 
 /// Evaluate a pretrain checkpoint: verify and load it, extract features, and score the
@@ -104,6 +102,16 @@ pub(crate) fn evaluate_on(
     }
     let tr_idx = Arc::new(subset(&train, eval.train_subset, pretrain.seed)?);
     let te_idx = Arc::new(subset(&test, eval.test_subset, pretrain.seed)?);
+    if eval.kind == EvalKind::Linear && eval.protocol == EvalProtocol::Augmented {
+        let run = eval_aug::AugmentedRun {
+            model: &model,
+            eval,
+            seed: pretrain.seed,
+            encoder: ckpt,
+            env,
+        };
+        return run.evaluate(train, tr_idx, test, te_idx, obs);
+    }
     let bs = eval.batch_size.max(1);
     let (xtr, ytr) = or_stopped!(extract(
         &model,
@@ -176,7 +184,7 @@ impl Scores {
 /// Features `[n, D]` (on `device`) and labels of `indices`, BatchNorm in eval mode;
 /// `None` when stopped.
 #[allow(clippy::too_many_arguments)]
-fn extract(
+pub(crate) fn extract(
     model: &SimclrModel,
     set: &Arc<ImageSet>,
     indices: Arc<Vec<usize>>,
@@ -196,12 +204,7 @@ fn extract(
     for (x, y) in data::plain_batches(set.clone(), indices, batch_size) {
         let n = y.len();
         let x = Tensor::from_vec(x, (n, 3, h, w), device).map_err(tensor_err)?;
-        let f = match on {
-            FeatureSource::H => model.encode(&x, false),
-            FeatureSource::Z => model.forward_t(&x, false).map(|(_, z)| z),
-        }
-        .and_then(|f| f.detach().to_dtype(DType::F32))
-        .map_err(tensor_err)?;
+        let f = features(model, &x, on)?;
         feats.push(f);
         labels.extend_from_slice(&y);
         if obs.on_eval_progress(labels.len(), total, what) == Control::Stop {
@@ -212,9 +215,24 @@ fn extract(
     Ok(Some((x, labels)))
 }
 
+/// The frozen encoder's representation of images `x` (BatchNorm in inference mode): h, or
+/// z = g(h); detached, f32.
+pub(crate) fn features(
+    model: &SimclrModel,
+    x: &Tensor,
+    on: FeatureSource,
+) -> Result<Tensor, MlError> {
+    match on {
+        FeatureSource::H => model.encode(x, false),
+        FeatureSource::Z => model.forward_t(x, false).map(|(_, z)| z),
+    }
+    .and_then(|f| f.detach().to_dtype(DType::F32))
+    .map_err(tensor_err)
+}
+
 /// Rank of `label` in `scores` (0 = best): classes scoring higher, or equal with a lower
 /// index, come first.
-fn rank_of(scores: &[f32], label: usize) -> usize {
+pub(crate) fn rank_of(scores: &[f32], label: usize) -> usize {
     let s = scores[label];
     scores
         .iter()
@@ -224,7 +242,7 @@ fn rank_of(scores: &[f32], label: usize) -> usize {
 }
 
 /// (top-1, top-5) of score rows `[n, C]` against `labels`.
-fn top_k(scores: &[f32], num_classes: usize, labels: &[u16]) -> (f64, f64) {
+pub(crate) fn top_k(scores: &[f32], num_classes: usize, labels: &[u16]) -> (f64, f64) {
     let mut hit1 = 0usize;
     let mut hit5 = 0usize;
     for (row, &y) in scores.chunks_exact(num_classes).zip(labels) {
@@ -270,25 +288,12 @@ pub(crate) fn linear_eval(
     let ytr_t = Tensor::from_vec(ytr.iter().map(|&y| y as u32).collect::<Vec<_>>(), n, &dev)
         .map_err(tensor_err)?;
 
-    let w = Var::zeros((d, num_classes), DType::F32, &dev).map_err(tensor_err)?;
-    let b = Var::zeros(num_classes, DType::F32, &dev).map_err(tensor_err)?;
-    let ocfg = OptimizerConfig {
-        kind: OptimizerKind::Sgd,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: eval.weight_decay,
-        ..Default::default()
-    };
-    let mut opt = Optimizer::new(
-        &ocfg,
-        vec![
-            ("linear.weight".to_string(), w.clone()),
-            ("linear.bias".to_string(), b.clone()),
-        ],
-    );
+    let mut head = LinearHead::new(d, num_classes, eval.head_bn, seed, &dev)?;
+    let mut opt = linear_head::optimizer(eval, &head);
     let bs = eval.batch_size.clamp(1, n);
     let spe = n.div_ceil(bs);
     let total = (spe * eval.epochs).max(1);
+    let peak = eval.peak_lr(eval.batch_size);
     let mut step = 0usize;
     for epoch in 0..eval.epochs {
         let mut order: Vec<u32> = (0..n as u32).collect();
@@ -299,39 +304,18 @@ pub(crate) fn linear_eval(
         ));
         for chunk in order.chunks(bs) {
             let idx = Tensor::new(chunk, &dev).map_err(tensor_err)?;
-            let logits = xtr
-                .index_select(&idx, 0)
-                .and_then(|x| x.matmul(w.as_tensor()))
-                .and_then(|l| l.broadcast_add(b.as_tensor()))
-                .map_err(tensor_err)?; // [B, C]
+            let x = xtr.index_select(&idx, 0).map_err(tensor_err)?;
             let y = ytr_t.index_select(&idx, 0).map_err(tensor_err)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y).map_err(tensor_err)?;
-            let value = loss
-                .to_dtype(DType::F64)
-                .and_then(|t| t.to_scalar::<f64>())
-                .map_err(tensor_err)?;
-            if !value.is_finite() {
-                return Err(MlError::NonFinite { epoch, step, value });
-            }
-            let grads = loss.backward().map_err(tensor_err)?;
-            let lr =
-                eval.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
-            opt.step(&grads, lr).map_err(classify)?;
+            let lr = linear_head::cosine_lr(peak, step, total);
+            head.train_step(&mut opt, &x, &y, lr, epoch, step)?;
             step += 1;
         }
         if obs.on_eval_progress(epoch + 1, eval.epochs, "linear classifier") == Control::Stop {
             return Ok(None);
         }
     }
-    let logits = |x: &Tensor| -> Result<Vec<f32>, MlError> {
-        x.matmul(w.as_tensor())
-            .and_then(|l| l.broadcast_add(b.as_tensor()))
-            .and_then(|l| l.flatten_all())
-            .and_then(|l| l.to_vec1())
-            .map_err(tensor_err)
-    };
-    let (top1, top5) = top_k(&logits(&xte)?, num_classes, yte);
-    let (train_top1, _) = top_k(&logits(&xtr)?, num_classes, ytr);
+    let (top1, top5) = top_k(&head.scores(&xte)?, num_classes, yte);
+    let (train_top1, _) = top_k(&head.scores(&xtr)?, num_classes, ytr);
     Ok(Some(Scores {
         top1,
         top5,
@@ -525,34 +509,7 @@ mod tests {
     #[test]
     fn evaluate_runs_both_protocols_on_a_checkpoint_stops_on_request_and_rejects_a_corrupt_one() {
         let dir = tempfile::tempdir().unwrap();
-        let pretrain = crate::test_support::tiny_convnet();
-        let (vm, _) = init::build_model(
-            &pretrain.encoder,
-            &pretrain.head,
-            3,
-            pretrain.seed,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let meta = checkpoint::CheckpointMeta {
-            version: checkpoint::FORMAT_VERSION,
-            epoch: 1,
-            step: 1,
-            step_in_epoch: 0,
-            steps_per_epoch: 1,
-            epoch_loss_sum: 0.0,
-            epoch_acc_sum: 0.0,
-            config: pretrain.clone(),
-        };
-        let info = checkpoint::save(dir.path(), &meta, &vm, &[]).unwrap();
-        let r = info.clone();
-        let env = TrainEnv {
-            device: Device::Cpu,
-            data_path: dir.path().to_path_buf(),
-            checkpoint_dir: dir.path().to_path_buf(),
-            resume_from: vec![],
-            loader_threads: 1,
-        };
+        let (pretrain, r, env) = crate::test_support::untrained_checkpoint(dir.path());
         let (train, test) = (random_images(32, 1, 5), random_images(16, 2, 5));
         for (kind, on) in [
             (EvalKind::Linear, FeatureSource::H),

@@ -265,11 +265,23 @@ impl<'a> Worker<'a> {
         };
         let pretrain: PretrainConfig = serde_json::from_str(pretrain_json)
             .context("stored pretrain config does not parse (database from another version?)")?;
-        let env = self.train_env(run, &pretrain, pretrain_id)?;
-        let resumed_step = match run.stage {
-            StageKind::Pretrain => env.resume_from.first().map_or(0, |c| c.step as u64),
-            StageKind::Eval => 0,
+        let mut env = self.train_env(run, &pretrain, pretrain_id)?;
+        // An evaluation reads the pretrain's newest checkpoint and resumes from its own
+        // (the augmented linear protocol writes them; the others keep none).
+        let encoder = match run.stage {
+            StageKind::Pretrain => None,
+            StageKind::Eval => {
+                let newest = env
+                    .resume_from
+                    .first()
+                    .cloned()
+                    .context("the pretrain is done but has no recorded checkpoint")?;
+                env.checkpoint_dir = eval_checkpoint_dir(&env.checkpoint_dir, &run.id);
+                env.resume_from = self.rt.block_on(self.store.checkpoints(&run.id))?;
+                Some(newest)
+            }
         };
+        let resumed_step = env.resume_from.first().map_or(0, |c| c.step as u64);
         self.emit.send(&Event::Started {
             run: run.id.clone(),
             stage: run.stage,
@@ -288,12 +300,12 @@ impl<'a> Worker<'a> {
             last_flush: Instant::now(),
             epochs: pretrain.epochs,
         };
-        match run.stage {
-            StageKind::Pretrain => pretrain_stage(&pretrain, &env, &mut obs),
-            StageKind::Eval => {
+        match encoder {
+            None => pretrain_stage(&pretrain, &env, &mut obs),
+            Some(encoder) => {
                 let eval: EvalConfig = serde_json::from_str(&run.config)
                     .context("stored eval config does not parse")?;
-                eval_stage(&pretrain, &eval, &env, &mut obs)
+                eval_stage(&pretrain, &eval, &encoder, &env, &mut obs)
             }
         }
     }
@@ -341,18 +353,20 @@ fn pretrain_stage(
     })
 }
 
-/// Evaluates the pretrain's newest checkpoint and records the result.
+/// Where an evaluation keeps its own checkpoints: beside its pretrain's.
+fn eval_checkpoint_dir(pretrain_dir: &Path, eval_id: &str) -> PathBuf {
+    pretrain_dir.join(format!("eval-{eval_id}"))
+}
+
+/// Evaluates the pretrain checkpoint `encoder` and records the result.
 fn eval_stage(
     pretrain: &PretrainConfig,
     eval: &EvalConfig,
+    encoder: &Checkpoint,
     env: &TrainEnv,
     obs: &mut StoreObserver,
 ) -> Result<Executed> {
-    let newest = env
-        .resume_from
-        .first()
-        .context("the pretrain is done but has no recorded checkpoint")?;
-    let result = match ml::evaluate(pretrain, eval, newest, env, obs)? {
+    let result = match ml::evaluate(pretrain, eval, encoder, env, obs)? {
         EvalOutcome::Finished(result) => result,
         EvalOutcome::Stopped => return Ok(Executed::Stopped),
     };

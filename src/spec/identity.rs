@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::run::RunConfig;
-use crate::ml::config::{EvalConfig, PretrainConfig};
+use crate::ml::config::{EvalConfig, EvalProtocol, PretrainConfig};
 pub use crate::vocab::StageKind;
 
 /// Bump when a change to the code changes what a stored config means (training
@@ -102,12 +102,17 @@ pub fn eval_stage(pretrain: &RunId, cfg: &EvalConfig) -> Stage {
     }
 }
 
-/// "linear@h", "knn@z".
+/// "linear@h", "knn@z"; the paper's augmented linear protocol is "linear-aug@h", so that
+/// reports, the dashboard and `status` never mix its numbers with the features probe's.
 pub fn eval_label(cfg: &EvalConfig) -> String {
     let kind = serde_json::to_value(cfg.kind).ok();
     let on = serde_json::to_value(cfg.on).ok();
+    let protocol = match cfg.protocol {
+        EvalProtocol::Features => "",
+        EvalProtocol::Augmented => "-aug",
+    };
     format!(
-        "{}@{}",
+        "{}{protocol}@{}",
         kind.as_ref().and_then(Value::as_str).unwrap_or("?"),
         on.as_ref().and_then(Value::as_str).unwrap_or("?")
     )
@@ -203,6 +208,27 @@ mod tests {
         assert_ne!(sa[1].id, sb[1].id);
         assert_eq!(sa[1].parent.as_ref(), Some(&sa[0].id));
         assert_eq!(sa[1].label, "linear@h");
+    }
+
+    #[test]
+    fn the_linear_protocol_is_part_of_the_eval_id_and_label() {
+        let fast = run_from_yaml("evals: [{kind: linear}]");
+        let paper = run_from_yaml("evals: [{kind: linear, protocol: augmented}]");
+        let (sf, sp) = (stages(&fast, "fp"), stages(&paper, "fp"));
+        assert_eq!(sf[0].id, sp[0].id, "same pretrain");
+        assert_ne!(sf[1].id, sp[1].id, "protocol changes the eval id");
+        assert_eq!(sf[1].label, "linear@h");
+        assert_eq!(sp[1].label, "linear-aug@h");
+        // The augmented protocol's defaults are the official CIFAR-10 recipe; writing them
+        // out gives the same evaluation.
+        let explicit = run_from_yaml(
+            "evals: [{kind: linear, protocol: augmented, epochs: 100, lr: 0.1, \
+             lr_scaling: linear, batch_size: 512, weight_decay: 0, nesterov: true, head_bn: false}]",
+        );
+        assert_eq!(stages(&explicit, "fp")[1].id, sp[1].id);
+        // Each hyper-parameter still overrides the protocol's default.
+        let bn = run_from_yaml("evals: [{kind: linear, protocol: augmented, head_bn: true}]");
+        assert_ne!(stages(&bn, "fp")[1].id, sp[1].id);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::ml::config::{
-    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalKind, HeadKind, LossKind,
-    OptimizerConfig, OptimizerKind, PretrainConfig, DEFAULT_FOLDER_IMAGE_SIZE,
+    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalKind, EvalProtocol, HeadKind,
+    LossKind, OptimizerConfig, OptimizerKind, PretrainConfig, DEFAULT_FOLDER_IMAGE_SIZE,
 };
 
 /// One grid point, fully resolved.
@@ -81,7 +81,7 @@ impl RunConfig {
             p.dataset.image_size = Some(DEFAULT_FOLDER_IMAGE_SIZE);
         }
         for e in &mut self.evals {
-            let d = EvalConfig::default();
+            let d = EvalConfig::defaults_for(e.protocol);
             match e.kind {
                 EvalKind::Linear => {
                     e.k = d.k;
@@ -90,8 +90,11 @@ impl RunConfig {
                 EvalKind::Knn => {
                     e.epochs = d.epochs;
                     e.lr = d.lr;
+                    e.lr_scaling = d.lr_scaling;
                     e.batch_size = d.batch_size;
                     e.weight_decay = d.weight_decay;
+                    e.nesterov = d.nesterov;
+                    e.head_bn = d.head_bn;
                 }
             }
         }
@@ -277,6 +280,16 @@ impl RunConfig {
                     positive(&at("lr"), e.lr)?;
                 }
                 EvalKind::Knn => {
+                    if e.protocol != EvalProtocol::Features {
+                        return Err((
+                            at("protocol"),
+                            format!(
+                                "{} applies to linear evaluation; kNN reads the extracted features \
+                                 (remove protocol or use kind: linear)",
+                                e.protocol.name()
+                            ),
+                        ));
+                    }
                     if e.k == 0 {
                         return Err((at("k"), "must be at least 1".into()));
                     }

@@ -9,6 +9,7 @@ pub(crate) mod tensors;
 use std::path::Path;
 
 use crate::ml::config::{Arch, EncoderConfig, HeadConfig, PretrainConfig, Stem};
+use crate::ml::{checkpoint, init, Checkpoint, Device, TrainEnv};
 
 /// The smallest model a test trains: a width-1 ConvNet with the CIFAR stem and a
 /// 16-dimensional projection; everything else default.
@@ -25,6 +26,39 @@ pub(crate) fn tiny_convnet() -> PretrainConfig {
         },
         ..Default::default()
     }
+}
+
+/// A checkpoint of [`tiny_convnet`]'s untrained weights written into `dir`, and a CPU
+/// environment whose checkpoints (an evaluation's own) go to `dir/eval`.
+pub(crate) fn untrained_checkpoint(dir: &Path) -> (PretrainConfig, Checkpoint, TrainEnv) {
+    let pretrain = tiny_convnet();
+    let (vm, _) = init::build_model(
+        &pretrain.encoder,
+        &pretrain.head,
+        3,
+        pretrain.seed,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let meta = checkpoint::CheckpointMeta {
+        version: checkpoint::FORMAT_VERSION,
+        epoch: 1,
+        step: 1,
+        step_in_epoch: 0,
+        steps_per_epoch: 1,
+        epoch_loss_sum: 0.0,
+        epoch_acc_sum: 0.0,
+        config: pretrain.clone(),
+    };
+    let ckpt = checkpoint::save(dir, &meta, &vm, &[]).unwrap();
+    let env = TrainEnv {
+        device: Device::Cpu,
+        data_path: dir.to_path_buf(),
+        checkpoint_dir: dir.join("eval"),
+        resume_from: vec![],
+        loader_threads: 1,
+    };
+    (pretrain, ckpt, env)
 }
 
 /// Compares `actual` with the committed snapshot `dir/name` (relative to the crate root);

@@ -49,7 +49,7 @@ pub fn epoch_order(indices: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 /// HWC u8 -> CHW f32 in [0, 1]. `out` is `3 * hw` long.
-fn to_chw(src: &[u8], out: &mut [f32], hw: usize) {
+pub(crate) fn to_chw(src: &[u8], out: &mut [f32], hw: usize) {
     let (r, rest) = out.split_at_mut(hw);
     let (g, b) = rest.split_at_mut(hw);
     for (p, px) in src.chunks_exact(3).enumerate() {

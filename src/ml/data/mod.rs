@@ -25,6 +25,8 @@ pub use loader::{
 };
 pub use subset::balanced_subset;
 
+pub(crate) use loader::to_chw;
+
 #[cfg(test)]
 pub(crate) use cifar::{CIFAR10_TEST_FILES, CIFAR10_TRAIN_FILES};
 
