@@ -420,12 +420,22 @@ impl SweepData {
         }
     }
 
-    /// The evaluation the figures plot: linear on h if the sweep has it, else the first
-    /// linear evaluation, else the first one.
+    /// The evaluation config behind `label` (its first stage's), when it parses.
+    pub fn eval_config(&self, label: &str) -> Option<EvalConfig> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.eval(label))
+            .find_map(|e| EvalConfig::deserialize(&*e.config).ok())
+    }
+
+    /// The evaluation the figures plot: linear on h by the paper's augmented protocol if
+    /// the sweep has it, else the features probe on h, else the first linear evaluation,
+    /// else the first one.
     pub fn primary_label(&self) -> Option<&str> {
         self.labels
             .iter()
-            .find(|l| l.as_str() == "linear@h")
+            .find(|l| l.as_str() == "linear-aug@h")
+            .or_else(|| self.labels.iter().find(|l| l.as_str() == "linear@h"))
             .or_else(|| self.labels.iter().find(|l| l.starts_with("linear")))
             .or_else(|| self.labels.first())
             .map(|s| s.as_str())

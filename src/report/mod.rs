@@ -11,6 +11,7 @@
 mod aggregate;
 mod paper;
 mod plots;
+mod protocols;
 mod readme;
 mod sections;
 mod tables;

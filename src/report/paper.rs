@@ -3,7 +3,9 @@
 //! can set its own results beside them and say, setting by setting, where the two
 //! experiments differ.
 
-use crate::ml::config::{Arch, DatasetName, LossKind, PretrainConfig};
+use crate::ml::config::{
+    Arch, DatasetName, EvalConfig, EvalKind, EvalProtocol, LossKind, LrScaling, PretrainConfig,
+};
 
 /// Where and how the paper measured a table or figure. `None`: the paper's text does not
 /// pin the setting down (no difference line is printed for it).
@@ -16,13 +18,15 @@ pub(crate) struct PaperSetting {
     pub batch_size: Option<usize>,
 }
 
-/// Figure 5: ImageNet, ResNet-50; its cell values are not published in text.
+/// Figure 5: ImageNet, ResNet-50, trained in the default setting of section 2.3 ("unless
+/// otherwise specified": batch 4096, 100 epochs), which section 3 does not override; its
+/// cell values are not published in text.
 pub(crate) const FIGURE_5: PaperSetting = PaperSetting {
     source: "Figure 5",
     dataset: "ImageNet",
     encoder: "ResNet-50",
-    epochs: None,
-    batch_size: None,
+    epochs: Some(100),
+    batch_size: Some(4096),
 };
 
 /// Figure 8: the default setting of section 2.3 (batch 4096, 100 epochs).
@@ -52,7 +56,8 @@ pub(crate) const TABLE_5: PaperSetting = PaperSetting {
     batch_size: Some(4096),
 };
 
-/// Table B.1 / Figure 9: batch size and epochs are the axes themselves.
+/// Table B.1 / Figure 9: batch size and epochs are the axes themselves (LARS; Figure 9 is
+/// B.1's linear-scaling column, 0.3 x B/256; B.1 adds square-root scaling, 0.075 x sqrt(B)).
 pub(crate) const TABLE_B1: PaperSetting = PaperSetting {
     source: "Table B.1",
     dataset: "ImageNet",
@@ -100,7 +105,8 @@ pub(crate) fn table5(l2_norm: bool, temperature: f64) -> Option<(f64, f64)> {
 /// Batch sizes and epochs of Table B.1.
 pub(crate) const B1_BATCHES: [usize; 6] = [256, 512, 1024, 2048, 4096, 8192];
 pub(crate) const B1_EPOCHS: [usize; 4] = [100, 200, 400, 800];
-const B1: [[f64; 4]; 6] = [
+/// Table B.1, left of the slash: linear LR scaling (these are Figure 9's bars).
+const B1_LINEAR: [[f64; 4]; 6] = [
     [57.5, 61.9, 64.7, 66.6],
     [60.7, 64.0, 66.2, 67.8],
     [62.8, 65.3, 67.2, 68.5],
@@ -108,12 +114,61 @@ const B1: [[f64; 4]; 6] = [
     [64.6, 66.5, 68.2, 68.9],
     [64.8, 66.6, 67.8, 69.0],
 ];
+/// Table B.1, right of the slash: square-root LR scaling.
+const B1_SQRT: [[f64; 4]; 6] = [
+    [62.8, 64.3, 65.7, 66.5],
+    [63.8, 65.6, 66.7, 67.4],
+    [64.3, 66.1, 67.2, 68.3],
+    [64.7, 66.8, 67.9, 68.8],
+    [64.5, 66.8, 68.0, 69.1],
+    [64.8, 67.0, 68.3, 69.1],
+];
 
-/// Table B.1 top-1 (%) with linear LR scaling.
-pub(crate) fn table_b1(batch_size: usize, epochs: usize) -> Option<f64> {
+/// Table B.1 top-1 (%) at a batch size and epochs under LR scaling rule `scaling`; `None`
+/// where the paper has no such cell (and for no scaling, which it did not run).
+pub(crate) fn table_b1(batch_size: usize, epochs: usize, scaling: LrScaling) -> Option<f64> {
     let b = B1_BATCHES.iter().position(|&x| x == batch_size)?;
     let e = B1_EPOCHS.iter().position(|&x| x == epochs)?;
-    Some(B1[b][e])
+    match scaling {
+        LrScaling::Linear => Some(B1_LINEAR[b][e]),
+        LrScaling::Sqrt => Some(B1_SQRT[b][e]),
+        LrScaling::None => None,
+    }
+}
+
+/// A scaling rule as Table B.1's caption names it.
+pub(crate) fn scaling_name(s: LrScaling) -> &'static str {
+    match s {
+        LrScaling::Linear => "linear",
+        LrScaling::Sqrt => "square root",
+        LrScaling::None => "none",
+    }
+}
+
+/// How the evaluation `label` differs from the paper's linear evaluation (appendix B.6: a
+/// fresh random crop + flip of each image through the frozen encoder every step, Nesterov
+/// momentum, batch 4096, 90 epochs, 0.1 x B/256); `None` when it is that protocol at the
+/// paper's batch size and epochs.
+pub(crate) fn protocol_difference(label: &str, cfg: &EvalConfig) -> Option<String> {
+    const PAPER: &str = "appendix B.6 (augmented crops through the frozen encoder, \
+                         batch 4096, 90 epochs)";
+    match (cfg.kind, cfg.protocol) {
+        (EvalKind::Knn, _) => Some(format!(
+            "evaluation: paper linear, {PAPER}; ours {label}, a kNN vote"
+        )),
+        (EvalKind::Linear, EvalProtocol::Features) => Some(format!(
+            "linear evaluation: paper {PAPER}; ours {label}, features extracted once from \
+             un-augmented images (the fast probe)"
+        )),
+        (EvalKind::Linear, EvalProtocol::Augmented) => (cfg.batch_size != 4096 || cfg.epochs != 90)
+            .then(|| {
+                format!(
+                    "linear evaluation: paper {PAPER}; ours {label}, the same protocol at batch \
+                     {}, {} epochs",
+                    cfg.batch_size, cfg.epochs
+                )
+            }),
+    }
 }
 
 fn dataset_name(c: &PretrainConfig) -> String {
@@ -201,9 +256,63 @@ mod tests {
         assert_eq!(table5(true, 0.1), Some((87.8, 64.4)));
         assert_eq!(table5(false, 100.0), Some((92.1, 57.0)));
         assert_eq!(table5(true, 0.2), None);
-        assert_eq!(table_b1(1024, 400), Some(67.2));
-        assert_eq!(table_b1(8192, 800), Some(69.0));
-        assert_eq!(table_b1(100, 2), None);
+        assert_eq!(table_b1(1024, 400, LrScaling::Linear), Some(67.2));
+        assert_eq!(table_b1(8192, 800, LrScaling::Linear), Some(69.0));
+        assert_eq!(table_b1(100, 2, LrScaling::Linear), None);
+    }
+
+    #[test]
+    fn table_b1_has_both_scaling_rules_and_none_for_unscaled_runs() {
+        // The corners and a middle cell of each side of the slash (arXiv v3, Table B.1).
+        assert_eq!(table_b1(256, 100, LrScaling::Linear), Some(57.5));
+        assert_eq!(table_b1(256, 100, LrScaling::Sqrt), Some(62.8));
+        assert_eq!(table_b1(2048, 400, LrScaling::Sqrt), Some(67.9));
+        assert_eq!(table_b1(8192, 800, LrScaling::Sqrt), Some(69.1));
+        assert_eq!(table_b1(4096, 100, LrScaling::Sqrt), Some(64.5));
+        // At batch 4096 the two rules give the same learning rate (4.8): close values.
+        for e in B1_EPOCHS {
+            let (l, q) = (
+                table_b1(4096, e, LrScaling::Linear).unwrap(),
+                table_b1(4096, e, LrScaling::Sqrt).unwrap(),
+            );
+            assert!((l - q).abs() <= 0.3, "{e}: {l} vs {q}");
+        }
+        // Square root wins at small batches and few epochs, as the caption says.
+        assert!(table_b1(256, 100, LrScaling::Sqrt) > table_b1(256, 100, LrScaling::Linear));
+        assert_eq!(table_b1(256, 100, LrScaling::None), None);
+    }
+
+    #[test]
+    fn figure_5s_default_setting_and_the_linear_protocol_are_listed_as_differences() {
+        let mut c = PretrainConfig::default();
+        c.encoder.arch = Arch::Convnet;
+        c.epochs = 3;
+        c.batch_size = 512;
+        assert_eq!(
+            differences(&FIGURE_5, &[&c]),
+            [
+                "dataset: paper ImageNet, ours CIFAR-10",
+                "encoder: paper ResNet-50, ours ConvNet",
+                "epochs: paper 100, ours 3",
+                "batch size: paper 4096, ours 512"
+            ]
+        );
+        let fast = protocol_difference("linear@h", &EvalConfig::default()).unwrap();
+        assert!(
+            fast.contains("ours linear@h, features extracted once"),
+            "{fast}"
+        );
+        let paper = protocol_difference("linear-aug@h", &EvalConfig::augmented()).unwrap();
+        assert!(
+            paper.contains("same protocol at batch 512, 100 epochs"),
+            "{paper}"
+        );
+        let exact = EvalConfig {
+            batch_size: 4096,
+            epochs: 90,
+            ..EvalConfig::augmented()
+        };
+        assert_eq!(protocol_difference("linear-aug@h", &exact), None);
     }
 
     #[test]

@@ -7,13 +7,14 @@
 
 use serde_json::Value;
 
-use crate::ml::config::{AugOp, AugProtocol, HeadKind, LossKind, PretrainConfig};
+use crate::ml::config::{AugOp, AugProtocol, HeadKind, LossKind, LrScaling, PretrainConfig};
 use crate::store::MetricRecord;
 use crate::vocab::metric;
 
 use super::aggregate::{compact, CellData, CellValue, Stat, SweepData};
 use super::paper::{self, PaperSetting};
 use super::plots::{Curve, Figure, Plot, Series};
+use super::protocols;
 use super::tables::{Table, Val};
 use super::tuning::{best_per_group, SELECTION_SPLIT};
 
@@ -150,7 +151,11 @@ fn configs<'a>(data: &'a SweepData, cells: &[&CellData]) -> Vec<&'a PretrainConf
         .collect()
 }
 
+/// The paper's finding and the settings in which ours differ, the linear evaluation
+/// protocol of `label` (the evaluation set beside the paper's numbers) among them.
 fn paper_lines(
+    data: &SweepData,
+    label: &str,
     finding: Option<&str>,
     setting: &PaperSetting,
     ours: &[&PretrainConfig],
@@ -159,7 +164,13 @@ fn paper_lines(
     if let Some(f) = finding {
         out.push(format!("The paper's {} finds: {f}.", setting.source));
     }
-    let diffs = paper::differences(setting, ours);
+    let mut diffs = paper::differences(setting, ours);
+    if let Some(d) = data
+        .eval_config(label)
+        .and_then(|c| paper::protocol_difference(label, &c))
+    {
+        diffs.push(d);
+    }
     if !diffs.is_empty() {
         out.push(format!(
             "Settings that differ from the paper's {} ({} {}):",
@@ -172,6 +183,14 @@ fn paper_lines(
 
 fn label_header(label: &str) -> String {
     format!("top-1 {label}")
+}
+
+/// One note per evaluation label shown: which protocol produced its numbers.
+fn protocol_notes(data: &SweepData, labels: &[String]) -> Vec<String> {
+    labels
+        .iter()
+        .filter_map(|l| data.eval_config(l).map(|c| protocols::describe(l, &c)))
+        .collect()
 }
 
 fn primary(data: &SweepData) -> String {
@@ -252,6 +271,7 @@ fn figure5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
             AugProtocol::Symmetric => "Protocol symmetric (not Figure 5's): the ops on both views.",
         }.into());
     }
+    notes.extend(protocol_notes(data, std::slice::from_ref(&label)));
     let caption = format!(
         "Figure 5{suffix}: linear evaluation under single or composed augmentations (one-branch protocol)"
     );
@@ -275,6 +295,8 @@ fn figure5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
         },
     });
     s.paper = paper_lines(
+        data,
+        &label,
         Some(paper::FIGURE_5_FINDING),
         &paper::FIGURE_5,
         &configs(data, cells),
@@ -309,6 +331,12 @@ fn figure8(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
     {
         for label in &linear_labels {
             let on = label.split('@').nth(1).unwrap_or(label);
+            // Two linear protocols on the same representation stay apart in the legend.
+            let proto = if label.starts_with("linear-aug") {
+                " (augmented)"
+            } else {
+                ""
+            };
             let mut points: Vec<(f64, Stat)> = cells
                 .iter()
                 .filter(|c| data.first(c).config.head.kind == kind)
@@ -322,7 +350,7 @@ fn figure8(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
             }
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             let sr = Series {
-                name: format!("{} head, {on}", head_kind_name(kind)),
+                name: format!("{} head, {on}{proto}", head_kind_name(kind)),
                 color: ki,
                 dashed: on == "z",
                 points,
@@ -371,6 +399,7 @@ fn figure8(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
             ));
         }
     }
+    notes.extend(protocol_notes(data, &data.labels));
     let caption =
         format!("Figure 8{suffix}: linear evaluation against projection head and output dimension");
     let mut s = Section::new(format!("Figure 8: projection heads{suffix}"));
@@ -393,6 +422,8 @@ fn figure8(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
         },
     });
     s.paper = paper_lines(
+        data,
+        &primary(data),
         Some(paper::FIGURE_8_FINDING),
         &paper::FIGURE_8,
         &configs(data, cells),
@@ -546,9 +577,18 @@ fn table4(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
         ),
         header,
         rows,
-        notes,
+        notes: notes
+            .into_iter()
+            .chain(protocol_notes(data, &data.labels))
+            .collect(),
     });
-    s.paper = paper_lines(None, &paper::TABLE_4, &configs(data, cells));
+    s.paper = paper_lines(
+        data,
+        &primary(data),
+        None,
+        &paper::TABLE_4,
+        &configs(data, cells),
+    );
     s
 }
 
@@ -597,13 +637,24 @@ fn table5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
              included (2N-1 candidates); lower than the paper's definition, no paper value."
                 .into(),
             "Paper columns: ImageNet, ResNet-50 (Chen et al. 2020, Table 5).".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(protocol_notes(data, &data.labels))
+        .collect(),
     });
-    s.paper = paper_lines(None, &paper::TABLE_5, &configs(data, cells));
+    s.paper = paper_lines(
+        data,
+        &primary(data),
+        None,
+        &paper::TABLE_5,
+        &configs(data, cells),
+    );
     s
 }
 
-/// Figure 9: batch size x epochs as grouped bars, with Table B.1 beside.
+/// Figure 9: batch size x epochs as grouped bars, with Table B.1 beside: the paper's value
+/// of a cell only under the learning-rate scaling rule the cell was trained with (Figure 9
+/// itself is Table B.1's linear-scaling column; B.1 adds square-root scaling).
 fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
     let label = primary(data);
     let mut batches: Vec<usize> = cells
@@ -615,20 +666,25 @@ fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
     let mut epochs: Vec<usize> = cells.iter().map(|c| data.first(c).config.epochs).collect();
     epochs.sort_unstable();
     epochs.dedup();
+    let cell_at = |b: usize, e: usize| {
+        cells.iter().find(|c| {
+            let k = &data.first(c).config;
+            k.batch_size == b && k.epochs == e
+        })
+    };
     let value = |b: usize, e: usize| -> CellValue {
-        cells
-            .iter()
-            .find(|c| {
-                let k = &data.first(c).config;
-                k.batch_size == b && k.epochs == e
-            })
+        cell_at(b, e)
             .map(|c| data.top1(c, &label))
             .unwrap_or(CellValue::Missing("missing"))
+    };
+    let paper_at = |b: usize, e: usize| -> Option<f64> {
+        let c = cell_at(b, e)?;
+        paper::table_b1(b, e, data.first(c).config.optimizer.lr_scaling)
     };
     let with_paper: Vec<usize> = epochs
         .iter()
         .copied()
-        .filter(|&e| batches.iter().any(|&b| paper::table_b1(b, e).is_some()))
+        .filter(|&e| batches.iter().any(|&b| paper_at(b, e).is_some()))
         .collect();
     let mut header = vec!["batch size".to_string()];
     for e in &epochs {
@@ -644,12 +700,30 @@ fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
             for &e in &epochs {
                 r.push(Val::Ours(value(b, e)));
                 if with_paper.contains(&e) {
-                    r.push(Val::Paper(paper::table_b1(b, e)));
+                    r.push(Val::Paper(paper_at(b, e)));
                 }
             }
             r
         })
         .collect();
+    let mut rules: Vec<LrScaling> = Vec::new();
+    for c in cells {
+        let r = data.first(c).config.optimizer.lr_scaling;
+        if !rules.contains(&r) {
+            rules.push(r);
+        }
+    }
+    let mut notes = Vec::new();
+    if !with_paper.is_empty() {
+        let names: Vec<&str> = rules.iter().map(|&r| paper::scaling_name(r)).collect();
+        notes.push(format!(
+            "Paper columns: Table B.1 (ImageNet, ResNet-50, LARS) under the learning-rate \
+             scaling rule each cell was trained with ({}); the paper's Figure 9 is its \
+             linear-scaling column.",
+            names.join(", ")
+        ));
+    }
+    notes.extend(protocol_notes(data, std::slice::from_ref(&label)));
     let caption =
         format!("Figure 9{suffix}: top-1 (%) of {label} against batch size and training epochs");
     let mut s = Section::new(format!("Figure 9: batch size and epochs{suffix}"));
@@ -658,31 +732,40 @@ fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
         caption: caption.clone(),
         header,
         rows,
-        notes: vec![],
+        notes,
     });
     if with_paper.is_empty() {
         // None of our cells is one of the paper's: its Table B.1 as a reference of trends.
+        let scalings = [LrScaling::Linear, LrScaling::Sqrt];
         let mut header = vec!["batch size".to_string()];
-        header.extend(paper::B1_EPOCHS.iter().map(|e| format!("{e} epochs")));
+        for e in paper::B1_EPOCHS {
+            for r in scalings {
+                header.push(format!("{e} epochs, {}", paper::scaling_name(r)));
+            }
+        }
         s.tables.push(Table {
             id: format!("table_b1_paper{id}"),
-            caption: "The paper's Table B.1 (ImageNet, ResNet-50, linear LR scaling): top-1 (%)"
+            caption: "The paper's Table B.1 (ImageNet, ResNet-50, LARS): top-1 (%) with linear \
+                      (0.3 x B/256) and square-root (0.075 x sqrt(B)) LR scaling"
                 .into(),
             header,
             rows: paper::B1_BATCHES
                 .iter()
                 .map(|&b| {
                     let mut r = vec![Val::text(b.to_string())];
-                    r.extend(
-                        paper::B1_EPOCHS
-                            .iter()
-                            .map(|&e| Val::Paper(paper::table_b1(b, e))),
-                    );
+                    for e in paper::B1_EPOCHS {
+                        r.extend(
+                            scalings
+                                .iter()
+                                .map(|&sc| Val::Paper(paper::table_b1(b, e, sc))),
+                        );
+                    }
                     r
                 })
                 .collect(),
             notes: vec![
-                "None of this sweep's cells has the paper's batch size and epochs; compare trends."
+                "None of this sweep's cells has one of the paper's batch sizes and epochs under \
+                 its LR scaling rule; compare trends."
                     .into(),
             ],
         });
@@ -702,7 +785,7 @@ fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
                 .collect(),
         },
     });
-    s.paper = paper_lines(None, &paper::TABLE_B1, &configs(data, cells));
+    s.paper = paper_lines(data, &label, None, &paper::TABLE_B1, &configs(data, cells));
     s
 }
 
@@ -886,7 +969,7 @@ fn all_cells(data: &SweepData) -> Section {
         caption: format!("Every cell of {}: mean over seeds", data.sweep.name),
         header,
         rows,
-        notes: vec![],
+        notes: protocol_notes(data, &data.labels),
     });
     s
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::ml::config::{
-    AugOp, AugProtocol, EvalConfig, FeatureSource, HeadKind, LossKind, PretrainConfig,
+    AugOp, AugProtocol, EvalConfig, FeatureSource, HeadKind, LossKind, LrScaling, PretrainConfig,
 };
 use crate::ml::Checkpoint;
 use crate::store::{LeaseHolder, MetricRecord, NewStage, NewSweep};
@@ -669,6 +669,95 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     });
     assert!(out.join("fig8_head_dims.png").exists());
     keep(&out, "heads");
+}
+
+/// Figure 9's cells (256, 100) and (512, 200) trained with `scaling`, evaluated by `evals`;
+/// the report's README.
+fn batch_epochs_readme(scaling: LrScaling, evals: &[(&'static str, EvalConfig)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cells: Vec<Cell> = [(256, 100), (512, 200)]
+        .into_iter()
+        .map(|(b, e)| {
+            let mut config = smoke_base();
+            config.batch_size = b;
+            config.epochs = e;
+            config.optimizer.lr_scaling = scaling;
+            Cell {
+                coords: vec![("batch_size", json!(b)), ("epochs", json!(e))],
+                config,
+            }
+        })
+        .collect();
+    let out = dir.path().join("out");
+    rt().block_on(async {
+        let store = fixture(
+            &dir.path().join("a.db"),
+            "be",
+            &cells,
+            &[0],
+            evals,
+            |ci, _| Fate::Done(50.0 + ci as f64),
+        )
+        .await;
+        write(&store, "be", &out, &[Format::Md]).await.unwrap();
+        store.close().await;
+    });
+    std::fs::read_to_string(out.join("README.md")).unwrap()
+}
+
+#[test]
+fn figure_9_sets_table_b1_only_beside_cells_with_the_same_lr_scaling() {
+    let md = batch_epochs_readme(LrScaling::Sqrt, &evals()[..1]);
+    // Square-root scaling: B.1's right-hand values (62.8 at 256/100, 65.6 at 512/200).
+    assert!(
+        md.contains("| 256 | 50.0 | 62.8 | — (missing) | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 512 | — (missing) | — | 51.0 | 65.6 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("scaling rule each cell was trained with (square root)"),
+        "{md}"
+    );
+    let md = batch_epochs_readme(LrScaling::Linear, &evals()[..1]);
+    assert!(md.contains("| 256 | 50.0 | 57.5 |"), "{md}");
+    // No scaling: the paper never ran that, so no paper column beside ours; its Table B.1
+    // with both rules as a reference instead.
+    let md = batch_epochs_readme(LrScaling::None, &evals()[..1]);
+    assert!(
+        md.contains("| batch size | 100 epochs | 200 epochs |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 100 epochs, linear | 100 epochs, square root |"),
+        "{md}"
+    );
+    assert!(md.contains("| 256 | 57.5 | 62.8 | 61.9 | 64.3 |"), "{md}");
+}
+
+#[test]
+fn reports_say_which_linear_protocol_produced_each_number() {
+    let evals = vec![
+        ("linear@h", EvalConfig::default()),
+        ("linear-aug@h", EvalConfig::augmented()),
+    ];
+    let md = batch_epochs_readme(LrScaling::Linear, &evals);
+    // The paper's protocol is the one plotted beside the paper's numbers.
+    assert!(
+        md.contains("top-1 (%) of linear-aug@h against batch size"),
+        "{md}"
+    );
+    assert!(
+        md.contains("linear-aug@h: the paper's linear evaluation (appendix B.6"),
+        "{md}"
+    );
+    assert!(md.contains("linear@h: fast linear probe"), "{md}");
+    assert!(
+        md.contains("ours linear-aug@h, the same protocol at batch 512, 100 epochs"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -408,6 +408,14 @@ fn out_of_range_values_are_rejected_with_their_field() {
         assert_eq!(e.path, field, "{e}");
         assert_eq!(e.location.map(|l| l.line), Some(line), "{e}");
     }
+    let knn = err("name: t\nbase:\n  evals: [{kind: knn, protocol: augmented}]\n");
+    assert_eq!(knn.path, "base.evals.0.protocol", "{knn}");
+    assert!(knn.message.contains("linear evaluation"), "{knn}");
+    let proto = err("name: t\nbase:\n  evals: [{kind: linear, protocol: augmentd}]\n");
+    assert!(
+        proto.hint.as_deref().unwrap_or("").contains("`augmented`"),
+        "{proto}"
+    );
     let op = err("name: t\ngrid:\n  augment.ops: {pairs_of: [crop, colour]}\n");
     assert!(op.hint.as_deref().unwrap_or("").contains("`color`"), "{op}");
 }

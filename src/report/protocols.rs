@@ -1,0 +1,114 @@
+//! Which evaluation protocol produced a number: one line per evaluation label, written
+//! under every table and figure that shows its top-1 (issue: the paper's augmented linear
+//! protocol and the fast features probe give different numbers and must never be mixed up).
+
+use crate::ml::config::{EvalConfig, EvalKind, EvalProtocol, FeatureSource, LrScaling};
+
+fn on(cfg: &EvalConfig) -> &'static str {
+    match cfg.on {
+        FeatureSource::H => "h",
+        FeatureSource::Z => "z = g(h)",
+    }
+}
+
+fn subsets(cfg: &EvalConfig) -> String {
+    let part = |n: Option<usize>, split: &str| match n {
+        Some(n) => format!(", {n}-image {split} subset"),
+        None => String::new(),
+    };
+    format!(
+        "{}{}",
+        part(cfg.train_subset, "train"),
+        part(cfg.test_subset, "test")
+    )
+}
+
+/// The classifier's optimisation in words: "100 epochs, batch 512, Nesterov momentum 0.9,
+/// lr 0.1 x B/256 = 0.2 with cosine decay, weight decay 0".
+fn classifier(cfg: &EvalConfig) -> String {
+    let lr = match cfg.lr_scaling {
+        LrScaling::None => format!("lr {}", cfg.lr),
+        LrScaling::Linear => format!(
+            "lr {} x B/256 = {}",
+            cfg.lr,
+            round(cfg.peak_lr(cfg.batch_size))
+        ),
+        LrScaling::Sqrt => format!(
+            "lr {} x sqrt(B) = {}",
+            cfg.lr,
+            round(cfg.peak_lr(cfg.batch_size))
+        ),
+    };
+    format!(
+        "{} epochs, batch {}, {} momentum 0.9, {lr} with cosine decay, weight decay {}{}",
+        cfg.epochs,
+        cfg.batch_size,
+        if cfg.nesterov { "Nesterov" } else { "plain" },
+        cfg.weight_decay,
+        if cfg.head_bn {
+            ", BN on the logits"
+        } else {
+            ""
+        }
+    )
+}
+
+fn round(v: f64) -> String {
+    format!("{}", (v * 1e6).round() / 1e6)
+}
+
+/// "`label`: what produced its numbers".
+pub(crate) fn describe(label: &str, cfg: &EvalConfig) -> String {
+    let what = match (cfg.kind, cfg.protocol) {
+        (EvalKind::Knn, _) => format!(
+            "weighted kNN (k = {}, tau = {}) on {} features extracted once from the \
+             un-augmented images",
+            cfg.k,
+            cfg.temperature,
+            on(cfg)
+        ),
+        (EvalKind::Linear, EvalProtocol::Features) => format!(
+            "fast linear probe: {} features extracted once from the un-augmented images, \
+             standardised; {}",
+            on(cfg),
+            classifier(cfg)
+        ),
+        (EvalKind::Linear, EvalProtocol::Augmented) => format!(
+            "the paper's linear evaluation (appendix B.6, official CIFAR-10 recipe): a fresh \
+             random crop + flip of every training image through the frozen encoder at each \
+             step, classifier on {}; {}",
+            on(cfg),
+            classifier(cfg)
+        ),
+    };
+    format!("{label}: {what}{}.", subsets(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_protocol_is_named_with_its_settings() {
+        let fast = describe("linear@h", &EvalConfig::default());
+        assert!(fast.contains("fast linear probe"), "{fast}");
+        assert!(
+            fast.contains("100 epochs, batch 256, plain momentum 0.9, lr 0.1 with"),
+            "{fast}"
+        );
+        let paper = describe("linear-aug@h", &EvalConfig::augmented());
+        assert!(paper.contains("the paper's linear evaluation"), "{paper}");
+        assert!(
+            paper.contains("batch 512, Nesterov momentum 0.9, lr 0.1 x B/256 = 0.2"),
+            "{paper}"
+        );
+        let knn = EvalConfig {
+            kind: EvalKind::Knn,
+            train_subset: Some(2000),
+            ..EvalConfig::default()
+        };
+        let k = describe("knn@h", &knn);
+        assert!(k.starts_with("knn@h: weighted kNN (k = 200"), "{k}");
+        assert!(k.ends_with(", 2000-image train subset."), "{k}");
+    }
+}
