@@ -1,7 +1,7 @@
 //! What `sweep plan` says a sweep will cost: CPU seconds per run from measured throughput,
 //! and durations as a person reads them.
 
-use crate::ml::config::Arch;
+use crate::ml::config::{Arch, EvalKind, EvalProtocol};
 use crate::spec::RunConfig;
 
 /// Rough CPU seconds of a run on the 2-core development machine, from end-to-end stage
@@ -19,12 +19,17 @@ pub(super) fn estimate_seconds(run: &RunConfig) -> f64 {
     } / (p.encoder.width * p.encoder.width) as f64;
     let n_train = p.dataset.train_subset.unwrap_or(50_000) as f64;
     let pretrain = n_train * p.epochs as f64 / pairs_per_sec;
-    // Evaluation: forward passes only, about 2.2 images per training pair-time.
+    // Evaluation: forward passes only, about 2.2 images per training pair-time; the
+    // augmented linear protocol passes the train images through the encoder every epoch.
     let eval: f64 = run
         .evals
         .iter()
         .map(|e| {
-            let n = e.train_subset.unwrap_or(50_000) + e.test_subset.unwrap_or(10_000);
+            let passes = match (e.kind, e.protocol) {
+                (EvalKind::Linear, EvalProtocol::Augmented) => e.epochs.max(1),
+                _ => 1,
+            };
+            let n = e.train_subset.unwrap_or(50_000) * passes + e.test_subset.unwrap_or(10_000);
             n as f64 / (pairs_per_sec * 2.2)
         })
         .sum();
