@@ -3,7 +3,9 @@
 //! they live in the `VarMap`), the optimizer state (`optim/<name>`) and, as string
 //! metadata, a JSON [`CheckpointMeta`] (epochs completed, next global step, position in the
 //! epoch, the whole `PretrainConfig`, format version) under the metadata key
-//! `simclr-sweep-checkpoint`. Identical states give byte-identical files (and sha256).
+//! `simclr-sweep-checkpoint`. Identical states give byte-identical files (and sha256). The
+//! augmented linear evaluation (`eval_aug`) writes its checkpoints with the same layout and
+//! code ([`encode`], [`save_bytes`], [`decode`]) under its own metadata key.
 //!
 //! There is no RNG state to store: every random decision is drawn from `rng::stream` keyed by
 //! (seed, epoch, image index, view), so seed + epoch + step_in_epoch *is* the RNG and

@@ -1,11 +1,15 @@
-//! Evaluation of a pretrained checkpoint on frozen features (section 2.3 / appendix B.6
+//! Evaluation of a pretrained checkpoint with a frozen encoder (section 2.3 / appendix B.6
 //! linear protocol; the kNN monitor of later contrastive work), on h or on z (Figure 8).
 //!
-//! Features of the train split (or a class-balanced subset seeded by the pretrain seed) and of
-//! the test split are extracted once, with BatchNorm in eval mode (running statistics), then:
-//! - linear: features standardised with the train mean/std, a multinomial logistic
-//!   regression (zero init) trained by minibatch SGD (momentum 0.9, cosine learning rate from
-//!   `eval.lr` to 0, `eval.weight_decay` on the weights, not the bias), order drawn from
+//! Linear evaluation has two protocols (`EvalConfig::protocol`, part of the eval id):
+//! `augmented`, the paper's, lives in `eval_aug` (fresh crops and flips through the encoder
+//! every step). Here is the other, `features`, the fast probe, and kNN: features of the train
+//! split (or a class-balanced subset seeded by the pretrain seed) and of the test split are
+//! extracted once, with BatchNorm in eval mode (running statistics), then:
+//! - linear: features standardised with the train mean/std, the classifier of
+//!   `linear_head` (zero init, or N(0, 0.01) under BN) trained by minibatch SGD (momentum
+//!   0.9, Nesterov if `eval.nesterov`, cosine learning rate from `eval.peak_lr` to 0,
+//!   `eval.weight_decay` on the weights, not the bias), order drawn from
 //!   `rng::stream(seed, Domain::Eval, ..)`; top-1 / top-5 on the test features.
 //! - kNN: cosine similarity to every train feature, the k = min(eval.k, n_train) nearest
 //!   (ties: lower train index), each voting exp(sim / temperature) for its class; the class
@@ -14,8 +18,9 @@
 //! Ties between class scores rank the lower class index first.
 //!
 //! A stop request (the observer's `Control::Stop`) ends an evaluation with
-//! [`EvalOutcome::Stopped`], never an error: it keeps no checkpoint (its work is minutes at
-//! most and deterministic), so the next attempt starts it again and gives the same numbers.
+//! [`EvalOutcome::Stopped`], never an error. These two keep no checkpoint (their work is
+//! minutes at most and deterministic): the next attempt starts them again and gives the same
+//! numbers. The augmented protocol checkpoints and resumes (see `eval_aug`).
 
 use std::sync::Arc;
 

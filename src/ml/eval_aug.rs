@@ -141,16 +141,16 @@ impl AugmentedRun<'_> {
         let spe = n / bs;
         let total = spe * eval.epochs;
         let peak = eval.peak_lr(eval.batch_size);
-        let fresh = |_: ()| -> Result<(LinearHead, Optimizer), MlError> {
+        let fresh = || -> Result<(LinearHead, Optimizer), MlError> {
             let head = LinearHead::new(dim, classes, eval.head_bn, self.seed, dev)?;
             let opt = linear_head::optimizer(eval, &head);
             Ok((head, opt))
         };
-        let (mut head, mut opt) = fresh(())?;
+        let (mut head, mut opt) = fresh()?;
         let mut pos = match self.resume(&mut head, &mut opt, spe) {
             Some(p) => p,
             None => {
-                (head, opt) = fresh(())?; // a failed restore may have changed some tensors
+                (head, opt) = fresh()?; // a failed restore may have changed some tensors
                 self.start(spe)
             }
         };

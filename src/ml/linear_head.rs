@@ -207,8 +207,10 @@ impl LinearHead {
                     like.dims()
                 )));
             }
+            // A copy: the state may hold this very head's tensors.
             v.to_device(like.device())
                 .and_then(|v| v.to_dtype(like.dtype()))
+                .and_then(|v| v.copy())
                 .map_err(tensor_err)
         };
         let expected = self.state().len();

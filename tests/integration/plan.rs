@@ -14,7 +14,7 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
     let out = text(&o);
     assert!(out.contains("49 pretrain runs, 147 stages"), "{out}");
     assert!(
-        out.contains("[crop,cutout]") && out.contains("linear@h new, knn@h new"),
+        out.contains("[crop,cutout]") && out.contains("linear-aug@h new, knn@h new"),
         "{out}"
     );
     let o = env.run(&[

@@ -174,6 +174,56 @@ fn ctrl_c_during_an_evaluation_releases_it_and_resume_completes_it_in_one_attemp
 }
 
 #[test]
+fn the_papers_linear_protocol_checkpoints_on_ctrl_c_and_resumes_to_the_same_numbers() {
+    // Augmented crops through the encoder every step: long enough to stop in the middle.
+    let spec_text = tiny_spec("a", &[0.5], 1).replace(
+        "{kind: linear, train_subset: 100, test_subset: 20, epochs: 3, batch_size: 25}",
+        "{kind: linear, protocol: augmented, train_subset: 100, test_subset: 20, epochs: 200, \
+         batch_size: 25}",
+    );
+    let reference = Env::new(2);
+    let spec = reference.write("a.yaml", &spec_text);
+    let o = reference.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = all_metrics(&reference);
+    assert!(expected.keys().any(|k| k.1 == "eval/train_top1"));
+
+    let env = Env::new(2);
+    let spec = env.write("a.yaml", &spec_text);
+    let (code, rest) = ctrl_c_at(&env, &spec, "linear-aug@h: started");
+    assert_eq!(code, Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("released")), "{rest:?}");
+    // The stopped evaluation recorded its own checkpoint, under its own id.
+    let eval_checkpoints: Vec<(String,)> = env.query(async |pool| {
+        sqlx::query_as(
+            "SELECT c.path FROM checkpoints c JOIN runs r ON r.id = c.run_id \
+             WHERE r.stage = 'eval'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    });
+    assert!(!eval_checkpoints.is_empty(), "{rest:?}");
+    assert!(eval_checkpoints.iter().all(|(p,)| p.contains("/eval-")));
+
+    let o = env.run(&["resume", "a"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // It continued from its checkpoint rather than starting over.
+    assert!(
+        text(&o).contains("linear-aug@h: started") && text(&o).contains(", from step "),
+        "{}",
+        text(&o)
+    );
+    let st = stages(&env);
+    assert!(st.iter().all(|(_, s, a)| s == "done" && *a == 1), "{st:?}");
+    assert_eq!(
+        all_metrics(&env),
+        expected,
+        "same numbers as the uninterrupted run"
+    );
+}
+
+#[test]
 fn two_processes_on_one_database_run_each_stage_once() {
     let env = Env::new(2);
     let spec = env.write("p.yaml", &tiny_spec("p", &[0.5, 0.4, 0.3, 0.2], 1));
