@@ -301,9 +301,9 @@ impl AugmentedRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::config::EvalKind;
+    use crate::ml::config::{EvalKind, EvalProtocol};
     use crate::ml::eval::evaluate_on;
-    use crate::ml::observer::NullObserver;
+    use crate::ml::observer::{NullObserver, ObserverError};
     use crate::test_support::images::{random_images, tiny_images};
     use crate::test_support::untrained_checkpoint;
 
@@ -336,17 +336,59 @@ mod tests {
         }
     }
 
+    /// An untrained encoder's checkpoint and the splits it is evaluated on.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        pretrain: crate::ml::config::PretrainConfig,
+        ckpt: Checkpoint,
+        env: TrainEnv,
+        train: Arc<ImageSet>,
+        test: Arc<ImageSet>,
+    }
+
+    impl Fixture {
+        fn new(train: Arc<ImageSet>, test: Arc<ImageSet>) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let (pretrain, ckpt, env) = untrained_checkpoint(dir.path());
+            Fixture {
+                dir,
+                pretrain,
+                ckpt,
+                env,
+                train,
+                test,
+            }
+        }
+
+        /// The environment with its own checkpoint directory `name` and `resume_from`.
+        fn env(&self, name: &str, resume_from: Vec<Checkpoint>) -> TrainEnv {
+            TrainEnv {
+                checkpoint_dir: self.dir.path().join(name),
+                resume_from,
+                ..self.env.clone()
+            }
+        }
+
+        fn run(
+            &self,
+            eval: &EvalConfig,
+            env: &TrainEnv,
+            obs: &mut dyn Observer,
+        ) -> Result<EvalOutcome, MlError> {
+            let (train, test) = (self.train.clone(), self.test.clone());
+            evaluate_on(&self.pretrain, eval, &self.ckpt, env, train, test, obs)
+        }
+    }
+
     /// Records checkpoints and asks to stop at its `stop_at`-th progress report.
+    #[derive(Default)]
     struct Recorder {
         stop_at: Option<usize>,
         reports: usize,
         checkpoints: Vec<Checkpoint>,
     }
     impl Observer for Recorder {
-        fn on_checkpoint(
-            &mut self,
-            c: &Checkpoint,
-        ) -> Result<(), super::super::observer::ObserverError> {
+        fn on_checkpoint(&mut self, c: &Checkpoint) -> Result<(), ObserverError> {
             self.checkpoints.push(c.clone());
             Ok(())
         }
@@ -369,31 +411,15 @@ mod tests {
 
     #[test]
     fn the_augmented_protocol_learns_a_separable_set_and_is_deterministic() {
-        let dir = tempfile::tempdir().unwrap();
-        let (pretrain, ckpt, env) = untrained_checkpoint(dir.path());
-        let (train, test) = (colours(48, 1), colours(24, 2));
+        let f = Fixture::new(colours(48, 1), colours(24, 2));
         let eval = augmented(6);
-        let run = |env: &TrainEnv| {
-            finished(evaluate_on(
-                &pretrain,
-                &eval,
-                &ckpt,
-                env,
-                train.clone(),
-                test.clone(),
-                &mut NullObserver,
-            ))
-        };
-        let a = run(&env);
+        let a = finished(f.run(&eval, &f.env("a", vec![]), &mut NullObserver));
         assert_eq!(a.top1, 1.0, "{a:?}");
         assert_eq!(a.n_test, 24);
         assert!(a.train_top1.unwrap() > 0.9, "{a:?}");
         // Same seed, same numbers (from scratch: a fresh checkpoint directory).
-        let env2 = TrainEnv {
-            checkpoint_dir: dir.path().join("again"),
-            ..env.clone()
-        };
-        assert_eq!(run(&env2), a);
+        let b = finished(f.run(&eval, &f.env("b", vec![]), &mut NullObserver));
+        assert_eq!(b, a);
     }
 
     #[test]
@@ -413,88 +439,45 @@ mod tests {
 
     #[test]
     fn the_augmented_protocol_differs_from_the_features_probe() {
-        let dir = tempfile::tempdir().unwrap();
-        let (pretrain, ckpt, env) = untrained_checkpoint(dir.path());
-        let (train, test) = (random_images(48, 1, 5), random_images(32, 2, 5));
+        let f = Fixture::new(random_images(48, 1, 5), random_images(32, 2, 5));
         let aug = augmented(3);
         let probe = EvalConfig {
-            protocol: crate::ml::config::EvalProtocol::Features,
+            protocol: EvalProtocol::Features,
             ..aug.clone()
         };
-        let run = |eval: &EvalConfig| {
-            finished(evaluate_on(
-                &pretrain,
-                eval,
-                &ckpt,
-                &env,
-                train.clone(),
-                test.clone(),
-                &mut NullObserver,
-            ))
-        };
-        let (a, f) = (run(&aug), run(&probe));
+        let a = finished(f.run(&aug, &f.env("a", vec![]), &mut NullObserver));
+        let p = finished(f.run(&probe, &f.env("p", vec![]), &mut NullObserver));
         assert_ne!(
             (a.top1, a.train_top1),
-            (f.top1, f.train_top1),
-            "same classifier settings, different protocol: {a:?} {f:?}"
+            (p.top1, p.train_top1),
+            "same classifier settings, different protocol: {a:?} {p:?}"
         );
     }
 
     #[test]
     fn a_stop_anywhere_then_resume_gives_the_uninterrupted_numbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let (pretrain, ckpt, env) = untrained_checkpoint(dir.path());
-        let (train, test) = (random_images(40, 1, 5), random_images(16, 2, 5));
+        let f = Fixture::new(random_images(40, 1, 5), random_images(16, 2, 5));
         let eval = EvalConfig {
             head_bn: true,
             ..augmented(3)
         };
-        let go = |env: &TrainEnv, obs: &mut Recorder| {
-            evaluate_on(
-                &pretrain,
-                &eval,
-                &ckpt,
-                env,
-                train.clone(),
-                test.clone(),
-                obs,
-            )
-        };
-        let mut whole = Recorder {
-            stop_at: None,
-            reports: 0,
-            checkpoints: vec![],
-        };
-        let reference = finished(go(&env, &mut whole));
+        let mut whole = Recorder::default();
+        let reference = finished(f.run(&eval, &f.env("whole", vec![]), &mut whole));
         // 5 steps per epoch, 3 epochs, then the test pass: stop mid-epoch, at an epoch's
         // end, and during the test features.
         assert_eq!(whole.checkpoints.len(), 3, "one per epoch");
         for stop_at in [2, 5, 11, 16] {
-            let env = TrainEnv {
-                checkpoint_dir: dir.path().join(format!("stop{stop_at}")),
-                ..env.clone()
-            };
+            let dir = format!("stop{stop_at}");
             let mut first = Recorder {
                 stop_at: Some(stop_at),
-                reports: 0,
-                checkpoints: vec![],
+                ..Recorder::default()
             };
-            assert!(matches!(go(&env, &mut first), Ok(EvalOutcome::Stopped)));
-            let newest_first: Vec<Checkpoint> = first.checkpoints.iter().rev().cloned().collect();
-            let resumed_env = TrainEnv {
-                resume_from: newest_first,
-                ..env.clone()
-            };
-            let mut rest = Recorder {
-                stop_at: None,
-                reports: 0,
-                checkpoints: vec![],
-            };
-            assert_eq!(
-                finished(go(&resumed_env, &mut rest)),
-                reference,
-                "stopped at report {stop_at}"
-            );
+            let stopped = f.run(&eval, &f.env(&dir, vec![]), &mut first);
+            assert!(matches!(stopped, Ok(EvalOutcome::Stopped)));
+            let newest_first = first.checkpoints.iter().rev().cloned().collect();
+            let mut rest = Recorder::default();
+            let resumed = f.run(&eval, &f.env(&dir, newest_first), &mut rest);
+            assert_eq!(finished(resumed), reference, "stopped at report {stop_at}");
             // It resumed where it stopped (training steps are not redone) rather than
             // starting over.
             assert_eq!(rest.reports, whole.reports - stop_at.min(15), "{stop_at}");
@@ -504,34 +487,9 @@ mod tests {
             lr: 0.3,
             ..eval.clone()
         };
-        let foreign = TrainEnv {
-            resume_from: whole.checkpoints.iter().rev().cloned().collect(),
-            checkpoint_dir: dir.path().join("other"),
-            ..env.clone()
-        };
-        let fresh = TrainEnv {
-            checkpoint_dir: dir.path().join("other-fresh"),
-            ..env.clone()
-        };
-        let mut o = NullObserver;
-        let a = evaluate_on(
-            &pretrain,
-            &other,
-            &ckpt,
-            &foreign,
-            train.clone(),
-            test.clone(),
-            &mut o,
-        );
-        let b = evaluate_on(
-            &pretrain,
-            &other,
-            &ckpt,
-            &fresh,
-            train.clone(),
-            test.clone(),
-            &mut o,
-        );
+        let foreign = whole.checkpoints.iter().rev().cloned().collect();
+        let a = f.run(&other, &f.env("other", foreign), &mut NullObserver);
+        let b = f.run(&other, &f.env("other-fresh", vec![]), &mut NullObserver);
         assert_eq!(finished(a), finished(b));
     }
 }

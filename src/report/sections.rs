@@ -181,6 +181,11 @@ fn paper_lines(
     out
 }
 
+/// [`paper_lines`] for a table without a finding, against the primary evaluation.
+fn table_paper_lines(data: &SweepData, setting: &PaperSetting, cells: &[&CellData]) -> Vec<String> {
+    paper_lines(data, &primary(data), None, setting, &configs(data, cells))
+}
+
 fn label_header(label: &str) -> String {
     format!("top-1 {label}")
 }
@@ -582,13 +587,7 @@ fn table4(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
             .chain(protocol_notes(data, &data.labels))
             .collect(),
     });
-    s.paper = paper_lines(
-        data,
-        &primary(data),
-        None,
-        &paper::TABLE_4,
-        &configs(data, cells),
-    );
+    s.paper = table_paper_lines(data, &paper::TABLE_4, cells);
     s
 }
 
@@ -642,13 +641,7 @@ fn table5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
         .chain(protocol_notes(data, &data.labels))
         .collect(),
     });
-    s.paper = paper_lines(
-        data,
-        &primary(data),
-        None,
-        &paper::TABLE_5,
-        &configs(data, cells),
-    );
+    s.paper = table_paper_lines(data, &paper::TABLE_5, cells);
     s
 }
 
@@ -785,7 +778,7 @@ fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
                 .collect(),
         },
     });
-    s.paper = paper_lines(data, &label, None, &paper::TABLE_B1, &configs(data, cells));
+    s.paper = table_paper_lines(data, &paper::TABLE_B1, cells);
     s
 }
 
