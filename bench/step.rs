@@ -92,6 +92,7 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
         arch,
         stem: Stem::Cifar,
         width: 1,
+        ..Default::default()
     };
     let (map, model) = build_model(&enc, &HeadConfig::default(), 3, 0, &dev)?;
     let cfg = OptimizerConfig {

@@ -87,6 +87,11 @@ pub struct EncoderConfig {
     pub stem: Stem,
     /// Width multiplier (1, 2 or 4 in the paper's Figure 7).
     pub width: usize,
+    /// Initialise the scale (gamma) of the last BatchNorm of every residual block to 0, so
+    /// each block starts as its shortcut (the official code's `init_zero=True` in
+    /// `resnet.py`'s `residual_block` / `bottleneck_block`; default, as there). `false`: gamma 1
+    /// (torchvision's default). The ConvNet has no residual blocks and ignores it.
+    pub zero_init_residual: bool,
 }
 
 impl Default for EncoderConfig {
@@ -95,6 +100,7 @@ impl Default for EncoderConfig {
             arch: Arch::Resnet18,
             stem: Stem::Cifar,
             width: 1,
+            zero_init_residual: true,
         }
     }
 }
@@ -122,6 +128,11 @@ pub struct HeadConfig {
     pub out_dim: Option<usize>,
     /// Number of linear layers of the nonlinear head (2 in the paper).
     pub layers: usize,
+    /// BatchNorm on the head's output layer (linear and nonlinear heads): scale only, no
+    /// shift, no ReLU. The official v1 code does this (`model_util.projection_head` calls
+    /// `linear_layer(..., use_bias=False, use_bn=True)` for the last layer, whose BN has
+    /// `center=use_bias`, i.e. no beta); default, as there. `false`: the paper's plain W2.
+    pub output_bn: bool,
 }
 
 impl Default for HeadConfig {
@@ -131,6 +142,7 @@ impl Default for HeadConfig {
             hidden: None,
             out_dim: Some(128),
             layers: 2,
+            output_bn: true,
         }
     }
 }
@@ -428,6 +440,33 @@ impl OptimizerConfig {
     }
 }
 
+/// How the conv and linear weights of the encoder and projection head are drawn
+/// (`PretrainConfig::init`). BatchNorm starts at gamma 1 (0 where
+/// `EncoderConfig::zero_init_residual` says so), beta 0, running mean 0, variance 1 in all.
+///
+/// Under BatchNorm with weight decay the scale of the initial weights sets the effective
+/// learning rate of the scale-invariant weights, so this changes what a run learns.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// PyTorch's default (`nn.Conv2d` / `nn.Linear.reset_parameters`: Kaiming-uniform with
+    /// a = sqrt(5)): weights U(+-1/sqrt(fan_in)), biases U(+-1/sqrt(fan_in)).
+    ///
+    /// The default: on the PyTorch twin (bench/twin.sh, 3 seeds) it reaches the same loss
+    /// curve and linear top-1 as PyTorch itself, where `kaiming_normal` ends with a higher
+    /// loss (the numbers are in docs/ARCHITECTURE.md#initialisation).
+    #[default]
+    Pytorch,
+    /// The official TF v1 code: conv kernels `tf.variance_scaling_initializer()` (scale 1,
+    /// fan_in, truncated normal: N(0, (1/sqrt(fan_in) / 0.8796)^2) cut at 2 standard
+    /// deviations, so the drawn std is 1/sqrt(fan_in)); dense kernels of the head
+    /// `random_normal_initializer(stddev=0.01)` (`model_util.linear_layer`); biases 0.
+    Official,
+    /// candle_nn's default (this crate before the option existed): weights normal with std
+    /// sqrt(2/fan_in), biases U(+-1/sqrt(fan_in)).
+    KaimingNormal,
+}
+
 /// Everything one pretraining run needs, and nothing about where or how it is executed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -438,6 +477,10 @@ pub struct PretrainConfig {
     pub loss: LossConfig,
     pub augment: AugmentConfig,
     pub optimizer: OptimizerConfig,
+    /// Weight initialisation of encoder and head (part of the run id). On `PretrainConfig`
+    /// rather than `EncoderConfig` because it sets the head's dense layers too (they differ
+    /// from the convolutions under `official`).
+    pub init: InitScheme,
     /// N: the number of images per step (2N views, 2(N-1) negatives per positive pair).
     pub batch_size: usize,
     /// Training epochs; 0 is the random-initialisation baseline (untrained weights).
@@ -456,6 +499,7 @@ impl Default for PretrainConfig {
             loss: LossConfig::default(),
             augment: AugmentConfig::default(),
             optimizer: OptimizerConfig::default(),
+            init: InitScheme::default(),
             batch_size: 512,
             epochs: 1000,
             seed: 0,

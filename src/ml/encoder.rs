@@ -40,6 +40,22 @@ pub(crate) fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
     )
 }
 
+/// [`bn`] with its scale initialised to `gamma` (the official `batch_norm_relu(init_zero)`)
+/// and, when `center` is false, no shift: beta is a constant 0 outside the VarMap, so it is
+/// neither trained nor saved (the official `center=False`).
+pub(crate) fn bn_with(c: usize, gamma: f64, center: bool, vb: VarBuilder) -> Result<BatchNorm> {
+    use candle_nn::Init;
+    let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.0))?;
+    let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.0))?;
+    let weight = vb.get_with_hints(c, "weight", Init::Const(gamma))?;
+    let bias = if center {
+        vb.get_with_hints(c, "bias", Init::Const(0.0))?
+    } else {
+        Tensor::zeros(c, vb.dtype(), vb.device())?
+    };
+    BatchNorm::new_with_momentum(c, running_mean, running_var, weight, bias, 1e-5, 0.1)
+}
+
 fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
     let cfg = Conv2dConfig {
         padding: k / 2,
@@ -129,9 +145,22 @@ impl ConvBn {
         vb_conv: VarBuilder,
         vb_bn: VarBuilder,
     ) -> Result<Self> {
+        Self::with_gamma(c_in, c_out, k, stride, 1.0, vb_conv, vb_bn)
+    }
+
+    /// [`Self::new`] with the BatchNorm scale initialised to `gamma`.
+    fn with_gamma(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        gamma: f64,
+        vb_conv: VarBuilder,
+        vb_bn: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             conv: conv(c_in, c_out, k, stride, vb_conv)?,
-            bn: bn(c_out, vb_bn)?,
+            bn: bn_with(c_out, gamma, true, vb_bn)?,
             stride,
             pad: k / 2,
         })
@@ -184,28 +213,57 @@ impl ConvBn {
 }
 
 /// ResNet residual block: BasicBlock (two 3x3) or Bottleneck (1x1, 3x3 with the stride,
-/// 1x1 to 4x), projection shortcut (1x1 conv + BN) when shape changes.
+/// 1x1 to 4x), projection shortcut (1x1 conv + BN) when shape changes. The last BN's scale
+/// starts at `last_gamma` (0 with `zero_init_residual`: the block starts as its shortcut).
 struct ResBlock {
     convs: Vec<ConvBn>,
     downsample: Option<ConvBn>,
 }
 
 impl ResBlock {
-    fn basic(c_in: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    fn basic(
+        c_in: usize,
+        planes: usize,
+        stride: usize,
+        last_gamma: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let convs = vec![
             ConvBn::new(c_in, planes, 3, stride, vb.pp("conv1"), vb.pp("bn1"))?,
-            ConvBn::new(planes, planes, 3, 1, vb.pp("conv2"), vb.pp("bn2"))?,
+            ConvBn::with_gamma(
+                planes,
+                planes,
+                3,
+                1,
+                last_gamma,
+                vb.pp("conv2"),
+                vb.pp("bn2"),
+            )?,
         ];
         let downsample = Self::shortcut(c_in, planes, stride, &vb)?;
         Ok(Self { convs, downsample })
     }
 
-    fn bottleneck(c_in: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    fn bottleneck(
+        c_in: usize,
+        planes: usize,
+        stride: usize,
+        last_gamma: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let c_out = 4 * planes;
         let convs = vec![
             ConvBn::new(c_in, planes, 1, 1, vb.pp("conv1"), vb.pp("bn1"))?,
             ConvBn::new(planes, planes, 3, stride, vb.pp("conv2"), vb.pp("bn2"))?,
-            ConvBn::new(planes, c_out, 1, 1, vb.pp("conv3"), vb.pp("bn3"))?,
+            ConvBn::with_gamma(
+                planes,
+                c_out,
+                1,
+                1,
+                last_gamma,
+                vb.pp("conv3"),
+                vb.pp("bn3"),
+            )?,
         ];
         let downsample = Self::shortcut(c_in, c_out, stride, &vb)?;
         Ok(Self { convs, downsample })
@@ -321,6 +379,7 @@ impl Encoder {
                     _ => ([3, 4, 6, 3], true),
                 };
                 let stem_c = 64 * w;
+                let last_gamma = if cfg.zero_init_residual { 0.0 } else { 1.0 };
                 match cfg.stem {
                     Stem::Cifar => layers.push(Layer::ConvBnRelu(ConvBn::new(
                         in_channels,
@@ -350,9 +409,9 @@ impl Encoder {
                         let stride = if li > 0 && j == 0 { 2 } else { 1 };
                         let bvb = lvb.pp(j.to_string());
                         let block = if bottleneck {
-                            ResBlock::bottleneck(c_in, planes, stride, bvb)?
+                            ResBlock::bottleneck(c_in, planes, stride, last_gamma, bvb)?
                         } else {
-                            ResBlock::basic(c_in, planes, stride, bvb)?
+                            ResBlock::basic(c_in, planes, stride, last_gamma, bvb)?
                         };
                         c_in = if bottleneck { 4 * planes } else { planes };
                         layers.push(Layer::Res(block));
@@ -413,7 +472,12 @@ mod tests {
     use candle_nn::VarMap;
 
     fn enc(arch: Arch, stem: Stem, width: usize) -> EncoderConfig {
-        EncoderConfig { arch, stem, width }
+        EncoderConfig {
+            arch,
+            stem,
+            width,
+            ..Default::default()
+        }
     }
 
     // PyTorch 2.15 golden values, from this script:
@@ -621,5 +685,77 @@ mod tests {
         let vb = seeded_var_builder(&map, 0, &Device::Cpu);
         assert!(Encoder::new(&enc(Arch::Convnet, Stem::Imagenet, 1), 3, vb.clone()).is_err());
         assert!(Encoder::new(&enc(Arch::Resnet18, Stem::Cifar, 0), 3, vb).is_err());
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn zero_init_residual_blocks_start_as_their_shortcut() {
+        let d = Device::Cpu;
+        // A block's input is a ReLU output (non-negative), so relu(0 + x) = x.
+        let x = Tensor::randn(0f32, 1.0, (3, 16, 6, 6), &d)
+            .unwrap()
+            .relu()
+            .unwrap();
+        for bottleneck in [false, true] {
+            for (gamma, identity) in [(0.0, true), (1.0, false)] {
+                let map = VarMap::new();
+                let vb = seeded_var_builder(&map, 2, &d);
+                let block = if bottleneck {
+                    ResBlock::bottleneck(16, 4, 1, gamma, vb).unwrap()
+                } else {
+                    ResBlock::basic(16, 16, 1, gamma, vb).unwrap()
+                };
+                for train in [true, false] {
+                    let y = block.forward_t(&x, train).unwrap();
+                    let diff = max_abs_diff(&y, &x);
+                    assert_eq!(
+                        diff == 0.0,
+                        identity,
+                        "bottleneck {bottleneck} gamma {gamma} train {train}: diff {diff}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_init_residual_zeroes_only_the_last_bn_scale_of_each_block() {
+        for (arch, last) in [(Arch::Resnet18, "bn2"), (Arch::Resnet50, "bn3")] {
+            for zero in [true, false] {
+                let map = VarMap::new();
+                let vb = seeded_var_builder(&map, 0, &Device::Cpu);
+                let cfg = EncoderConfig {
+                    zero_init_residual: zero,
+                    ..enc(arch, Stem::Cifar, 1)
+                };
+                Encoder::new(&cfg, 3, vb).unwrap();
+                let data = map.data().lock().unwrap();
+                let mut n_last = 0;
+                for (k, v) in data.iter().filter(|(k, _)| k.ends_with(".weight")) {
+                    if v.rank() != 1 {
+                        continue; // conv kernels
+                    }
+                    let vals: Vec<f32> = v.as_tensor().to_vec1().unwrap();
+                    let is_last = k.starts_with("layer") && k.ends_with(&format!("{last}.weight"));
+                    n_last += is_last as usize;
+                    let want = if is_last && zero { 0.0 } else { 1.0 };
+                    assert!(vals.iter().all(|&g| g == want), "{arch:?} {k}");
+                }
+                let blocks = if arch == Arch::Resnet18 { 8 } else { 16 };
+                assert_eq!(n_last, blocks, "{arch:?}");
+            }
+        }
     }
 }

@@ -9,12 +9,20 @@
 //! (candle-core-0.11.1/src/cpu_backend/mod.rs). So `VarMap`-initialised weights differ on
 //! every run.
 //!
-//! The distribution is the one the layer asks candle_nn for (the `Init` hint), so the weights
-//! are distributed exactly as candle_nn's defaults: conv and linear weights
-//! `DEFAULT_KAIMING_NORMAL` (normal, std = sqrt(2 / fan_in)), their biases uniform in
-//! +-1/sqrt(fan_in), BatchNorm weight 1, bias 0, running_mean 0, running_var 1. Each
-//! parameter's stream depends only on the seed and its full name, so the result does not
-//! depend on the order in which layers are created.
+//! The distribution is chosen by the run's [`InitScheme`] from the hint the layer gives
+//! candle_nn (the `Init`): a Kaiming hint marks a conv or linear weight (candle_nn's
+//! `DEFAULT_KAIMING_NORMAL`), a uniform hint a bias, a constant hint a BatchNorm parameter
+//! or statistic (kept as asked: gamma 1, or 0 where the layer asks for zero-init, beta 0,
+//! running mean 0, variance 1).
+//!
+//! | scheme | conv weight | linear weight | bias |
+//! |---|---|---|---|
+//! | `pytorch` | U(+-1/sqrt(fan_in)) | U(+-1/sqrt(fan_in)) | U(+-1/sqrt(fan_in)) |
+//! | `official` | truncated normal, std 1/sqrt(fan_in) | N(0, 0.01^2) | 0 |
+//! | `kaiming_normal` | N(0, 2/fan_in) | N(0, 2/fan_in) | U(+-1/sqrt(fan_in)) |
+//!
+//! Each parameter's stream depends only on the seed and its full name, so the result does
+//! not depend on the order in which layers are created.
 
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::init::{FanInOut, NormalOrUniform};
@@ -23,34 +31,80 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use super::config::{EncoderConfig, HeadConfig};
+use super::config::{EncoderConfig, HeadConfig, InitScheme};
 use super::model::SimclrModel;
 use super::rng::{self, Domain};
 
 /// A `VarBuilder` backend: get-or-create in `map`, creating from the seeded stream of the
-/// variable's name.
+/// variable's name, with the distribution `scheme` gives the layer's hint.
 pub struct SeededVarMap {
     map: VarMap,
     seed: u64,
+    scheme: InitScheme,
 }
 
 impl SeededVarMap {
-    pub fn new(map: VarMap, seed: u64) -> Self {
-        Self { map, seed }
+    pub fn new(map: VarMap, seed: u64, scheme: InitScheme) -> Self {
+        Self { map, seed, scheme }
     }
 }
 
-/// The initial value of parameter `name`, drawn from its own stream.
+/// Std of the normal that TF's `truncated_normal` variance scaling draws from, per unit of
+/// the wanted std: a normal cut at +-2 std has std 0.8796 of the uncut one
+/// (`tf.compat.v1.variance_scaling_initializer`).
+const TRUNCATED_NORMAL_STD_RATIO: f64 = 0.879_625_661_034_239_8;
+
+/// The distribution of a parameter under `scheme`, given candle_nn's hint for it.
+fn scheme_init(hint: Init, scheme: InitScheme, shape: &Shape) -> Draw {
+    let fan_in = FanInOut::FanIn.for_shape(shape).max(1) as f64;
+    let is_weight = matches!(hint, Init::Kaiming { .. });
+    let is_bias = matches!(hint, Init::Uniform { .. });
+    match scheme {
+        InitScheme::KaimingNormal => Draw::Hint(hint),
+        InitScheme::Pytorch if is_weight => {
+            let bound = 1.0 / fan_in.sqrt();
+            Draw::Hint(Init::Uniform {
+                lo: -bound,
+                up: bound,
+            })
+        }
+        InitScheme::Official if is_weight && shape.rank() == 4 => {
+            Draw::TruncatedNormal(1.0 / fan_in.sqrt() / TRUNCATED_NORMAL_STD_RATIO)
+        }
+        InitScheme::Official if is_weight => Draw::Hint(Init::Randn {
+            mean: 0.0,
+            stdev: 0.01,
+        }),
+        InitScheme::Official if is_bias => Draw::Hint(Init::Const(0.0)),
+        InitScheme::Pytorch | InitScheme::Official => Draw::Hint(hint),
+    }
+}
+
+enum Draw {
+    Hint(Init),
+    /// N(0, std^2) cut at +-2 std (redrawn until inside).
+    TruncatedNormal(f64),
+}
+
+/// The initial value of parameter `name` under `scheme`, drawn from its own stream.
 pub fn init_tensor(
     shape: &Shape,
     name: &str,
-    init: Init,
+    hint: Init,
+    scheme: InitScheme,
     seed: u64,
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
     let n = shape.elem_count();
     let mut rng = rng::stream(seed, Domain::Init, &[rng::key_of(name)]);
+    let init = match scheme_init(hint, scheme, shape) {
+        Draw::Hint(init) => init,
+        Draw::TruncatedNormal(std) => {
+            let values = draw_truncated_normal(&mut rng, std, n)?;
+            return Tensor::from_vec(values, shape.clone(), device)?.to_dtype(dtype);
+        }
+    };
     let values: Vec<f32> = match init {
         Init::Const(c) => vec![c as f32; n],
         Init::Uniform { lo, up } => draw_uniform(&mut rng, lo, up, n)?,
@@ -91,6 +145,18 @@ fn draw_normal<R: Rng>(rng: &mut R, mean: f64, std: f64, n: usize) -> Result<Vec
     Ok((0..n).map(|_| d.sample(rng) as f32).collect())
 }
 
+fn draw_truncated_normal<R: Rng>(rng: &mut R, std: f64, n: usize) -> Result<Vec<f32>> {
+    let d = Normal::new(0.0, std).map_err(candle_core::Error::wrap)?;
+    Ok((0..n)
+        .map(|_| loop {
+            let x: f64 = d.sample(rng);
+            if x.abs() <= 2.0 * std {
+                break x as f32;
+            }
+        })
+        .collect())
+}
+
 impl SimpleBackend for SeededVarMap {
     fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
         let mut data = self
@@ -104,7 +170,15 @@ impl SimpleBackend for SeededVarMap {
             }
             return Ok(var.as_tensor().clone());
         }
-        let var = Var::from_tensor(&init_tensor(&s, name, h, self.seed, dtype, dev)?)?;
+        let var = Var::from_tensor(&init_tensor(
+            &s,
+            name,
+            h,
+            self.scheme,
+            self.seed,
+            dtype,
+            dev,
+        )?)?;
         let t = var.as_tensor().clone();
         data.insert(name.to_string(), var);
         Ok(t)
@@ -131,10 +205,21 @@ impl SimpleBackend for SeededVarMap {
     }
 }
 
-/// A f32 `VarBuilder` over `map` whose new variables are drawn from `seed`.
+/// A f32 `VarBuilder` over `map` whose new variables are drawn from `seed` with the
+/// default [`InitScheme`].
 pub fn seeded_var_builder(map: &VarMap, seed: u64, device: &Device) -> VarBuilder<'static> {
+    seeded_var_builder_with(map, seed, InitScheme::default(), device)
+}
+
+/// A f32 `VarBuilder` over `map` whose new variables are drawn from `seed` under `scheme`.
+pub fn seeded_var_builder_with(
+    map: &VarMap,
+    seed: u64,
+    scheme: InitScheme,
+    device: &Device,
+) -> VarBuilder<'static> {
     VarBuilder::from_backend(
-        Box::new(SeededVarMap::new(map.clone(), seed)),
+        Box::new(SeededVarMap::new(map.clone(), seed, scheme)),
         DType::F32,
         device.clone(),
     )
@@ -164,9 +249,10 @@ pub fn trainable_vars(map: &VarMap) -> Vec<(String, Var)> {
     v
 }
 
-/// The one entry point of the trainer: a fresh VarMap and the model built on it, all
-/// weights drawn deterministically from `seed`. Load a checkpoint into the returned VarMap
-/// (`VarMap::load`) to restore weights and running statistics in place.
+/// A fresh VarMap and the model built on it, all weights drawn deterministically from
+/// `seed` with the default [`InitScheme`]: for a model whose weights are then restored
+/// from a checkpoint (`VarMap::load`, `checkpoint::restore_varmap`), where the draw does
+/// not matter. A run that trains from scratch uses [`build_model_with`].
 pub fn build_model(
     enc: &EncoderConfig,
     head: &HeadConfig,
@@ -174,8 +260,20 @@ pub fn build_model(
     seed: u64,
     device: &Device,
 ) -> Result<(VarMap, SimclrModel)> {
+    build_model_with(InitScheme::default(), enc, head, in_channels, seed, device)
+}
+
+/// The trainer's entry point: [`build_model`] with the run's initialisation `scheme`.
+pub fn build_model_with(
+    scheme: InitScheme,
+    enc: &EncoderConfig,
+    head: &HeadConfig,
+    in_channels: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(VarMap, SimclrModel)> {
     let map = VarMap::new();
-    let vb = seeded_var_builder(&map, seed, device);
+    let vb = seeded_var_builder_with(&map, seed, scheme, device);
     let model = SimclrModel::new(vb, enc, head, in_channels)?;
     Ok((map, model))
 }
@@ -205,6 +303,7 @@ mod tests {
             arch: Arch::Convnet,
             stem: Stem::Cifar,
             width: 1,
+            ..Default::default()
         };
         (e, HeadConfig::default())
     }
@@ -258,24 +357,139 @@ mod tests {
         );
     }
 
+    /// Mean, std, max |x| of a parameter.
+    fn moments(w: &[f32]) -> (f64, f64, f64) {
+        let n = w.len() as f64;
+        let mean = w.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = w.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        let max = w.iter().map(|&x| (x as f64).abs()).fold(0.0, f64::max);
+        (mean, var.sqrt(), max)
+    }
+
+    fn model_values(scheme: InitScheme, seed: u64) -> Vec<(String, Vec<f32>)> {
+        let (e, h) = small();
+        values(
+            &build_model_with(scheme, &e, &h, 3, seed, &Device::Cpu)
+                .unwrap()
+                .0,
+        )
+    }
+
+    fn get(v: &[(String, Vec<f32>)], name: &str) -> Vec<f32> {
+        v.iter().find(|(k, _)| k == name).unwrap().1.clone()
+    }
+
     #[test]
-    fn distributions_follow_candle_nn_defaults() {
+    fn each_scheme_draws_its_documented_distributions() {
+        // conv4: 128 x 64 x 3 x 3 (fan_in 576, 73,728 draws); head.linear0: 128 x 128
+        // (fan_in 128, 16,384 draws).
+        let conv_fan: f64 = 576.0;
+        let lin_fan: f64 = 128.0;
+        for scheme in [
+            InitScheme::Pytorch,
+            InitScheme::Official,
+            InitScheme::KaimingNormal,
+        ] {
+            let v = model_values(scheme, 0);
+            let (cm, cs, cmax) = moments(&get(&v, "encoder.conv4.weight"));
+            let (lm, ls, lmax) = moments(&get(&v, "head.linear0.weight"));
+            // (std, max |x| bound) of conv and linear weights.
+            let (conv_std, conv_max, lin_std, lin_max) = match scheme {
+                // U(+-b), b = 1/sqrt(fan_in): std b / sqrt(3).
+                InitScheme::Pytorch => (
+                    1.0 / (3.0 * conv_fan).sqrt(),
+                    1.0 / conv_fan.sqrt(),
+                    1.0 / (3.0 * lin_fan).sqrt(),
+                    1.0 / lin_fan.sqrt(),
+                ),
+                // Truncated normal with std 1/sqrt(fan_in), cut at 2 std of the uncut
+                // normal; dense N(0, 0.01^2).
+                InitScheme::Official => (
+                    1.0 / conv_fan.sqrt(),
+                    2.0 / conv_fan.sqrt() / TRUNCATED_NORMAL_STD_RATIO,
+                    0.01,
+                    f64::INFINITY,
+                ),
+                InitScheme::KaimingNormal => (
+                    (2.0 / conv_fan).sqrt(),
+                    f64::INFINITY,
+                    (2.0 / lin_fan).sqrt(),
+                    f64::INFINITY,
+                ),
+            };
+            assert!(cm.abs() < 0.02 * conv_std, "{scheme:?} conv mean {cm}");
+            assert!(lm.abs() < 0.05 * lin_std, "{scheme:?} linear mean {lm}");
+            assert!(
+                (cs / conv_std - 1.0).abs() < 0.02,
+                "{scheme:?} conv std {cs} vs {conv_std}"
+            );
+            assert!(
+                (ls / lin_std - 1.0).abs() < 0.03,
+                "{scheme:?} linear std {ls} vs {lin_std}"
+            );
+            assert!(
+                cmax <= conv_max * (1.0 + 1e-6),
+                "{scheme:?} conv max {cmax}"
+            );
+            assert!(
+                lmax <= lin_max * (1.0 + 1e-6),
+                "{scheme:?} linear max {lmax}"
+            );
+            // The bounded draws reach close to their bound (not a narrower distribution).
+            if conv_max.is_finite() {
+                assert!(cmax > 0.97 * conv_max, "{scheme:?} conv max {cmax}");
+            }
+            // BatchNorm is the same under every scheme.
+            assert!(get(&v, "encoder.bn2.weight").iter().all(|&x| x == 1.0));
+            assert!(get(&v, "encoder.bn2.bias").iter().all(|&x| x == 0.0));
+            assert!(get(&v, "encoder.bn2.running_mean")
+                .iter()
+                .all(|&x| x == 0.0));
+            assert!(get(&v, "encoder.bn2.running_var").iter().all(|&x| x == 1.0));
+            // Deterministic per seed, different across seeds.
+            assert_eq!(v, model_values(scheme, 0), "{scheme:?}");
+            assert_ne!(
+                get(&v, "encoder.conv4.weight"),
+                get(&model_values(scheme, 1), "encoder.conv4.weight")
+            );
+        }
+        // The schemes draw different weights from the same seed.
+        assert_ne!(
+            model_values(InitScheme::Pytorch, 0),
+            model_values(InitScheme::KaimingNormal, 0)
+        );
+    }
+
+    #[test]
+    fn biases_are_zero_under_official_and_uniform_otherwise() {
+        // Our networks have no biases (BN follows every layer); a layer that asks for one
+        // gets candle_nn's uniform hint, which `official` replaces by TF's zeros.
+        let d = Device::Cpu;
+        let hint = Init::Uniform {
+            lo: -0.25,
+            up: 0.25,
+        };
+        let draw = |scheme| -> Vec<f32> {
+            let m = VarMap::new();
+            seeded_var_builder_with(&m, 0, scheme, &d)
+                .get_with_hints(1000, "fc.bias", hint)
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert!(draw(InitScheme::Official).iter().all(|&x| x == 0.0));
+        for scheme in [InitScheme::Pytorch, InitScheme::KaimingNormal] {
+            let b = draw(scheme);
+            assert!(b.iter().all(|&x| x.abs() <= 0.25), "{scheme:?}");
+            let (_, std, max) = moments(&b);
+            assert!(max > 0.24 && (std * 12f64.sqrt() / 0.5 - 1.0).abs() < 0.1);
+        }
+    }
+
+    #[test]
+    fn trainable_vars_skip_running_statistics() {
         let (e, h) = small();
         let (map, _) = build_model(&e, &h, 3, 0, &Device::Cpu).unwrap();
-        let v = values(&map);
-        let get = |n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.clone();
-        // conv4: 128 x 64 x 3 x 3, kaiming normal, std sqrt(2 / (64 * 9)).
-        let w = get("encoder.conv4.weight");
-        let mean = w.iter().map(|&x| x as f64).sum::<f64>() / w.len() as f64;
-        let std =
-            (w.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
-        let want = (2.0f64 / 576.0).sqrt();
-        assert!(mean.abs() < 0.05 * want, "mean {mean}");
-        assert!((std / want - 1.0).abs() < 0.02, "std {std} vs {want}");
-        assert!(get("encoder.bn2.weight").iter().all(|&x| x == 1.0));
-        assert!(get("encoder.bn2.bias").iter().all(|&x| x == 0.0));
-        assert!(get("encoder.bn2.running_mean").iter().all(|&x| x == 0.0));
-        assert!(get("encoder.bn2.running_var").iter().all(|&x| x == 1.0));
         assert!(trainable_vars(&map)
             .iter()
             .all(|(k, _)| !is_running_stat(k)));

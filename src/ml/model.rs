@@ -68,6 +68,7 @@ mod tests {
             arch: Arch::Convnet,
             stem: Stem::Cifar,
             width: 1,
+            ..Default::default()
         }
     }
 
@@ -82,6 +83,7 @@ mod tests {
             hidden,
             out_dim,
             layers,
+            ..Default::default()
         }
     }
 
@@ -131,7 +133,9 @@ mod tests {
                     .lock()
                     .unwrap()
                     .contains_key("head.bn1.running_var"));
-                assert!(!map.data().lock().unwrap().contains_key("head.bn2.weight"));
+                // The output BN (default, as the official code): a scale, no shift.
+                assert!(map.data().lock().unwrap().contains_key("head.bn2.weight"));
+                assert!(!map.data().lock().unwrap().contains_key("head.bn2.bias"));
             }
         }
         let bad = head(HeadKind::Linear, None, None, 2);
@@ -197,5 +201,43 @@ mod tests {
         let (e3, _) = m2.forward_t(&x, false).unwrap();
         assert_eq!(diff(&e2, &e3), 0.0);
         assert_eq!(e3.dtype(), DType::F32);
+    }
+
+    #[test]
+    fn checkpoint_carries_zero_init_gammas_and_the_output_bn() {
+        let d = Device::Cpu;
+        let enc = |zero| EncoderConfig {
+            arch: crate::ml::config::Arch::Resnet18,
+            zero_init_residual: zero,
+            ..Default::default()
+        };
+        let h = head(HeadKind::Nonlinear, None, Some(8), 2);
+        let x = Tensor::rand(0f32, 1.0, (4, 3, 8, 8), &d).unwrap();
+        let (map, m) = build_model(&enc(true), &h, 3, 0, &d).unwrap();
+        // One training-mode forward moves the running statistics off their initial values.
+        m.forward_t(&x, true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        map.save(&path).unwrap();
+        // Restored into a model built with gamma 1 and another seed: the saved values win.
+        let (mut map2, m2) = build_model(&enc(false), &h, 3, 9, &d).unwrap();
+        map2.load(&path).unwrap();
+        for name in [
+            "encoder.layer3.1.bn2.weight",
+            "head.bn1.weight",
+            "head.bn1.running_var",
+        ] {
+            let a: Vec<f32> = var(&map, name).to_vec1().unwrap();
+            assert_eq!(a, var(&map2, name).to_vec1::<f32>().unwrap(), "{name}");
+        }
+        assert!(var(&map2, "encoder.layer3.1.bn2.weight")
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .all(|&g| g == 0.0));
+        let (_, z1) = m.forward_t(&x, false).unwrap();
+        let (_, z2) = m2.forward_t(&x, false).unwrap();
+        let z1: Vec<f32> = z1.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(z1, z2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     }
 }

@@ -126,7 +126,8 @@ fn fresh(
     env: &TrainEnv,
 ) -> Result<(VarMap, SimclrModel, Optimizer), MlError> {
     let (vm, model) =
-        init::build_model(&cfg.encoder, &cfg.head, 3, cfg.seed, &env.device).map_err(tensor_err)?;
+        init::build_model_with(cfg.init, &cfg.encoder, &cfg.head, 3, cfg.seed, &env.device)
+            .map_err(tensor_err)?;
     let opt = Optimizer::new(&cfg.optimizer, init::trainable_vars(&vm));
     Ok((vm, model, opt))
 }
@@ -514,6 +515,9 @@ mod tests {
         // Same final weights and BatchNorm running statistics.
         let w_end = weights(&end.path);
         assert!(w_end.iter().any(|(k, _)| k.ends_with("running_var")));
+        // The head's output BN (on by default) is saved and restored with the rest.
+        let out_gamma = w_end.iter().find(|(k, _)| k.ends_with("head.bn1.weight"));
+        assert!(out_gamma.is_some_and(|(_, g)| g.iter().any(|&x| x != 1.0)));
         assert_eq!(w_end, weights(&end_full.path));
         // The losses moved: the test compares a real training trajectory.
         assert!(full.losses.iter().any(|l| l.1 != full.losses[0].1));

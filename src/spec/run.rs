@@ -56,6 +56,12 @@ impl RunConfig {
             p.head.out_dim = None;
             p.head.hidden = None;
             p.head.layers = crate::ml::config::HeadConfig::default().layers;
+            p.head.output_bn = crate::ml::config::HeadConfig::default().output_bn;
+        }
+        if p.encoder.arch == crate::ml::config::Arch::Convnet {
+            // No residual blocks: the option changes nothing, so it does not fork the id.
+            p.encoder.zero_init_residual =
+                crate::ml::config::EncoderConfig::default().zero_init_residual;
         }
         if p.head.kind == HeadKind::Linear {
             p.head.hidden = None;

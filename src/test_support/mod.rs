@@ -19,6 +19,7 @@ pub(crate) fn tiny_convnet() -> PretrainConfig {
             arch: Arch::Convnet,
             stem: Stem::Cifar,
             width: 1,
+            ..Default::default()
         },
         head: HeadConfig {
             out_dim: Some(16),

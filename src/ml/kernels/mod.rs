@@ -328,6 +328,8 @@ mod tests {
                 arch,
                 stem: Stem::Cifar,
                 width: 1,
+                // Gamma 1: every conv of the residual blocks gets a gradient from step 0.
+                zero_init_residual: false,
             };
             let map = VarMap::new();
             let vb = seeded_var_builder(&map, 11, &Device::Cpu).set_dtype(dtype);
