@@ -186,6 +186,10 @@ mod tests {
             "head: {out_dim: 64}",
             "encoder: {arch: convnet}",
             "dataset: {train_subset: 1000}",
+            "init: kaiming_normal",
+            "init: official",
+            "head: {output_bn: false}",
+            "encoder: {zero_init_residual: false}",
         ];
         for e in edits {
             assert_ne!(id(&run_from_yaml(e)), id(&base), "{e} must change the id");
@@ -236,5 +240,11 @@ mod tests {
         let a = run_from_yaml("head: {kind: none, out_dim: 64}");
         let b = run_from_yaml("head: {kind: none}");
         assert_eq!(stages(&a, "fp")[0].id, stages(&b, "fp")[0].id);
+        let c = run_from_yaml("head: {kind: none, output_bn: false}");
+        assert_eq!(stages(&c, "fp")[0].id, stages(&b, "fp")[0].id);
+        // The ConvNet has no residual blocks to zero-initialise.
+        let d = run_from_yaml("encoder: {arch: convnet, zero_init_residual: false}");
+        let e = run_from_yaml("encoder: {arch: convnet}");
+        assert_eq!(stages(&d, "fp")[0].id, stages(&e, "fp")[0].id);
     }
 }
