@@ -35,6 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms import v2 as T
 
+from step_torch import nt_xent  # the same NT-Xent as the step benchmark's twin
+
 
 def load_cifar(data_dir):
     """CIFAR-10 binary: (train_x u8 [N,3,32,32], train_y, test_x, test_y)."""
@@ -91,15 +93,6 @@ class Twin(nn.Module):
     def forward(self, x):
         h = self.encoder(x)
         return h, self.head(h)
-
-
-def nt_xent(z1, z2, tau):
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    n = z1.shape[0]
-    sim = z @ z.t() / tau
-    sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(sim, target)
 
 
 def augmenter(strength):

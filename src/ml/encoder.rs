@@ -221,50 +221,46 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn basic(
+    /// A BasicBlock (`planes` out) or, if `bottleneck`, a Bottleneck (`4 * planes` out).
+    fn new(
+        bottleneck: bool,
         c_in: usize,
         planes: usize,
         stride: usize,
         last_gamma: f64,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let convs = vec![
-            ConvBn::new(c_in, planes, 3, stride, vb.pp("conv1"), vb.pp("bn1"))?,
-            ConvBn::with_gamma(
-                planes,
-                planes,
-                3,
-                1,
-                last_gamma,
-                vb.pp("conv2"),
-                vb.pp("bn2"),
-            )?,
-        ];
-        let downsample = Self::shortcut(c_in, planes, stride, &vb)?;
-        Ok(Self { convs, downsample })
-    }
-
-    fn bottleneck(
-        c_in: usize,
-        planes: usize,
-        stride: usize,
-        last_gamma: f64,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let c_out = 4 * planes;
-        let convs = vec![
-            ConvBn::new(c_in, planes, 1, 1, vb.pp("conv1"), vb.pp("bn1"))?,
-            ConvBn::new(planes, planes, 3, stride, vb.pp("conv2"), vb.pp("bn2"))?,
-            ConvBn::with_gamma(
-                planes,
-                c_out,
-                1,
-                1,
-                last_gamma,
-                vb.pp("conv3"),
-                vb.pp("bn3"),
-            )?,
-        ];
+        let (convs, c_out) = if bottleneck {
+            let c_out = 4 * planes;
+            let convs = vec![
+                ConvBn::new(c_in, planes, 1, 1, vb.pp("conv1"), vb.pp("bn1"))?,
+                ConvBn::new(planes, planes, 3, stride, vb.pp("conv2"), vb.pp("bn2"))?,
+                ConvBn::with_gamma(
+                    planes,
+                    c_out,
+                    1,
+                    1,
+                    last_gamma,
+                    vb.pp("conv3"),
+                    vb.pp("bn3"),
+                )?,
+            ];
+            (convs, c_out)
+        } else {
+            let convs = vec![
+                ConvBn::new(c_in, planes, 3, stride, vb.pp("conv1"), vb.pp("bn1"))?,
+                ConvBn::with_gamma(
+                    planes,
+                    planes,
+                    3,
+                    1,
+                    last_gamma,
+                    vb.pp("conv2"),
+                    vb.pp("bn2"),
+                )?,
+            ];
+            (convs, planes)
+        };
         let downsample = Self::shortcut(c_in, c_out, stride, &vb)?;
         Ok(Self { convs, downsample })
     }
@@ -408,11 +404,8 @@ impl Encoder {
                     for j in 0..count {
                         let stride = if li > 0 && j == 0 { 2 } else { 1 };
                         let bvb = lvb.pp(j.to_string());
-                        let block = if bottleneck {
-                            ResBlock::bottleneck(c_in, planes, stride, last_gamma, bvb)?
-                        } else {
-                            ResBlock::basic(c_in, planes, stride, last_gamma, bvb)?
-                        };
+                        let block =
+                            ResBlock::new(bottleneck, c_in, planes, stride, last_gamma, bvb)?;
                         c_in = if bottleneck { 4 * planes } else { planes };
                         layers.push(Layer::Res(block));
                     }
@@ -687,19 +680,6 @@ mod tests {
         assert!(Encoder::new(&enc(Arch::Resnet18, Stem::Cifar, 0), 3, vb).is_err());
     }
 
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     #[test]
     fn zero_init_residual_blocks_start_as_their_shortcut() {
         let d = Device::Cpu;
@@ -712,14 +692,11 @@ mod tests {
             for (gamma, identity) in [(0.0, true), (1.0, false)] {
                 let map = VarMap::new();
                 let vb = seeded_var_builder(&map, 2, &d);
-                let block = if bottleneck {
-                    ResBlock::bottleneck(16, 4, 1, gamma, vb).unwrap()
-                } else {
-                    ResBlock::basic(16, 16, 1, gamma, vb).unwrap()
-                };
+                let planes = if bottleneck { 4 } else { 16 };
+                let block = ResBlock::new(bottleneck, 16, planes, 1, gamma, vb).unwrap();
                 for train in [true, false] {
                     let y = block.forward_t(&x, train).unwrap();
-                    let diff = max_abs_diff(&y, &x);
+                    let diff = crate::test_support::tensors::max_abs_diff(&y, &x);
                     assert_eq!(
                         diff == 0.0,
                         identity,
