@@ -514,7 +514,10 @@ mod tests {
     #[test]
     fn evaluate_runs_both_protocols_on_a_checkpoint_stops_on_request_and_rejects_a_corrupt_one() {
         let dir = tempfile::tempdir().unwrap();
-        let (pretrain, r, env) = crate::test_support::untrained_checkpoint(dir.path());
+        let (pretrain, r, env) = crate::test_support::untrained_checkpoint(
+            dir.path(),
+            crate::ml::config::InitScheme::default(),
+        );
         let (train, test) = (random_images(32, 1, 5), random_images(16, 2, 5));
         for (kind, on) in [
             (EvalKind::Linear, FeatureSource::H),

@@ -8,7 +8,7 @@ pub(crate) mod tensors;
 
 use std::path::Path;
 
-use crate::ml::config::{Arch, EncoderConfig, HeadConfig, PretrainConfig, Stem};
+use crate::ml::config::{Arch, EncoderConfig, HeadConfig, InitScheme, PretrainConfig, Stem};
 use crate::ml::{checkpoint, init, Checkpoint, Device, TrainEnv};
 
 /// The smallest model a test trains: a width-1 ConvNet with the CIFAR stem and a
@@ -31,9 +31,16 @@ pub(crate) fn tiny_convnet() -> PretrainConfig {
 
 /// A checkpoint of [`tiny_convnet`]'s untrained weights written into `dir`, and a CPU
 /// environment whose checkpoints (an evaluation's own) go to `dir/eval`.
-pub(crate) fn untrained_checkpoint(dir: &Path) -> (PretrainConfig, Checkpoint, TrainEnv) {
-    let pretrain = tiny_convnet();
-    let (vm, _) = init::build_model(
+pub(crate) fn untrained_checkpoint(
+    dir: &Path,
+    init: InitScheme,
+) -> (PretrainConfig, Checkpoint, TrainEnv) {
+    let pretrain = PretrainConfig {
+        init,
+        ..tiny_convnet()
+    };
+    let (vm, _) = init::build_model_with(
+        pretrain.init,
         &pretrain.encoder,
         &pretrain.head,
         3,
