@@ -16,7 +16,11 @@ pub use crate::vocab::StageKind;
 
 /// Bump when a change to the code changes what a stored config means (training
 /// semantics): every RunId changes, so old results are never mistaken for new ones.
-pub const SEMANTICS_VERSION: u32 = 1;
+///
+/// 2: `one_branch` became the paper's Figure 5 protocol (the old one is `one_branch_raw`),
+/// and the default initialisation, projection-head output BN and zero-initialised residual
+/// BN scales changed what an unchanged config trains.
+pub const SEMANTICS_VERSION: u32 = 2;
 
 /// Fields that do not change a run's result: where the data lives (its content is the
 /// fingerprint) and how often checkpoints are written (resume is exact).
