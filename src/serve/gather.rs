@@ -4,6 +4,7 @@
 //! stage with its metrics, checkpoints and evaluations. Rendering is `pages`' job.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::Result;
 
@@ -164,29 +165,42 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
         Err(e) => return Err(e.into()),
     };
     let stages = stage_rows(store, cache, &record).await?;
-    if !cache.has_configs(&stages) {
-        let kinds: HashMap<&str, StageKind> =
-            stages.iter().map(|s| (s.id.as_str(), s.stage)).collect();
-        cache.add_configs(&kinds, store.sweep_configs(name).await?);
-    }
     let pretrains = stages
         .iter()
         .filter(|s| s.stage == StageKind::Pretrain)
         .count();
     let curves_skipped = pretrains > CURVES_MAX_RUNS;
-    let metrics = if curves_skipped {
-        let stale = cache.stale(&stages);
-        // Most stages to read (the first visit): one query over the sweep is cheaper.
-        let fresh = if stale.len() * 2 > stages.len() {
-            store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await?
+    // The configs not kept yet (all of them on a first view) and the metrics, read at once
+    // (two connections).
+    let configs = async {
+        if cache.has_configs(&stages) {
+            return Ok(Vec::new());
+        }
+        store.sweep_configs(name).await
+    };
+    let stale = cache.stale(&stages);
+    let metrics = async {
+        if !curves_skipped {
+            // A small sweep: every step's metrics, for its training curves.
+            return store.sweep_metrics(name, None).await;
+        }
+        // Most stages to read (a first view): one query over the sweep is cheaper.
+        if stale.len() * 2 > stages.len() {
+            store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await
         } else {
-            store.metrics_of_stages(&stale, &FINAL_METRICS).await?
-        };
+            store.metrics_of_stages(&stale, &FINAL_METRICS).await
+        }
+    };
+    let (configs, fresh) = tokio::try_join!(configs, metrics)?;
+    if !configs.is_empty() {
+        let kinds: HashMap<&str, StageKind> =
+            stages.iter().map(|s| (s.id.as_str(), s.stage)).collect();
+        cache.add_configs(&kinds, configs);
+    }
+    let metrics: HashMap<String, Arc<[MetricRecord]>> = if curves_skipped {
         cache.merge_metrics(&stages, &stale, fresh)
     } else {
-        // A small sweep: every step's metrics, for its training curves.
-        let all = store.sweep_metrics(name, None).await?;
-        all.into_iter().map(|(id, m)| (id, m.into())).collect()
+        fresh.into_iter().map(|(id, m)| (id, m.into())).collect()
     };
     let data = SweepData::assemble_parsed(record.clone(), &stages, &metrics, &|s| cache.config(s));
     let mut sections = report::sections(&data);
