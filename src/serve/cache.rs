@@ -66,8 +66,17 @@ impl Cache {
         }
     }
 
+    /// Keeps the stage rows of `sweep` under `version`, without their config text (the
+    /// configs are kept parsed, by id).
     pub fn keep_stages(&self, sweep: &str, version: i64, rows: &[RunRecord]) {
-        lock(&self.stages).insert(sweep.to_string(), (version, rows.to_vec()));
+        let lean = rows
+            .iter()
+            .map(|r| RunRecord {
+                config: String::new(),
+                ..r.clone()
+            })
+            .collect();
+        lock(&self.stages).insert(sweep.to_string(), (version, lean));
     }
 
     /// Whether every stage's config is cached.

@@ -164,16 +164,28 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
         Err(StoreError::NoSuchSweep(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let stages = stage_rows(store, cache, &record).await?;
+    let (stages, first_metrics) = match cache.stages(name, record.updated_at) {
+        // A first view: every stage with its config, and the table metrics, at once (two
+        // connections).
+        None => {
+            let (stages, finals) = tokio::try_join!(
+                store.sweep_runs(name),
+                store.sweep_metrics(name, Some(&FINAL_METRICS[..]))
+            )?;
+            (stages, Some(finals))
+        }
+        Some(kept) => (refresh(store, name, kept).await?, None),
+    };
+    cache.keep_stages(name, record.updated_at, &stages);
     let pretrains = stages
         .iter()
         .filter(|s| s.stage == StageKind::Pretrain)
         .count();
     let curves_skipped = pretrains > CURVES_MAX_RUNS;
-    // The configs not kept yet (all of them on a first view) and the metrics, read at once
-    // (two connections).
+    // Configs neither kept nor in the rows just read, and the metrics, at once.
+    let first_view = first_metrics.is_some();
     let configs = async {
-        if cache.has_configs(&stages) {
+        if first_view || cache.has_configs(&stages) {
             return Ok(Vec::new());
         }
         store.sweep_configs(name).await
@@ -184,11 +196,13 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
             // A small sweep: every step's metrics, for its training curves.
             return store.sweep_metrics(name, None).await;
         }
-        // Most stages to read (a first view): one query over the sweep is cheaper.
-        if stale.len() * 2 > stages.len() {
-            store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await
-        } else {
-            store.metrics_of_stages(&stale, &FINAL_METRICS).await
+        match first_metrics {
+            Some(finals) => Ok(finals),
+            // Most stages changed since the last view: one query over the sweep is cheaper.
+            None if stale.len() * 2 > stages.len() => {
+                store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await
+            }
+            None => store.metrics_of_stages(&stale, &FINAL_METRICS).await,
         }
     };
     let (configs, fresh) = tokio::try_join!(configs, metrics)?;
@@ -249,46 +263,34 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
     }))
 }
 
-/// The sweep's stage rows without configs: those kept in `cache` with the stages not done
-/// when they were kept read again (a done stage never changes), or all of them.
-async fn stage_rows(store: &Store, cache: &Cache, sweep: &SweepRecord) -> Result<Vec<RunRecord>> {
-    let name = sweep.name.as_str();
-    let rows = match cache.stages(name, sweep.updated_at) {
-        None => {
-            store
-                .sweep_runs_without_config(name, StageFilter::All)
-                .await?
+/// The sweep's stage rows `kept` from an earlier view, with those that were not done then
+/// read again (a done stage never changes).
+async fn refresh(store: &Store, name: &str, mut kept: Vec<RunRecord>) -> Result<Vec<RunRecord>> {
+    let index: HashMap<String, usize> = kept
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.clone(), i))
+        .collect();
+    let mut open = store
+        .sweep_runs_without_config(name, StageFilter::NotDone)
+        .await?;
+    let still_open: HashSet<&str> = open.iter().map(|r| r.id.as_str()).collect();
+    // Open when kept and not open now: done since.
+    let done_since: Vec<&str> = kept
+        .iter()
+        .filter(|r| r.state != RunState::Done && !still_open.contains(r.id.as_str()))
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut changed = store
+        .sweep_runs_without_config(name, StageFilter::Ids(&done_since))
+        .await?;
+    changed.append(&mut open);
+    for r in changed {
+        if let Some(&i) = index.get(&r.id) {
+            kept[i] = r;
         }
-        Some(mut rows) => {
-            let index: HashMap<String, usize> = rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.id.clone(), i))
-                .collect();
-            let mut open = store
-                .sweep_runs_without_config(name, StageFilter::NotDone)
-                .await?;
-            let still_open: HashSet<&str> = open.iter().map(|r| r.id.as_str()).collect();
-            // Open when kept and not open now: done since.
-            let done_since: Vec<&str> = rows
-                .iter()
-                .filter(|r| r.state != RunState::Done && !still_open.contains(r.id.as_str()))
-                .map(|r| r.id.as_str())
-                .collect();
-            let mut changed = store
-                .sweep_runs_without_config(name, StageFilter::Ids(&done_since))
-                .await?;
-            changed.append(&mut open);
-            for r in changed {
-                if let Some(&i) = index.get(&r.id) {
-                    rows[i] = r;
-                }
-            }
-            rows
-        }
-    };
-    cache.keep_stages(name, sweep.updated_at, &rows);
-    Ok(rows)
+    }
+    Ok(kept)
 }
 
 fn is_curves(s: &Section) -> bool {
@@ -365,6 +367,101 @@ pub async fn run(store: &Store, id: &str) -> Result<Option<RunView>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{LeaseHolder, NewStage, NewSweep};
+
+    fn stages(n: usize) -> Vec<NewStage> {
+        (0..n)
+            .map(|i| NewStage {
+                id: format!("p{i:03}"),
+                stage: StageKind::Pretrain,
+                parent_id: None,
+                label: "pretrain".into(),
+                config: "{\"epochs\": 3}".into(),
+                dataset_fingerprint: "fp".into(),
+                semantics_version: 2,
+                cell: format!("{{\"loss.temperature\": {i}}}"),
+            })
+            .collect()
+    }
+
+    /// The view of sweep `a` through `cache`: (queued, running, done) and each stage's
+    /// (state, loss).
+    async fn look(store: &Store, cache: &Cache) -> ([usize; 3], Vec<(RunState, Option<f64>)>) {
+        let v = sweep(store, cache, "a").await.unwrap().unwrap();
+        let rows = v.stages.iter().map(|r| (r.run.state, r.loss)).collect();
+        ([v.counts[0], v.counts[1], v.counts[2]], rows)
+    }
+
+    #[test]
+    fn a_refresh_reads_what_changed_and_a_new_membership_everything() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        rt.block_on(async {
+            let store = Store::open(db.to_str().unwrap()).await.unwrap();
+            let spec = NewSweep {
+                name: "a".into(),
+                spec_path: "a.yaml".into(),
+                spec_text: "name: a".into(),
+                profile: None,
+                overrides: vec![],
+            };
+            // Over CURVES_MAX_RUNS pretrains: the path that keeps metrics between views.
+            let n = CURVES_MAX_RUNS + 1;
+            store.register(&spec, &stages(n)).await.unwrap();
+            let cache = Cache::default();
+            let (counts, rows) = look(&store, &cache).await;
+            assert_eq!(counts, [n, 0, 0]);
+            assert_eq!(rows[0], (RunState::Queued, None));
+            // A worker claims the first stage, records an epoch and finishes it; another
+            // claims the second: the next view shows both, from the rows it re-reads.
+            let w = LeaseHolder {
+                id: "w".into(),
+                host: "h".into(),
+                pid: 1,
+            };
+            let first = store
+                .claim(Some("a"), &w, 60_000, 3)
+                .await
+                .unwrap()
+                .unwrap();
+            let loss = MetricRecord {
+                name: metric::EPOCH_LOSS.into(),
+                step: 0,
+                value: 4.5,
+            };
+            store.record_metrics(&first.run.id, &[loss]).await.unwrap();
+            let c = Checkpoint {
+                step: 1,
+                epoch: 1,
+                path: "c".into(),
+                sha256: "h".into(),
+            };
+            store.record_checkpoint(&first.run.id, &c).await.unwrap();
+            assert!(store.finish(&first.run.id, &w, 2.0).await.unwrap());
+            let second = store
+                .claim(Some("a"), &w, 60_000, 3)
+                .await
+                .unwrap()
+                .unwrap();
+            let (counts, rows) = look(&store, &cache).await;
+            assert_eq!(counts, [n - 2, 1, 1]);
+            let at = |id: &str| rows[id[1..].parse::<usize>().unwrap()];
+            assert_eq!(at(&first.run.id), (RunState::Done, Some(4.5)));
+            assert_eq!(at(&second.run.id), (RunState::Running, None));
+            // Unchanged: the same view again.
+            assert_eq!(look(&store, &cache).await.1, rows);
+            // The sweep registered with other stages: its rows are read anew.
+            store.register(&spec, &stages(3)).await.unwrap();
+            let (counts, rows) = look(&store, &cache).await;
+            assert_eq!(rows.len(), 3);
+            assert_eq!(counts.iter().sum::<usize>(), 3);
+            store.close().await;
+        });
+    }
 
     fn brief(stage: StageKind, state: RunState, secs: f64, owner: Option<&str>) -> StageBrief {
         StageBrief {
