@@ -69,13 +69,7 @@ impl Cache {
     /// Keeps the stage rows of `sweep` under `version`, without their config text (the
     /// configs are kept parsed, by id).
     pub fn keep_stages(&self, sweep: &str, version: i64, rows: &[RunRecord]) {
-        let lean = rows
-            .iter()
-            .map(|r| RunRecord {
-                config: String::new(),
-                ..r.clone()
-            })
-            .collect();
+        let lean = rows.iter().map(RunRecord::without_config).collect();
         lock(&self.stages).insert(sweep.to_string(), (version, lean));
     }
 
