@@ -3,6 +3,7 @@
 //! warnings. Errors name the file, line, column and field path, with a hint.
 
 mod cell;
+mod control;
 mod depth;
 mod error;
 mod expand;
@@ -15,6 +16,7 @@ mod run;
 use std::path::{Path, PathBuf};
 
 pub use cell::{value_text, Lists};
+pub use control::{is_control_cell, CONTROL_KEY, CONTROL_VALUE};
 pub use error::{Location, SpecError};
 pub use identity::{canonical_json, stages, RunId, Stage, StageKind, SEMANTICS_VERSION};
 pub use run::{default_evals, RunConfig};
@@ -41,7 +43,21 @@ pub struct Plan {
     pub merged_duplicates: usize,
     /// Points dropped by `exclude` rules.
     pub excluded: usize,
+    /// Random-weights control runs appended after the grid's (`control`, on by default).
+    pub controls: usize,
     pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The grid's runs, without the controls.
+    pub fn grid(&self) -> &[PlannedRun] {
+        &self.runs[..self.runs.len() - self.controls]
+    }
+
+    /// The random-weights control runs (after the grid's in `runs`).
+    pub fn control_runs(&self) -> &[PlannedRun] {
+        &self.runs[self.runs.len() - self.controls..]
+    }
 }
 
 /// One run of the grid and where it sits in it.
@@ -151,6 +167,18 @@ fn expand_text(text: &str, file: &Path, opts: &LoadOptions) -> Result<Plan, Spec
     let mut axes: Vec<String> = eff.axes.iter().flat_map(|a| a.paths.clone()).collect();
     axes.push("seed".into());
     let warnings = lint::lint(&runs, &eff.axes);
+    let with_control = profile
+        .as_ref()
+        .and_then(|(_, p)| p.control)
+        .or(raw.control)
+        .unwrap_or(true);
+    let controls = if with_control {
+        control::controls(&runs)
+    } else {
+        Vec::new()
+    };
+    let n_controls = controls.len();
+    runs.extend(controls);
     Ok(Plan {
         name: raw.name.clone(),
         description: match (
@@ -167,6 +195,7 @@ fn expand_text(text: &str, file: &Path, opts: &LoadOptions) -> Result<Plan, Spec
         runs,
         merged_duplicates: merged,
         excluded,
+        controls: n_controls,
         warnings,
     })
 }

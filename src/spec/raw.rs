@@ -28,6 +28,10 @@ pub(crate) struct RawSpec {
     /// Outermost axis: each seed repeats the whole grid.
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,
+    /// Add the random-weights control (the same encoders untrained, under the same
+    /// evaluations, one per seed); on when left out.
+    #[serde(default)]
+    pub control: Option<bool>,
     /// Named variants, e.g. `smoke`, that override parts of the spec.
     #[serde(default)]
     pub profiles: Option<Mapping>,
@@ -55,6 +59,8 @@ pub(crate) struct RawProfile {
     pub exclude: Option<Vec<Mapping>>,
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,
+    #[serde(default)]
+    pub control: Option<bool>,
 }
 
 /// Deep merge: mappings merge key by key, anything else is replaced by `over`.

@@ -43,9 +43,9 @@ const SNAPSHOTS: &str = "src/spec/snapshots";
 fn augment_pairs_expands_to_the_49_cells_of_figure_5() {
     for profile in [None, Some("smoke")] {
         let p = committed("augment_pairs.yaml", profile);
-        assert_eq!(p.runs.len(), 49);
+        assert_eq!(p.grid().len(), 49);
         let ops: Vec<Vec<&str>> = p
-            .runs
+            .grid()
             .iter()
             .map(|r| {
                 r.config
@@ -76,9 +76,9 @@ fn augment_pairs_expands_to_the_49_cells_of_figure_5() {
 #[test]
 fn head_dims_expands_to_15_runs_with_none_having_no_dimension() {
     let p = committed("head_dims.yaml", None);
-    assert_eq!(p.runs.len(), 15);
+    assert_eq!(p.grid().len(), 15);
     let none: Vec<_> = p
-        .runs
+        .grid()
         .iter()
         .filter(|r| r.config.pretrain.head.kind == crate::ml::config::HeadKind::None)
         .collect();
@@ -89,13 +89,16 @@ fn head_dims_expands_to_15_runs_with_none_having_no_dimension() {
 
 #[test]
 fn the_other_paper_specs_expand_to_their_tables() {
-    assert_eq!(committed("losses.yaml", None).runs.len(), 100);
-    assert_eq!(committed("batch_epochs.yaml", None).runs.len(), 20);
-    assert_eq!(committed("batch_epochs.yaml", Some("smoke")).runs.len(), 6);
+    assert_eq!(committed("losses.yaml", None).grid().len(), 100);
+    assert_eq!(committed("batch_epochs.yaml", None).grid().len(), 20);
+    assert_eq!(
+        committed("batch_epochs.yaml", Some("smoke")).grid().len(),
+        6
+    );
     let t = committed("temperature.yaml", None);
-    assert_eq!(t.runs.len(), 6);
+    assert_eq!(t.grid().len(), 6);
     let rows: Vec<(bool, f64)> = t
-        .runs
+        .grid()
         .iter()
         .map(|r| {
             (
@@ -119,7 +122,7 @@ fn losses_tunes_each_loss_over_its_own_axes_as_appendix_b10_lists_them() {
     // (kind, semi-hard) -> the (lr, temperature or margin) pairs it is trained with.
     type Tried = Vec<(f64, f64)>;
     let mut grid: Vec<((LossKind, bool), Tried)> = Vec::new();
-    for r in &p.runs {
+    for r in p.grid() {
         let c = &r.config.pretrain;
         assert_eq!(
             c.loss.negatives,
@@ -160,7 +163,7 @@ fn losses_tunes_each_loss_over_its_own_axes_as_appendix_b10_lists_them() {
     }
     let smoke = committed("losses.yaml", Some("smoke"));
     assert_eq!(
-        smoke.runs.len(),
+        smoke.grid().len(),
         40,
         "the 20 loss settings x 2 learning rates"
     );
@@ -170,7 +173,7 @@ fn losses_tunes_each_loss_over_its_own_axes_as_appendix_b10_lists_them() {
 fn cases_takes_each_cases_product_one_case_after_the_other() {
     let text = "name: t\ngrid:\n  loss:\n    cases:\n      - {kind: margin, margin: [0.4, 0.8], semi_hard: [false, true]}\n      - {kind: nt_xent}\n";
     let p = plan(text, &LoadOptions::default()).unwrap();
-    let got: Vec<String> = p.runs.iter().map(|r| r.cell[0].1.to_string()).collect();
+    let got: Vec<String> = p.grid().iter().map(|r| r.cell[0].1.to_string()).collect();
     assert_eq!(
         got,
         [
@@ -182,7 +185,7 @@ fn cases_takes_each_cases_product_one_case_after_the_other() {
         ]
     );
     assert_eq!(
-        p.runs[4].config.pretrain.loss.kind,
+        p.grid()[4].config.pretrain.loss.kind,
         crate::ml::config::LossKind::NtXent
     );
     for (bad, field, says) in [
@@ -215,23 +218,23 @@ fn loss_options_that_do_not_apply_do_not_split_a_run() {
     // nothing: such runs are one run (one id), not several.
     let text = "name: t\ngrid:\n  loss:\n    - {kind: nt_xent, negative_weighting: sum}\n    - {kind: nt_xent}\n    - {kind: margin, semi_hard_pick: band}\n    - {kind: margin}\n";
     let p = plan(text, &LoadOptions::default()).unwrap();
-    assert_eq!(p.runs.len(), 2);
+    assert_eq!(p.grid().len(), 2);
     assert_eq!(p.merged_duplicates, 2);
 }
 
 #[test]
 fn the_smoke_profile_shrinks_the_model_and_keeps_the_grid() {
     let p = committed("losses.yaml", Some("smoke"));
-    let r = &p.runs[0].config.pretrain;
+    let r = &p.grid()[0].config.pretrain;
     assert_eq!(r.encoder.arch, crate::ml::config::Arch::Convnet);
     assert_eq!(r.dataset.train_subset, Some(2000));
-    assert_eq!(p.runs[0].config.evals.len(), 1);
+    assert_eq!(p.grid()[0].config.evals.len(), 1);
 }
 
 #[test]
 fn base_lists_only_what_differs_and_defaults_fill_the_rest() {
     let p = plan("name: t\nbase: {batch_size: 64}\n", &LoadOptions::default()).unwrap();
-    let r = &p.runs[0].config;
+    let r = &p.grid()[0].config;
     assert_eq!(r.pretrain.batch_size, 64);
     assert_eq!(r.pretrain.loss.temperature, 0.5);
     assert_eq!(r.evals, default_evals());
@@ -249,9 +252,9 @@ fn set_overrides_any_field_and_fixes_an_axis() {
         ],
     };
     let p = plan(text, &opts).unwrap();
-    assert_eq!(p.runs.len(), 4, "2 temperatures x 2 seeds");
+    assert_eq!(p.grid().len(), 4, "2 temperatures x 2 seeds");
     assert!(p
-        .runs
+        .grid()
         .iter()
         .all(|r| r.config.pretrain.batch_size == 32 && r.config.pretrain.optimizer.lr == 0.25));
 }
@@ -260,10 +263,86 @@ fn set_overrides_any_field_and_fixes_an_axis() {
 fn exclude_drops_matching_points_and_seeds_repeat_the_grid() {
     let text = "name: t\ngrid:\n  batch_size: [64, 128]\n  epochs: [1, 2]\nexclude:\n  - {batch_size: 128, epochs: 2}\nseeds: [0, 1]\n";
     let p = plan(text, &LoadOptions::default()).unwrap();
-    assert_eq!(p.runs.len(), 6);
+    assert_eq!(p.grid().len(), 6);
     assert_eq!(p.excluded, 2);
-    assert_eq!(p.runs[0].config.pretrain.seed, 0);
-    assert_eq!(p.runs[5].config.pretrain.seed, 1);
+    assert_eq!(p.grid()[0].config.pretrain.seed, 0);
+    assert_eq!(p.grid()[5].config.pretrain.seed, 1);
+}
+
+/// The controls of a plan: (cell without the seed, seed, evaluation count).
+fn control_cells(p: &Plan) -> Vec<(Vec<String>, u64, usize)> {
+    p.control_runs()
+        .iter()
+        .map(|r| {
+            let cell = r
+                .cell
+                .iter()
+                .filter(|(k, _)| k != "seed")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            (cell, r.config.pretrain.seed, r.config.evals.len())
+        })
+        .collect()
+}
+
+#[test]
+fn every_sweep_gets_one_untrained_control_per_seed_that_training_fields_do_not_split() {
+    // Loss, batch size and epochs only matter to training: one control per seed.
+    let text = "name: t\ndataset: {train_subset: 256}\ngrid:\n  batch_size: [64, 128]\n  loss.temperature: [0.1, 0.5]\nseeds: [0, 1]\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    assert_eq!(p.grid().len(), 8);
+    let controls = control_cells(&p);
+    let marked = vec![r#"control="random weights""#.to_string()];
+    assert_eq!(controls, vec![(marked.clone(), 0, 2), (marked, 1, 2)]);
+    for c in p.control_runs() {
+        let c = &c.config;
+        assert_eq!(c.pretrain.epochs, 0, "the control trains nothing");
+        assert_eq!(
+            c.pretrain.batch_size, 256,
+            "the default, capped by the subset"
+        );
+        assert_eq!(c.evals, p.grid()[0].config.evals, "the same evaluations");
+        assert_eq!(c.pretrain.dataset, p.grid()[0].config.pretrain.dataset);
+    }
+}
+
+#[test]
+fn the_encoder_and_the_head_of_z_evaluations_do_split_controls() {
+    // The width changes the untrained encoder: one control per width, named by it. The
+    // head changes only z: h gets one control per width, z one per width and head.
+    let text = "name: t\nbase:\n  evals: [{kind: linear, on: h}, {kind: linear, on: z}]\ngrid:\n  encoder.width: [8, 16]\n  head.out_dim: [32, 64]\n  epochs: [1, 2]\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    let got: Vec<(Vec<String>, usize)> = control_cells(&p)
+        .into_iter()
+        .map(|(cell, _, n)| (cell[1..].to_vec(), n))
+        .collect();
+    let cell = |w: u64, d: Option<u64>| {
+        let mut c = vec![format!("encoder.width={w}")];
+        c.extend(d.map(|d| format!("head.out_dim={d}")));
+        c
+    };
+    assert_eq!(
+        got,
+        vec![
+            (cell(8, None), 1),
+            (cell(8, Some(32)), 1),
+            (cell(8, Some(64)), 1),
+            (cell(16, None), 1),
+            (cell(16, Some(32)), 1),
+            (cell(16, Some(64)), 1),
+        ]
+    );
+}
+
+#[test]
+fn control_false_leaves_the_grid_alone() {
+    let text = "name: t\ncontrol: false\ngrid:\n  epochs: [1, 2]\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    assert_eq!((p.runs.len(), p.controls), (2, 0));
+    // A grid that already holds the untrained run needs no second one.
+    let text = "name: t\nbase: {batch_size: 512}\ngrid:\n  epochs: [0, 2]\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    assert_eq!((p.runs.len(), p.controls), (2, 0));
 }
 
 #[test]
