@@ -179,6 +179,9 @@ pub(crate) struct SweepData {
     pub axes: Vec<String>,
     pub runs: Vec<RunData>,
     pub cells: Vec<CellData>,
+    /// The random-weights controls (untrained encoders, `epochs: 0`): coordinates without
+    /// the control mark and the seed; kept apart from `cells`.
+    pub controls: Vec<CellData>,
     /// Evaluation labels in grid order of first appearance ("linear@h", "knn@h").
     pub labels: Vec<String>,
     /// Stages whose stored config did not parse (reported, not fatal).
@@ -218,13 +221,15 @@ impl SweepData {
     ) -> SweepData {
         let mut warnings = Vec::new();
         let mut runs: Vec<RunData> = Vec::new();
-        let mut cell_of_run: Vec<Vec<(String, Value)>> = Vec::new();
+        // Per pretrain stage: whether it is a control, and its coordinates.
+        let mut cell_of_run: Vec<(bool, Vec<(String, Value)>)> = Vec::new();
         let mut axes: Vec<String> = Vec::new();
         let mut labels: Vec<String> = Vec::new();
         for s in stages.iter().filter(|s| s.stage == StageKind::Pretrain) {
             let cell = parse_cell(s);
+            let control = crate::spec::is_control_cell(cell.iter().map(|(k, _)| k.as_str()));
             for (k, _) in &cell {
-                if k != "seed" && !axes.contains(k) {
+                if k != "seed" && !control && !axes.contains(k) {
                     axes.push(k.clone());
                 }
             }
@@ -287,7 +292,11 @@ impl SweepData {
                 curve_loss: to_epochs(&train_loss, 1.0),
                 curve_acc: to_epochs(&train_acc, 100.0),
             });
-            cell_of_run.push(cell.into_iter().filter(|(k, _)| k != "seed").collect());
+            let coords = cell
+                .into_iter()
+                .filter(|(k, _)| k != "seed" && k != crate::spec::CONTROL_KEY)
+                .collect();
+            cell_of_run.push((control, coords));
         }
         let index: HashMap<String, usize> = runs
             .iter()
@@ -340,14 +349,16 @@ impl SweepData {
         }
         // Cells in grid order of first appearance.
         let mut cells: Vec<CellData> = Vec::new();
-        let mut cell_index: HashMap<String, usize> = HashMap::new();
-        for (i, coords) in cell_of_run.into_iter().enumerate() {
+        let mut controls: Vec<CellData> = Vec::new();
+        let mut cell_index: HashMap<(bool, String), usize> = HashMap::new();
+        for (i, (control, coords)) in cell_of_run.into_iter().enumerate() {
             let key = serde_json::to_string(&coords).expect("JSON values serialise");
-            match cell_index.get(&key) {
-                Some(&c) => cells[c].runs.push(i),
+            let list = if control { &mut controls } else { &mut cells };
+            match cell_index.get(&(control, key.clone())) {
+                Some(&c) => list[c].runs.push(i),
                 None => {
-                    cell_index.insert(key, cells.len());
-                    cells.push(CellData {
+                    cell_index.insert((control, key), list.len());
+                    list.push(CellData {
                         coords,
                         runs: vec![i],
                     });
@@ -359,8 +370,31 @@ impl SweepData {
             axes,
             runs,
             cells,
+            controls,
             labels,
             warnings,
+        }
+    }
+
+    /// The controls that stand beside `cells` for evaluation `label`: those whose
+    /// coordinates all appear in one of the cells and that have that evaluation, in order.
+    pub fn controls_for(&self, cells: &[&CellData], label: &str) -> Vec<&CellData> {
+        self.controls
+            .iter()
+            .filter(|k| {
+                self.first(k).eval(label).is_some()
+                    && cells
+                        .iter()
+                        .any(|c| k.coords.iter().all(|kc| c.coords.contains(kc)))
+            })
+            .collect()
+    }
+
+    /// The one control of `cells` for `label`, when exactly one stands beside all of them.
+    pub fn control_of(&self, cells: &[&CellData], label: &str) -> Option<&CellData> {
+        match self.controls_for(cells, label).as_slice() {
+            [one] => Some(one),
+            _ => None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! never fatal.
 
 mod aggregate;
+mod control;
 mod paper;
 mod plots;
 mod protocols;
@@ -200,18 +201,30 @@ fn runs_csv(data: &SweepData) -> String {
     let mut rows: Vec<Vec<(String, String)>> = Vec::new();
     let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
     for r in &data.runs {
-        let cell = data
-            .cells
-            .iter()
-            .find(|c| c.runs.iter().any(|&i| data.runs[i].id == r.id))
-            .map(|c| {
-                c.coords
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", aggregate::compact(v)))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default();
+        let in_cell = |c: &&aggregate::CellData| c.runs.iter().any(|&i| data.runs[i].id == r.id);
+        let coords = |c: &aggregate::CellData| -> Vec<String> {
+            c.coords
+                .iter()
+                .map(|(k, v)| format!("{k}={}", aggregate::compact(v)))
+                .collect()
+        };
+        let cell = match data.cells.iter().find(in_cell) {
+            Some(c) => coords(c).join("; "),
+            None => data
+                .controls
+                .iter()
+                .find(in_cell)
+                .map(|c| {
+                    let mut parts = vec![format!(
+                        "{}={}",
+                        crate::spec::CONTROL_KEY,
+                        crate::spec::CONTROL_VALUE
+                    )];
+                    parts.extend(coords(c));
+                    parts.join("; ")
+                })
+                .unwrap_or_default(),
+        };
         let mut row = vec![
             ("run_id".to_string(), r.id.clone()),
             ("state".into(), r.state.as_str().into()),

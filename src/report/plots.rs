@@ -73,6 +73,9 @@ pub(crate) enum Plot {
         values: Vec<Vec<CellValue>>,
         row_avg: Vec<Option<(f64, bool)>>,
         scale_label: String,
+        /// The colour scale's floor (the random-weights control): cells at or below it
+        /// share the lowest colour, so the scale spans what training added.
+        floor: Option<f64>,
     },
     /// Figure 8: y against x on a log2 axis (x values are the real dimensions).
     Lines {
@@ -89,6 +92,8 @@ pub(crate) enum Plot {
         groups: Vec<String>,
         bars: Vec<String>,
         values: Vec<Vec<CellValue>>,
+        /// A dashed horizontal line across the chart: (legend name, value).
+        reference: Option<(String, f64)>,
     },
     /// Loss and contrastive accuracy against epochs.
     Curves { curves: Vec<Curve> },
@@ -135,7 +140,7 @@ impl Figure {
             Plot::Lines { series, flat, .. } => {
                 (960, 600 + legend_height(series.len() + flat.len(), 3))
             }
-            Plot::Bars { bars, .. } => (960, 600 + legend_height(bars.len(), 5)),
+            Plot::Bars { bars, .. } => (960, 600 + legend_height(bars.len() + 1, 5)),
             Plot::Panels { panels, .. } => (1000, 50 + 300 * panels.len().div_ceil(2) as u32),
         }
     }
@@ -193,7 +198,8 @@ impl Figure {
                 values,
                 row_avg,
                 scale_label,
-            } => heatmap(root, ops, values, row_avg, scale_label),
+                floor,
+            } => heatmap(root, ops, values, row_avg, scale_label, *floor),
             Plot::Lines {
                 x_label,
                 y_label,
@@ -206,7 +212,15 @@ impl Figure {
                 groups,
                 bars,
                 values,
-            } => grouped_bars(root, x_label, y_label, groups, bars, values),
+                reference,
+            } => grouped_bars(
+                root,
+                x_label,
+                y_label,
+                (groups, bars),
+                values,
+                reference.as_ref(),
+            ),
             Plot::Curves { curves } => training_curves(root, curves),
             Plot::Panels { x_label, panels } => small_multiples(root, x_label, panels),
         }
@@ -226,7 +240,7 @@ fn text_on(bg: RGBColor) -> &'static RGBColor {
 }
 
 fn heat(v: f64, lo: f64, hi: f64) -> RGBColor {
-    ViridisRGB::get_color_normalized(v, lo, hi)
+    ViridisRGB::get_color_normalized(v.clamp(lo, hi), lo, hi)
 }
 
 /// Where Figure 5's grid starts and how far the row-average column stands off it.
@@ -248,8 +262,9 @@ fn heatmap<DB: DrawingBackend>(
     values: &[Vec<CellValue>],
     row_avg: &[Option<(f64, bool)>],
     scale_label: &str,
+    floor: Option<f64>,
 ) -> R {
-    let (lo, hi) = colour_range(values, row_avg);
+    let (lo, hi) = colour_range(values, row_avg, floor);
     let (n, c) = (ops.len() as i32, CELL as i32);
     for (i, row) in values.iter().enumerate() {
         let y = HEAT_Y0 + i as i32 * c;
@@ -267,8 +282,13 @@ fn heatmap<DB: DrawingBackend>(
     colour_scale(root, n, (lo, hi), scale_label)
 }
 
-/// The colour scale's ends: the range of every cell and row average, widened when flat.
-fn colour_range(values: &[Vec<CellValue>], row_avg: &[Option<(f64, bool)>]) -> (f64, f64) {
+/// The colour scale's ends: from `floor` when given (else the lowest value) to the highest
+/// cell or row average, widened when flat.
+fn colour_range(
+    values: &[Vec<CellValue>],
+    row_avg: &[Option<(f64, bool)>],
+    floor: Option<f64>,
+) -> (f64, f64) {
     let means = values
         .iter()
         .flatten()
@@ -281,6 +301,9 @@ fn colour_range(values: &[Vec<CellValue>], row_avg: &[Option<(f64, bool)>]) -> (
         });
     if !lo.is_finite() {
         (lo, hi) = (0.0, 100.0);
+    }
+    if let Some(f) = floor {
+        (lo, hi) = (f, hi.max(f));
     }
     if hi - lo < 1e-9 {
         lo -= 1.0;
@@ -645,9 +668,9 @@ fn grouped_bars<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     x_label: &str,
     y_label: &str,
-    groups: &[String],
-    bars: &[String],
+    (groups, bars): (&[String], &[String]),
     values: &[Vec<CellValue>],
+    reference: Option<&(String, f64)>,
 ) -> R {
     let (w, h) = root.dim_in_pixel();
     let legend_h = legend_height(bars.len(), 5);
@@ -659,7 +682,8 @@ fn grouped_bars<DB: DrawingBackend>(
             .iter()
             .flatten()
             .filter_map(|v| v.stat())
-            .map(|s| stat_span(&s)),
+            .map(|s| stat_span(&s))
+            .chain(reference.map(|r| (r.1, r.1))),
     );
     let yhi = yhi * 1.1; // room for the value labels above the bars
     let ng = groups.len().max(1) as f64;
@@ -733,11 +757,15 @@ fn grouped_bars<DB: DrawingBackend>(
         centered(16.0),
     ))
     .map_err(err)?;
-    let entries: Vec<(String, RGBColor, bool)> = bars
+    let mut entries: Vec<(String, RGBColor, bool)> = bars
         .iter()
         .enumerate()
         .map(|(i, b)| (b.clone(), color(i), false))
         .collect();
+    if let Some((name, y)) = reference {
+        draw_line(&mut chart, vec![(0.0, *y), (ng, *y)], BLACK, true)?;
+        entries.push((name.clone(), BLACK, true));
+    }
     legend(root, h as i32 - legend_h as i32, &entries, 5)
 }
 
@@ -831,6 +859,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_control_is_the_colour_floor_and_cells_below_it_share_the_lowest_colour() {
+        let v = |m: f64| CellValue::Value {
+            stat: Stat::of(&[m]).unwrap(),
+            expected: 1,
+        };
+        let values = vec![vec![v(35.0), v(42.0)]];
+        assert_eq!(colour_range(&values, &[], None), (35.0, 42.0));
+        assert_eq!(colour_range(&values, &[], Some(39.8)), (39.8, 42.0));
+        assert_eq!(heat(35.0, 39.8, 42.0), heat(39.8, 39.8, 42.0));
+    }
+
+    #[test]
     fn text_is_white_on_dark_and_black_on_light_cells() {
         assert_eq!(*text_on(heat(0.0, 0.0, 1.0)), WHITE);
         assert_eq!(*text_on(heat(1.0, 0.0, 1.0)), BLACK);
@@ -867,6 +907,7 @@ mod tests {
                 values,
                 row_avg,
                 scale_label: "top-1 (%)".into(),
+                floor: Some(15.0),
             },
         };
         let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@ use crate::store::MetricRecord;
 use crate::vocab::metric;
 
 use super::aggregate::{compact, CellData, CellValue, Stat, SweepData};
+use super::control;
 use super::paper::{self, PaperSetting};
 use super::plots::{Curve, Figure, Plot, Series};
 use super::protocols;
@@ -94,18 +95,21 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
             } else {
                 format!("_{}", k + 1)
             };
-            let s = match e {
+            let mut s = match e {
                 Experiment::AugPairs => figure5(data, &cells, &suffix, &id_suffix),
                 Experiment::HeadDims => figure8(data, &cells, &suffix, &id_suffix),
                 Experiment::Losses => table4(data, &cells, &suffix, &id_suffix),
                 Experiment::Temperature => table5(data, &cells, &suffix, &id_suffix),
                 Experiment::BatchEpochs => figure9(data, &cells, &suffix, &id_suffix),
             };
+            control::add(data, &mut s, &cells);
             out.push(s);
         }
     }
     out.push(curves(data));
-    out.push(all_cells(data));
+    let mut all = all_cells(data);
+    control::add(data, &mut all, &data.cells.iter().collect::<Vec<_>>());
+    out.push(all);
     out
 }
 
@@ -186,7 +190,7 @@ fn table_paper_lines(data: &SweepData, setting: &PaperSetting, cells: &[&CellDat
     paper_lines(data, &primary(data), None, setting, &configs(data, cells))
 }
 
-fn label_header(label: &str) -> String {
+pub(crate) fn label_header(label: &str) -> String {
     format!("top-1 {label}")
 }
 
@@ -297,6 +301,7 @@ fn figure5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
             values,
             row_avg,
             scale_label: "top-1 (%)".into(),
+            floor: None,
         },
     });
     s.paper = paper_lines(
@@ -776,6 +781,7 @@ fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
                 .iter()
                 .map(|&b| epochs.iter().map(|&e| value(b, e)).collect())
                 .collect(),
+            reference: None,
         },
     });
     s.paper = table_paper_lines(data, &paper::TABLE_B1, cells);

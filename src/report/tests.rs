@@ -278,10 +278,23 @@ fn pairs_cells() -> Vec<Cell> {
             });
         }
     }
+    // The random-weights control, as `spec` appends it.
+    let mut config = smoke_base();
+    config.epochs = 0;
+    out.push(Cell {
+        coords: vec![(crate::spec::CONTROL_KEY, json!(crate::spec::CONTROL_VALUE))],
+        config,
+    });
     out
 }
 
+/// The index of the control among [`pairs_cells`].
+const PAIRS_CONTROL: usize = 9;
+
 fn pairs_fate(ci: usize, seed: u64) -> Fate {
+    if ci == PAIRS_CONTROL {
+        return Fate::Done(22.0 + seed as f64);
+    }
     let (i, j) = (ci / 3, ci % 3);
     match (OPS[i], OPS[j], seed) {
         (AugOp::Blur, AugOp::Crop, 0) => Fate::Running,
@@ -376,7 +389,34 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
         &std::fs::read_to_string(out.join("runs.csv")).unwrap(),
     );
     let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 18, "one row per run");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 20,
+        "one row per run, the control's too"
+    );
+    // The control row, in every table format, and as the heatmap's colour floor.
+    assert!(
+        md.contains("| random-weights control | 22.5 ± 0.7 (n=2) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Colour scale: from the random-weights control (22.5%"),
+        "{md}"
+    );
+    let tex = std::fs::read_to_string(out.join("fig5_augment_pairs.tex")).unwrap();
+    assert!(
+        tex.contains(r"random-weights control & $22.5 \pm 0.7$"),
+        "{tex}"
+    );
+    let cells_csv = std::fs::read_to_string(out.join("fig5_augment_pairs.csv")).unwrap();
+    assert!(
+        cells_csv.contains("random-weights control,22.5000,0.7071,2"),
+        "{cells_csv}"
+    );
+    assert!(
+        !md.contains("| control |"),
+        "the control is no grid axis: {md}"
+    );
     let png = image::open(out.join("fig5_augment_heatmap.png")).unwrap();
     assert!(png.width() > 400 && png.height() > 300);
 }
