@@ -60,6 +60,8 @@ struct PlanJson<'a> {
     stages: usize,
     merged_duplicates: usize,
     excluded: usize,
+    /// Random-weights control runs among `pretrain_runs` (the last ones).
+    controls: usize,
     warnings: &'a [String],
     estimated_cpu_seconds: f64,
     runs: Vec<PlanRunJson>,
@@ -100,6 +102,7 @@ fn plan_json<'a>(
         stages: staged.stages.len(),
         merged_duplicates: plan.merged_duplicates,
         excluded: plan.excluded,
+        controls: plan.controls,
         warnings: &plan.warnings,
         estimated_cpu_seconds: cost,
         runs,
@@ -143,6 +146,13 @@ fn write_header(
             o,
             "{} grid points excluded, {} merged as duplicates",
             plan.excluded, plan.merged_duplicates
+        )?;
+    }
+    if plan.controls > 0 {
+        writeln!(
+            o,
+            "{} random-weights control run(s) (epochs 0, the same evaluations; `control: false` drops them)",
+            plan.controls
         )?;
     }
     let mut counts: HashMap<String, usize> = HashMap::new();

@@ -121,11 +121,14 @@ pub fn write_cifar10(dir: &Path, per_class: usize) {
     std::fs::write(dir.join("batches.meta.txt"), meta).unwrap();
 }
 
-/// A tiny sweep: `n` temperatures x (pretrain + linear + kNN), a ConvNet on 40 images.
+/// A tiny sweep: `n` temperatures x (pretrain + linear + kNN), a ConvNet on 40 images,
+/// without the random-weights control (these tests count stages; `run::the_control_*`
+/// turns it on).
 pub fn tiny_spec(name: &str, temperatures: &[f64], epochs: usize) -> String {
     let temps: Vec<String> = temperatures.iter().map(|t| t.to_string()).collect();
     format!(
         "name: {name}
+control: false
 dataset: {{name: cifar10, train_subset: 40}}
 base:
   encoder: {{arch: convnet, width: 1}}

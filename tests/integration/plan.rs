@@ -12,7 +12,9 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
     let o = env.run(&["plan", &spec_path("augment_pairs.yaml")]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("49 pretrain runs, 147 stages"), "{out}");
+    // The 49 cells and the random-weights control.
+    assert!(out.contains("50 pretrain runs, 150 stages"), "{out}");
+    assert!(out.contains("1 random-weights control run(s)"), "{out}");
     assert!(
         out.contains("[crop,cutout]") && out.contains("linear-aug@h new, knn@h new"),
         "{out}"
@@ -26,8 +28,10 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["pretrain_runs"], 15);
-    assert_eq!(v["runs"].as_array().unwrap().len(), 15);
+    // 15 heads; controls: one for h, one per head for z (the random head is read).
+    assert_eq!(v["controls"], 16);
+    assert_eq!(v["pretrain_runs"], 31);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 31);
     assert!(!env.db().exists(), "plan must not create the database");
 }
 

@@ -277,6 +277,34 @@ fn a_failing_run_is_marked_failed_the_sweep_goes_on_and_retry_requeues_it() {
 }
 
 #[test]
+fn the_control_is_one_untrained_run_per_seed_and_the_report_shows_it() {
+    let env = Env::new(2);
+    let text_of = tiny_spec("c", &[0.5, 0.2], 1).replace("control: false", "control: true");
+    let spec = env.write("c.yaml", &text_of);
+    let o = env.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        stages(&env).len(),
+        9,
+        "2 temperatures and 1 control, each with 2 evaluations"
+    );
+    let m = all_metrics(&env);
+    assert_eq!(m.keys().filter(|k| k.1 == "eval/top1").count(), 6);
+    let out = env.path().join("report");
+    let o = env.run(&[
+        "report",
+        "c",
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "md,csv",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(md.contains("| random-weights control |"), "{md}");
+}
+
+#[test]
 fn zero_epochs_is_the_random_weights_baseline() {
     let env = Env::new(2);
     let spec = env.write("z.yaml", &tiny_spec("z", &[0.5], 0));
