@@ -13,12 +13,15 @@ use crate::ml::config::{EvalConfig, PretrainConfig};
 use crate::store::{MetricRecord, RunRecord, RunState, Store, SweepRecord};
 use crate::vocab::{metric, short_id, StageKind};
 
-/// Mean, sample standard deviation (n > 1) and count of one quantity over seeds.
+/// Mean, sample standard deviation and 95% confidence interval (n > 1), and count of one
+/// quantity over seeds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Stat {
     pub mean: f64,
     /// Sample standard deviation (n - 1 in the denominator); `None` for a single value.
     pub std: Option<f64>,
+    /// 95% confidence interval of the mean (Student t, n - 1 dof); `None` for one value.
+    pub ci: Option<(f64, f64)>,
     pub n: usize,
 }
 
@@ -33,7 +36,8 @@ impl Stat {
         let std = (n > 1).then(|| {
             (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
         });
-        Some(Stat { mean, std, n })
+        let ci = super::stats::ci95(values);
+        Some(Stat { mean, std, ci, n })
     }
 }
 
@@ -158,8 +162,29 @@ pub(crate) fn missing_reason<'a>(states: impl Iterator<Item = &'a RunState>) -> 
 /// all, and why it has none.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum CellValue {
-    Value { stat: Stat, expected: usize },
+    Value {
+        stat: Stat,
+        expected: usize,
+        /// (seed, value) of each finished seed, for paired comparisons.
+        seeds: Vec<(i64, f64)>,
+        /// How it compares with the best cell of its table column or matrix.
+        mark: Mark,
+    },
     Missing(&'static str),
+}
+
+/// A value's standing against the best of the values it is compared with.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub(crate) enum Mark {
+    /// Not compared (alone, or a reference row).
+    #[default]
+    None,
+    /// The highest mean.
+    Best,
+    /// Not distinguishable from the best: the test that says so.
+    Tied(String),
+    /// Below the best: the test that says so.
+    Below(String),
 }
 
 impl CellValue {
@@ -441,11 +466,17 @@ impl SweepData {
         state: impl Fn(&RunData) -> RunState,
     ) -> CellValue {
         let runs: Vec<&RunData> = cell.runs.iter().map(|&i| &self.runs[i]).collect();
-        let values: Vec<f64> = runs.iter().filter_map(|r| value(r)).collect();
+        let seeds: Vec<(i64, f64)> = runs
+            .iter()
+            .filter_map(|r| value(r).map(|v| (r.seed, v)))
+            .collect();
+        let values: Vec<f64> = seeds.iter().map(|s| s.1).collect();
         match Stat::of(&values) {
             Some(stat) => CellValue::Value {
                 stat,
                 expected: runs.len(),
+                seeds,
+                mark: Mark::None,
             },
             None => {
                 let states: Vec<RunState> = runs.iter().map(|r| state(r)).collect();

@@ -5,7 +5,7 @@
 
 use super::aggregate::{compact, CellData, CellValue, SweepData};
 use super::plots::{Plot, Series};
-use super::sections::{label_header, Section};
+use super::sections::{column_label, Section};
 use super::tables::Val;
 
 /// The row label of a control in every table.
@@ -105,24 +105,13 @@ fn cell(data: &SweepData, t: &super::tables::Table, i: usize, k: &CellData, prim
     if i == 0 {
         return Val::text(name(k));
     }
-    let header = &t.header[i];
     let ours = t
         .rows
         .iter()
         .any(|r| matches!(r.get(i), Some(Val::Ours(_))));
-    if !ours {
+    let label = column_label(&data.labels, &t.header, i, primary);
+    let Some(label) = label.filter(|_| ours) else {
         return Val::text("");
-    }
-    // A table with a column per evaluation: those columns only; otherwise the table is a
-    // matrix of cells under the primary evaluation.
-    let per_label = t
-        .header
-        .iter()
-        .any(|h| data.labels.iter().any(|l| label_header(l) == *h));
-    let label = match data.labels.iter().find(|l| label_header(l) == *header) {
-        Some(l) => l.as_str(),
-        None if per_label => return Val::text(""),
-        None => primary,
     };
     match data.top1(k, label) {
         CellValue::Missing(_) if data.first(k).eval(label).is_none() => Val::text(""),

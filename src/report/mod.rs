@@ -9,12 +9,14 @@
 //! never fatal.
 
 mod aggregate;
+mod compare;
 mod control;
 mod paper;
 mod plots;
 mod protocols;
 mod readme;
 mod sections;
+mod stats;
 mod tables;
 mod tuning;
 

@@ -315,7 +315,7 @@ fn colour_range(
 /// A grid cell: the mean, with the spread over seeds or how many seeds it has so far.
 fn value_look(v: &CellValue, lo: f64, hi: f64) -> CellLook {
     match v {
-        CellValue::Value { stat, expected } => CellLook {
+        CellValue::Value { stat, expected, .. } => CellLook {
             bg: heat(stat.mean, lo, hi),
             main: format!("{:.1}", stat.mean),
             sub: match stat.std {
@@ -863,6 +863,8 @@ mod tests {
         let v = |m: f64| CellValue::Value {
             stat: Stat::of(&[m]).unwrap(),
             expected: 1,
+            seeds: vec![(0, m)],
+            mark: Default::default(),
         };
         let values = vec![vec![v(35.0), v(42.0)]];
         assert_eq!(colour_range(&values, &[], None), (35.0, 42.0));
@@ -892,6 +894,8 @@ mod tests {
                             stat: Stat::of(&[10.0 + (i * 7 + j) as f64, 11.0 + (i * 7 + j) as f64])
                                 .unwrap(),
                             expected: 2,
+                            seeds: vec![],
+                            mark: Default::default(),
                         },
                     })
                     .collect()

@@ -12,12 +12,12 @@ use crate::store::MetricRecord;
 use crate::vocab::metric;
 
 use super::aggregate::{compact, CellData, CellValue, Stat, SweepData};
-use super::control;
 use super::paper::{self, PaperSetting};
 use super::plots::{Curve, Figure, Plot, Series};
 use super::protocols;
 use super::tables::{Table, Val};
 use super::tuning::{best_per_group, SELECTION_SPLIT};
+use super::{compare, control};
 
 /// A part of the README: tables, figures, and how our setting differs from the paper's.
 #[derive(Clone, Debug)]
@@ -102,12 +102,14 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
                 Experiment::Temperature => table5(data, &cells, &suffix, &id_suffix),
                 Experiment::BatchEpochs => figure9(data, &cells, &suffix, &id_suffix),
             };
+            compare::mark(data, &mut s);
             control::add(data, &mut s, &cells);
             out.push(s);
         }
     }
     out.push(curves(data));
     let mut all = all_cells(data);
+    compare::mark(data, &mut all);
     control::add(data, &mut all, &data.cells.iter().collect::<Vec<_>>());
     out.push(all);
     out
@@ -200,6 +202,25 @@ fn protocol_notes(data: &SweepData, labels: &[String]) -> Vec<String> {
         .iter()
         .filter_map(|l| data.eval_config(l).map(|c| protocols::describe(l, &c)))
         .collect()
+}
+
+/// What the values of column `i` of a table with `header` are: `Some(label)` of a column
+/// per evaluation; `Some(primary)` for every column of a table that has none (a matrix of
+/// cells under the primary evaluation); `None` for the other columns of a table that has.
+pub(crate) fn column_label<'a>(
+    labels: &'a [String],
+    header: &[String],
+    i: usize,
+    primary: &'a str,
+) -> Option<&'a str> {
+    let per_label = header
+        .iter()
+        .any(|h| labels.iter().any(|l| label_header(l) == *h));
+    match labels.iter().find(|l| label_header(l) == header[i]) {
+        Some(l) => Some(l.as_str()),
+        None if per_label => None,
+        None => Some(primary),
+    }
 }
 
 fn primary(data: &SweepData) -> String {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::aggregate::{CellValue, Stat};
+use super::aggregate::{CellValue, Mark, Stat};
 
 /// One table cell.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,15 +33,48 @@ pub(crate) struct Table {
     pub notes: Vec<String>,
 }
 
+/// Mean, then the 95% interval and n when there are several seeds: `61.0 [48.3, 73.7] (n=2)`.
 fn md_stat(stat: &Stat, expected: usize) -> String {
-    let mut s = match stat.std {
-        Some(sd) => format!("{:.1} ± {:.1} (n={})", stat.mean, sd, stat.n),
+    let mut s = match stat.ci {
+        Some((lo, hi)) => format!("{:.1} [{lo:.1}, {hi:.1}] (n={})", stat.mean, stat.n),
         None => format!("{:.1}", stat.mean),
     };
     if stat.n < expected {
         let _ = write!(s, " ({} of {} seeds)", stat.n, expected);
     }
     s
+}
+
+/// The mark's sign in Markdown and plain text: `best`, `≈` (tied), nothing otherwise.
+fn mark_text(mark: &Mark, value: String) -> String {
+    match mark {
+        Mark::Best => format!("{value} best"),
+        Mark::Tied(_) => format!("≈ {value}"),
+        Mark::None | Mark::Below(_) => value,
+    }
+}
+
+/// The notes that explain intervals and marks, when the table has them.
+fn stat_notes(rows: &[Vec<Val>]) -> Vec<String> {
+    let vals = || rows.iter().flatten();
+    let mut out = Vec::new();
+    if vals().any(|v| matches!(v, Val::Ours(CellValue::Value { stat, .. }) if stat.ci.is_some())) {
+        out.push(
+            "[lo, hi]: 95% confidence interval of the mean over seeds (Student t, n-1 dof).".into(),
+        );
+    }
+    if vals().any(|v| {
+        matches!(
+            v,
+            Val::Ours(CellValue::Value {
+                mark: Mark::Best,
+                ..
+            })
+        )
+    }) {
+        out.push("best: the highest mean of its column (of the whole grid in a matrix of cells); ≈: not distinguishable from it (paired t-test on shared seeds, p ≥ 0.05, or overlapping 95% intervals when seeds are not shared); single-seed values are never marked ≈ or below, as nothing tests them.".into());
+    }
+    out
 }
 
 fn md_val(v: &Val) -> String {
@@ -55,7 +88,12 @@ fn md_val(v: &Val) -> String {
 fn plain_val(v: &Val) -> String {
     match v {
         Val::Text(t) => t.clone(),
-        Val::Ours(CellValue::Value { stat, expected }) => md_stat(stat, *expected),
+        Val::Ours(CellValue::Value {
+            stat,
+            expected,
+            mark,
+            ..
+        }) => mark_text(mark, md_stat(stat, *expected)),
         Val::Ours(CellValue::Missing(why)) => format!("— ({why})"),
         Val::Paper(Some(x)) => format!("{x:.1}"),
         Val::Paper(None) => "—".to_string(),
@@ -74,6 +112,8 @@ fn tex_escape(s: &str) -> String {
             '~' => out.push_str("\\textasciitilde{}"),
             '^' => out.push_str("\\textasciicircum{}"),
             '±' => out.push_str("$\\pm$"),
+            '≈' => out.push_str("$\\approx$"),
+            '≥' => out.push_str("$\\geq$"),
             '—' => out.push_str("---"),
             '→' => out.push_str("$\\to$"),
             _ => out.push(c),
@@ -85,15 +125,24 @@ fn tex_escape(s: &str) -> String {
 fn tex_val(v: &Val) -> String {
     match v {
         Val::Text(t) => tex_escape(t),
-        Val::Ours(CellValue::Value { stat, expected }) => {
-            let mut s = match stat.std {
-                Some(sd) => format!("${:.1} \\pm {:.1}$", stat.mean, sd),
+        Val::Ours(CellValue::Value {
+            stat,
+            expected,
+            mark,
+            ..
+        }) => {
+            let mut s = match stat.ci {
+                Some((lo, hi)) => format!("{:.1} [{lo:.1}, {hi:.1}]", stat.mean),
                 None => format!("{:.1}", stat.mean),
             };
             if stat.n < *expected {
                 let _ = write!(s, "$^{{{}/{}}}$", stat.n, expected);
             }
-            s
+            match mark {
+                Mark::Best => format!("\\textbf{{{s}}}"),
+                Mark::Tied(_) => format!("$\\approx$ {s}"),
+                _ => s,
+            }
         }
         Val::Ours(CellValue::Missing(why)) => format!("--- ({why})"),
         Val::Paper(Some(x)) => format!("{x:.1}"),
@@ -148,9 +197,15 @@ impl Table {
             let cells: Vec<String> = row.iter().map(md_val).collect();
             let _ = writeln!(s, "| {} |", cells.join(" | "));
         }
-        if !self.notes.is_empty() {
+        let notes: Vec<String> = self
+            .notes
+            .iter()
+            .cloned()
+            .chain(stat_notes(&self.rows))
+            .collect();
+        if !notes.is_empty() {
             s.push('\n');
-            for n in &self.notes {
+            for n in &notes {
                 let _ = writeln!(s, "- {n}");
             }
         }
@@ -183,9 +238,15 @@ impl Table {
             let _ = writeln!(s, "    {} \\\\", cells.join(" & "));
         }
         s.push_str("    \\bottomrule\n  \\end{tabular}\n");
-        let mut notes = self.notes.iter().map(|n| tex_escape(n)).collect::<Vec<_>>();
+        let mut notes = self
+            .notes
+            .iter()
+            .cloned()
+            .chain(stat_notes(&self.rows))
+            .map(|n| tex_escape(&n))
+            .collect::<Vec<_>>();
         let partial = self.rows.iter().flatten().any(
-            |v| matches!(v, Val::Ours(CellValue::Value { stat, expected }) if stat.n < *expected),
+            |v| matches!(v, Val::Ours(CellValue::Value { stat, expected, .. }) if stat.n < *expected),
         );
         if partial {
             notes.push("$^{k/n}$: mean of the $k$ of $n$ seeds that finished.".into());
@@ -200,7 +261,8 @@ impl Table {
         s
     }
 
-    /// CSV: ours as `mean`, `std`, `n` columns; paper values as numbers.
+    /// CSV: ours as `mean`, `std`, `n`, `ci95 lo`, `ci95 hi`, `vs best` columns; paper
+    /// values as numbers.
     pub fn csv(&self) -> String {
         let mut header = Vec::new();
         for (i, h) in self.header.iter().enumerate() {
@@ -212,6 +274,9 @@ impl Table {
                 header.push(format!("{h} mean"));
                 header.push(format!("{h} std"));
                 header.push(format!("{h} n"));
+                header.push(format!("{h} ci95 lo"));
+                header.push(format!("{h} ci95 hi"));
+                header.push(format!("{h} vs best"));
             } else {
                 header.push(h.clone());
             }
@@ -225,20 +290,28 @@ impl Table {
                     .iter()
                     .any(|r| matches!(r.get(i), Some(Val::Ours(_))));
                 match v {
-                    Val::Ours(CellValue::Value { stat, .. }) => {
+                    Val::Ours(CellValue::Value { stat, mark, .. }) => {
+                        let num = |x: Option<f64>| x.map(|x| format!("{x:.4}")).unwrap_or_default();
                         f.push(format!("{:.4}", stat.mean));
-                        f.push(stat.std.map(|x| format!("{x:.4}")).unwrap_or_default());
+                        f.push(num(stat.std));
                         f.push(stat.n.to_string());
+                        f.push(num(stat.ci.map(|c| c.0)));
+                        f.push(num(stat.ci.map(|c| c.1)));
+                        f.push(match mark {
+                            Mark::None => String::new(),
+                            Mark::Best => "best".into(),
+                            Mark::Tied(why) => format!("tied: {why}"),
+                            Mark::Below(why) => format!("below: {why}"),
+                        });
                     }
                     Val::Ours(CellValue::Missing(why)) => {
                         f.push(why.to_string());
-                        f.push(String::new());
-                        f.push("0".into());
+                        f.extend([String::new(), "0".into()]);
+                        f.extend([String::new(), String::new(), String::new()]);
                     }
                     other if ours_col => {
                         f.push(md_val(other));
-                        f.push(String::new());
-                        f.push(String::new());
+                        f.extend(std::iter::repeat_n(String::new(), 5));
                     }
                     Val::Paper(Some(x)) => f.push(format!("{x:.1}")),
                     Val::Paper(None) => f.push(String::new()),
@@ -266,6 +339,8 @@ mod tests {
                     Val::Ours(CellValue::Value {
                         stat: Stat::of(&[60.0, 62.0]).unwrap(),
                         expected: 2,
+                        seeds: vec![(0, 60.0), (1, 62.0)],
+                        mark: Mark::None,
                     }),
                     Val::Paper(Some(63.9)),
                 ],
@@ -282,7 +357,12 @@ mod tests {
     #[test]
     fn markdown_shows_mean_std_n_and_why_a_cell_is_empty() {
         let md = table().markdown();
-        assert!(md.contains("| nt_xent | 61.0 ± 1.4 (n=2) | 63.9 |"), "{md}");
+        // scipy.stats.t.interval(0.95, 1, loc=61, scale=1) = (48.29, 73.71)
+        assert!(
+            md.contains("| nt_xent | 61.0 [48.3, 73.7] (n=2) | 63.9 |"),
+            "{md}"
+        );
+        assert!(md.contains("95% confidence interval"), "{md}");
         assert!(md.contains("| margin | — (failed) | — |"), "{md}");
         assert!(md.contains("|---|---:|---:|"), "{md}");
     }
@@ -294,7 +374,7 @@ mod tests {
             tex.contains("\\toprule") && tex.contains("\\midrule") && tex.contains("\\bottomrule")
         );
         assert!(tex.contains("Loss \\& temperature\\_1"), "{tex}");
-        assert!(tex.contains("$61.0 \\pm 1.4$"), "{tex}");
+        assert!(tex.contains("61.0 [48.3, 73.7]"), "{tex}");
         assert!(tex.contains("50\\% of runs"), "{tex}");
         assert!(!tex.contains("\\hline"));
     }
@@ -303,8 +383,11 @@ mod tests {
     fn csv_splits_mean_std_and_n() {
         let csv = table().csv();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "loss,top-1 mean,top-1 std,top-1 n,paper");
-        assert_eq!(lines[1], "nt_xent,61.0000,1.4142,2,63.9");
-        assert_eq!(lines[2], "margin,failed,,0,");
+        assert_eq!(
+            lines[0],
+            "loss,top-1 mean,top-1 std,top-1 n,top-1 ci95 lo,top-1 ci95 hi,top-1 vs best,paper"
+        );
+        assert_eq!(lines[1], "nt_xent,61.0000,1.4142,2,48.2938,73.7062,,63.9");
+        assert_eq!(lines[2], "margin,failed,,0,,,,");
     }
 }

@@ -370,8 +370,9 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
     });
     keep(&out, "pairs");
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
-    // Seeds: mean ± std (n); the cell with one failed seed says so; the others say why.
-    assert!(md.contains("| crop | 20.5 ± 0.7 (n=2) |"), "{md}");
+    // Seeds: mean [95% CI] (n); the cell with one failed seed says so; the others say why.
+    // scipy.stats.t.interval(0.95, 1, loc=20.5, scale=0.5) = (14.147, 26.853)
+    assert!(md.contains("| crop | 20.5 [14.1, 26.9] (n=2) |"), "{md}");
     assert!(md.contains("27.0 (1 of 2 seeds)"), "{md}");
     assert!(
         md.contains("— (pending)") && md.contains("— (failed)"),
@@ -396,7 +397,7 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
     );
     // The control row, in every table format, and as the heatmap's colour floor.
     assert!(
-        md.contains("| random-weights control | 22.5 ± 0.7 (n=2) |"),
+        md.contains("| random-weights control | 22.5 [16.1, 28.9] (n=2) |"),
         "{md}"
     );
     assert!(
@@ -405,12 +406,12 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
     );
     let tex = std::fs::read_to_string(out.join("fig5_augment_pairs.tex")).unwrap();
     assert!(
-        tex.contains(r"random-weights control & $22.5 \pm 0.7$"),
+        tex.contains(r"random-weights control & 22.5 [16.1, 28.9]"),
         "{tex}"
     );
     let cells_csv = std::fs::read_to_string(out.join("fig5_augment_pairs.csv")).unwrap();
     assert!(
-        cells_csv.contains("random-weights control,22.5000,0.7071,2"),
+        cells_csv.contains("random-weights control,22.5000,0.7071,2,16.1469,28.8531,"),
         "{cells_csv}"
     );
     assert!(
@@ -641,7 +642,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
         "{md}"
     );
     assert!(
-        md.contains("| 512 | 52.5 ± 0.7 (n=2) | 60.7 | — (failed) | 64.0 |"),
+        md.contains("| 512 | 52.5 [46.1, 58.9] (n=2) best | 60.7 | — (failed) | 64.0 |"),
         "{md}"
     );
     assert!(out.join("fig9_batch_epochs.png").exists());

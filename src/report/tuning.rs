@@ -105,6 +105,7 @@ mod tests {
         Some(Stat {
             mean,
             std: None,
+            ci: None,
             n: 1,
         })
     }

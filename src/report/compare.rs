@@ -1,0 +1,169 @@
+//! Which values of a table are not distinguishable from the best: within each column of
+//! an evaluation (or the whole matrix of a table without such columns), the highest mean
+//! is marked best, and every other value with an interval is compared with it: paired
+//! t-test on the seeds they share when they share at least two, else whether their 95%
+//! intervals overlap. p ≥ 0.05 (or overlap) marks it tied; single seeds stay unmarked.
+
+use super::aggregate::{CellValue, Mark, SweepData};
+use super::sections::{column_label, Section};
+use super::stats::paired_t;
+use super::tables::{Table, Val};
+
+/// The significance level of the comparisons.
+pub(crate) const ALPHA: f64 = 0.05;
+
+/// Marks every table of `sec`.
+pub(crate) fn mark(data: &SweepData, sec: &mut Section) {
+    let primary = data.primary_label().unwrap_or("linear@h").to_string();
+    for t in &mut sec.tables {
+        mark_table(data, t, &primary);
+    }
+}
+
+fn mark_table(data: &SweepData, t: &mut Table, primary: &str) {
+    // Column sets: each evaluation column alone, or every column of a matrix together.
+    let labelled: Vec<usize> = (0..t.header.len())
+        .filter(|&i| column_label(&data.labels, &t.header, i, primary).is_some())
+        .collect();
+    let sets: Vec<Vec<usize>> = if labelled.len() == t.header.len() {
+        vec![labelled]
+    } else {
+        labelled.into_iter().map(|i| vec![i]).collect()
+    };
+    for cols in sets {
+        let slots: Vec<(usize, usize)> = t
+            .rows
+            .iter()
+            .enumerate()
+            .flat_map(|(r, row)| {
+                cols.iter()
+                    .filter(move |&&c| {
+                        matches!(row.get(c), Some(Val::Ours(CellValue::Value { .. })))
+                    })
+                    .map(move |&c| (r, c))
+            })
+            .collect();
+        let value = |t: &Table, (r, c): (usize, usize)| match &t.rows[r][c] {
+            Val::Ours(v) => v.clone(),
+            _ => unreachable!("slots hold values of ours"),
+        };
+        let Some(&best) = slots.iter().max_by(|a, b| {
+            let m = |s| value(t, s).stat().map_or(f64::NEG_INFINITY, |s| s.mean);
+            m(**a).total_cmp(&m(**b)).then(b.cmp(a))
+        }) else {
+            continue;
+        };
+        if slots.len() < 2 {
+            continue;
+        }
+        let best_v = value(t, best);
+        let marks: Vec<Mark> = slots
+            .iter()
+            .map(|&s| {
+                if s == best {
+                    Mark::Best
+                } else {
+                    against(&best_v, &value(t, s))
+                }
+            })
+            .collect();
+        // Nothing tested (single seeds): no value is marked, not even the best.
+        if marks.iter().all(|m| matches!(m, Mark::Best | Mark::None)) {
+            continue;
+        }
+        for (&(r, c), m) in slots.iter().zip(marks) {
+            if let Val::Ours(CellValue::Value { mark, .. }) = &mut t.rows[r][c] {
+                *mark = m;
+            }
+        }
+    }
+}
+
+/// How `v` stands against `best`.
+pub(crate) fn against(best: &CellValue, v: &CellValue) -> Mark {
+    let (
+        CellValue::Value {
+            stat: bs,
+            seeds: bseeds,
+            ..
+        },
+        CellValue::Value {
+            stat: vs,
+            seeds: vseeds,
+            ..
+        },
+    ) = (best, v)
+    else {
+        return Mark::None;
+    };
+    let pairs: Vec<(f64, f64)> = bseeds
+        .iter()
+        .filter_map(|(s, b)| vseeds.iter().find(|(t, _)| t == s).map(|(_, x)| (*b, *x)))
+        .collect();
+    if let Some(p) = paired_t(&pairs) {
+        let why = format!(
+            "paired t({}) = {:.2}, p = {:.3} over {} shared seeds, difference {:.1}",
+            p.dof,
+            p.t,
+            p.p,
+            pairs.len(),
+            p.mean_diff
+        );
+        return if p.p >= ALPHA {
+            Mark::Tied(why)
+        } else {
+            Mark::Below(why)
+        };
+    }
+    match (bs.ci, vs.ci) {
+        (Some((blo, _)), Some((_, vhi))) if vhi >= blo => {
+            Mark::Tied("95% intervals overlap (no shared seeds)".into())
+        }
+        (Some(_), Some(_)) => Mark::Below("95% intervals disjoint (no shared seeds)".into()),
+        _ => Mark::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::aggregate::Stat;
+
+    fn v(seeds: &[(i64, f64)]) -> CellValue {
+        let values: Vec<f64> = seeds.iter().map(|s| s.1).collect();
+        CellValue::Value {
+            stat: Stat::of(&values).unwrap(),
+            expected: seeds.len(),
+            seeds: seeds.to_vec(),
+            mark: Mark::None,
+        }
+    }
+
+    #[test]
+    fn a_consistent_gap_over_shared_seeds_is_below_and_a_noisy_one_is_tied() {
+        // scipy.stats.ttest_rel([42.3, 41.0, 43.1], [40.3, 39.2, 41.5]): p = 0.00409.
+        let best = v(&[(0, 42.3), (1, 41.0), (2, 43.1)]);
+        let m = against(&best, &v(&[(0, 40.3), (1, 39.2), (2, 41.5)]));
+        assert!(
+            matches!(&m, Mark::Below(w) if w.contains("p = 0.004")),
+            "{m:?}"
+        );
+        // The same means, but the seeds disagree on the sign: within noise.
+        let m = against(&best, &v(&[(0, 43.3), (1, 37.0), (2, 41.7)]));
+        assert!(matches!(m, Mark::Tied(_)), "{m:?}");
+    }
+
+    #[test]
+    fn without_shared_seeds_the_intervals_decide_and_one_seed_is_never_marked() {
+        let best = v(&[(0, 42.0), (1, 43.0), (2, 42.5)]);
+        assert!(matches!(
+            against(&best, &v(&[(5, 41.0), (6, 43.0)])),
+            Mark::Tied(_)
+        ));
+        assert!(matches!(
+            against(&best, &v(&[(5, 30.0), (6, 30.5), (7, 30.2)])),
+            Mark::Below(_)
+        ));
+        assert_eq!(against(&best, &v(&[(0, 41.0)])), Mark::None);
+    }
+}
