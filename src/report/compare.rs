@@ -101,10 +101,14 @@ pub(crate) fn against(best: &CellValue, v: &CellValue) -> Mark {
         .filter_map(|(s, b)| vseeds.iter().find(|(t, _)| t == s).map(|(_, x)| (*b, *x)))
         .collect();
     if let Some(p) = paired_t(&pairs) {
+        let t = if p.t.is_finite() {
+            format!("{:.2}", p.t)
+        } else {
+            "∞ (the same difference on every seed)".into()
+        };
         let why = format!(
-            "paired t({}) = {:.2}, p = {:.3} over {} shared seeds, difference {:.1}",
+            "paired t({}) = {t}, p = {:.3} over {} shared seeds, difference {:.1}",
             p.dof,
-            p.t,
             p.p,
             pairs.len(),
             p.mean_diff

@@ -11,6 +11,7 @@
 mod aggregate;
 mod compare;
 mod control;
+mod findings;
 mod paper;
 mod plots;
 mod protocols;

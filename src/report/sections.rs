@@ -17,7 +17,7 @@ use super::plots::{Curve, Figure, Plot, Series};
 use super::protocols;
 use super::tables::{Table, Val};
 use super::tuning::{best_per_group, SELECTION_SPLIT};
-use super::{compare, control};
+use super::{compare, control, findings};
 
 /// A part of the README: tables, figures, and how our setting differs from the paper's.
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ pub(crate) struct Section {
 }
 
 impl Section {
-    fn new(title: impl Into<String>) -> Section {
+    pub(crate) fn new(title: impl Into<String>) -> Section {
         Section {
             title: title.into(),
             text: Vec::new(),
@@ -107,6 +107,7 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
             out.push(s);
         }
     }
+    out.extend(findings::section(data));
     out.push(curves(data));
     let mut all = all_cells(data);
     compare::mark(data, &mut all);
@@ -810,7 +811,7 @@ fn figure9(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
 }
 
 /// A cell's name for legends: its coordinates, compact.
-fn cell_name(data: &SweepData, c: &CellData) -> String {
+pub(crate) fn cell_name(data: &SweepData, c: &CellData) -> String {
     if c.coords.is_empty() {
         return data.sweep.name.clone();
     }

@@ -123,7 +123,8 @@ pub(crate) fn paired_t(pairs: &[(f64, f64)]) -> Option<Paired> {
     let mean = d.iter().sum::<f64>() / n as f64;
     let sd = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
     let se = sd / (n as f64).sqrt();
-    let (t, p) = if se > 0.0 {
+    // Differences equal up to rounding have no spread.
+    let (t, p) = if se > 1e-9 * mean.abs().max(1.0) {
         let t = mean / se;
         (t, t_two_sided_p(t, (n - 1) as f64))
     } else if mean == 0.0 {
