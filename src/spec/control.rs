@@ -2,7 +2,7 @@
 //! evaluates, one pretrain stage with `epochs: 0` per seed, under the same evaluations.
 //!
 //! What the untrained encoder's evaluation depends on, and so what a control shares with
-//! the runs it stands beside: the dataset, the encoder config, the seed (parameters are
+//! the runs it stands beside: the dataset, the encoder config, the init scheme, the seed (parameters are
 //! drawn from per-name streams of the seed, so the head never changes the encoder's
 //! weights) and the evaluations; evaluations of z also read the random head, so they get
 //! controls of their own, one per head, and those of h one that ignores the head. Everything
@@ -53,6 +53,7 @@ fn untrained(run: &RunConfig) -> Vec<RunConfig> {
                     FeatureSource::Z => p.head.clone(),
                     FeatureSource::H => HeadConfig::default(),
                 },
+                init: p.init,
                 seed: p.seed,
                 epochs: 0,
                 batch_size,

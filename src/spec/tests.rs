@@ -288,7 +288,7 @@ fn control_cells(p: &Plan) -> Vec<(Vec<String>, u64, usize)> {
 #[test]
 fn every_sweep_gets_one_untrained_control_per_seed_that_training_fields_do_not_split() {
     // Loss, batch size and epochs only matter to training: one control per seed.
-    let text = "name: t\ndataset: {train_subset: 256}\ngrid:\n  batch_size: [64, 128]\n  loss.temperature: [0.1, 0.5]\nseeds: [0, 1]\n";
+    let text = "name: t\ndataset: {train_subset: 256}\nbase: {init: kaiming_normal}\ngrid:\n  batch_size: [64, 128]\n  loss.temperature: [0.1, 0.5]\nseeds: [0, 1]\n";
     let p = plan(text, &LoadOptions::default()).unwrap();
     assert_eq!(p.grid().len(), 8);
     let controls = control_cells(&p);
@@ -303,6 +303,12 @@ fn every_sweep_gets_one_untrained_control_per_seed_that_training_fields_do_not_s
         );
         assert_eq!(c.evals, p.grid()[0].config.evals, "the same evaluations");
         assert_eq!(c.pretrain.dataset, p.grid()[0].config.pretrain.dataset);
+        assert_eq!(c.pretrain.encoder, p.grid()[0].config.pretrain.encoder);
+        assert_eq!(
+            c.pretrain.init,
+            p.grid()[0].config.pretrain.init,
+            "init draws the weights"
+        );
     }
 }
 
