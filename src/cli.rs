@@ -103,8 +103,14 @@ pub enum Command {
     },
     /// Render the sweep's figures and tables (PNG/SVG, Markdown, LaTeX, CSV).
     Report {
-        sweep: String,
-        /// Output directory (default reports/SWEEP).
+        /// The sweep to report (or --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        sweep: Option<String>,
+        /// Every sweep in the store, each into OUT/SWEEP, and OUT/README.md: one line per
+        /// sweep with its headline finding and a link.
+        #[arg(long)]
+        all: bool,
+        /// Output directory (default reports/SWEEP; with --all, reports).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Formats to write.

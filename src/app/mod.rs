@@ -33,7 +33,15 @@ pub fn main(cli: Cli) -> Result<i32> {
         Command::Worker(args) => execute::worker(&cli, args),
         Command::Status { sweep, json } => status::status(&cli, sweep.as_deref(), *json),
         Command::Ls { json } => status::status(&cli, None, *json),
-        Command::Report { sweep, out, format } => report(&cli, sweep, out.as_deref(), format),
+        Command::Report {
+            sweep,
+            all,
+            out,
+            format,
+        } => match (sweep, all) {
+            (Some(sweep), _) => report(&cli, sweep, out.as_deref(), format),
+            (None, _) => report_all(&cli, out.as_deref(), format),
+        },
         Command::Submit(args) => submit::submit(&cli, args),
         Command::Serve { bind } => crate::serve::main(&cli.db, bind),
         Command::Data(DataCommand::Fetch {
@@ -78,6 +86,18 @@ fn report(
     let store = open_existing(&rt, &cli.db)?;
     let formats: Vec<crate::report::Format> = formats.iter().map(|&f| f.into()).collect();
     let written = rt.block_on(crate::report::write(&store, sweep, &out, &formats))?;
+    println!("wrote {} files to {}", written.len(), out.display());
+    Ok(exit::OK)
+}
+
+/// `sweep report --all`: every sweep's report under `out` (default `reports`), and the
+/// index `out/README.md`.
+fn report_all(cli: &Cli, out: Option<&Path>, formats: &[crate::cli::ReportFormat]) -> Result<i32> {
+    let out = out.map_or_else(|| PathBuf::from("reports"), Path::to_path_buf);
+    let rt = runtime()?;
+    let store = open_existing(&rt, &cli.db)?;
+    let formats: Vec<crate::report::Format> = formats.iter().map(|&f| f.into()).collect();
+    let written = rt.block_on(crate::report::write_all(&store, &out, &formats))?;
     println!("wrote {} files to {}", written.len(), out.display());
     Ok(exit::OK)
 }

@@ -92,6 +92,46 @@ fn ops_name(c: &PretrainConfig) -> String {
 /// The Findings section, or `None` when the sweep tests none of the claims.
 pub(crate) fn section(data: &SweepData) -> Option<Section> {
     let label = data.primary_label()?.to_string();
+    let out = findings(data, &label);
+    if out.is_empty() {
+        return None;
+    }
+    let mut s = Section::new("Findings");
+    s.text.push(format!(
+        "Each line tests one claim of the paper on this sweep's top-1 ({label}), at this sweep's scale (see Settings); held / not held need a significant difference (paired t-test over shared seeds, p < 0.05, or disjoint 95% intervals); anything else is inconclusive."
+    ));
+    let lines: Vec<String> = out.into_iter().map(|f| format!("- {}", f.line)).collect();
+    s.text.push(lines.join("\n"));
+    Some(s)
+}
+
+/// The sweep's headline for the reports index: that training did not beat the control
+/// when it did not, else the first of the paper's claims it tests.
+pub(crate) fn headline(data: &SweepData) -> String {
+    let Some(label) = data.primary_label() else {
+        return "no evaluation yet".into();
+    };
+    let out = findings(data, label);
+    let control = out.first().filter(|f| f.line.starts_with(CONTROL_CLAIM));
+    match control {
+        Some(c) if c.verdict != Verdict::Held => c.line.clone(),
+        Some(_) => out
+            .get(1)
+            .map_or_else(|| out[0].line.clone(), |f| f.line.clone()),
+        None => out.first().map_or_else(
+            || "no claim of the paper testable with this sweep's cells".into(),
+            |f| f.line.clone(),
+        ),
+    }
+}
+
+/// The claim every sweep with a control tests first.
+const CONTROL_CLAIM: &str =
+    "Pretraining beats untrained weights (best cell vs the random-weights control)";
+
+/// Every claim the sweep's cells can test, the control's first.
+fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
+    let label = label.to_string();
     let mut out: Vec<Finding> = Vec::new();
     let axes = |names: &[&str]| data.axes.iter().any(|a| names.contains(&a.as_str()));
     let pair = |data: &SweepData, keep: &dyn Fn(&PretrainConfig) -> bool| {
@@ -110,7 +150,7 @@ pub(crate) fn section(data: &SweepData) -> Option<Section> {
                 .count()
         });
         let mut f = judge(
-            "Pretraining beats untrained weights (best cell vs the random-weights control)",
+            CONTROL_CLAIM,
             (&super::sections::cell_name(data, c), &v),
             ("the control", &control),
         );
@@ -204,16 +244,7 @@ pub(crate) fn section(data: &SweepData) -> Option<Section> {
     if axes(&["batch_size", "epochs"]) {
         out.extend(figure9(data, &label));
     }
-    if out.is_empty() {
-        return None;
-    }
-    let mut s = Section::new("Findings");
-    s.text.push(format!(
-        "Each line tests one claim of the paper on this sweep's top-1 ({label}), at this sweep's scale (see Settings); held / not held need a significant difference (paired t-test over shared seeds, p < 0.05, or disjoint 95% intervals); anything else is inconclusive."
-    ));
-    s.text
-        .extend(out.into_iter().map(|f| format!("- {}", f.line)));
-    Some(s)
+    out
 }
 
 /// Figure 9: the largest batch beats the smallest at the fewest epochs, and not (or by

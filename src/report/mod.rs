@@ -79,6 +79,38 @@ pub async fn write(
     render(&data, &prov, out, formats)
 }
 
+/// Writes every sweep's report into `root/NAME` and the index `root/README.md`: one line
+/// per sweep, its headline finding and a link to its report.
+pub async fn write_all(
+    store: &Store,
+    root: &Path,
+    formats: &[Format],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut index = String::from(
+        "# Reports\n\nOne line per sweep: its headline finding (see each report's Findings for the test behind it) and its report. Written by `sweep report --all`.\n\n",
+    );
+    for s in store.sweeps().await? {
+        written.extend(write(store, &s.name, &root.join(&s.name), formats).await?);
+        let data = SweepData::load(store, &s.name, None).await?;
+        let profile = s
+            .profile
+            .map(|p| format!(" (profile {p})"))
+            .unwrap_or_default();
+        index.push_str(&format!(
+            "- [{}]({}/README.md){profile}: {}\n",
+            s.name,
+            s.name,
+            findings::headline(&data)
+        ));
+    }
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let p = root.join("README.md");
+    std::fs::write(&p, index).with_context(|| format!("writing {}", p.display()))?;
+    written.push(p);
+    Ok(written)
+}
+
 /// Renders `data` into `out` in the given formats.
 fn render(
     data: &SweepData,

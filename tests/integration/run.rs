@@ -302,6 +302,26 @@ fn the_control_is_one_untrained_run_per_seed_and_the_report_shows_it() {
     assert!(o.status.success(), "{}", text(&o));
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(md.contains("| random-weights control |"), "{md}");
+    // Every sweep's report and an index with one line per sweep.
+    let root = env.path().join("reports");
+    let o = env.run(&[
+        "report",
+        "--all",
+        "--out",
+        root.to_str().unwrap(),
+        "--format",
+        "md",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let index = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(index.contains("- [c](c/README.md)"), "{index}");
+    assert!(
+        index.contains("random-weights control"),
+        "the headline: {index}"
+    );
+    assert!(root.join("c").join("README.md").exists());
+    let o = env.run(&["report"]);
+    assert_eq!(o.status.code(), Some(2), "a sweep or --all: {}", text(&o));
 }
 
 #[test]
