@@ -1,4 +1,5 @@
-//! The random-weights control in a report: every table of a section gets a row per
+//! The random-weights control in a report, and the setting sentence of every caption:
+//! every table of a section gets a row per
 //! control that stands beside its cells, and every figure a reference (a dashed line on
 //! line and bar charts, the colour floor on the heatmap), with a caption that says so. A
 //! sweep without a control says that instead.
@@ -19,6 +20,14 @@ pub(crate) fn add(data: &SweepData, sec: &mut Section, cells: &[&CellData]) {
     let Some(primary) = data.primary_label().map(str::to_string) else {
         return;
     };
+    let setting = super::setting::sentence(data, cells, &primary);
+    for f in &mut sec.figures {
+        f.caption.push(' ');
+        f.caption.push_str(&setting);
+    }
+    for t in &mut sec.tables {
+        t.notes.insert(0, setting.clone());
+    }
     let controls: Vec<&CellData> = data
         .controls
         .iter()

@@ -17,6 +17,7 @@ mod plots;
 mod protocols;
 mod readme;
 mod sections;
+mod setting;
 mod stats;
 mod tables;
 mod tuning;

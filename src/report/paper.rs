@@ -171,7 +171,7 @@ pub(crate) fn protocol_difference(label: &str, cfg: &EvalConfig) -> Option<Strin
     }
 }
 
-fn dataset_name(c: &PretrainConfig) -> String {
+pub(crate) fn dataset_name(c: &PretrainConfig) -> String {
     let name = match c.dataset.name {
         DatasetName::Cifar10 => "CIFAR-10",
         DatasetName::Cifar100 => "CIFAR-100",
@@ -183,7 +183,7 @@ fn dataset_name(c: &PretrainConfig) -> String {
     }
 }
 
-fn encoder_name(c: &PretrainConfig) -> String {
+pub(crate) fn encoder_name(c: &PretrainConfig) -> String {
     let arch = match c.encoder.arch {
         Arch::Convnet => "ConvNet",
         Arch::Resnet18 => "ResNet-18",

@@ -395,6 +395,11 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
         1 + 20,
         "one row per run, the control's too"
     );
+    // Every caption states the setting.
+    assert!(
+        md.contains("Setting: CIFAR-10 (1000-image subset), ConvNet, 2 epochs, batch 100, top-1 of linear@h, seeds 0, 1."),
+        "{md}"
+    );
     // The control row, in every table format, and as the heatmap's colour floor.
     assert!(
         md.contains("| random-weights control | 22.5 [16.1, 28.9] (n=2) |"),
