@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::report::ParsedConfig;
-use crate::store::{MetricRecord, RunRecord, RunState, StageKind};
+use crate::store::{MetricRecord, RunRecord, RunState};
 
 /// Rendered bodies kept (pages of sweeps and runs); the oldest half goes beyond this.
 const MAX_BODIES: usize = 64;
@@ -58,35 +58,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cache {
-    /// The stage rows of `sweep` kept under `version`.
-    pub fn stages(&self, sweep: &str, version: i64) -> Option<Vec<RunRecord>> {
-        match lock(&self.stages).get(sweep) {
-            Some((v, rows)) if *v == version => Some(rows.clone()),
+    /// Takes the stage rows of `sweep` kept under `version` out of the cache (a refresh
+    /// keeps them again; a request that comes meanwhile reads them all, as a first view).
+    pub fn take_stages(&self, sweep: &str, version: i64) -> Option<Vec<RunRecord>> {
+        let mut stages = lock(&self.stages);
+        match stages.get(sweep) {
+            Some((v, _)) if *v == version => stages.remove(sweep).map(|(_, rows)| rows),
             _ => None,
         }
     }
 
-    /// Keeps the stage rows of `sweep` under `version`, without their config text (the
-    /// configs are kept parsed, by id).
-    pub fn keep_stages(&self, sweep: &str, version: i64, rows: &[RunRecord]) {
-        let lean = rows.iter().map(RunRecord::without_config).collect();
-        lock(&self.stages).insert(sweep.to_string(), (version, lean));
-    }
-
-    /// Whether every stage's config is cached.
-    pub fn has_configs(&self, stages: &[RunRecord]) -> bool {
-        let configs = lock(&self.configs);
-        stages.iter().all(|s| configs.contains_key(&s.id))
-    }
-
-    /// Parses and keeps the configs of `stages` (id, config text) not kept yet.
-    pub fn add_configs(&self, kinds: &HashMap<&str, StageKind>, stages: Vec<(String, String)>) {
-        let mut configs = lock(&self.configs);
-        for (id, text) in stages {
-            if let (false, Some(&kind)) = (configs.contains_key(&id), kinds.get(id.as_str())) {
-                configs.insert(id, Arc::new(ParsedConfig::parse(kind, &text)));
+    /// Keeps the stage rows of `sweep` under `version`: first each config the rows carry,
+    /// parsed, by id; then a copy of the rows without their config text. Rows are kept
+    /// only with their configs, so kept rows, refreshed without config text, never need
+    /// it again. Returns the rows, without config text.
+    pub fn keep_stages(
+        &self,
+        sweep: &str,
+        version: i64,
+        mut rows: Vec<RunRecord>,
+    ) -> Vec<RunRecord> {
+        {
+            let mut configs = lock(&self.configs);
+            for r in &mut rows {
+                let text = std::mem::take(&mut r.config);
+                if !text.is_empty() && !configs.contains_key(&r.id) {
+                    configs.insert(r.id.clone(), Arc::new(ParsedConfig::parse(r.stage, &text)));
+                }
             }
         }
+        lock(&self.stages).insert(sweep.to_string(), (version, rows.clone()));
+        rows
     }
 
     /// The config of `stage`: kept, or parsed from the record (and kept) if not.
@@ -162,6 +164,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StageKind;
 
     fn stage(id: &str, state: RunState, attempts: i64) -> RunRecord {
         RunRecord {

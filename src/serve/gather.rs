@@ -164,7 +164,7 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
         Err(StoreError::NoSuchSweep(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let (stages, first_metrics) = match cache.stages(name, record.updated_at) {
+    let (rows, first_metrics) = match cache.take_stages(name, record.updated_at) {
         // A first view: every stage with its config, and the table metrics, at once (two
         // connections).
         None => {
@@ -176,41 +176,26 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
         }
         Some(kept) => (refresh(store, name, kept).await?, None),
     };
-    cache.keep_stages(name, record.updated_at, &stages);
+    let stages = cache.keep_stages(name, record.updated_at, rows);
     let pretrains = stages
         .iter()
         .filter(|s| s.stage == StageKind::Pretrain)
         .count();
     let curves_skipped = pretrains > CURVES_MAX_RUNS;
-    // Configs neither kept nor in the rows just read, and the metrics, at once.
-    let first_view = first_metrics.is_some();
-    let configs = async {
-        if first_view || cache.has_configs(&stages) {
-            return Ok(Vec::new());
-        }
-        store.sweep_configs(name).await
-    };
     let stale = cache.stale(&stages);
-    let metrics = async {
-        if !curves_skipped {
-            // A small sweep: every step's metrics, for its training curves.
-            return store.sweep_metrics(name, None).await;
-        }
+    let fresh = if !curves_skipped {
+        // A small sweep: every step's metrics, for its training curves.
+        store.sweep_metrics(name, None).await?
+    } else {
         match first_metrics {
-            Some(finals) => Ok(finals),
+            Some(finals) => finals,
             // Most stages changed since the last view: one query over the sweep is cheaper.
             None if stale.len() * 2 > stages.len() => {
-                store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await
+                store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await?
             }
-            None => store.metrics_of_stages(&stale, &FINAL_METRICS).await,
+            None => store.metrics_of_stages(&stale, &FINAL_METRICS).await?,
         }
     };
-    let (configs, fresh) = tokio::try_join!(configs, metrics)?;
-    if !configs.is_empty() {
-        let kinds: HashMap<&str, StageKind> =
-            stages.iter().map(|s| (s.id.as_str(), s.stage)).collect();
-        cache.add_configs(&kinds, configs);
-    }
     let metrics: HashMap<String, Arc<[MetricRecord]>> = if curves_skipped {
         cache.merge_metrics(&stages, &stale, fresh)
     } else {

@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::error::Result;
 use super::records::*;
 use super::runs::{parse_stage, parse_state, run_record, RUN_COLUMNS};
-use super::Store;
+use super::{Store, IDS_PER_QUERY};
 
 impl Store {
     /// One stage by id, with its place in the first sweep (by name) that contains it;
@@ -109,16 +109,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Every stage config of `sweep`: (stage id, config text).
-    pub async fn sweep_configs(&self, sweep: &str) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT r.id, r.config FROM sweep_runs m JOIN runs r ON r.id = m.run_id WHERE m.sweep = $1",
-        )
-        .bind(sweep)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     /// Every sweep's stages in brief (how many of each kind in each state, their compute,
     /// who holds them), for the list of sweeps: one grouped query, a few rows per sweep.
     pub async fn stage_briefs(&self) -> Result<Vec<StageBrief>> {
@@ -196,10 +186,6 @@ impl Store {
         }))
     }
 }
-
-/// Ids bound in one `IN (...)` list: well under SQLite's 32,766 and PostgreSQL's 65,535
-/// bound parameters.
-pub const IDS_PER_QUERY: usize = 500;
 
 /// Rows of (stage id, name, step, value) into `out`, by stage id, in row order.
 fn collect_metrics(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<MetricRecord>>) {

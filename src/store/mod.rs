@@ -18,6 +18,10 @@ mod runs;
 
 pub use error::StoreError;
 pub use open::redact;
+/// Ids bound in one `IN (...)` list: well under SQLite's 32,766 and PostgreSQL's 65,535
+/// bound parameters.
+pub const IDS_PER_QUERY: usize = 500;
+
 pub use records::*;
 
 use sqlx::AnyPool;

@@ -141,31 +141,6 @@ pub struct RunRecord {
     pub cell: String,
 }
 
-impl RunRecord {
-    /// A copy with an empty `config` (without copying the config text).
-    pub fn without_config(&self) -> RunRecord {
-        RunRecord {
-            id: self.id.clone(),
-            stage: self.stage,
-            parent_id: self.parent_id.clone(),
-            label: self.label.clone(),
-            config: String::new(),
-            dataset_fingerprint: self.dataset_fingerprint.clone(),
-            state: self.state,
-            attempts: self.attempts,
-            lease_owner: self.lease_owner.clone(),
-            lease_host: self.lease_host.clone(),
-            heartbeat_at: self.heartbeat_at,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            compute_seconds: self.compute_seconds,
-            failure: self.failure.clone(),
-            position: self.position,
-            cell: self.cell.clone(),
-        }
-    }
-}
-
 /// A run handed to a worker by [`crate::store::Store::claim`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claimed {

@@ -147,7 +147,7 @@ impl Store {
     /// States of the given stage ids that exist in the store.
     pub async fn states(&self, ids: &[String]) -> Result<HashMap<String, RunState>> {
         let mut out = HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(super::IDS_PER_QUERY) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT id, state FROM runs WHERE id IN ({})",
@@ -217,7 +217,7 @@ impl Store {
     }
 
     /// The stages of a sweep that `which` selects, in grid order, with every `config`
-    /// empty (see [`Store::sweep_configs`]).
+    /// empty (for readers that keep the configs, which never change, from an earlier read).
     pub async fn sweep_runs_without_config(
         &self,
         sweep: &str,
@@ -239,7 +239,7 @@ impl Store {
             }
             StageFilter::Ids(ids) => {
                 let mut out = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(super::dashboard::IDS_PER_QUERY) {
+                for chunk in ids.chunks(super::IDS_PER_QUERY) {
                     let ph: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
                     let filter = format!(" AND r.id IN ({})", ph.join(","));
                     out.extend(
