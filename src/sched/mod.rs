@@ -17,15 +17,16 @@ pub use worker::{hostname, DeviceName, Worker, WorkerConfig, WorkerExit};
 
 use anyhow::Result;
 
-use crate::store::Store;
+use crate::store::{retry_transient, Store};
 
 /// Makes runs leased by dead processes on this host claimable at once (a killed `sweep
 /// run` should not make the next one wait for the lease to time out).
 pub(crate) fn reclaim_dead_local_leases(rt: &tokio::runtime::Runtime, store: &Store) -> Result<()> {
     let me = std::process::id() as i64;
-    for (run, owner, pid) in rt.block_on(store.leases_on_host(&hostname()))? {
+    let host = hostname();
+    for (run, owner, pid) in rt.block_on(retry_transient(|| store.leases_on_host(&host)))? {
         if pid != me && !process_alive(pid) {
-            rt.block_on(store.expire_lease(&run, &owner))?;
+            rt.block_on(retry_transient(|| store.expire_lease(&run, &owner)))?;
         }
     }
     Ok(())

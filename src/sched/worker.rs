@@ -16,7 +16,7 @@ use crate::exit;
 use crate::ml::config::{EvalConfig, PretrainConfig};
 use crate::ml::observer::{Control, EpochMetrics, Observer, ObserverError, StepMetrics};
 use crate::ml::{self, Checkpoint, EvalOutcome, PretrainOutcome, TrainEnv};
-use crate::store::{Claimed, LeaseHolder, MetricRecord, RunRecord, Store};
+use crate::store::{retry_transient, Claimed, LeaseHolder, MetricRecord, RunRecord, Store};
 use crate::vocab::{metric, short_id, StageKind};
 
 /// Everything a worker is told (its command line), besides the store.
@@ -163,13 +163,16 @@ impl<'a> Worker<'a> {
         let lease_ms = self.cfg.lease.as_millis() as i64;
         loop {
             super::reclaim_dead_local_leases(self.rt, self.store)?;
-            let claim = self
-                .store
-                .claim(sweep, &self.me, lease_ms, self.cfg.max_attempts);
+            let claim = retry_transient(|| {
+                self.store
+                    .claim(sweep, &self.me, lease_ms, self.cfg.max_attempts)
+            });
             if let Some(c) = self.rt.block_on(claim)? {
                 return Ok(Some(c));
             }
-            let unfinished = self.rt.block_on(self.store.unfinished(sweep))?;
+            let unfinished = self
+                .rt
+                .block_on(retry_transient(|| self.store.unfinished(sweep)))?;
             if unfinished == 0 || idle_since.elapsed() >= self.cfg.idle_exit || self.stop.is_set() {
                 return Ok(None);
             }
@@ -209,7 +212,8 @@ impl<'a> Worker<'a> {
     ) -> StageEnd {
         let (end, reason, top1) = match result {
             Ok(Executed::Completed { top1 }) => {
-                match self.rt.block_on(self.store.finish(run, &self.me, secs)) {
+                let finish = retry_transient(|| self.store.finish(run, &self.me, secs));
+                match self.rt.block_on(finish) {
                     Ok(true) => (StageEnd::Done, None, top1),
                     Ok(false) => (
                         StageEnd::Lost,
@@ -235,9 +239,8 @@ impl<'a> Worker<'a> {
             }
             Err(e) => {
                 let reason = format!("{e:#}");
-                let _ = self
-                    .rt
-                    .block_on(self.store.fail(run, &self.me, &reason, secs));
+                let fail = retry_transient(|| self.store.fail(run, &self.me, &reason, secs));
+                let _ = self.rt.block_on(fail);
                 (StageEnd::Failed, Some(reason), None)
             }
         };
@@ -487,8 +490,9 @@ impl StoreObserver<'_> {
 
     /// Writes the pending metrics; on error they stay pending for the next flush.
     fn flush(&mut self) -> Result<()> {
-        self.rt
-            .block_on(self.store.record_metrics(&self.run_id, &self.pending))?;
+        let pending = &self.pending;
+        let record = retry_transient(|| self.store.record_metrics(&self.run_id, pending));
+        self.rt.block_on(record)?;
         self.pending.clear();
         self.last_flush = Instant::now();
         Ok(())
@@ -552,8 +556,8 @@ impl Observer for StoreObserver<'_> {
     fn on_checkpoint(&mut self, c: &Checkpoint) -> Result<(), ObserverError> {
         // Metrics first: once the checkpoint is recorded, a resume starts after them.
         self.flush()?;
-        self.rt
-            .block_on(self.store.record_checkpoint(&self.run_id, c))?;
+        let record = retry_transient(|| self.store.record_checkpoint(&self.run_id, c));
+        self.rt.block_on(record)?;
         self.emit.send(&Event::Checkpoint {
             run: self.run_id.clone(),
             epoch: c.epoch,

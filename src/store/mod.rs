@@ -14,10 +14,12 @@ mod dashboard;
 mod error;
 mod open;
 mod records;
+mod retry;
 mod runs;
 
 pub use error::StoreError;
 pub use open::redact;
+pub use retry::{retry_transient, RETRY_FOR};
 /// Ids bound in one `IN (...)` list: well under SQLite's 32,766 and PostgreSQL's 65,535
 /// bound parameters.
 pub const IDS_PER_QUERY: usize = 500;
