@@ -67,21 +67,36 @@ fn untrained(run: &RunConfig) -> Vec<RunConfig> {
     out
 }
 
-/// The control runs for `runs` (the expanded grid): one per distinct untrained
-/// configuration, in order of first appearance, skipping any the grid already holds.
+/// The control runs for `runs` (the expanded grid): one per distinct untrained encoder
+/// and head, in order of first appearance, carrying every evaluation asked of it (the h
+/// control of the default head is also the z control of a grid cell with the default
+/// head: one pretrain stage, both evaluations), skipping any the grid already holds.
 pub(crate) fn controls(runs: &[PlannedRun]) -> Vec<PlannedRun> {
     let mut groups: Vec<(RunConfig, Vec<&PlannedRun>)> = Vec::new();
     for r in runs {
         for c in untrained(&r.config) {
-            match groups.iter_mut().find(|(k, _)| *k == c) {
-                Some((_, members)) => members.push(r),
+            match groups.iter_mut().find(|(k, _)| k.pretrain == c.pretrain) {
+                Some((k, members)) => {
+                    for e in c.evals {
+                        if !k.evals.contains(&e) {
+                            k.evals.push(e);
+                        }
+                    }
+                    k.canonicalize();
+                    members.push(r);
+                }
                 None => groups.push((c, vec![r])),
             }
         }
     }
     groups
         .into_iter()
-        .filter(|(c, _)| !runs.iter().any(|r| r.config == *c))
+        .filter(|(c, _)| {
+            !runs.iter().any(|r| {
+                r.config.pretrain == c.pretrain
+                    && c.evals.iter().all(|e| r.config.evals.contains(e))
+            })
+        })
         .map(|(config, members)| {
             let first = &members[0].cell;
             let mut cell = vec![(CONTROL_KEY.to_string(), Value::from(CONTROL_VALUE))];

@@ -341,6 +341,38 @@ fn the_encoder_and_the_head_of_z_evaluations_do_split_controls() {
 }
 
 #[test]
+fn a_head_grid_through_the_default_head_gets_one_control_stage_per_encoder_and_head() {
+    // Figure 8's grid crosses the default head (nonlinear, 128): its z control and the h
+    // control (which keeps the default head) are one untrained pretrain, so one stage
+    // carries both evaluations. Two stages with one id made registration fail.
+    let text = "name: t\nbase:\n  evals: [{kind: linear, on: h}, {kind: linear, on: z}]\ngrid:\n  head:\n    head_dims:\n      kinds: [none, linear, nonlinear]\n      out_dims: [32, 128]\nseeds: [0, 1]\n";
+    let p = plan(text, &LoadOptions::default()).unwrap();
+    let controls = p.control_runs();
+    let ids: std::collections::BTreeSet<String> = controls
+        .iter()
+        .map(|c| {
+            super::identity::pretrain_stage(&c.config.pretrain, "fp")
+                .id
+                .0
+                .clone()
+        })
+        .collect();
+    assert_eq!(ids.len(), controls.len(), "one stage per control pretrain");
+    // Per seed: none, linear/32, linear/128, nonlinear/32, and the default head, which
+    // serves nonlinear/128's z and every cell's h.
+    assert_eq!(controls.len(), 2 * 5);
+    let default_head = controls
+        .iter()
+        .filter(|c| c.config.pretrain.head == crate::ml::config::HeadConfig::default())
+        .collect::<Vec<_>>();
+    assert_eq!(default_head.len(), 2);
+    assert!(
+        default_head.iter().all(|c| c.config.evals.len() == 2),
+        "h and z"
+    );
+}
+
+#[test]
 fn control_false_leaves_the_grid_alone() {
     let text = "name: t\ncontrol: false\ngrid:\n  epochs: [1, 2]\n";
     let p = plan(text, &LoadOptions::default()).unwrap();
