@@ -1,10 +1,12 @@
-//! Which values of a table are not distinguishable from the best: within each column of
-//! an evaluation (or the whole matrix of a table without such columns), the highest mean
-//! is marked best, and every other value with an interval is compared with it: paired
-//! t-test on the seeds they share when they share at least two, else whether their 95%
-//! intervals overlap. p ≥ 0.05 (or overlap) marks it tied; single seeds stay unmarked.
+//! Which values of a table or heatmap are not distinguishable from the best: within each
+//! column of an evaluation (or the whole matrix of a table without such columns, and of
+//! Figure 5's heatmap), the highest mean is marked best, and every other value with an
+//! interval is compared with it: paired t-test on the seeds they share when they share at
+//! least two, else whether their 95% intervals overlap. p ≥ 0.05 (or overlap) marks it
+//! tied; single seeds stay unmarked.
 
 use super::aggregate::{CellValue, Mark, SweepData};
+use super::plots::Plot;
 use super::sections::{column_label, Section};
 use super::stats::paired_t;
 use super::tables::{Table, Val};
@@ -12,13 +14,30 @@ use super::tables::{Table, Val};
 /// The significance level of the comparisons.
 pub(crate) const ALPHA: f64 = 0.05;
 
-/// Marks every table of `sec`.
+/// Marks every table of `sec` (before the control's rows join them: a reference is never
+/// marked).
 pub(crate) fn mark(data: &SweepData, sec: &mut Section) {
     let primary = data.primary_label().unwrap_or("linear@h").to_string();
     for t in &mut sec.tables {
         mark_table(data, t, &primary);
     }
 }
+
+/// Marks the cells of every heatmap of `sec` (one matrix each, as the table beside it),
+/// and says in its caption what the marks mean.
+pub(crate) fn mark_figures(sec: &mut Section) {
+    for f in &mut sec.figures {
+        if let Plot::Heatmap { values, .. } = &mut f.plot {
+            if mark_values(values.iter_mut().flatten().collect()) {
+                f.caption.push(' ');
+                f.caption.push_str(HEATMAP_MARKS);
+            }
+        }
+    }
+}
+
+/// What a heatmap's marks mean, for its caption.
+pub(crate) const HEATMAP_MARKS: &str = "Thick red outline: the best cell; ≈ and a thin red outline: not distinguishable from it (paired t-test on shared seeds, p ≥ 0.05, or overlapping 95% intervals when seeds are not shared); unmarked cells are below it, or have one seed and nothing tests them.";
 
 fn mark_table(data: &SweepData, t: &mut Table, primary: &str) {
     // Column sets: each evaluation column alone, or every column of a matrix together.
@@ -31,52 +50,58 @@ fn mark_table(data: &SweepData, t: &mut Table, primary: &str) {
         labelled.into_iter().map(|i| vec![i]).collect()
     };
     for cols in sets {
-        let slots: Vec<(usize, usize)> = t
+        let values: Vec<&mut CellValue> = t
             .rows
-            .iter()
-            .enumerate()
-            .flat_map(|(r, row)| {
-                cols.iter()
-                    .filter(move |&&c| {
-                        matches!(row.get(c), Some(Val::Ours(CellValue::Value { .. })))
+            .iter_mut()
+            .flat_map(|row| {
+                row.iter_mut()
+                    .enumerate()
+                    .filter(|(c, _)| cols.contains(c))
+                    .filter_map(|(_, v)| match v {
+                        Val::Ours(v @ CellValue::Value { .. }) => Some(v),
+                        _ => None,
                     })
-                    .map(move |&c| (r, c))
             })
             .collect();
-        let value = |t: &Table, (r, c): (usize, usize)| match &t.rows[r][c] {
-            Val::Ours(v) => v.clone(),
-            _ => unreachable!("slots hold values of ours"),
-        };
-        let Some(&best) = slots.iter().max_by(|a, b| {
-            let m = |s| value(t, s).stat().map_or(f64::NEG_INFINITY, |s| s.mean);
-            m(**a).total_cmp(&m(**b)).then(b.cmp(a))
-        }) else {
-            continue;
-        };
-        if slots.len() < 2 {
-            continue;
-        }
-        let best_v = value(t, best);
-        let marks: Vec<Mark> = slots
-            .iter()
-            .map(|&s| {
-                if s == best {
-                    Mark::Best
-                } else {
-                    against(&best_v, &value(t, s))
-                }
-            })
-            .collect();
-        // Nothing tested (single seeds): no value is marked, not even the best.
-        if marks.iter().all(|m| matches!(m, Mark::Best | Mark::None)) {
-            continue;
-        }
-        for (&(r, c), m) in slots.iter().zip(marks) {
-            if let Val::Ours(CellValue::Value { mark, .. }) = &mut t.rows[r][c] {
-                *mark = m;
+        mark_values(values);
+    }
+}
+
+/// Marks `values` (in reading order) against the highest mean among them, the first on a
+/// tie; true when it marked them. Nothing is marked when fewer than two have a value or
+/// when no comparison could be tested (single seeds): not even the best.
+fn mark_values(mut values: Vec<&mut CellValue>) -> bool {
+    values.retain(|v| v.stat().is_some());
+    let mean = |v: &CellValue| v.stat().map_or(f64::NEG_INFINITY, |s| s.mean);
+    let Some(best) = (0..values.len())
+        .max_by(|&a, &b| mean(values[a]).total_cmp(&mean(values[b])).then(b.cmp(&a)))
+    else {
+        return false;
+    };
+    if values.len() < 2 {
+        return false;
+    }
+    let best_v = values[best].clone();
+    let marks: Vec<Mark> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if i == best {
+                Mark::Best
+            } else {
+                against(&best_v, v)
             }
+        })
+        .collect();
+    if marks.iter().all(|m| matches!(m, Mark::Best | Mark::None)) {
+        return false;
+    }
+    for (v, m) in values.into_iter().zip(marks) {
+        if let CellValue::Value { mark, .. } = v {
+            *mark = m;
         }
     }
+    true
 }
 
 /// How `v` stands against `best`.

@@ -5,7 +5,7 @@
 //! sweep without a control says that instead.
 
 use super::aggregate::{compact, CellData, CellValue, SweepData};
-use super::plots::{Plot, Series};
+use super::plots::{heatmap_scale_note, Plot, Series};
 use super::sections::{column_label, Section};
 use super::tables::Val;
 
@@ -47,6 +47,10 @@ pub(crate) fn add(data: &SweepData, sec: &mut Section, cells: &[&CellData]) {
         for f in &mut sec.figures {
             f.caption.push(' ');
             f.caption.push_str(none);
+            if let Plot::Heatmap { .. } = f.plot {
+                f.caption.push(' ');
+                f.caption.push_str(&heatmap_scale_note(None));
+            }
         }
         return;
     }
@@ -66,15 +70,17 @@ pub(crate) fn add(data: &SweepData, sec: &mut Section, cells: &[&CellData]) {
         let Some(r) = reference else {
             f.caption
                 .push_str(" The random-weights control differs between cells here: see the table.");
+            if let Plot::Heatmap { .. } = f.plot {
+                f.caption.push(' ');
+                f.caption.push_str(&heatmap_scale_note(None));
+            }
             continue;
         };
         match &mut f.plot {
             Plot::Heatmap { floor, .. } => {
                 *floor = Some(r.mean);
-                f.caption.push_str(&format!(
-                    " Colour scale: from the random-weights control ({:.1}%, same encoder untrained) at the floor to the best cell; cells at or below the control share the darkest colour.",
-                    r.mean
-                ));
+                f.caption.push(' ');
+                f.caption.push_str(&heatmap_scale_note(*floor));
             }
             Plot::Bars { reference, .. } => {
                 *reference = Some((ROW.into(), r.mean));

@@ -1,7 +1,9 @@
 //! Figures drawn with plotters into PNG and SVG: Figure 5's augmentation heatmap, Figure
 //! 8's head-dimension lines, Figure 9's batch x epochs bars, and training curves. Text uses
 //! the bundled DejaVu Sans (registered once as "sans-serif"; no system fonts needed).
-//! Error bars are one standard deviation over seeds.
+//! Error bars are one standard deviation over seeds. The heatmap's colour scale starts at
+//! the control (0 without one) and spans at least [`MIN_SPAN`] points; its best cell and
+//! those not distinguishable from it are outlined.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -11,7 +13,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
-use super::aggregate::{CellValue, Stat};
+use super::aggregate::{CellValue, Mark, Stat};
 
 const FONT: &str = "sans-serif";
 
@@ -74,7 +76,8 @@ pub(crate) enum Plot {
         row_avg: Vec<Option<(f64, bool)>>,
         scale_label: String,
         /// The colour scale's floor (the random-weights control): cells at or below it
-        /// share the lowest colour, so the scale spans what training added.
+        /// share the lowest colour, so the scale spans what training added; 0 without one.
+        /// The scale is never narrower than [`MIN_SPAN`].
         floor: Option<f64>,
     },
     /// Figure 8: y against x on a log2 axis (x values are the real dimensions).
@@ -132,9 +135,13 @@ impl Figure {
     /// Pixel size of the canvas.
     fn size(&self) -> (u32, u32) {
         match &self.plot {
-            Plot::Heatmap { ops, .. } => {
+            Plot::Heatmap { ops, values, .. } => {
                 let n = ops.len() as u32;
-                (150 + (n + 1) * CELL + 20 + 160, 110 + n * CELL + 90)
+                let legend = if marked(values) { MARK_LEGEND_H } else { 0 };
+                (
+                    150 + (n + 1) * CELL + 20 + 160,
+                    110 + n * CELL + 90 + legend,
+                )
             }
             Plot::Curves { curves } => (1200, 520 + legend_height(curves.len(), 3)),
             Plot::Lines { series, flat, .. } => {
@@ -249,11 +256,48 @@ const HEAT_Y0: i32 = 110;
 const HEAT_GAP: i32 = 14;
 const NO_VALUE: RGBColor = RGBColor(225, 225, 225);
 
-/// What one heatmap cell shows: its colour, the main number and an optional second line.
+/// The outline of the best cell and of those not distinguishable from it.
+const MARK_COLOR: RGBColor = RGBColor(228, 26, 28);
+/// The height of the line under the heatmap that says what the outlines mean.
+const MARK_LEGEND_H: u32 = 30;
+
+/// The narrowest colour scale, in points of top-1: a gap of a point or two (single-seed
+/// noise at small scale) takes at most a fifth of the colours.
+pub(crate) const MIN_SPAN: f64 = 10.0;
+
+/// The caption sentence that says how the heatmap's colour scale is set.
+pub(crate) fn heatmap_scale_note(floor: Option<f64>) -> String {
+    let from = match floor {
+        Some(f) => format!(
+            "from the random-weights control ({f:.1}%, same encoder untrained) at the floor"
+        ),
+        None => "from 0% (no control sets the floor)".to_string(),
+    };
+    format!(
+        "Colour scale: {from} to the best cell, and at least {MIN_SPAN:.0} points wide, so differences of a point or two stay faint; cells at or below the floor share the darkest colour."
+    )
+}
+
+/// What one heatmap cell shows: its colour, the main number, an optional second line and
+/// its standing against the best cell.
 struct CellLook {
     bg: RGBColor,
     main: String,
     sub: Option<String>,
+    mark: Mark,
+}
+
+/// Whether any cell of a heatmap is marked.
+fn marked(values: &[Vec<CellValue>]) -> bool {
+    values.iter().flatten().any(|v| {
+        matches!(
+            v,
+            CellValue::Value {
+                mark: Mark::Best,
+                ..
+            }
+        )
+    })
 }
 
 fn heatmap<DB: DrawingBackend>(
@@ -279,45 +323,73 @@ fn heatmap<DB: DrawingBackend>(
         )?;
     }
     heatmap_labels(root, ops)?;
+    if marked(values) {
+        mark_legend(root, n)?;
+    }
     colour_scale(root, n, (lo, hi), scale_label)
 }
 
-/// The colour scale's ends: from `floor` when given (else the lowest value) to the highest
-/// cell or row average, widened when flat.
+/// The line under the heatmap's axis title that says what its outlines mean.
+fn mark_legend<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, n: i32) -> R {
+    let (x, y) = (HEAT_X0, HEAT_Y0 + n * CELL as i32 + 102);
+    root.draw(&Rectangle::new(
+        [(x, y - 10), (x + 20, y + 10)],
+        MARK_COLOR.stroke_width(4),
+    ))
+    .map_err(err)?;
+    root.draw(&Text::new(
+        "best".to_string(),
+        (x + 28, y),
+        font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
+    ))
+    .map_err(err)?;
+    let x = x + 84;
+    root.draw(&Rectangle::new(
+        [(x, y - 10), (x + 20, y + 10)],
+        MARK_COLOR.stroke_width(2),
+    ))
+    .map_err(err)?;
+    root.draw(&Text::new(
+        "≈ not distinguishable from the best (p ≥ 0.05)".to_string(),
+        (x + 28, y),
+        font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
+    ))
+    .map_err(err)
+}
+
+/// The colour scale's ends: from `floor` (the control; 0 without one) to the highest cell
+/// or row average, and at least [`MIN_SPAN`] wide. Never from the lowest cell: that would
+/// stretch whatever spread the cells have, noise included, over every colour.
 fn colour_range(
     values: &[Vec<CellValue>],
     row_avg: &[Option<(f64, bool)>],
     floor: Option<f64>,
 ) -> (f64, f64) {
-    let means = values
+    let lo = floor.unwrap_or(0.0);
+    let hi = values
         .iter()
         .flatten()
-        .filter_map(|v| v.stat().map(|s| s.mean));
-    let avgs = row_avg.iter().flatten().map(|a| a.0);
-    let (mut lo, mut hi) = means
-        .chain(avgs)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 100.0);
-    }
-    if let Some(f) = floor {
-        (lo, hi) = (f, hi.max(f));
-    }
-    if hi - lo < 1e-9 {
-        lo -= 1.0;
-        hi += 1.0;
-    }
+        .filter_map(|v| v.stat().map(|s| s.mean))
+        .chain(row_avg.iter().flatten().map(|a| a.0))
+        .fold(lo + MIN_SPAN, f64::max);
     (lo, hi)
 }
 
 /// A grid cell: the mean, with the spread over seeds or how many seeds it has so far.
 fn value_look(v: &CellValue, lo: f64, hi: f64) -> CellLook {
     match v {
-        CellValue::Value { stat, expected, .. } => CellLook {
+        CellValue::Value {
+            stat,
+            expected,
+            mark,
+            ..
+        } => CellLook {
             bg: heat(stat.mean, lo, hi),
-            main: format!("{:.1}", stat.mean),
+            main: match mark {
+                Mark::Tied(_) => format!("≈ {:.1}", stat.mean),
+                _ => format!("{:.1}", stat.mean),
+            },
+            mark: mark.clone(),
             sub: match stat.std {
                 Some(sd) => Some(format!("± {sd:.1}")),
                 None if stat.n < *expected => Some(format!("{}/{} seeds", stat.n, expected)),
@@ -328,6 +400,7 @@ fn value_look(v: &CellValue, lo: f64, hi: f64) -> CellLook {
             bg: NO_VALUE,
             main: "—".to_string(),
             sub: Some(why.to_string()),
+            mark: Mark::None,
         },
     }
 }
@@ -339,11 +412,13 @@ fn row_avg_look(avg: Option<(f64, bool)>, lo: f64, hi: f64) -> CellLook {
             bg: heat(v, lo, hi),
             main: format!("{v:.1}"),
             sub: partial.then(|| "partial".to_string()),
+            mark: Mark::None,
         },
         None => CellLook {
             bg: NO_VALUE,
             main: "—".to_string(),
             sub: None,
+            mark: Mark::None,
         },
     }
 }
@@ -360,6 +435,16 @@ fn draw_cell<DB: DrawingBackend>(
         .map_err(err)?;
     root.draw(&Rectangle::new(square, WHITE.stroke_width(2)))
         .map_err(err)?;
+    let outline = match look.mark {
+        Mark::Best => Some(5),
+        Mark::Tied(_) => Some(2),
+        Mark::None | Mark::Below(_) => None,
+    };
+    if let Some(w) = outline {
+        let inset = [(x + 4, y + 4), (x + c - 4, y + c - 4)];
+        root.draw(&Rectangle::new(inset, MARK_COLOR.stroke_width(w)))
+            .map_err(err)?;
+    }
     let fg = text_on(look.bg);
     let dy = if look.sub.is_some() { -9 } else { 0 };
     root.draw(&Text::new(
@@ -866,10 +951,28 @@ mod tests {
             seeds: vec![(0, m)],
             mark: Default::default(),
         };
-        let values = vec![vec![v(35.0), v(42.0)]];
-        assert_eq!(colour_range(&values, &[], None), (35.0, 42.0));
-        assert_eq!(colour_range(&values, &[], Some(39.8)), (39.8, 42.0));
-        assert_eq!(heat(35.0, 39.8, 42.0), heat(39.8, 39.8, 42.0));
+        let values = vec![vec![v(35.0), v(52.0)]];
+        assert_eq!(colour_range(&values, &[], Some(39.8)), (39.8, 52.0));
+        assert_eq!(heat(35.0, 39.8, 52.0), heat(39.8, 39.8, 52.0));
+        // Without a control the floor is 0, not the lowest cell.
+        assert_eq!(colour_range(&values, &[], None), (0.0, 52.0));
+    }
+
+    #[test]
+    fn a_spread_within_noise_of_the_control_does_not_span_the_whole_scale() {
+        let v = |m: f64| CellValue::Value {
+            stat: Stat::of(&[m]).unwrap(),
+            expected: 1,
+            seeds: vec![(0, m)],
+            mark: Default::default(),
+        };
+        // The smoke report's case: a 2-point spread just above the control.
+        let values = vec![vec![v(39.5), v(40.6), v(41.7)]];
+        let (lo, hi) = colour_range(&values, &[], Some(39.7));
+        assert_eq!((lo, hi), (39.7, 39.7 + MIN_SPAN));
+        // The best cell sits a fifth of the way up, far from the brightest colour.
+        assert_ne!(heat(41.7, lo, hi), heat(hi, lo, hi));
+        assert!((41.7 - lo) / (hi - lo) <= 0.2 + 1e-9);
     }
 
     #[test]
@@ -895,7 +998,11 @@ mod tests {
                                 .unwrap(),
                             expected: 2,
                             seeds: vec![],
-                            mark: Default::default(),
+                            mark: match (i, j) {
+                                (6, 6) => Mark::Best,
+                                (6, 5) => Mark::Tied("p = 0.3".into()),
+                                _ => Mark::Below("p = 0.01".into()),
+                            },
                         },
                     })
                     .collect()
@@ -921,6 +1028,20 @@ mod tests {
         assert!(png.width() >= 7 * CELL && png.height() >= 7 * CELL);
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(svg.contains("rotate") && svg.contains("failed"));
+        // The marks: ≈ before the tied cell's mean, a legend line, red outlines.
+        assert!(svg.contains("≈ 57.5") && svg.contains("not distinguishable from the best"));
+        let red = format!(
+            "#{:02X}{:02X}{:02X}",
+            MARK_COLOR.0, MARK_COLOR.1, MARK_COLOR.2
+        );
+        assert!(svg.contains(&red), "{svg}");
+        let png = png.to_rgb8();
+        let (c, y_mid) = (CELL as i32, HEAT_Y0 + 6 * CELL as i32 + CELL as i32 / 2);
+        let at = |x: i32| png.get_pixel(x as u32, y_mid as u32).0;
+        let red = [MARK_COLOR.0, MARK_COLOR.1, MARK_COLOR.2];
+        assert_eq!(at(HEAT_X0 + 6 * c + 4), red, "the best cell's outline");
+        assert_eq!(at(HEAT_X0 + 5 * c + 4), red, "the tied cell's outline");
+        assert_ne!(at(HEAT_X0 + 4 * c + 4), red, "a cell below the best: none");
         if let Some(d) = std::env::var_os("REPORT_KEEP") {
             std::fs::create_dir_all(&d).unwrap();
             std::fs::copy(&files[0], std::path::Path::new(&d).join("heat7.png")).unwrap();

@@ -104,6 +104,7 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
             };
             compare::mark(data, &mut s);
             control::add(data, &mut s, &cells);
+            compare::mark_figures(&mut s);
             out.push(s);
         }
     }
