@@ -39,7 +39,8 @@ pub struct SpecArgs {
     /// A named profile of the spec, e.g. `smoke`.
     #[arg(long)]
     pub profile: Option<String>,
-    /// Override any run-config field: `--set optimizer.lr=0.5` (repeatable).
+    /// Override any run-config field: `--set optimizer.lr=0.5` (repeatable); also
+    /// `--set seeds=[0,1]` and `--set control=false` (no random-weights control).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 }

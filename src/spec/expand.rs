@@ -36,6 +36,9 @@ pub(crate) struct Effective {
     pub axes: Vec<Axis>,
     pub exclude: Vec<Mapping>,
     pub seeds: Vec<u64>,
+    /// Whether to add the random-weights control: `--set control=...`, else the
+    /// profile's `control`, else the spec's, else on.
+    pub control: bool,
     /// (path, value) from `--set`, applied last to every point.
     pub overrides: Vec<(String, Value)>,
 }
@@ -64,6 +67,7 @@ pub(crate) fn effective(
         dataset,
         exclude,
         seeds,
+        control,
         ..
     } = sections;
     set_path(&mut base, "dataset", &dataset);
@@ -72,6 +76,7 @@ pub(crate) fn effective(
         axes,
         exclude,
         seeds,
+        control: control.unwrap_or(true),
         overrides,
     })
 }
@@ -85,6 +90,7 @@ struct Sections {
     zip: Vec<Mapping>,
     exclude: Vec<Mapping>,
     seeds: Vec<u64>,
+    control: Option<bool>,
 }
 
 impl Sections {
@@ -99,6 +105,7 @@ impl Sections {
             zip: raw.zip.clone().unwrap_or_default(),
             exclude: raw.exclude.clone().unwrap_or_default(),
             seeds: raw.seeds.clone().unwrap_or_else(|| vec![0]),
+            control: raw.control,
         })
     }
 
@@ -125,10 +132,14 @@ impl Sections {
         if let Some(s) = &p.seeds {
             self.seeds = s.clone();
         }
+        if p.control.is_some() {
+            self.control = p.control;
+        }
     }
 
-    /// Takes `--set seeds=...` as the seeds, and every other `--set path=value` out of
-    /// the grid; returns the latter, which apply to every point.
+    /// Takes `--set seeds=...` as the seeds, `--set control=...` as whether to add the
+    /// control, and every other `--set path=value` out of the grid; returns the latter,
+    /// which apply to every point.
     fn apply_overrides(&mut self, overrides: &[String]) -> Result<Vec<(String, Value)>, SpecError> {
         let mut parsed = Vec::new();
         for o in overrides {
@@ -140,6 +151,17 @@ impl Sections {
                         format!("seeds must be a list of integers: {e}"),
                     )
                 })?;
+                continue;
+            }
+            if key == "control" {
+                let Value::Bool(on) = value else {
+                    return Err(SpecError::new(
+                        format!("--set {o}"),
+                        "control must be true or false",
+                    )
+                    .hint("--set control=false runs the grid without its random-weights control"));
+                };
+                self.control = Some(on);
                 continue;
             }
             if key.starts_with("seed") || key == "name" {

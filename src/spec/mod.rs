@@ -167,12 +167,7 @@ fn expand_text(text: &str, file: &Path, opts: &LoadOptions) -> Result<Plan, Spec
     let mut axes: Vec<String> = eff.axes.iter().flat_map(|a| a.paths.clone()).collect();
     axes.push("seed".into());
     let warnings = lint::lint(&runs, &eff.axes);
-    let with_control = profile
-        .as_ref()
-        .and_then(|(_, p)| p.control)
-        .or(raw.control)
-        .unwrap_or(true);
-    let controls = if with_control {
+    let controls = if eff.control {
         control::controls(&runs)
     } else {
         Vec::new()

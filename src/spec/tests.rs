@@ -384,6 +384,40 @@ fn control_false_leaves_the_grid_alone() {
 }
 
 #[test]
+fn set_control_overrides_the_spec_and_the_profile_and_rejects_anything_but_a_bool() {
+    let set = |o: &[&str]| LoadOptions {
+        profile: None,
+        overrides: o.iter().map(|s| s.to_string()).collect(),
+    };
+    let on = "name: t\ngrid:\n  epochs: [1, 2]\n";
+    assert_eq!(plan(on, &set(&[])).unwrap().controls, 1);
+    let p = plan(on, &set(&["control=false"])).unwrap();
+    assert_eq!((p.runs.len(), p.controls), (2, 0));
+    // It wins over the spec's `control: false` and over a profile's.
+    let off =
+        "name: t\ncontrol: false\ngrid:\n  epochs: [1, 2]\nprofiles:\n  p: {control: false}\n";
+    assert_eq!(plan(off, &set(&["control=true"])).unwrap().controls, 1);
+    let opts = LoadOptions {
+        profile: Some("p".into()),
+        ..set(&["control=true"])
+    };
+    assert_eq!(plan(off, &opts).unwrap().controls, 1);
+    // A profile's `control` wins over the spec's.
+    let profiled = "name: t\ngrid:\n  epochs: [1, 2]\nprofiles:\n  p: {control: false}\n";
+    let opts = LoadOptions {
+        profile: Some("p".into()),
+        overrides: vec![],
+    };
+    assert_eq!(plan(profiled, &opts).unwrap().controls, 0);
+    for bad in ["control=no_thanks", "control=0", "control=[false]"] {
+        let e = plan(on, &set(&[bad])).unwrap_err();
+        assert_eq!(e.path, format!("--set {bad}"));
+        assert!(e.message.contains("true or false"), "{e}");
+        assert!(e.to_string().contains("--set control=false"), "{e}");
+    }
+}
+
+#[test]
 fn lint_warns_on_known_pitfalls() {
     let p = plan(
         "name: t\nbase:\n  encoder: {stem: imagenet}\n  augment: {ops: [crop, blur]}\n  loss: {l2_norm: false, temperature: 0.1}\ngrid:\n  batch_size: [64, 128]\n  optimizer.lr_scaling: [none]\n",
