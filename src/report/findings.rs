@@ -1,12 +1,14 @@
 //! The Findings section: one line per claim of the paper that the sweep's cells can test
 //! (Figure 5, Figure 8, Table 4, Table 5, Figure 9), each held, not held or inconclusive,
-//! with the two numbers compared and the test behind the verdict ([`compare::against`]:
+//! with the numbers compared and the test behind the verdict ([`compare::against`]:
 //! a paired t-test over shared seeds, else 95% interval overlap; one seed tests nothing).
-//! All on the primary evaluation's top-1.
+//! All on the primary evaluation's top-1. Claims about a difference (Figure 9's gap that
+//! closes) test the per-seed differences the same way; claims with two comparisons (Table
+//! 5's moderate temperature against both ends) hold only when both do.
 
 use crate::ml::config::{AugOp, HeadKind, LossKind, PretrainConfig};
 
-use super::aggregate::{CellData, CellValue, Mark, SweepData};
+use super::aggregate::{CellData, CellValue, Mark, Stat, SweepData};
 use super::compare::against;
 use super::sections::Section;
 
@@ -35,17 +37,28 @@ pub(crate) struct Finding {
     pub line: String,
 }
 
-/// Whether `a` (claimed better) beats `b`, with the numbers and the test.
-pub(crate) fn judge(
-    claim: &str,
+/// A top-1 as the findings print it.
+fn percent(x: f64) -> String {
+    format!("{x:.1}%")
+}
+
+/// A difference of top-1s as the findings print it.
+fn points(x: f64) -> String {
+    format!("{x:+.1} points")
+}
+
+/// Whether `a` (claimed higher) is above `b`: the verdict, and the two values shown by
+/// `show` with the test behind it (`an x vs bn y (test)`).
+fn versus(
     (an, a): (&str, &CellValue),
     (bn, b): (&str, &CellValue),
-) -> Finding {
+    show: fn(f64) -> String,
+) -> (Verdict, String) {
     let (Some(sa), Some(sb)) = (a.stat(), b.stat()) else {
-        return Finding {
-            verdict: Verdict::Inconclusive,
-            line: format!("{claim}: inconclusive — {an} or {bn} has no value yet."),
-        };
+        return (
+            Verdict::Inconclusive,
+            format!("{an} or {bn} has no value yet"),
+        );
     };
     let (verdict, test) = match (against(a, b), against(b, a)) {
         (Mark::Below(t), _) if sa.mean > sb.mean => (Verdict::Held, t),
@@ -56,15 +69,24 @@ pub(crate) fn judge(
             "single seed: no test can tell the difference from noise".to_string(),
         ),
     };
+    (
+        verdict,
+        format!("{an} {} vs {bn} {} ({test})", show(sa.mean), show(sb.mean)),
+    )
+}
+
+/// A finding's line: the claim, the verdict in bold, the evidence.
+fn finding(claim: &str, verdict: Verdict, evidence: &str) -> Finding {
     Finding {
         verdict,
-        line: format!(
-            "{claim}: **{}** — {an} {:.1}% vs {bn} {:.1}% ({test}).",
-            verdict.word(),
-            sa.mean,
-            sb.mean
-        ),
+        line: format!("{claim}: **{}** — {evidence}.", verdict.word()),
     }
+}
+
+/// Whether `a` (claimed better) beats `b`, with the numbers and the test.
+pub(crate) fn judge(claim: &str, a: (&str, &CellValue), b: (&str, &CellValue)) -> Finding {
+    let (verdict, evidence) = versus(a, b, percent);
+    finding(claim, verdict, &evidence)
 }
 
 /// The cell with the highest mean among `cells` passing `keep`, and its value.
@@ -240,6 +262,23 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
                 ("unnormalised", b),
             ));
         }
+        let mut temps: Vec<f64> = data
+            .cells
+            .iter()
+            .map(|c| &data.first(c).config.loss)
+            .filter(|l| l.l2_norm)
+            .map(|l| l.temperature)
+            .collect();
+        temps.sort_by(f64::total_cmp);
+        temps.dedup();
+        let by_temp: Vec<(f64, CellValue)> = temps
+            .into_iter()
+            .filter_map(|t| {
+                best(data, &label, |c| c.loss.l2_norm && c.loss.temperature == t)
+                    .map(|(_, v)| (t, v))
+            })
+            .collect();
+        out.extend(moderate_temperature(&by_temp));
     }
     if axes(&["batch_size", "epochs"]) {
         out.extend(figure9(data, &label));
@@ -247,8 +286,86 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
     out
 }
 
-/// Figure 9: the largest batch beats the smallest at the fewest epochs, and not (or by
-/// less) at the most.
+/// Table 5: with l2 normalisation, the best of the inner temperatures (neither the
+/// smallest nor the largest swept) beats both ends: held when it beats each significantly,
+/// not held when an end beats it significantly, else inconclusive. `by_temp`: each
+/// temperature's best l2-normalised value, in increasing temperature; `None` for fewer
+/// than three temperatures (no inner one).
+fn moderate_temperature(by_temp: &[(f64, CellValue)]) -> Option<Finding> {
+    let [(t_lo, lo), inner @ .., (t_hi, hi)] = by_temp else {
+        return None;
+    };
+    let mean = |v: &CellValue| v.stat().map_or(f64::NEG_INFINITY, |s| s.mean);
+    let (t_mid, mid) = inner
+        .iter()
+        .max_by(|a, b| mean(&a.1).total_cmp(&mean(&b.1)))?;
+    let name = |t: &f64| format!("temperature {t}");
+    let (v_lo, e_lo) = versus((&name(t_mid), mid), (&name(t_lo), lo), percent);
+    let (v_hi, e_hi) = versus((&name(t_mid), mid), (&name(t_hi), hi), percent);
+    let verdict = match (v_lo, v_hi) {
+        (Verdict::Held, Verdict::Held) => Verdict::Held,
+        (Verdict::NotHeld, _) | (_, Verdict::NotHeld) => Verdict::NotHeld,
+        _ => Verdict::Inconclusive,
+    };
+    Some(finding(
+        "Table 5: with l2 normalisation a moderate temperature is best (the best inner temperature vs the smallest and the largest swept)",
+        verdict,
+        &format!("{e_lo}; {e_hi}"),
+    ))
+}
+
+/// The per-seed advantage of `large` over `small` on the seeds both finished.
+fn gap(large: &CellValue, small: &CellValue) -> CellValue {
+    let (CellValue::Value { seeds: ls, .. }, CellValue::Value { seeds: ss, .. }) = (large, small)
+    else {
+        return CellValue::Missing("missing");
+    };
+    let seeds: Vec<(i64, f64)> = ls
+        .iter()
+        .filter_map(|(s, l)| ss.iter().find(|(t, _)| t == s).map(|(_, x)| (*s, l - x)))
+        .collect();
+    let values: Vec<f64> = seeds.iter().map(|s| s.1).collect();
+    match Stat::of(&values) {
+        Some(stat) => CellValue::Value {
+            stat,
+            expected: seeds.len(),
+            seeds,
+            mark: Mark::None,
+        },
+        None => CellValue::Missing("no shared seed"),
+    }
+}
+
+/// Figure 9: the largest batch's advantage over the smallest at the fewest epochs is
+/// larger than at the most (the gap closes with training), tested on the per-seed gaps
+/// (a paired t-test of the gap differences over the seeds all four cells share). `cells`:
+/// [fewest, most epochs] x [largest, smallest batch].
+fn gap_closes(
+    (b_large, b_small): (usize, usize),
+    (e_few, e_many): (usize, usize),
+    [[l0, s0], [l1, s1]]: [[&CellValue; 2]; 2],
+) -> Finding {
+    let claim = format!(
+        "Figure 9: the gap closes with training (batch {b_large} minus batch {b_small}, at {e_few} vs {e_many} epochs)"
+    );
+    let (g0, g1) = (gap(l0, s0), gap(l1, s1));
+    if g0.stat().is_none() || g1.stat().is_none() {
+        return finding(
+            &claim,
+            Verdict::Inconclusive,
+            "the two batch sizes share no finished seed at both epoch counts",
+        );
+    }
+    let (verdict, evidence) = versus(
+        (&format!("gap at {e_few} epochs"), &g0),
+        (&format!("gap at {e_many} epochs"), &g1),
+        points,
+    );
+    finding(&claim, verdict, &evidence)
+}
+
+/// Figure 9: the largest batch beats the smallest at the fewest epochs, and the gap
+/// closes with training.
 fn figure9(data: &SweepData, label: &str) -> Vec<Finding> {
     let mut epochs: Vec<usize> = data
         .cells
@@ -279,23 +396,16 @@ fn figure9(data: &SweepData, label: &str) -> Vec<Finding> {
         best(data, label, move |c| c.batch_size == b && c.epochs == e).map(|x| x.1)
     };
     let mut out = Vec::new();
-    for (e, what) in [
-        (e0, "helps at the fewest epochs"),
-        (
-            e1,
-            "still helps at the most epochs (the paper: the gap closes)",
-        ),
-    ] {
-        if let (Some(a), Some(b)) = (at(b1, e), at(b0, e)) {
-            out.push(judge(
-                &format!("Figure 9: a larger batch {what} ({e} epochs)"),
-                (&format!("batch {b1}"), &a),
-                (&format!("batch {b0}"), &b),
-            ));
-        }
-        if e0 == e1 {
-            break;
-        }
+    let (Some(l0), Some(s0)) = (at(b1, e0), at(b0, e0)) else {
+        return out;
+    };
+    out.push(judge(
+        &format!("Figure 9: a larger batch helps at the fewest epochs ({e0} epochs)"),
+        (&format!("batch {b1}"), &l0),
+        (&format!("batch {b0}"), &s0),
+    ));
+    if let (true, Some(l1), Some(s1)) = (e0 != e1, at(b1, e1), at(b0, e1)) {
+        out.push(gap_closes((b1, b0), (e0, e1), [[&l0, &s0], [&l1, &s1]]));
     }
     out
 }
@@ -303,7 +413,6 @@ fn figure9(data: &SweepData, label: &str) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::aggregate::Stat;
 
     fn v(seeds: &[f64]) -> CellValue {
         CellValue::Value {
@@ -338,5 +447,72 @@ mod tests {
         // One seed each: nothing tests it.
         let f = judge("claim", ("a", &v(&[45.0])), ("b", &v(&[40.0])));
         assert_eq!(f.verdict, Verdict::Inconclusive, "{}", f.line);
+    }
+
+    #[test]
+    fn a_moderate_temperature_is_best_only_when_it_beats_both_ends_beyond_noise() {
+        let (t01, t05) = (v(&[55.0, 56.1, 54.2]), v(&[60.2, 61.0, 59.5]));
+        // scipy.stats.ttest_rel: 0.5 vs 0.1 p = 0.00055, 0.5 vs 1.0 p = 0.00201.
+        let t10 = v(&[57.1, 58.3, 56.4]);
+        let f =
+            moderate_temperature(&[(0.1, t01.clone()), (0.5, t05.clone()), (1.0, t10)]).unwrap();
+        assert_eq!(f.verdict, Verdict::Held, "{}", f.line);
+        for part in [
+            "temperature 0.5 60.2% vs temperature 0.1 55.1%",
+            "p = 0.001",
+            "temperature 0.5 60.2% vs temperature 1 57.3%",
+            "p = 0.002",
+        ] {
+            assert!(f.line.contains(part), "{part}: {}", f.line);
+        }
+        // The edge over the largest temperature shrinks within noise (p = 0.533).
+        let t10 = v(&[61.5, 56.0, 59.0]);
+        let f =
+            moderate_temperature(&[(0.1, t01.clone()), (0.5, t05.clone()), (1.0, t10)]).unwrap();
+        assert_eq!(f.verdict, Verdict::Inconclusive, "{}", f.line);
+        assert!(f.line.contains("p = 0.533"), "{}", f.line);
+        // The largest temperature beats every inner one on every seed: not held.
+        let t10 = v(&[63.0, 64.1, 62.2]);
+        let f =
+            moderate_temperature(&[(0.1, t01.clone()), (0.5, t05.clone()), (1.0, t10)]).unwrap();
+        assert_eq!(f.verdict, Verdict::NotHeld, "{}", f.line);
+        // Two temperatures have no inner one: the claim is not testable.
+        assert_eq!(moderate_temperature(&[(0.1, t01), (0.5, t05)]), None);
+    }
+
+    #[test]
+    fn the_batch_gap_closes_only_when_its_per_seed_shrinkage_is_beyond_noise() {
+        let (l0, s0) = (v(&[60.0, 61.2, 59.5]), v(&[55.0, 56.5, 54.8]));
+        let s1 = v(&[69.0, 70.2, 68.5]);
+        // Gaps 5.0, 4.7, 4.7 then 1.1, 0.7, 1.3: scipy.stats.ttest_rel p = 0.00242.
+        let l1 = v(&[70.1, 70.9, 69.8]);
+        let f = gap_closes((1024, 256), (100, 800), [[&l0, &s0], [&l1, &s1]]);
+        assert_eq!(f.verdict, Verdict::Held, "{}", f.line);
+        for part in [
+            "batch 1024 minus batch 256, at 100 vs 800 epochs",
+            "gap at 100 epochs +4.8 points vs gap at 800 epochs +1.0 points",
+            "paired t(2) = 20.30, p = 0.002",
+        ] {
+            assert!(f.line.contains(part), "{part}: {}", f.line);
+        }
+        // The same mean gap at 800 epochs, but its sign changes across seeds (p = 0.301).
+        let l1 = v(&[74.0, 66.0, 71.0]);
+        let f = gap_closes((1024, 256), (100, 800), [[&l0, &s0], [&l1, &s1]]);
+        assert_eq!(f.verdict, Verdict::Inconclusive, "{}", f.line);
+        assert!(f.line.contains("p = 0.301"), "{}", f.line);
+        // The gap widens with training, consistently: not held.
+        let l1 = v(&[79.0, 80.5, 78.8]);
+        let f = gap_closes((1024, 256), (100, 800), [[&l0, &s0], [&l1, &s1]]);
+        assert_eq!(f.verdict, Verdict::NotHeld, "{}", f.line);
+        // No seed shared by both batch sizes: nothing to pair.
+        let lone = CellValue::Value {
+            stat: Stat::of(&[60.0]).unwrap(),
+            expected: 1,
+            seeds: vec![(7, 60.0)],
+            mark: Mark::None,
+        };
+        let f = gap_closes((1024, 256), (100, 800), [[&lone, &s0], [&l1, &s1]]);
+        assert_eq!(f.verdict, Verdict::Inconclusive, "{}", f.line);
+        assert!(f.line.contains("share no finished seed"), "{}", f.line);
     }
 }

@@ -741,6 +741,119 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     keep(&out, "heads");
 }
 
+/// The Findings lines of a sweep of `cells` x seeds 0, 1 evaluated by `evals`, with
+/// linear top-1 `top1(cell, seed)` (z evaluations 12 points lower).
+fn findings_of(
+    cells: &[Cell],
+    evals: &[(&'static str, EvalConfig)],
+    top1: impl Fn(usize, u64) -> f64,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let store = fixture(
+            &dir.path().join("f.db"),
+            "f",
+            cells,
+            &[0, 1],
+            evals,
+            |c, s| Fate::Done(top1(c, s)),
+        )
+        .await;
+        let data = SweepData::load(&store, "f", None).await.unwrap();
+        let s = findings::section(&data).expect("a Findings section");
+        store.close().await;
+        s.text[1].lines().map(str::to_string).collect()
+    })
+}
+
+#[test]
+fn findings_test_table5_figure8_and_figure9_claims_on_the_seeds() {
+    // Table 5: l2 at 0.1, 0.5, 1.0; 0.5 best by 5 and 3 points on both seeds.
+    let cells: Vec<Cell> = [0.1, 0.5, 1.0]
+        .into_iter()
+        .map(|t| {
+            let mut config = smoke_base();
+            config.loss.temperature = t;
+            Cell {
+                coords: vec![("loss.temperature", json!(t))],
+                config,
+            }
+        })
+        .collect();
+    let lines = findings_of(&cells, &evals()[..1], |c, s| {
+        [50.0, 55.0, 52.0][c] + s as f64
+    });
+    let line = lines
+        .iter()
+        .find(|l| l.contains("a moderate temperature is best"))
+        .expect("the Table 5 temperature claim");
+    assert!(
+        line.contains("**held** — temperature 0.5 55.5% vs temperature 0.1 50.5%")
+            && line.contains("vs temperature 1 52.5%"),
+        "{line}"
+    );
+
+    // Figure 9: batch 512's lead over 256 is 4 points at 100 epochs, 1 at 200.
+    let mut cells = Vec::new();
+    for b in [256, 512] {
+        for e in [100, 200] {
+            let mut config = smoke_base();
+            config.batch_size = b;
+            config.epochs = e;
+            cells.push(Cell {
+                coords: vec![("batch_size", json!(b)), ("epochs", json!(e))],
+                config,
+            });
+        }
+    }
+    let lines = findings_of(&cells, &evals()[..1], |c, s| {
+        [50.0, 60.0, 54.0, 61.0][c] + s as f64
+    });
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "Figure 9: the gap closes with training (batch 512 minus batch 256, at 100 vs 200 epochs): **held** — gap at 100 epochs +4.0 points vs gap at 200 epochs +1.0 points (paired t(1)"
+        )),
+        "{lines:#?}"
+    );
+
+    // Figure 8: h vs z of the best nonlinear head. Unpaired, their 95% intervals overlap
+    // (h 31.5 [25.1, 37.9], z 19.5 [13.1, 25.9]) and the claim would be inconclusive;
+    // paired on the seeds they share, z is 12 points lower on each: held.
+    let mut cells = Vec::new();
+    for (kind, dim) in [
+        (HeadKind::Linear, Some(32)),
+        (HeadKind::Nonlinear, Some(32)),
+    ] {
+        let mut config = smoke_base();
+        config.head.kind = kind;
+        config.head.out_dim = dim;
+        cells.push(Cell {
+            coords: vec![(
+                "head",
+                json!({"kind": serde_json::to_value(kind).unwrap(), "out_dim": dim}),
+            )],
+            config,
+        });
+    }
+    let hz: Vec<(&'static str, EvalConfig)> = vec![
+        ("linear@h", EvalConfig::default()),
+        (
+            "linear@z",
+            EvalConfig {
+                on: FeatureSource::Z,
+                ..EvalConfig::default()
+            },
+        ),
+    ];
+    let lines = findings_of(&cells, &hz, |c, s| 30.0 + c as f64 + s as f64);
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "Figure 8: h is better than z (best nonlinear head): **held** — linear@h 31.5% vs linear@z 19.5% (paired t(1)"
+        ) && l.contains("over 2 shared seeds")),
+        "{lines:#?}"
+    );
+}
+
 /// Figure 9's cells (256, 100) and (512, 200) trained with `scaling`, evaluated by `evals`;
 /// the report's README.
 fn batch_epochs_readme(scaling: LrScaling, evals: &[(&'static str, EvalConfig)]) -> String {
