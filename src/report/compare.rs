@@ -1,9 +1,9 @@
-//! Which values of a table or heatmap are not distinguishable from the best: within each
-//! column of an evaluation (or the whole matrix of a table without such columns, and of
-//! Figure 5's heatmap), the highest mean is marked best, and every other value with an
-//! interval is compared with it: paired t-test on the seeds they share when they share at
-//! least two, else whether their 95% intervals overlap. p ≥ 0.05 (or overlap) marks it
-//! tied; single seeds stay unmarked.
+//! Which values of a table or figure are not distinguishable from the best: within each
+//! column of an evaluation (or the whole matrix of a table without such columns, of
+//! Figure 5's heatmap and of Figure 9's bars), the highest mean is marked best, and every
+//! other value with an interval is compared with it: paired t-test on the seeds they share
+//! when they share at least two, else whether their 95% intervals overlap. p ≥ 0.05 (or
+//! overlap) marks it tied; single seeds stay unmarked.
 
 use super::aggregate::{CellValue, Mark, SweepData};
 use super::plots::Plot;
@@ -23,21 +23,22 @@ pub(crate) fn mark(data: &SweepData, sec: &mut Section) {
     }
 }
 
-/// Marks the cells of every heatmap of `sec` (one matrix each, as the table beside it),
-/// and says in its caption what the marks mean.
+/// Marks the values of every heatmap and bar chart of `sec` (one matrix each, as the
+/// table beside it), and says in its caption what the marks mean.
 pub(crate) fn mark_figures(sec: &mut Section) {
     for f in &mut sec.figures {
-        if let Plot::Heatmap { values, .. } = &mut f.plot {
-            if mark_values(values.iter_mut().flatten().collect()) {
-                f.caption.push(' ');
-                f.caption.push_str(HEATMAP_MARKS);
-            }
+        let (values, what) = match &mut f.plot {
+            Plot::Heatmap { values, .. } => (values, "cell"),
+            Plot::Bars { values, .. } => (values, "bar"),
+            _ => continue,
+        };
+        if mark_values(values.iter_mut().flatten().collect()) {
+            f.caption.push_str(&format!(
+                " Thick red outline: the best {what}; ≈ and a thin red outline: not distinguishable from it (paired t-test on shared seeds, p ≥ 0.05, or overlapping 95% intervals when seeds are not shared); unmarked {what}s are below it, or have one seed and nothing tests them."
+            ));
         }
     }
 }
-
-/// What a heatmap's marks mean, for its caption.
-pub(crate) const HEATMAP_MARKS: &str = "Thick red outline: the best cell; ≈ and a thin red outline: not distinguishable from it (paired t-test on shared seeds, p ≥ 0.05, or overlapping 95% intervals when seeds are not shared); unmarked cells are below it, or have one seed and nothing tests them.";
 
 fn mark_table(data: &SweepData, t: &mut Table, primary: &str) {
     // Column sets: each evaluation column alone, or every column of a matrix together.

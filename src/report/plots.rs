@@ -3,7 +3,7 @@
 //! the bundled DejaVu Sans (registered once as "sans-serif"; no system fonts needed).
 //! Error bars are one standard deviation over seeds. The heatmap's colour scale starts at
 //! the control (0 without one) and spans at least [`MIN_SPAN`] points; its best cell and
-//! those not distinguishable from it are outlined.
+//! those not distinguishable from it are outlined, and so are the bars of Figure 9.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -147,7 +147,7 @@ impl Figure {
             Plot::Lines { series, flat, .. } => {
                 (960, 600 + legend_height(series.len() + flat.len(), 3))
             }
-            Plot::Bars { bars, .. } => (960, 600 + legend_height(bars.len() + 1, 5)),
+            Plot::Bars { bars, .. } => (960, 600 + legend_height(bars.len() + 2, 5)),
             Plot::Panels { panels, .. } => (1000, 50 + 300 * panels.len().div_ceil(2) as u32),
         }
     }
@@ -287,6 +287,23 @@ struct CellLook {
     mark: Mark,
 }
 
+/// A value's label: `≈` before it when it is not distinguishable from the best.
+fn value_label(mean: f64, mark: &Mark) -> String {
+    match mark {
+        Mark::Tied(_) => format!("≈ {mean:.1}"),
+        _ => format!("{mean:.1}"),
+    }
+}
+
+/// The outline width of a marked value: thick for the best, thin for a tie.
+fn outline_width(mark: &Mark) -> Option<u32> {
+    match mark {
+        Mark::Best => Some(5),
+        Mark::Tied(_) => Some(2),
+        Mark::None | Mark::Below(_) => None,
+    }
+}
+
 /// Whether any cell of a heatmap is marked.
 fn marked(values: &[Vec<CellValue>]) -> bool {
     values.iter().flatten().any(|v| {
@@ -385,10 +402,7 @@ fn value_look(v: &CellValue, lo: f64, hi: f64) -> CellLook {
             ..
         } => CellLook {
             bg: heat(stat.mean, lo, hi),
-            main: match mark {
-                Mark::Tied(_) => format!("≈ {:.1}", stat.mean),
-                _ => format!("{:.1}", stat.mean),
-            },
+            main: value_label(stat.mean, mark),
             mark: mark.clone(),
             sub: match stat.std {
                 Some(sd) => Some(format!("± {sd:.1}")),
@@ -435,12 +449,7 @@ fn draw_cell<DB: DrawingBackend>(
         .map_err(err)?;
     root.draw(&Rectangle::new(square, WHITE.stroke_width(2)))
         .map_err(err)?;
-    let outline = match look.mark {
-        Mark::Best => Some(5),
-        Mark::Tied(_) => Some(2),
-        Mark::None | Mark::Below(_) => None,
-    };
-    if let Some(w) = outline {
+    if let Some(w) = outline_width(&look.mark) {
         let inset = [(x + 4, y + 4), (x + c - 4, y + c - 4)];
         root.draw(&Rectangle::new(inset, MARK_COLOR.stroke_width(w)))
             .map_err(err)?;
@@ -758,7 +767,7 @@ fn grouped_bars<DB: DrawingBackend>(
     reference: Option<&(String, f64)>,
 ) -> R {
     let (w, h) = root.dim_in_pixel();
-    let legend_h = legend_height(bars.len(), 5);
+    let legend_h = legend_height(bars.len() + 2, 5);
     let plot_area = root
         .margin(40, 0, 10, 20)
         .shrink((0, 0), (w - 30, h - legend_h - 40));
@@ -795,17 +804,23 @@ fn grouped_bars<DB: DrawingBackend>(
             let x = g as f64 + 0.1 + b as f64 * bw;
             let col = color(b);
             match v {
-                CellValue::Value { stat: st, .. } => {
+                CellValue::Value { stat: st, mark, .. } => {
+                    let bar = [(x + bw * 0.05, 0.0), (x + bw * 0.95, st.mean)];
                     chart
-                        .draw_series(std::iter::once(Rectangle::new(
-                            [(x + bw * 0.05, 0.0), (x + bw * 0.95, st.mean)],
-                            col.filled(),
-                        )))
+                        .draw_series(std::iter::once(Rectangle::new(bar, col.filled())))
                         .map_err(err)?;
+                    if let Some(w) = outline_width(mark) {
+                        chart
+                            .draw_series(std::iter::once(Rectangle::new(
+                                bar,
+                                MARK_COLOR.stroke_width(w),
+                            )))
+                            .map_err(err)?;
+                    }
                     let (_, top) = stat_span(st);
                     let (px, py) = chart.backend_coord(&(x + bw / 2.0, top));
                     root.draw(&Text::new(
-                        format!("{:.1}", st.mean),
+                        value_label(st.mean, mark),
                         (px, py - 12),
                         centered(13.0),
                     ))
@@ -850,6 +865,9 @@ fn grouped_bars<DB: DrawingBackend>(
     if let Some((name, y)) = reference {
         draw_line(&mut chart, vec![(0.0, *y), (ng, *y)], BLACK, true)?;
         entries.push((name.clone(), BLACK, true));
+    }
+    if marked(values) {
+        entries.push(("red: best, ≈ tied".into(), MARK_COLOR, false));
     }
     legend(root, h as i32 - legend_h as i32, &entries, 5)
 }
@@ -979,6 +997,48 @@ mod tests {
     fn text_is_white_on_dark_and_black_on_light_cells() {
         assert_eq!(*text_on(heat(0.0, 0.0, 1.0)), WHITE);
         assert_eq!(*text_on(heat(1.0, 0.0, 1.0)), BLACK);
+    }
+
+    #[test]
+    fn bars_outline_the_best_and_mark_ties() {
+        let v = |m: f64, mark: Mark| CellValue::Value {
+            stat: Stat::of(&[m, m + 1.0]).unwrap(),
+            expected: 2,
+            seeds: vec![(0, m), (1, m + 1.0)],
+            mark,
+        };
+        let fig = |values: Vec<Vec<CellValue>>| Figure {
+            id: "bars".into(),
+            title: "Figure 9".into(),
+            caption: String::new(),
+            plot: Plot::Bars {
+                x_label: "batch size".into(),
+                y_label: "top-1 (%)".into(),
+                groups: vec!["256".into(), "512".into()],
+                bars: vec!["100 epochs".into()],
+                values,
+                reference: None,
+            },
+        };
+        let red = format!(
+            "#{:02X}{:02X}{:02X}",
+            MARK_COLOR.0, MARK_COLOR.1, MARK_COLOR.2
+        );
+        let svg = fig(vec![
+            vec![v(50.0, Mark::Tied("p = 0.4".into()))],
+            vec![v(52.0, Mark::Best)],
+        ])
+        .svg()
+        .unwrap();
+        assert!(svg.contains("≈ 50.5") && svg.contains("52.5"), "{svg}");
+        assert!(
+            svg.contains(&red) && svg.contains("red: best, ≈ tied"),
+            "{svg}"
+        );
+        let svg = fig(vec![vec![v(50.0, Mark::None)], vec![v(52.0, Mark::None)]])
+            .svg()
+            .unwrap();
+        assert!(!svg.contains(&red) && !svg.contains("≈"), "unmarked: {svg}");
     }
 
     /// Figure 5's full 7 x 7 grid with seeds and a missing cell draws into PNG and SVG.
