@@ -32,6 +32,29 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
     assert_eq!(v["controls"], 16);
     assert_eq!(v["pretrain_runs"], 31);
     assert_eq!(v["runs"].as_array().unwrap().len(), 31);
+    // `--set control=false` drops them for this invocation; anything but a bool is refused.
+    let o = env.run(&[
+        "plan",
+        &spec_path("head_dims.yaml"),
+        "--profile",
+        "smoke",
+        "--set",
+        "control=false",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["controls"].as_u64(), v["pretrain_runs"].as_u64()),
+        (Some(0), Some(15))
+    );
+    let o = env.run(&["plan", &spec_path("head_dims.yaml"), "--set", "control=off"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--set control=off: control must be true or false"),
+        "{}",
+        text(&o)
+    );
     assert!(!env.db().exists(), "plan must not create the database");
 }
 
