@@ -188,6 +188,18 @@ pub(crate) enum Mark {
 }
 
 impl CellValue {
+    /// The unmarked value of `seeds` ((seed, value) each) out of `expected`; `None` for
+    /// no seed.
+    pub fn of_seeds(seeds: Vec<(i64, f64)>, expected: usize) -> Option<CellValue> {
+        let values: Vec<f64> = seeds.iter().map(|s| s.1).collect();
+        Some(CellValue::Value {
+            stat: Stat::of(&values)?,
+            expected,
+            seeds,
+            mark: Mark::None,
+        })
+    }
+
     pub fn stat(&self) -> Option<Stat> {
         match self {
             CellValue::Value { stat, .. } => Some(*stat),
@@ -470,19 +482,10 @@ impl SweepData {
             .iter()
             .filter_map(|r| value(r).map(|v| (r.seed, v)))
             .collect();
-        let values: Vec<f64> = seeds.iter().map(|s| s.1).collect();
-        match Stat::of(&values) {
-            Some(stat) => CellValue::Value {
-                stat,
-                expected: runs.len(),
-                seeds,
-                mark: Mark::None,
-            },
-            None => {
-                let states: Vec<RunState> = runs.iter().map(|r| state(r)).collect();
-                CellValue::Missing(missing_reason(states.iter()))
-            }
-        }
+        CellValue::of_seeds(seeds, runs.len()).unwrap_or_else(|| {
+            let states: Vec<RunState> = runs.iter().map(|r| state(r)).collect();
+            CellValue::Missing(missing_reason(states.iter()))
+        })
     }
 
     /// The evaluation config behind `label` (its first stage's), when it parses.

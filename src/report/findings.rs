@@ -8,7 +8,7 @@
 
 use crate::ml::config::{AugOp, HeadKind, LossKind, PretrainConfig};
 
-use super::aggregate::{CellData, CellValue, Mark, Stat, SweepData};
+use super::aggregate::{CellData, CellValue, Mark, SweepData};
 use super::compare::against;
 use super::sections::Section;
 
@@ -324,16 +324,8 @@ fn gap(large: &CellValue, small: &CellValue) -> CellValue {
         .iter()
         .filter_map(|(s, l)| ss.iter().find(|(t, _)| t == s).map(|(_, x)| (*s, l - x)))
         .collect();
-    let values: Vec<f64> = seeds.iter().map(|s| s.1).collect();
-    match Stat::of(&values) {
-        Some(stat) => CellValue::Value {
-            stat,
-            expected: seeds.len(),
-            seeds,
-            mark: Mark::None,
-        },
-        None => CellValue::Missing("no shared seed"),
-    }
+    let n = seeds.len();
+    CellValue::of_seeds(seeds, n).unwrap_or(CellValue::Missing("no shared seed"))
 }
 
 /// Figure 9: the largest batch's advantage over the smallest at the fewest epochs is
@@ -413,6 +405,7 @@ fn figure9(data: &SweepData, label: &str) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::aggregate::Stat;
 
     fn v(seeds: &[f64]) -> CellValue {
         CellValue::Value {

@@ -348,30 +348,29 @@ fn heatmap<DB: DrawingBackend>(
 
 /// The line under the heatmap's axis title that says what its outlines mean.
 fn mark_legend<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, n: i32) -> R {
-    let (x, y) = (HEAT_X0, HEAT_Y0 + n * CELL as i32 + 102);
-    root.draw(&Rectangle::new(
-        [(x, y - 10), (x + 20, y + 10)],
-        MARK_COLOR.stroke_width(4),
-    ))
-    .map_err(err)?;
-    root.draw(&Text::new(
-        "best".to_string(),
-        (x + 28, y),
-        font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
-    ))
-    .map_err(err)?;
-    let x = x + 84;
-    root.draw(&Rectangle::new(
-        [(x, y - 10), (x + 20, y + 10)],
-        MARK_COLOR.stroke_width(2),
-    ))
-    .map_err(err)?;
-    root.draw(&Text::new(
-        "≈ not distinguishable from the best (p ≥ 0.05)".to_string(),
-        (x + 28, y),
-        font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
-    ))
-    .map_err(err)
+    let y = HEAT_Y0 + n * CELL as i32 + 102;
+    for (x, mark, text) in [
+        (HEAT_X0, Mark::Best, "best"),
+        (
+            HEAT_X0 + 84,
+            Mark::Tied(String::new()),
+            "≈ not distinguishable from the best (p ≥ 0.05)",
+        ),
+    ] {
+        let w = outline_width(&mark).expect("marked");
+        root.draw(&Rectangle::new(
+            [(x, y - 10), (x + 20, y + 10)],
+            MARK_COLOR.stroke_width(w),
+        ))
+        .map_err(err)?;
+        root.draw(&Text::new(
+            text.to_string(),
+            (x + 28, y),
+            font(15.0).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// The colour scale's ends: from `floor` (the control; 0 without one) to the highest cell

@@ -455,17 +455,7 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
 fn a_sweep_where_nothing_ran_still_reports() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let cells: Vec<Cell> = [0.1, 0.5]
-        .into_iter()
-        .map(|t| {
-            let mut config = smoke_base();
-            config.loss.temperature = t;
-            Cell {
-                coords: vec![("loss.temperature", json!(t))],
-                config,
-            }
-        })
-        .collect();
+    let cells = temperature_cells(&[0.1, 0.5]);
     rt().block_on(async {
         let store = fixture(
             &dir.path().join("s.db"),
@@ -629,18 +619,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     assert!(md.contains("batch size: paper 4096, ours 100"), "{md}");
 
     // Batch size x epochs: bars, and Table B.1 beside the cells the paper has.
-    let mut cells = Vec::new();
-    for b in [256, 512] {
-        for e in [100, 200] {
-            let mut config = smoke_base();
-            config.batch_size = b;
-            config.epochs = e;
-            cells.push(Cell {
-                coords: vec![("batch_size", json!(b)), ("epochs", json!(e))],
-                config,
-            });
-        }
-    }
+    let cells = batch_epoch_cells();
     let out = dir.path().join("be");
     rt().block_on(async {
         let store = fixture(
@@ -678,35 +657,14 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     keep(&out, "batch_epochs");
 
     // Head kind x output dim with h and z.
-    let mut cells = Vec::new();
-    for (kind, dim) in [
+    let cells = head_cells(&[
         (HeadKind::None, None),
         (HeadKind::Linear, Some(32)),
         (HeadKind::Linear, Some(128)),
         (HeadKind::Nonlinear, Some(32)),
         (HeadKind::Nonlinear, Some(128)),
-    ] {
-        let mut config = smoke_base();
-        config.head.kind = kind;
-        config.head.out_dim = dim;
-        cells.push(Cell {
-            coords: vec![(
-                "head",
-                json!({"kind": serde_json::to_value(kind).unwrap(), "out_dim": dim}),
-            )],
-            config,
-        });
-    }
-    let hz: Vec<(&'static str, EvalConfig)> = vec![
-        ("linear@h", EvalConfig::default()),
-        (
-            "linear@z",
-            EvalConfig {
-                on: FeatureSource::Z,
-                ..EvalConfig::default()
-            },
-        ),
-    ];
+    ]);
+    let hz = hz_evals();
     let out = dir.path().join("head");
     rt().block_on(async {
         let store = fixture(
@@ -741,6 +699,71 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     keep(&out, "heads");
 }
 
+/// One cell per temperature (l2-normalised, the default).
+fn temperature_cells(temps: &[f64]) -> Vec<Cell> {
+    temps
+        .iter()
+        .map(|&t| {
+            let mut config = smoke_base();
+            config.loss.temperature = t;
+            Cell {
+                coords: vec![("loss.temperature", json!(t))],
+                config,
+            }
+        })
+        .collect()
+}
+
+/// One cell per (head kind, output dim).
+fn head_cells(heads: &[(HeadKind, Option<usize>)]) -> Vec<Cell> {
+    heads
+        .iter()
+        .map(|&(kind, dim)| {
+            let mut config = smoke_base();
+            config.head.kind = kind;
+            config.head.out_dim = dim;
+            Cell {
+                coords: vec![(
+                    "head",
+                    json!({"kind": serde_json::to_value(kind).unwrap(), "out_dim": dim}),
+                )],
+                config,
+            }
+        })
+        .collect()
+}
+
+/// Linear evaluations of h and z.
+fn hz_evals() -> Vec<(&'static str, EvalConfig)> {
+    vec![
+        ("linear@h", EvalConfig::default()),
+        (
+            "linear@z",
+            EvalConfig {
+                on: FeatureSource::Z,
+                ..EvalConfig::default()
+            },
+        ),
+    ]
+}
+
+/// Batch 256 and 512 x 100 and 200 epochs, in that order.
+fn batch_epoch_cells() -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for b in [256, 512] {
+        for e in [100, 200] {
+            let mut config = smoke_base();
+            config.batch_size = b;
+            config.epochs = e;
+            cells.push(Cell {
+                coords: vec![("batch_size", json!(b)), ("epochs", json!(e))],
+                config,
+            });
+        }
+    }
+    cells
+}
+
 /// The Findings lines of a sweep of `cells` x seeds 0, 1 evaluated by `evals`, with
 /// linear top-1 `top1(cell, seed)` (z evaluations 12 points lower).
 fn findings_of(
@@ -769,17 +792,7 @@ fn findings_of(
 #[test]
 fn findings_test_table5_figure8_and_figure9_claims_on_the_seeds() {
     // Table 5: l2 at 0.1, 0.5, 1.0; 0.5 best by 5 and 3 points on both seeds.
-    let cells: Vec<Cell> = [0.1, 0.5, 1.0]
-        .into_iter()
-        .map(|t| {
-            let mut config = smoke_base();
-            config.loss.temperature = t;
-            Cell {
-                coords: vec![("loss.temperature", json!(t))],
-                config,
-            }
-        })
-        .collect();
+    let cells = temperature_cells(&[0.1, 0.5, 1.0]);
     let lines = findings_of(&cells, &evals()[..1], |c, s| {
         [50.0, 55.0, 52.0][c] + s as f64
     });
@@ -794,18 +807,7 @@ fn findings_test_table5_figure8_and_figure9_claims_on_the_seeds() {
     );
 
     // Figure 9: batch 512's lead over 256 is 4 points at 100 epochs, 1 at 200.
-    let mut cells = Vec::new();
-    for b in [256, 512] {
-        for e in [100, 200] {
-            let mut config = smoke_base();
-            config.batch_size = b;
-            config.epochs = e;
-            cells.push(Cell {
-                coords: vec![("batch_size", json!(b)), ("epochs", json!(e))],
-                config,
-            });
-        }
-    }
+    let cells = batch_epoch_cells();
     let lines = findings_of(&cells, &evals()[..1], |c, s| {
         [50.0, 60.0, 54.0, 61.0][c] + s as f64
     });
@@ -819,33 +821,11 @@ fn findings_test_table5_figure8_and_figure9_claims_on_the_seeds() {
     // Figure 8: h vs z of the best nonlinear head. Unpaired, their 95% intervals overlap
     // (h 31.5 [25.1, 37.9], z 19.5 [13.1, 25.9]) and the claim would be inconclusive;
     // paired on the seeds they share, z is 12 points lower on each: held.
-    let mut cells = Vec::new();
-    for (kind, dim) in [
+    let cells = head_cells(&[
         (HeadKind::Linear, Some(32)),
         (HeadKind::Nonlinear, Some(32)),
-    ] {
-        let mut config = smoke_base();
-        config.head.kind = kind;
-        config.head.out_dim = dim;
-        cells.push(Cell {
-            coords: vec![(
-                "head",
-                json!({"kind": serde_json::to_value(kind).unwrap(), "out_dim": dim}),
-            )],
-            config,
-        });
-    }
-    let hz: Vec<(&'static str, EvalConfig)> = vec![
-        ("linear@h", EvalConfig::default()),
-        (
-            "linear@z",
-            EvalConfig {
-                on: FeatureSource::Z,
-                ..EvalConfig::default()
-            },
-        ),
-    ];
-    let lines = findings_of(&cells, &hz, |c, s| 30.0 + c as f64 + s as f64);
+    ]);
+    let lines = findings_of(&cells, &hz_evals(), |c, s| 30.0 + c as f64 + s as f64);
     assert!(
         lines.iter().any(|l| l.contains(
             "Figure 8: h is better than z (best nonlinear head): **held** — linear@h 31.5% vs linear@z 19.5% (paired t(1)"
