@@ -243,7 +243,12 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
         let nt = best(data, &label, |c| c.loss.kind == LossKind::NtXent);
         let other = best(data, &label, |c| c.loss.kind != LossKind::NtXent);
         if let (Some((_, a)), Some((c, b))) = (&nt, &other) {
-            let other_name = format!("{:?} at its best", data.first(c).config.loss.kind);
+            let loss = &data.first(c).config.loss;
+            let semi_hard = if loss.semi_hard { " (semi-hard)" } else { "" };
+            let other_name = format!(
+                "{}{semi_hard} at its best",
+                super::sections::loss_name(loss.kind)
+            );
             out.push(judge(
                 "Table 4: NT-Xent at its best beats the other losses at theirs",
                 ("NT-Xent at its best", a),

@@ -464,7 +464,7 @@ fn figure8(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
     s
 }
 
-fn loss_name(k: LossKind) -> &'static str {
+pub(crate) fn loss_name(k: LossKind) -> &'static str {
     match k {
         LossKind::NtXent => "NT-Xent",
         LossKind::NtLogistic => "NT-Logistic",
