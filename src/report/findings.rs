@@ -208,8 +208,9 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
     }
     if axes(&["head", "head.kind", "head.out_dim"]) {
         let kind = |k: HeadKind| best(data, &label, move |c| c.head.kind == k);
-        let name = |k: &str, c: &CellData| {
-            format!("{k} head (out dim {:?})", data.first(c).config.head.out_dim)
+        let name = |k: &str, c: &CellData| match data.first(c).config.head.out_dim {
+            Some(d) => format!("{k} head (out dim {d})"),
+            None => format!("{k} head"),
         };
         let (nl, li, no) = (
             kind(HeadKind::Nonlinear),

@@ -834,6 +834,13 @@ fn findings_test_table5_figure8_and_figure9_claims_on_the_seeds() {
         ) && l.contains("over 2 shared seeds")),
         "{lines:#?}"
     );
+    // The heads are named as a reader writes them (no `Some(32)`).
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "Figure 8: a nonlinear head beats a linear one: **held** — nonlinear head (out dim 32) 31.5% vs linear head (out dim 32) 30.5%"
+        )),
+        "{lines:#?}"
+    );
 }
 
 /// Figure 9's cells (256, 100) and (512, 200) trained with `scaling`, evaluated by `evals`;
