@@ -1,52 +1,89 @@
 //! What the dashboard keeps between requests, so that a refresh reads only what changed:
-//! each sweep's stage rows (a done stage never changes again, so a refresh reads only
-//! the others, under the sweep's version, which moves when its membership does), each
-//! stage's parsed config (it never changes: a stage's id is the hash of its config),
-//! the table metrics of each stage that is not running (a stage records metrics only
-//! while it runs, and a stage that stops running changes state or attempt, which the
-//! stamp sees), and each page's last rendered body with the change token it was
-//! rendered under (an unchanged token serves it again without reading the sweep).
+//! per sweep, its stage rows and their metrics as of the version they were read under
+//! (a refresh reads only the stages the store's change counter stamped since, with
+//! their metrics, and patches them in; a new membership reads everything again), each
+//! stage's parsed config (it never changes: a stage's id is the hash of its config), and
+//! each page's last rendered body with the change token it was rendered under (an
+//! unchanged token serves it again without reading the sweep).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::report::ParsedConfig;
-use crate::store::{MetricRecord, RunRecord, RunState};
+use crate::store::{MetricRecord, RunRecord, StageKind, SweepVersion};
 
 /// Rendered bodies kept (pages of sweeps and runs); the oldest half goes beyond this.
 const MAX_BODIES: usize = 64;
 
-/// What a stage's cached metrics were read under: metrics change only while a stage
-/// runs, and every way out of running changes one of these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    state: RunState,
-    attempts: i64,
-    finished_at: Option<i64>,
-}
-
-impl Stamp {
-    fn of(run: &RunRecord) -> Stamp {
-        Stamp {
-            state: run.state,
-            attempts: run.attempts,
-            finished_at: run.finished_at,
-        }
-    }
-}
-
-/// A stage's kept metrics and what they were read under.
-type KeptMetrics = (Stamp, Arc<[MetricRecord]>);
-
 /// A rendered body: when it was kept (a counter), its change token, the body.
 type KeptBody = (u64, String, Arc<String>);
 
+/// One sweep's stages as of `version`: rows in grid order (without config text: the
+/// configs are kept parsed, by id) and the metrics of each stage that has any.
+pub struct KeptSweep {
+    pub version: SweepVersion,
+    pub rows: Vec<RunRecord>,
+    pub metrics: HashMap<String, Arc<[MetricRecord]>>,
+    /// Row index by stage id.
+    index: HashMap<String, usize>,
+}
+
+impl KeptSweep {
+    pub fn new(
+        version: SweepVersion,
+        rows: Vec<RunRecord>,
+        metrics: HashMap<String, Vec<MetricRecord>>,
+    ) -> KeptSweep {
+        let index = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        KeptSweep {
+            version,
+            rows,
+            metrics: metrics.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            index,
+        }
+    }
+
+    /// Brings the kept stages to `version`: the stages that changed since (`moved`, read
+    /// again) replace theirs, with their metrics read again (`fresh`: a moved stage
+    /// absent from it has none). Stages that are not members are ignored (a membership
+    /// change reads everything anew instead).
+    pub fn patch(
+        &mut self,
+        version: SweepVersion,
+        moved: Vec<RunRecord>,
+        mut fresh: HashMap<String, Vec<MetricRecord>>,
+    ) {
+        for r in moved {
+            let Some(&i) = self.index.get(&r.id) else {
+                continue;
+            };
+            match fresh.remove(&r.id) {
+                Some(m) => {
+                    self.metrics.insert(r.id.clone(), m.into());
+                }
+                None => {
+                    self.metrics.remove(&r.id);
+                }
+            }
+            self.rows[i] = r;
+        }
+        self.version = version;
+    }
+}
+
+/// One sweep's kept stages, behind a lock held across the reads that refresh them, so
+/// that a second request for the sweep waits for the first (then likely finds its body)
+/// instead of reading the sweep too.
+pub type SweepSlot = Arc<tokio::sync::Mutex<Option<KeptSweep>>>;
+
 #[derive(Default)]
 pub struct Cache {
-    /// Per sweep: its version (`updated_at`) and its stage rows in grid order.
-    stages: Mutex<HashMap<String, (i64, Vec<RunRecord>)>>,
+    sweeps: Mutex<HashMap<String, SweepSlot>>,
     configs: Mutex<HashMap<String, Arc<ParsedConfig>>>,
-    metrics: Mutex<HashMap<String, KeptMetrics>>,
     /// The counter, then the bodies by key.
     bodies: Mutex<(u64, HashMap<String, KeptBody>)>,
 }
@@ -58,37 +95,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cache {
-    /// Takes the stage rows of `sweep` kept under `version` out of the cache (a refresh
-    /// keeps them again; a request that comes meanwhile reads them all, as a first view).
-    pub fn take_stages(&self, sweep: &str, version: i64) -> Option<Vec<RunRecord>> {
-        let mut stages = lock(&self.stages);
-        match stages.get(sweep) {
-            Some((v, _)) if *v == version => stages.remove(sweep).map(|(_, rows)| rows),
-            _ => None,
-        }
+    /// The slot of sweep `name` (empty until its first view).
+    pub fn sweep(&self, name: &str) -> SweepSlot {
+        lock(&self.sweeps)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 
-    /// Keeps the stage rows of `sweep` under `version`: first each config the rows carry,
-    /// parsed, by id; then a copy of the rows without their config text. Rows are kept
-    /// only with their configs, so kept rows, refreshed without config text, never need
-    /// it again. Returns the rows, without config text.
-    pub fn keep_stages(
-        &self,
-        sweep: &str,
-        version: i64,
-        mut rows: Vec<RunRecord>,
-    ) -> Vec<RunRecord> {
-        {
-            let mut configs = lock(&self.configs);
-            for r in &mut rows {
-                let text = std::mem::take(&mut r.config);
-                if !text.is_empty() && !configs.contains_key(&r.id) {
-                    configs.insert(r.id.clone(), Arc::new(ParsedConfig::parse(r.stage, &text)));
-                }
+    /// Takes the config text out of each of `rows` and keeps it parsed, by stage id
+    /// (parsing each distinct text once: a sweep's evaluations of one kind share theirs).
+    pub fn keep_configs(&self, rows: &mut [RunRecord]) {
+        let mut configs = lock(&self.configs);
+        let mut by_text: HashMap<(StageKind, String), Arc<ParsedConfig>> = HashMap::new();
+        for r in rows {
+            let text = std::mem::take(&mut r.config);
+            if text.is_empty() || configs.contains_key(&r.id) {
+                continue;
             }
+            let parsed = by_text
+                .entry((r.stage, text))
+                .or_insert_with_key(|(stage, text)| Arc::new(ParsedConfig::parse(*stage, text)))
+                .clone();
+            configs.insert(r.id.clone(), parsed);
         }
-        lock(&self.stages).insert(sweep.to_string(), (version, rows.clone()));
-        rows
     }
 
     /// The config of `stage`: kept, or parsed from the record (and kept) if not.
@@ -98,43 +128,6 @@ impl Cache {
             .entry(stage.id.clone())
             .or_insert_with(|| Arc::new(ParsedConfig::parse(stage.stage, &stage.config)))
             .clone()
-    }
-
-    /// The stages whose metrics must be read: running, or changed since they were kept.
-    pub fn stale<'a>(&self, stages: &'a [RunRecord]) -> Vec<&'a str> {
-        let metrics = lock(&self.metrics);
-        stages
-            .iter()
-            .filter(|s| {
-                s.state == RunState::Running
-                    || metrics.get(&s.id).is_none_or(|(st, _)| *st != Stamp::of(s))
-            })
-            .map(|s| s.id.as_str())
-            .collect()
-    }
-
-    /// Keeps the metrics just read for `read` (stages absent from `fresh` have none) and
-    /// returns every stage's metrics, fresh or kept.
-    pub fn merge_metrics(
-        &self,
-        stages: &[RunRecord],
-        read: &[&str],
-        mut fresh: HashMap<String, Vec<MetricRecord>>,
-    ) -> HashMap<String, Arc<[MetricRecord]>> {
-        let mut metrics = lock(&self.metrics);
-        let by_id: HashMap<&str, &RunRecord> = stages.iter().map(|s| (s.id.as_str(), s)).collect();
-        for id in read {
-            let Some(run) = by_id.get(id) else { continue };
-            let m: Arc<[MetricRecord]> = fresh.remove(*id).unwrap_or_default().into();
-            metrics.insert(id.to_string(), (Stamp::of(run), m));
-        }
-        stages
-            .iter()
-            .filter_map(|s| {
-                let (_, m) = metrics.get(&s.id)?;
-                (!m.is_empty()).then(|| (s.id.clone(), m.clone()))
-            })
-            .collect()
     }
 
     /// The body rendered for `key` under change token `token`, if it is kept.
@@ -164,7 +157,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StageKind;
+    use crate::store::RunState;
 
     fn stage(id: &str, state: RunState, attempts: i64) -> RunRecord {
         RunRecord {
@@ -196,37 +189,65 @@ mod tests {
         }
     }
 
+    fn version(changed: i64) -> SweepVersion {
+        SweepVersion {
+            membership: 1,
+            changed,
+        }
+    }
+
     #[test]
-    fn metrics_are_read_again_only_for_running_or_changed_stages() {
+    fn a_patch_replaces_the_moved_stages_and_their_metrics_only() {
+        let mut kept = KeptSweep::new(
+            version(1),
+            vec![
+                stage("done", RunState::Done, 1),
+                stage("running", RunState::Running, 1),
+                stage("queued", RunState::Queued, 0),
+            ],
+            HashMap::from([
+                ("done".to_string(), vec![loss(1.0)]),
+                ("running".to_string(), vec![loss(2.0)]),
+            ]),
+        );
+        // The running stage was given back and its metrics read again (none now), the
+        // queued one started and recorded a loss; a stage of another sweep is ignored.
+        kept.patch(
+            version(5),
+            vec![
+                stage("running", RunState::Queued, 0),
+                stage("queued", RunState::Running, 1),
+                stage("elsewhere", RunState::Done, 1),
+            ],
+            HashMap::from([("queued".to_string(), vec![loss(3.0)])]),
+        );
+        assert_eq!(kept.version, version(5));
+        let states: Vec<_> = kept.rows.iter().map(|r| (r.id.as_str(), r.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("done", RunState::Done),
+                ("running", RunState::Queued),
+                ("queued", RunState::Running)
+            ]
+        );
+        assert_eq!(kept.metrics["done"][0].value, 1.0);
+        assert!(!kept.metrics.contains_key("running"));
+        assert_eq!(kept.metrics["queued"][0].value, 3.0);
+    }
+
+    #[test]
+    fn configs_are_kept_by_id_and_rows_lose_their_text() {
         let cache = Cache::default();
-        let mut stages = vec![
-            stage("done", RunState::Done, 1),
-            stage("running", RunState::Running, 1),
-            stage("queued", RunState::Queued, 0),
-        ];
-        // Nothing kept: everything is read.
-        let read = cache.stale(&stages);
-        assert_eq!(read, ["done", "running", "queued"]);
-        let fresh = HashMap::from([
-            ("done".to_string(), vec![loss(1.0)]),
-            ("running".to_string(), vec![loss(2.0)]),
-        ]);
-        let all = cache.merge_metrics(&stages, &read, fresh);
-        assert_eq!(all["done"][0].value, 1.0);
-        assert!(!all.contains_key("queued"));
-        // Unchanged: only the running stage is read again.
-        assert_eq!(cache.stale(&stages), ["running"]);
-        // The queued stage starts (state and attempt change): it is read again too; the
-        // kept metrics of the others stay.
-        stages[2] = stage("queued", RunState::Running, 1);
-        let read = cache.stale(&stages);
-        assert_eq!(read, ["running", "queued"]);
-        let fresh = HashMap::from([("queued".to_string(), vec![loss(3.0)])]);
-        let all = cache.merge_metrics(&stages, &read, fresh);
-        assert_eq!(all["done"][0].value, 1.0);
-        assert_eq!(all["queued"][0].value, 3.0);
-        // The running stage read this time without rows has none now.
-        assert!(!all.contains_key("running"));
+        let mut rows = vec![stage("a", RunState::Done, 1), stage("b", RunState::Done, 1)];
+        rows[0].config = "{\"epochs\": 7}".into();
+        rows[1].config = "{\"epochs\": 7}".into();
+        cache.keep_configs(&mut rows);
+        assert!(rows.iter().all(|r| r.config.is_empty()));
+        let (a, b) = (cache.config(&rows[0]), cache.config(&rows[1]));
+        assert_eq!(a.json["epochs"], 7);
+        // One text, parsed once.
+        assert!(Arc::ptr_eq(&a, &b));
     }
 
     #[test]

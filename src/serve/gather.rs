@@ -3,18 +3,17 @@
 //! report (the report module's own data, sections and figures) and its stages; one
 //! stage with its metrics, checkpoints and evaluations. Rendering is `pages`' job.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
 
-use super::cache::Cache;
+use super::cache::{Cache, KeptSweep};
 use crate::ml::Checkpoint;
 use crate::report::{self, Section, SweepData};
 use crate::sched::slurm;
 use crate::store::{
-    MetricRecord, RunRecord, RunState, StageBrief, StageFilter, StageKind, Store, StoreError,
-    SweepRecord, SweepSummary,
+    MetricRecord, RunRecord, RunState, StageBrief, StageKind, Store, StoreError, SweepRecord,
+    SweepSummary, SweepVersion,
 };
 use crate::vocab::metric;
 
@@ -133,6 +132,9 @@ pub fn eta_seconds(stages: &[&StageBrief]) -> Option<f64> {
     Some(left / workers.max(1) as f64)
 }
 
+/// Stages per page of a sweep's runs table.
+pub const RUNS_PER_PAGE: usize = 250;
+
 /// One stage's row in the sweep's runs table.
 pub struct StageRow {
     pub run: RunRecord,
@@ -152,88 +154,67 @@ pub struct SweepView {
     pub sections: Vec<Section>,
     pub curves_skipped: bool,
     pub warnings: Vec<String>,
+    /// The page of the runs table shown (0-based) and how many there are.
+    pub page: usize,
+    pub pages: usize,
+    /// The rows of that page.
     pub stages: Vec<StageRow>,
 }
 
-/// `None`: no such sweep. Reads the stages (without their configs, which `cache` keeps)
-/// and the metrics the page needs: on a large sweep only those of stages that are running
-/// or changed since `cache` last saw them.
-pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<SweepView>> {
+/// `None`: no such sweep. Brings `kept` (this sweep's stages as the dashboard keeps them)
+/// to `version`: on a first view (or a new membership) every stage with its config and
+/// the metrics the page needs; else only the stages the store stamped since the kept
+/// version, with their metrics. Then builds the view, runs table page `page` (0-based).
+pub async fn sweep(
+    store: &Store,
+    cache: &Cache,
+    kept: &mut Option<KeptSweep>,
+    name: &str,
+    version: SweepVersion,
+    page: usize,
+) -> Result<Option<SweepView>> {
     let record = match store.sweep(name).await {
         Ok(r) => r,
         Err(StoreError::NoSuchSweep(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let (rows, first_metrics) = match cache.take_stages(name, record.updated_at) {
-        // A first view: every stage with its config, and the table metrics, at once (two
-        // connections).
-        None => {
-            let (stages, finals) = tokio::try_join!(
-                store.sweep_runs(name),
-                store.sweep_metrics(name, Some(&FINAL_METRICS[..]))
-            )?;
-            (stages, Some(finals))
-        }
-        Some(kept) => (refresh(store, name, kept).await?, None),
-    };
-    let stages = cache.keep_stages(name, record.updated_at, rows);
-    let pretrains = stages
-        .iter()
-        .filter(|s| s.stage == StageKind::Pretrain)
-        .count();
-    let curves_skipped = pretrains > CURVES_MAX_RUNS;
-    let stale = cache.stale(&stages);
-    let fresh = if !curves_skipped {
-        // A small sweep: every step's metrics, for its training curves.
-        store.sweep_metrics(name, None).await?
-    } else {
-        match first_metrics {
-            Some(finals) => finals,
-            // Most stages changed since the last view: one query over the sweep is cheaper.
-            None if stale.len() * 2 > stages.len() => {
-                store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await?
+    match kept {
+        Some(k) if k.version.membership == version.membership => {
+            if version.changed > k.version.changed {
+                refresh(store, name, k, version).await?;
             }
-            None => store.metrics_of_stages(&stale, &FINAL_METRICS).await?,
         }
-    };
-    let metrics: HashMap<String, Arc<[MetricRecord]>> = if curves_skipped {
-        cache.merge_metrics(&stages, &stale, fresh)
-    } else {
-        fresh.into_iter().map(|(id, m)| (id, m.into())).collect()
-    };
-    let data = SweepData::assemble_parsed(record.clone(), &stages, &metrics, &|s| cache.config(s));
+        _ => *kept = Some(first_view(store, cache, name, version).await?),
+    }
+    let k = kept.as_ref().expect("kept above");
+    let curves_skipped = pretrains(&k.rows) > CURVES_MAX_RUNS;
+    let data =
+        SweepData::assemble_parsed(record.clone(), &k.rows, &k.metrics, &|s| cache.config(s));
     let mut sections = report::sections(&data);
     if curves_skipped {
         sections.retain(|s| !is_curves(s));
     }
-    let briefs: Vec<StageBrief> = stages
-        .iter()
-        .map(|s| StageBrief {
-            sweep: name.to_string(),
-            stage: s.stage,
-            state: s.state,
-            count: 1,
-            compute_seconds: s.compute_seconds,
-            lease_owner: s.lease_owner.clone(),
-            lease_host: s.lease_host.clone(),
-        })
-        .collect();
+    let briefs = briefs(name, &k.rows);
     let refs: Vec<&StageBrief> = briefs.iter().collect();
     let mut counts = [0usize; 4];
-    for s in &stages {
+    for s in &k.rows {
         counts[s.state as usize] += 1;
     }
+    let pages = k.rows.len().div_ceil(RUNS_PER_PAGE).max(1);
+    let page = page.min(pages - 1);
+    let of_page = &k.rows
+        [(page * RUNS_PER_PAGE).min(k.rows.len())..((page + 1) * RUNS_PER_PAGE).min(k.rows.len())];
     let planned: HashMap<&str, usize> = data
         .runs
         .iter()
         .map(|r| (r.id.as_str(), r.config.epochs))
         .collect();
-    let rows = stages
-        .into_iter()
+    let stages = of_page
+        .iter()
         .map(|run| {
-            let m = metrics.get(&run.id).map_or(&[][..], |m| &m[..]);
+            let m = k.metrics.get(&run.id).map_or(&[][..], |m| &m[..]);
             let epochs = planned.get(run.id.as_str()).copied().unwrap_or(0);
-            stage_row(run, m, epochs)
+            stage_row(run.clone(), m, epochs)
         })
         .collect();
     Ok(Some(SweepView {
@@ -243,39 +224,100 @@ pub async fn sweep(store: &Store, cache: &Cache, name: &str) -> Result<Option<Sw
         sections,
         curves_skipped,
         warnings: data.warnings.clone(),
-        stages: rows,
+        page,
+        pages,
+        stages,
         sweep: record,
     }))
 }
 
-/// The sweep's stage rows `kept` from an earlier view, with those that were not done then
-/// read again (a done stage never changes).
-async fn refresh(store: &Store, name: &str, mut kept: Vec<RunRecord>) -> Result<Vec<RunRecord>> {
-    let index: HashMap<String, usize> = kept
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.clone(), i))
-        .collect();
-    let mut open = store
-        .sweep_runs_without_config(name, StageFilter::NotDone)
+fn pretrains(rows: &[RunRecord]) -> usize {
+    rows.iter()
+        .filter(|s| s.stage == StageKind::Pretrain)
+        .count()
+}
+
+/// The metrics a sweep of `rows` shows: every step's for its training curves, or (above
+/// [`CURVES_MAX_RUNS`] pretrains) only those its tables need.
+fn shown_metrics(rows: &[RunRecord]) -> Option<&'static [&'static str]> {
+    (pretrains(rows) > CURVES_MAX_RUNS).then_some(&FINAL_METRICS[..])
+}
+
+/// Every stage of the sweep (configs parsed into `cache`) and its metrics, under
+/// `version` (read before them: whatever changes meanwhile is read again next time).
+async fn first_view(
+    store: &Store,
+    cache: &Cache,
+    name: &str,
+    version: SweepVersion,
+) -> Result<KeptSweep> {
+    // The table metrics with the stages (two connections); every step's too on a sweep
+    // small enough to draw its curves.
+    let (mut rows, finals) = tokio::try_join!(
+        store.sweep_runs(name),
+        store.sweep_metrics(name, Some(&FINAL_METRICS[..]))
+    )?;
+    let metrics = match shown_metrics(&rows) {
+        Some(_) => finals,
+        None => store.sweep_metrics(name, None).await?,
+    };
+    cache.keep_configs(&mut rows);
+    Ok(KeptSweep::new(version, rows, metrics))
+}
+
+/// Brings `kept` to `version`: the stages stamped since its version, read again with
+/// their metrics.
+async fn refresh(
+    store: &Store,
+    name: &str,
+    kept: &mut KeptSweep,
+    version: SweepVersion,
+) -> Result<()> {
+    let moved = store
+        .sweep_stages_changed_since(name, kept.version.changed)
         .await?;
-    let still_open: HashSet<&str> = open.iter().map(|r| r.id.as_str()).collect();
-    // Open when kept and not open now: done since.
-    let done_since: Vec<&str> = kept
-        .iter()
-        .filter(|r| r.state != RunState::Done && !still_open.contains(r.id.as_str()))
-        .map(|r| r.id.as_str())
-        .collect();
-    let mut changed = store
-        .sweep_runs_without_config(name, StageFilter::Ids(&done_since))
-        .await?;
-    changed.append(&mut open);
-    for r in changed {
-        if let Some(&i) = index.get(&r.id) {
-            kept[i] = r;
-        }
+    let names = shown_metrics(&kept.rows);
+    let fresh = if moved.len() * 2 > kept.rows.len() {
+        // Most stages moved: one query over the sweep is cheaper.
+        store.sweep_metrics(name, names).await?
+    } else {
+        let ids: Vec<&str> = moved.iter().map(|r| r.id.as_str()).collect();
+        store.metrics_of_stages(&ids, names).await?
+    };
+    kept.patch(version, moved, fresh);
+    Ok(())
+}
+
+/// The sweep's stages in brief (as the list of sweeps reads them): one per kind, state
+/// and holder.
+fn briefs(name: &str, rows: &[RunRecord]) -> Vec<StageBrief> {
+    type Key<'a> = (StageKind, RunState, Option<&'a str>, Option<&'a str>);
+    let mut groups: HashMap<Key, (i64, f64)> = HashMap::new();
+    for s in rows {
+        let key = (
+            s.stage,
+            s.state,
+            s.lease_owner.as_deref(),
+            s.lease_host.as_deref(),
+        );
+        let g = groups.entry(key).or_default();
+        g.0 += 1;
+        g.1 += s.compute_seconds;
     }
-    Ok(kept)
+    groups
+        .into_iter()
+        .map(
+            |((stage, state, owner, host), (count, compute_seconds))| StageBrief {
+                sweep: name.to_string(),
+                stage,
+                state,
+                count,
+                compute_seconds,
+                lease_owner: owner.map(String::from),
+                lease_host: host.map(String::from),
+            },
+        )
+        .collect()
 }
 
 fn is_curves(s: &Section) -> bool {
@@ -369,16 +411,42 @@ mod tests {
             .collect()
     }
 
-    /// The view of sweep `a` through `cache`: (queued, running, done) and each stage's
-    /// (state, loss).
-    async fn look(store: &Store, cache: &Cache) -> ([usize; 3], Vec<(RunState, Option<f64>)>) {
-        let v = sweep(store, cache, "a").await.unwrap().unwrap();
-        let rows = v.stages.iter().map(|r| (r.run.state, r.loss)).collect();
-        ([v.counts[0], v.counts[1], v.counts[2]], rows)
+    /// Sweep `a` through `cache` (kept between calls, as the routes keep it): each
+    /// stage's (state, attempt, host, loss), and the page's body.
+    async fn look(store: &Store, cache: &Cache) -> (Vec<Shown>, String) {
+        let version = store.sweep_version("a").await.unwrap().unwrap();
+        let slot = cache.sweep("a");
+        let mut kept = slot.lock().await;
+        let v = sweep(store, cache, &mut kept, "a", version, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        let rows = v
+            .stages
+            .iter()
+            .map(|r| {
+                let run = &r.run;
+                (run.state, run.attempts, run.lease_host.clone(), r.loss)
+            })
+            .collect();
+        (rows, super::super::pages::sweep(&v))
+    }
+
+    /// A stage as the runs table shows it: state, attempt, host, loss.
+    type Shown = (RunState, i64, Option<String>, Option<f64>);
+
+    /// [`look`] through `cache`, checked against a first view (nothing kept): a refresh
+    /// shows exactly what reading everything anew shows.
+    async fn fresh_look(store: &Store, cache: &Cache) -> Vec<Shown> {
+        let (rows, body) = look(store, cache).await;
+        let (cold_rows, cold_body) = look(store, &Cache::default()).await;
+        assert_eq!(rows, cold_rows, "a refresh shows what a first view shows");
+        assert_eq!(body, cold_body);
+        rows
     }
 
     #[test]
-    fn a_refresh_reads_what_changed_and_a_new_membership_everything() {
+    fn a_refresh_shows_every_change_and_a_new_membership_everything() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -394,56 +462,77 @@ mod tests {
                 profile: None,
                 overrides: vec![],
             };
-            // Over CURVES_MAX_RUNS pretrains: the path that keeps metrics between views.
+            // Over CURVES_MAX_RUNS pretrains: the path that keeps table metrics only.
             let n = CURVES_MAX_RUNS + 1;
             store.register(&spec, &stages(n)).await.unwrap();
             let cache = Cache::default();
-            let (counts, rows) = look(&store, &cache).await;
-            assert_eq!(counts, [n, 0, 0]);
-            assert_eq!(rows[0], (RunState::Queued, None));
-            // A worker claims the first stage, records an epoch and finishes it; another
-            // claims the second: the next view shows both, from the rows it re-reads.
-            let w = LeaseHolder {
-                id: "w".into(),
-                host: "h".into(),
+            let rows = fresh_look(&store, &cache).await;
+            assert_eq!(rows.len(), n);
+            assert!(rows.iter().all(|r| r.0 == RunState::Queued));
+            let holder = |id: &str| LeaseHolder {
+                id: id.into(),
+                host: format!("host-{id}"),
                 pid: 1,
             };
-            let first = store
-                .claim(Some("a"), &w, 60_000, 3)
-                .await
-                .unwrap()
-                .unwrap();
-            let loss = MetricRecord {
+            let (w, w2) = (holder("w"), holder("w2"));
+            let host = |w: &LeaseHolder| Some(w.host.clone());
+            let loss = |value| MetricRecord {
                 name: metric::EPOCH_LOSS.into(),
                 step: 0,
-                value: 4.5,
+                value,
             };
-            store.record_metrics(&first.run.id, &[loss]).await.unwrap();
+            // A worker claims the first stage, records an epoch and finishes it; then it
+            // claims the second.
+            let claim = |w: &LeaseHolder, lease_ms| {
+                let (store, w) = (&store, w.clone());
+                async move {
+                    store
+                        .claim(Some("a"), &w, lease_ms, 3)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                }
+            };
+            let first = claim(&w, 60_000).await;
+            let id = first.run.id.clone();
+            store.record_metrics(&id, &[loss(4.5)]).await.unwrap();
             let c = Checkpoint {
                 step: 1,
                 epoch: 1,
                 path: "c".into(),
                 sha256: "h".into(),
             };
-            store.record_checkpoint(&first.run.id, &c).await.unwrap();
-            assert!(store.finish(&first.run.id, &w, 2.0).await.unwrap());
-            let second = store
-                .claim(Some("a"), &w, 60_000, 3)
-                .await
-                .unwrap()
-                .unwrap();
-            let (counts, rows) = look(&store, &cache).await;
-            assert_eq!(counts, [n - 2, 1, 1]);
-            let at = |id: &str| rows[id[1..].parse::<usize>().unwrap()];
-            assert_eq!(at(&first.run.id), (RunState::Done, Some(4.5)));
-            assert_eq!(at(&second.run.id), (RunState::Running, None));
-            // Unchanged: the same view again.
-            assert_eq!(look(&store, &cache).await.1, rows);
+            store.record_checkpoint(&id, &c).await.unwrap();
+            assert!(store.finish(&id, &w, 2.0).await.unwrap());
+            let id = claim(&w, 60_000).await.run.id;
+            let rows = fresh_look(&store, &cache).await;
+            assert_eq!(rows[0], (RunState::Done, 1, host(&w), Some(4.5)));
+            assert_eq!(rows[1], (RunState::Running, 1, host(&w), None));
+            // A heartbeat changes nothing shown: the same version.
+            let before = store.sweep_version("a").await.unwrap();
+            assert!(store.heartbeat(&id, &w, 60_000).await.unwrap());
+            assert_eq!(store.sweep_version("a").await.unwrap(), before);
+            // A metric alone (an epoch of a running stage) shows.
+            store.record_metrics(&id, &[loss(3.0)]).await.unwrap();
+            assert_eq!(fresh_look(&store, &cache).await[1].3, Some(3.0));
+            // Given back (requeued): queued, the attempt not counted, no host.
+            store.release(&id, &w, 1.0).await.unwrap();
+            let rows = fresh_look(&store, &cache).await;
+            assert_eq!(rows[1], (RunState::Queued, 0, None, Some(3.0)));
+            // Claimed under a lease that has expired at once, and reclaimed by another
+            // worker.
+            assert_eq!(claim(&w, -1).await.run.id, id);
+            assert_eq!(claim(&w2, 60_000).await.run.id, id);
+            let rows = fresh_look(&store, &cache).await;
+            assert_eq!(rows[1], (RunState::Running, 2, host(&w2), Some(3.0)));
+            // Failed, then requeued by a retry.
+            store.fail(&id, &w2, "out of memory", 1.0).await.unwrap();
+            assert_eq!(fresh_look(&store, &cache).await[1].0, RunState::Failed);
+            assert_eq!(store.retry_failed("a").await.unwrap(), 1);
+            assert_eq!(fresh_look(&store, &cache).await[1].0, RunState::Queued);
             // The sweep registered with other stages: its rows are read anew.
             store.register(&spec, &stages(3)).await.unwrap();
-            let (counts, rows) = look(&store, &cache).await;
-            assert_eq!(rows.len(), 3);
-            assert_eq!(counts.iter().sum::<usize>(), 3);
+            assert_eq!(fresh_look(&store, &cache).await.len(), 3);
             store.close().await;
         });
     }

@@ -5,8 +5,9 @@
 //! script refreshes a page when its change token moves. No JavaScript build step, no CDN.
 //!
 //! Safe by default: loopback unless `--bind` says otherwise (with a warning), the store
-//! opened read-only (SQLite WAL readers never block the workers' writes), the password of
-//! a database URL never shown, every stored string escaped, unknown URLs a 404 page.
+//! opened read-only (SQLite WAL readers never block the workers' writes; the one write is
+//! bringing a store an older `sweep` wrote up to date, at start), the password of a
+//! database URL never shown, every stored string escaped, unknown URLs a 404 page.
 
 mod cache;
 mod gather;
@@ -59,12 +60,23 @@ pub async fn serve(store: Store, listener: tokio::net::TcpListener) -> Result<()
         .context("serving")
 }
 
-/// Opens the store read-only, waiting for it to be created (`sweep run` creates it).
+/// Opens the store read-only, waiting for it to be created (`sweep run` creates it). A
+/// store an older `sweep` wrote is first brought up to date (its change counters, which
+/// the pages poll), as any writing command of this version would.
 async fn wait_for_store(db: &str) -> Result<Store> {
     let mut said = false;
     loop {
         if let Some(store) = Store::open_read_only(db).await? {
-            return Ok(store);
+            if store.schema_is_current().await? {
+                return Ok(store);
+            }
+            store.close().await;
+            eprintln!(
+                "{}: bringing the store's schema up to date (the change counters the pages poll)",
+                redact(db)
+            );
+            Store::open(db).await?.close().await;
+            continue;
         }
         if !said {
             eprintln!(

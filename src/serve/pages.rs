@@ -9,11 +9,8 @@ use crate::report::{self, compact, Figure, Section};
 use crate::store::{RunState, StageKind};
 use crate::vocab::{metric, short_id as short};
 
-use super::gather::{RunView, StageRow, SweepOverview, SweepView, CURVES_MAX_RUNS};
+use super::gather::{RunView, SweepOverview, SweepView, CURVES_MAX_RUNS};
 use super::html::{seg, table, Esc};
-
-/// Stages per page of a sweep's runs table.
-pub const RUNS_PER_PAGE: usize = 250;
 
 pub fn sweep_url(name: &str) -> String {
     format!("/sweep/{}", seg(name))
@@ -171,12 +168,10 @@ fn cell_text(cell: &str) -> String {
     }
 }
 
-/// The runs table, one row per stage in grid order, `page` (0-based) of it.
-fn runs_table(name: &str, stages: &[StageRow], page: usize) -> String {
-    let pages = stages.len().div_ceil(RUNS_PER_PAGE).max(1);
-    let page = page.min(pages - 1);
-    let rows_of_page = &stages
-        [(page * RUNS_PER_PAGE).min(stages.len())..((page + 1) * RUNS_PER_PAGE).min(stages.len())];
+/// The runs table: the view's page of it (one row per stage, grid order) and the links
+/// to the other pages.
+fn runs_table(v: &SweepView) -> String {
+    let (name, page, pages, rows_of_page) = (&v.sweep.name, v.page, v.pages, &v.stages);
     let header: Vec<String> = [
         "run",
         "stage",
@@ -231,8 +226,9 @@ fn runs_table(name: &str, stages: &[StageRow], page: usize) -> String {
     s
 }
 
-/// One sweep (the live part of `/sweep/NAME`); `page` is 0-based.
-pub fn sweep(v: &SweepView, page: usize) -> String {
+/// One sweep (the live part of `/sweep/NAME`), with the page of its runs table the view
+/// holds.
+pub fn sweep(v: &SweepView) -> String {
     let name = &v.sweep.name;
     let [queued, running, done, failed] = v.counts;
     debug_assert_eq!(RunState::Queued as usize, 0);
@@ -268,7 +264,7 @@ pub fn sweep(v: &SweepView, page: usize) -> String {
         );
     }
     let _ = write!(s, "<h2>Runs ({total} stages)</h2>");
-    s.push_str(&runs_table(name, &v.stages, page));
+    s.push_str(&runs_table(v));
     let _ = write!(
         s,
         "<details><summary>spec</summary><pre>{}</pre></details>",

@@ -145,26 +145,34 @@ fn page_of(q: &Params) -> usize {
 }
 
 /// The sweep's change token and the body of page `page_no` under it: kept from an
-/// earlier request while the token is unchanged, else read and rendered. `None`: no such
-/// sweep.
+/// earlier request while the token is unchanged, else rendered from what the cache keeps
+/// of the sweep, brought up to date. `None`: no such sweep.
 async fn sweep_body(
     store: &Store,
     cache: &Cache,
     name: &str,
     page_no: usize,
 ) -> anyhow::Result<Option<(String, Arc<String>)>> {
-    // The token first: a change between the two reads makes the page refresh once more.
-    let Some(tok) = store.sweep_change_token(name).await? else {
+    // The version first: a change between it and the reads is read again next time.
+    let Some(version) = store.sweep_version(name).await? else {
         return Ok(None);
     };
+    let tok = version.to_string();
     let key = format!("{}?page={page_no}", pages::sweep_url(name));
     if let Some(body) = cache.body(&key, &tok) {
         return Ok(Some((tok, body)));
     }
-    let Some(view) = gather::sweep(store, cache, name).await? else {
+    // One request at a time reads and renders a sweep; one that waited here likely finds
+    // the body the other rendered.
+    let slot = cache.sweep(name);
+    let mut kept = slot.lock().await;
+    if let Some(body) = cache.body(&key, &tok) {
+        return Ok(Some((tok, body)));
+    }
+    let Some(view) = gather::sweep(store, cache, &mut kept, name, version, page_no).await? else {
         return Ok(None);
     };
-    let body = Arc::new(pages::sweep(&view, page_no));
+    let body = Arc::new(pages::sweep(&view));
     cache.keep_body(&key, &tok, body.clone());
     Ok(Some((tok, body)))
 }
@@ -206,8 +214,8 @@ async fn sweep_version(
     State(Dashboard { store, .. }): State<Dashboard>,
     Path(name): Path<String>,
 ) -> Response {
-    match store.sweep_change_token(&name).await {
-        Ok(Some(t)) => token(t),
+    match store.sweep_version(&name).await {
+        Ok(Some(v)) => token(v.to_string()),
         Ok(None) => missing(&store, &format!("No sweep named {name} in this store.")),
         Err(e) => failed(&store, e.into()),
     }

@@ -1,7 +1,9 @@
 //! Read-only queries for `sweep serve`: one stage by id, a sweep's metrics in one query,
-//! every sweep's stages in brief, and the change tokens the dashboard polls. A change
-//! token is one indexed aggregate query whose result changes whenever anything the page
-//! shows changes (a state, an attempt, a heartbeat, a finished stage, a metric).
+//! every sweep's stages in brief, the stages of a sweep that changed since a version,
+//! and the change tokens the dashboard polls. A change token is one small indexed query
+//! whose result changes whenever anything the page shows changes (a state, an attempt, a
+//! finished stage, a metric): the store's change counters (migrations/*/..._change_counters.sql),
+//! which triggers stamp on every such write.
 
 use std::collections::HashMap;
 
@@ -9,7 +11,7 @@ use sqlx::Row;
 
 use super::error::Result;
 use super::records::*;
-use super::runs::{parse_stage, parse_state, run_record, RUN_COLUMNS};
+use super::runs::{parse_stage, parse_state, run_record, RUN_COLUMNS, RUN_COLUMNS_WITHOUT_CONFIG};
 use super::{Store, IDS_PER_QUERY};
 
 impl Store {
@@ -84,8 +86,9 @@ impl Store {
     pub async fn metrics_of_stages(
         &self,
         ids: &[&str],
-        names: &[&str],
+        names: Option<&[&str]>,
     ) -> Result<HashMap<String, Vec<MetricRecord>>> {
+        let names = names.unwrap_or_default();
         let mut out = HashMap::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let ph = |from: usize, n: usize| {
@@ -94,11 +97,15 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(",")
             };
+            let filter = if names.is_empty() {
+                String::new()
+            } else {
+                format!(" AND name IN ({})", ph(chunk.len() + 1, names.len()))
+            };
             let sql = format!(
-                "SELECT run_id, name, step, value FROM metrics WHERE run_id IN ({}) AND name IN ({}) \
+                "SELECT run_id, name, step, value FROM metrics WHERE run_id IN ({}){filter} \
                  ORDER BY run_id, name, step",
                 ph(1, chunk.len()),
-                ph(chunk.len() + 1, names.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for v in chunk.iter().chain(names) {
@@ -137,34 +144,51 @@ impl Store {
             .collect()
     }
 
-    /// Changes whenever any sweep or stage changes (the list of sweeps).
+    /// Changes whenever a sweep is registered or one of its stages changes or records a
+    /// metric (the list of sweeps): one row per sweep, no stage read.
     pub async fn change_token(&self) -> Result<String> {
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM sweeps), (SELECT COALESCE(MAX(updated_at), 0) FROM sweeps), \
-               COUNT(*), CAST(COALESCE(SUM(attempts), 0) AS BIGINT), COUNT(CASE WHEN state = 'done' THEN 1 END), \
-               COUNT(CASE WHEN state = 'failed' THEN 1 END), COUNT(CASE WHEN state = 'running' THEN 1 END), \
-               COALESCE(MAX(heartbeat_at), 0), COALESCE(MAX(finished_at), 0) FROM runs",
+            "SELECT COUNT(*), COALESCE(MAX(updated_at), 0), COALESCE(MAX(changed_seq), 0) FROM sweeps",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(token(&row, 9))
+        Ok(token(&row, 3))
     }
 
-    /// Changes whenever a stage of `sweep` changes state, attempt, heartbeat or finishes,
-    /// or the sweep is registered again; `None` when there is no such sweep.
-    pub async fn sweep_change_token(&self, sweep: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT s.updated_at, COUNT(r.id), CAST(COALESCE(SUM(r.attempts), 0) AS BIGINT), \
-               COUNT(CASE WHEN r.state = 'done' THEN 1 END), COUNT(CASE WHEN r.state = 'failed' THEN 1 END), \
-               COUNT(CASE WHEN r.state = 'running' THEN 1 END), COALESCE(MAX(r.heartbeat_at), 0), \
-               COALESCE(MAX(r.finished_at), 0) \
-             FROM sweeps s LEFT JOIN sweep_runs m ON m.sweep = s.name LEFT JOIN runs r ON r.id = m.run_id \
-             WHERE s.name = $1 GROUP BY s.name, s.updated_at",
-        )
-        .bind(sweep)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| token(&r, 8)))
+    /// Where `sweep` stands (its change token): one row by primary key; `None` when there
+    /// is no such sweep.
+    pub async fn sweep_version(&self, sweep: &str) -> Result<Option<SweepVersion>> {
+        let row = sqlx::query("SELECT updated_at, changed_seq FROM sweeps WHERE name = $1")
+            .bind(sweep)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| SweepVersion {
+            membership: r.get(0),
+            changed: r.get(1),
+        }))
+    }
+
+    /// The stages of `sweep` that changed (or recorded a metric) since a read made under
+    /// version `changed = since`, with every `config` empty (a stage's config never
+    /// changes), in no particular order: a range of the change counter's index, each
+    /// stage then checked for membership (not a pass over the sweep's stages).
+    pub async fn sweep_stages_changed_since(
+        &self,
+        sweep: &str,
+        since: i64,
+    ) -> Result<Vec<RunRecord>> {
+        // CROSS JOIN: SQLite's planner then walks the counter's index first (PostgreSQL
+        // plans it as a plain join).
+        let sql = format!(
+            "SELECT {RUN_COLUMNS_WITHOUT_CONFIG}, m.position, m.cell FROM runs r CROSS JOIN sweep_runs m \
+             WHERE r.changed_seq > $2 AND m.sweep = $1 AND m.run_id = r.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_record).collect()
     }
 
     /// Changes whenever stage `id` or one of its evaluations changes, or records a metric

@@ -110,6 +110,17 @@ impl Store {
         Ok(Some(store))
     }
 
+    /// Whether every migration this version of `sweep` knows is applied: a store last
+    /// opened for writing by an older version is behind (a read-only open migrates nothing).
+    pub async fn schema_is_current(&self) -> Result<bool> {
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(migrator(self.backend)
+            .iter()
+            .all(|m| applied.contains(&m.version)))
+    }
+
     async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         self.pool
             .acquire()

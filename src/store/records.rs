@@ -83,13 +83,22 @@ pub struct SweepRecord {
     pub updated_at: i64,
 }
 
-/// Which of a sweep's stages a read returns.
-#[derive(Clone, Copy, Debug)]
-pub enum StageFilter<'a> {
-    All,
-    /// Those not done (done is final: a done stage never changes again).
-    NotDone,
-    Ids(&'a [&'a str]),
+/// Where a sweep stands, for readers that keep its rows (`sweep serve`): `membership`
+/// moves when it is registered with other stages or another spec (its `updated_at`),
+/// `changed` when one of its stages changes or records a metric (the store's change
+/// counter, in commit order: the sweep's stages that changed since a read made under
+/// `changed = T` are exactly those stamped above T).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepVersion {
+    pub membership: i64,
+    pub changed: i64,
+}
+
+impl std::fmt::Display for SweepVersion {
+    /// The change token the dashboard's pages poll.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.membership, self.changed)
+    }
 }
 
 /// A sweep and how many of its stages are in each state.

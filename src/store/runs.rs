@@ -213,62 +213,15 @@ impl Store {
 
     /// The stages of a sweep in grid order.
     pub async fn sweep_runs(&self, sweep: &str) -> Result<Vec<RunRecord>> {
-        self.sweep_stage_rows(sweep, RUN_COLUMNS, "", &[]).await
-    }
-
-    /// The stages of a sweep that `which` selects, in grid order, with every `config`
-    /// empty (for readers that keep the configs, which never change, from an earlier read).
-    pub async fn sweep_runs_without_config(
-        &self,
-        sweep: &str,
-        which: StageFilter<'_>,
-    ) -> Result<Vec<RunRecord>> {
-        match which {
-            StageFilter::All => {
-                self.sweep_stage_rows(sweep, RUN_COLUMNS_WITHOUT_CONFIG, "", &[])
-                    .await
-            }
-            StageFilter::NotDone => {
-                self.sweep_stage_rows(
-                    sweep,
-                    RUN_COLUMNS_WITHOUT_CONFIG,
-                    " AND r.state <> 'done'",
-                    &[],
-                )
-                .await
-            }
-            StageFilter::Ids(ids) => {
-                let mut out = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(super::IDS_PER_QUERY) {
-                    let ph: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
-                    let filter = format!(" AND r.id IN ({})", ph.join(","));
-                    out.extend(
-                        self.sweep_stage_rows(sweep, RUN_COLUMNS_WITHOUT_CONFIG, &filter, chunk)
-                            .await?,
-                    );
-                }
-                Ok(out)
-            }
-        }
-    }
-
-    async fn sweep_stage_rows(
-        &self,
-        sweep: &str,
-        columns: &str,
-        filter: &str,
-        ids: &[&str],
-    ) -> Result<Vec<RunRecord>> {
         self.sweep(sweep).await?;
         let sql = format!(
-            "SELECT {columns}, m.position, m.cell FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
-             WHERE m.sweep = $1{filter} ORDER BY m.position"
+            "SELECT {RUN_COLUMNS}, m.position, m.cell FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
+             WHERE m.sweep = $1 ORDER BY m.position"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(run_record).collect()
     }
 

@@ -172,6 +172,8 @@ both_backends!(
     read_only_open_of_a_missing_database_creates_nothing,
     slurm_jobs_are_recorded_per_sweep,
     dashboard_queries_follow_the_store,
+    a_sweep_version_moves_with_each_change_and_names_the_stages_that_moved,
+    concurrent_writers_stamp_changes_in_commit_order,
 );
 
 fn sweep(name: &str, text: &str) -> NewSweep {
@@ -544,21 +546,21 @@ async fn dashboard_queries_follow_the_store(db: Db) {
         .await
         .unwrap();
     let all0 = s.change_token().await.unwrap();
-    let sweep0 = s.sweep_change_token("a").await.unwrap().unwrap();
+    let sweep0 = s.sweep_version("a").await.unwrap().unwrap();
     let run0 = s.run_change_token("p1").await.unwrap().unwrap();
     assert_eq!(
         s.change_token().await.unwrap(),
         all0,
         "stable while nothing changes"
     );
-    assert_eq!(s.sweep_change_token("nope").await.unwrap(), None);
+    assert_eq!(s.sweep_version("nope").await.unwrap(), None);
     assert_eq!(s.run_change_token("nope").await.unwrap(), None);
     assert!(s.run("nope").await.unwrap().is_none());
 
     let w = worker("w1");
     let c = s.claim(Some("a"), &w, 60_000, 3).await.unwrap().unwrap();
     assert_eq!(c.run.id, "p1");
-    let sweep1 = s.sweep_change_token("a").await.unwrap().unwrap();
+    let sweep1 = s.sweep_version("a").await.unwrap().unwrap();
     assert_ne!(sweep1, sweep0, "a claim moves the sweep's token");
     assert_ne!(s.change_token().await.unwrap(), all0);
     let m = |name: &str, step| MetricRecord {
@@ -578,7 +580,7 @@ async fn dashboard_queries_follow_the_store(db: Db) {
 
     s.record_checkpoint("p1", &checkpoint()).await.unwrap();
     assert!(s.finish("p1", &w, 2.0).await.unwrap());
-    assert_ne!(s.sweep_change_token("a").await.unwrap().unwrap(), sweep1);
+    assert_ne!(s.sweep_version("a").await.unwrap().unwrap(), sweep1);
     let briefs = s.stage_briefs().await.unwrap();
     assert_eq!(briefs.len(), 2);
     let pre = briefs.iter().find(|b| b.stage == StageKind::Pretrain);
@@ -596,4 +598,208 @@ async fn dashboard_queries_follow_the_store(db: Db) {
     assert_eq!(evals.len(), 1);
     assert_eq!(evals[0].id, "e1");
     s.close().await;
+}
+
+/// The change counters: every write a sweep's page shows moves the sweep's version, and
+/// the stages changed since a version are exactly those it touched (a failed pretrain's
+/// evaluations with it); a heartbeat moves nothing; a stage shared by two sweeps moves
+/// both; a stage of another sweep moves only that one.
+async fn a_sweep_version_moves_with_each_change_and_names_the_stages_that_moved(db: Db) {
+    let s = db.open().await;
+    s.register(
+        &sweep("a", "x"),
+        &[pretrain("p1"), eval("e1", "p1"), pretrain("p2")],
+    )
+    .await
+    .unwrap();
+    s.register(&sweep("b", "y"), &[pretrain("p2"), pretrain("q")])
+        .await
+        .unwrap();
+    let version = |name: &'static str| {
+        let s = &s;
+        async move { s.sweep_version(name).await.unwrap().unwrap() }
+    };
+    // The ids that moved in sweep `name` since `v`, sorted, and its version now.
+    let moved = |name: &'static str, v: SweepVersion| {
+        let s = &s;
+        async move {
+            let now = s.sweep_version(name).await.unwrap().unwrap();
+            assert_eq!(now.membership, v.membership);
+            let mut ids: Vec<String> = s
+                .sweep_stages_changed_since(name, v.changed)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            ids.sort();
+            assert_eq!(
+                ids.is_empty(),
+                now.changed == v.changed,
+                "{ids:?} {v:?} {now:?}"
+            );
+            (ids, now)
+        }
+    };
+    let a0 = version("a").await;
+    let b0 = version("b").await;
+    let w = worker("w1");
+    let c = s.claim(Some("a"), &w, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(c.run.id, "p1");
+    let (ids, a1) = moved("a", a0).await;
+    assert_eq!(ids, ["p1"]);
+    assert_eq!(moved("b", b0).await.0, Vec::<String>::new());
+    assert!(s.heartbeat("p1", &w, 60_000).await.unwrap());
+    assert_eq!(
+        moved("a", a1).await.0,
+        Vec::<String>::new(),
+        "a heartbeat shows nothing"
+    );
+    let m = MetricRecord {
+        name: "epoch/loss".into(),
+        step: 0,
+        value: 1.5,
+    };
+    s.record_metrics("p1", std::slice::from_ref(&m))
+        .await
+        .unwrap();
+    let (ids, a2) = moved("a", a1).await;
+    assert_eq!(ids, ["p1"], "a metric moves its stage");
+    s.record_metrics("p1", std::slice::from_ref(&m))
+        .await
+        .unwrap();
+    assert_eq!(
+        moved("a", a2).await.0,
+        Vec::<String>::new(),
+        "the same value again"
+    );
+    // The pretrain fails: its queued evaluation fails with it.
+    s.fail("p1", &w, "boom", 1.0).await.unwrap();
+    let (ids, a3) = moved("a", a2).await;
+    assert_eq!(ids, ["e1", "p1"]);
+    // Requeued by a retry.
+    assert_eq!(s.retry_failed("a").await.unwrap(), 2);
+    let (ids, a4) = moved("a", a3).await;
+    assert_eq!(ids, ["e1", "p1"]);
+    // p2 is in both sweeps: both move; q only in b.
+    let c = s.claim(Some("b"), &w, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(c.run.id, "p2");
+    let (ids, a5) = moved("a", a4).await;
+    assert_eq!(ids, ["p2"]);
+    let (ids, b1) = moved("b", b0).await;
+    assert_eq!(ids, ["p2"]);
+    s.release("p2", &w, 0.5).await.unwrap();
+    assert_eq!(moved("a", a5).await.0, ["p2"]);
+    let c = s.claim(Some("b"), &w, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(c.run.id, "p2", "grid order");
+    s.record_checkpoint("p2", &checkpoint()).await.unwrap();
+    assert!(s.finish("p2", &w, 1.0).await.unwrap());
+    let q = s.claim(Some("b"), &w, 60_000, 3).await.unwrap().unwrap();
+    assert_eq!(q.run.id, "q");
+    let (_, a6) = moved("a", a5).await;
+    let (ids, _) = moved("b", b1).await;
+    assert_eq!(ids, ["p2", "q"]);
+    assert_eq!(moved("a", a6).await.0, Vec::<String>::new());
+    // The list's token moves with any sweep.
+    let all = s.change_token().await.unwrap();
+    s.record_metrics("q", &[m]).await.unwrap();
+    assert_ne!(s.change_token().await.unwrap(), all);
+    s.close().await;
+}
+
+/// Writers on several connections at once: each change's stamp is above every version a
+/// reader saw before it committed, so a reader that follows the versions misses nothing.
+async fn concurrent_writers_stamp_changes_in_commit_order(db: Db) {
+    let s = db.open().await;
+    let ids: Vec<String> = (0..24).map(|i| format!("p{i:02}")).collect();
+    let stages: Vec<NewStage> = ids.iter().map(|id| pretrain(id)).collect();
+    s.register(&sweep("a", "x"), &stages).await.unwrap();
+    let writers: Vec<_> = ids
+        .chunks(6)
+        .map(|chunk| {
+            let (s, chunk) = (s.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for id in chunk {
+                    for step in 0..3 {
+                        let m = MetricRecord {
+                            name: "train/loss".into(),
+                            step,
+                            value: 1.0,
+                        };
+                        s.record_metrics(&id, &[m]).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    // A reader that follows the versions, reading the stages that moved and keeping
+    // what it read of each (its metrics), as the dashboard does.
+    let mut seen = s.sweep_version("a").await.unwrap().unwrap();
+    let mut kept: std::collections::BTreeMap<String, usize> = Default::default();
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let now = s.sweep_version("a").await.unwrap().unwrap();
+        for r in s
+            .sweep_stages_changed_since("a", seen.changed)
+            .await
+            .unwrap()
+        {
+            let n = s.metrics(&r.id).await.unwrap().len();
+            kept.insert(r.id, n);
+        }
+        seen = now;
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    // What the reader kept is what the store holds: it missed no stage's last change.
+    let all: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), 3)).collect();
+    assert_eq!(kept.into_iter().collect::<Vec<_>>(), all);
+    s.close().await;
+}
+
+/// A store an older `sweep` wrote (before the change counters) is behind: a read-only
+/// open says so (the dashboard then brings it up to date), and opening it for writing
+/// migrates it: its sweeps' versions then move with their stages.
+#[test]
+fn a_store_from_before_the_change_counters_is_brought_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let ours = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for f in [
+        "20261128000001_initial.sql",
+        "20261201000002_slurm_jobs.sql",
+    ] {
+        std::fs::copy(ours.join(f), old.join(f)).unwrap();
+    }
+    let db = dir.path().join("old.db");
+    let location = db.to_str().unwrap();
+    rt().block_on(async {
+        let url = format!("sqlite://{location}?mode=rwc");
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let migrator = sqlx::migrate::Migrator::new(old.as_path()).await.unwrap();
+        migrator.run(&pool).await.unwrap();
+        pool.close().await;
+        let ro = Store::open_read_only(location).await.unwrap().unwrap();
+        assert!(!ro.schema_is_current().await.unwrap());
+        ro.close().await;
+        let s = Store::open(location).await.unwrap();
+        assert!(s.schema_is_current().await.unwrap());
+        s.register(&sweep("a", "x"), &[pretrain("p1")])
+            .await
+            .unwrap();
+        let v = s.sweep_version("a").await.unwrap().unwrap();
+        s.claim(Some("a"), &worker("w"), 60_000, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        let moved = s.sweep_stages_changed_since("a", v.changed).await.unwrap();
+        assert_eq!(moved.len(), 1);
+        s.close().await;
+    });
 }
