@@ -19,8 +19,11 @@ ALTER TABLE runs ADD COLUMN changed_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sweeps ADD COLUMN changed_seq INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_changed ON runs (changed_seq);
 
+-- A stage row changed in what a page shows, or marked by a metric's trigger below
+-- (changed_seq = -1): stamped with the next seq, with its sweeps.
 CREATE TRIGGER runs_stamp AFTER UPDATE ON runs
-WHEN OLD.state IS NOT NEW.state OR OLD.attempts IS NOT NEW.attempts
+WHEN NEW.changed_seq = -1
+  OR OLD.state IS NOT NEW.state OR OLD.attempts IS NOT NEW.attempts
   OR OLD.lease_owner IS NOT NEW.lease_owner OR OLD.lease_host IS NOT NEW.lease_host
   OR OLD.started_at IS NOT NEW.started_at OR OLD.finished_at IS NOT NEW.finished_at
   OR OLD.compute_seconds IS NOT NEW.compute_seconds OR OLD.failure IS NOT NEW.failure
@@ -33,17 +36,11 @@ END;
 
 CREATE TRIGGER metrics_stamp_insert AFTER INSERT ON metrics
 BEGIN
-    UPDATE change_clock SET seq = seq + 1;
-    UPDATE runs SET changed_seq = (SELECT seq FROM change_clock) WHERE id = NEW.run_id;
-    UPDATE sweeps SET changed_seq = (SELECT seq FROM change_clock)
-        WHERE name IN (SELECT sweep FROM sweep_runs WHERE run_id = NEW.run_id);
+    UPDATE runs SET changed_seq = -1 WHERE id = NEW.run_id;
 END;
 
 CREATE TRIGGER metrics_stamp_update AFTER UPDATE ON metrics
 WHEN OLD.value IS NOT NEW.value
 BEGIN
-    UPDATE change_clock SET seq = seq + 1;
-    UPDATE runs SET changed_seq = (SELECT seq FROM change_clock) WHERE id = NEW.run_id;
-    UPDATE sweeps SET changed_seq = (SELECT seq FROM change_clock)
-        WHERE name IN (SELECT sweep FROM sweep_runs WHERE run_id = NEW.run_id);
+    UPDATE runs SET changed_seq = -1 WHERE id = NEW.run_id;
 END;
