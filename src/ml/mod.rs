@@ -5,6 +5,8 @@
 //! structs (`config`) and a device, and reports through an [`observer::Observer`].
 
 pub mod augment;
+#[cfg(test)]
+mod augment_torchvision;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
