@@ -244,10 +244,11 @@ pub fn resized_crop(
     flip: bool,
     out: &mut Vec<u8>,
 ) {
-    if b.height > out_h || b.width > out_w {
-        return resized_crop_antialiased(src, h, w, b, out_h, out_w, flip, out);
-    }
+    debug_assert!(b.top + b.height <= h && b.left + b.width <= w);
     out.resize(out_h * out_w * 3, 0);
+    if b.height > out_h || b.width > out_w {
+        return shrink_antialiased(src, w, b, (out_h, out_w), flip, out);
+    }
     // Per output column: source byte offsets of the two taps and the weight of the right one.
     let taps = |n_out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
         let scale = n_in as f32 / n_out as f32;
@@ -310,19 +311,16 @@ fn antialias_taps(n_out: usize, n_in: usize) -> Vec<(usize, Vec<f32>)> {
         .collect()
 }
 
-/// [`resized_crop`] when an axis shrinks: separable triangle filter, rows first, in f32.
-#[allow(clippy::too_many_arguments)]
-fn resized_crop_antialiased(
+/// [`resized_crop`] when an axis shrinks: separable triangle filter, rows first, in f32,
+/// into `out` (`out_h x out_w x 3`); `w` is the width of `src`.
+fn shrink_antialiased(
     src: &[u8],
-    _h: usize,
     w: usize,
     b: CropBox,
-    out_h: usize,
-    out_w: usize,
+    (out_h, out_w): (usize, usize),
     flip: bool,
-    out: &mut Vec<u8>,
+    out: &mut [u8],
 ) {
-    out.resize(out_h * out_w * 3, 0);
     let mut xs = antialias_taps(out_w, b.width);
     if flip {
         xs.reverse();
