@@ -8,7 +8,10 @@
 #   DATA_DIR  holds cifar-10-batches-bin/ or cifar-10-binary.tar.gz (`sweep data fetch cifar10`)
 #   OUT_DIR   stores, checkpoints, logs (default target/twin); rerunning skips finished runs
 # Environment: PYTHON (with torch, torchvision, numpy; default python3), SEEDS (default
-# "0 1 2"), INITS (our schemes, default "pytorch kaiming_normal official").
+# "0 1 2"), INITS (our schemes, default "pytorch kaiming_normal official"; empty: none),
+# OUR_VIEWS=1 (also train the PyTorch side on our pipeline's views instead of
+# torchvision's: bench/twin_views.rs dumps them per epoch to OUT_DIR/views_sSEED, then
+# twin_torch.py --views-from; the report adds a "PyTorch our-aug" side).
 #
 # On a 2-core CPU one pretrain takes 3-6 minutes per side; the two sides run at once.
 set -euo pipefail
@@ -17,9 +20,13 @@ DATA=${1:?usage: bench/twin.sh DATA_DIR [OUT_DIR]}
 OUT=${2:-target/twin}
 PY=${PYTHON:-python3}
 SEEDS=${SEEDS:-"0 1 2"}
-INITS=${INITS:-"pytorch kaiming_normal official"}
+INITS=${INITS-"pytorch kaiming_normal official"}
+OUR_VIEWS=${OUR_VIEWS:-0}
 mkdir -p "$OUT"
 cargo build --release --quiet
+if [ "$OUR_VIEWS" = 1 ]; then
+    cargo build --release --quiet --example twin_views
+fi
 seed_list="[$(echo $SEEDS | tr ' ' ',')]"
 
 ours() {
@@ -39,6 +46,18 @@ torch_side() {
                 mv "$f.tmp" "$f"
             fi
         done
+        f="$OUT/torch_ourviews_e8_s$s.json"
+        if [ "$OUR_VIEWS" = 1 ] && [ ! -s "$f" ]; then
+            v="$OUT/views_s$s"
+            mkdir -p "$v"
+            "$PY" bench/twin_torch.py --data-dir "$DATA" --seed "$s" --write-subset "$v/want.txt"
+            target/release/examples/twin_views --data-dir "$DATA" --subset "$v/want.txt" \
+                --seed "$s" --epochs 8 --out "$v"
+            "$PY" bench/twin_torch.py --data-dir "$DATA" --seed "$s" --epochs 8 \
+                --views-from "$v" > "$f.tmp"
+            mv "$f.tmp" "$f"
+            rm -f "$v"/views_e*.npy  # 16 MB an epoch; rerun to regenerate
+        fi
     done
 }
 

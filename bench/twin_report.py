@@ -1,6 +1,8 @@
 """Prints the twin's numbers side by side (bench/twin.sh): per-epoch pretraining loss of
 PyTorch and of each of our initialisation schemes, per seed, then linear top-1 and kNN
 top-1 of the trained encoders and of their random-weights controls (epochs: 0), with medians.
+With OUR_VIEWS=1, "PyTorch our-aug" is PyTorch trained on our pipeline's views; its
+random-weights control is PyTorch's (an untrained encoder sees no augmentation).
 
 Usage: twin_report.py OUT_DIR   (reads OUT_DIR/ours*.db and OUT_DIR/torch_*.json)
 """
@@ -42,7 +44,8 @@ def torch_side(out):
             lines = [l for l in f if l.startswith("{")]
         if lines:
             r = json.loads(lines[-1])
-            runs[("torch", r["epochs"], r["seed"])] = {
+            side = "torch_ourviews" if r.get("views") == "ours" else "torch"
+            runs[(side, r["epochs"], r["seed"])] = {
                 "loss": r["loss"], "linear": r["linear_top1"], "knn": r["knn_top1"]}
     return runs
 
@@ -54,10 +57,10 @@ def pct(x):
 def main():
     out = sys.argv[1]
     runs = {**ours(out), **torch_side(out)}
-    sides = ["torch"] + [i for i in ("pytorch", "kaiming_normal", "official")
-                         if any(k[0] == i for k in runs)]
-    names = {"torch": "PyTorch", "pytorch": "ours pytorch", "kaiming_normal": "ours kaiming_n",
-             "official": "ours official"}
+    sides = [i for i in ("torch", "torch_ourviews", "pytorch", "kaiming_normal", "official")
+             if any(k[0] == i for k in runs)]
+    names = {"torch": "PyTorch", "torch_ourviews": "PyTorch our-aug", "pytorch": "ours pytorch",
+             "kaiming_normal": "ours kaiming_n", "official": "ours official"}
     epochs = max((k[1] for k in runs), default=0)
     seeds = sorted({k[2] for k in runs})
     print(f"## Pretraining loss per epoch (epoch/loss, mean over the epoch's steps)\n")
@@ -78,7 +81,7 @@ def main():
         acc = {m: ([], [], []) for m in ("linear", "knn")}
         for s in seeds:
             t = runs.get((x, epochs, s), {})
-            r = runs.get((x, 0, s), {})
+            r = runs.get(("torch" if x == "torch_ourviews" else x, 0, s), {})
             cells = []
             for part in (t, r):
                 cells += [part.get("linear"), part.get("knn")]

@@ -20,6 +20,15 @@ Same network, loss, optimizer, schedule, augmentations and evaluation as ours:
   lr to 0, batch 256; kNN = cosine similarity, k = 200 nearest, votes exp(sim / 0.1).
 
 Prints one JSON object: per-epoch mean loss, linear top-1, kNN top-1.
+
+Our views instead of torchvision's (bench/twin.sh with OUR_VIEWS=1): `--write-subset FILE`
+writes the seed's pretraining subset (training-split indices, one per line) and exits;
+the example `twin_views` (bench/twin_views.rs) augments those images with our pipeline
+(src/ml/augment.rs, bench/twin.yaml's `augment`) into DIR/views_e{epoch}.npy; then
+`--views-from DIR` trains on those views, everything else equal (same subset, initial
+weights, loss, optimizer and evaluation; the batch order after the first epoch is drawn
+from torch's generator, which torchvision's own transforms also draw from, so it differs
+in its draws but not in its distribution).
 """
 
 import argparse
@@ -171,6 +180,11 @@ def main():
     p.add_argument("--eval-epochs", type=int, default=30)
     p.add_argument("--eval-lr", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--write-subset", metavar="FILE",
+                   help="write the pretraining subset's indices, one per line, and exit")
+    p.add_argument("--views-from", metavar="DIR",
+                   help="train on DIR/views_e{epoch}.npy (bench/twin_views.rs) instead of "
+                        "torchvision's augmentations")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -187,6 +201,15 @@ def main():
         momentum=0.9,
     )
     pre = balanced_subset(trY, a.subset, rng)
+    if a.write_subset:
+        np.savetxt(a.write_subset, pre, fmt="%d")
+        return
+    if a.views_from:
+        ours = np.loadtxt(os.path.join(a.views_from, "subset.txt"), dtype=np.int64, ndmin=1)
+        if not np.array_equal(ours, pre):
+            raise SystemExit(f"{a.views_from}/subset.txt is not seed {a.seed}'s subset of "
+                             f"{a.subset} images: rerun bench/twin_views.rs with "
+                             f"--subset from --write-subset")
     x_all = torch.from_numpy(trx[pre])
     aug = augmenter(a.color_strength)
     spe = len(pre) // a.batch_size
@@ -195,10 +218,21 @@ def main():
         model.train()
         t0, losses = time.time(), []
         order = torch.randperm(len(pre))
+        if a.views_from:
+            path = os.path.join(a.views_from, f"views_e{epoch}.npy")
+            views = torch.from_numpy(np.load(path))  # (2, N, 3, H, W) u8, ours
+            if views.shape[:2] != (2, len(pre)) or views.dtype != torch.uint8:
+                raise SystemExit(f"{path}: want uint8 (2, {len(pre)}, 3, H, W), "
+                                 f"got {views.dtype} {tuple(views.shape)}")
         for b in range(spe):
-            imgs = x_all[order[b * a.batch_size : (b + 1) * a.batch_size]]
-            v1 = torch.stack([aug(im) for im in imgs]).float() / 255.0
-            v2 = torch.stack([aug(im) for im in imgs]).float() / 255.0
+            batch = order[b * a.batch_size : (b + 1) * a.batch_size]
+            if a.views_from:
+                v1 = views[0][batch].float() / 255.0
+                v2 = views[1][batch].float() / 255.0
+            else:
+                imgs = x_all[batch]
+                v1 = torch.stack([aug(im) for im in imgs]).float() / 255.0
+                v2 = torch.stack([aug(im) for im in imgs]).float() / 255.0
             for group in opt.param_groups:
                 group["lr"] = peak * 0.5 * (1 + math.cos(math.pi * step / total))
             _, z = model(torch.cat([v1, v2]))  # one 2N batch: BN sees both views, as ours
@@ -218,7 +252,8 @@ def main():
     ytr, yte = torch.from_numpy(trY[tri]), torch.from_numpy(teY[tei])
     lin = linear_eval(ftr, ytr, fte, yte, a.eval_epochs, a.eval_lr, 256, a.seed)
     knn = knn_eval(ftr, ytr, fte, yte)
-    print(json.dumps({"seed": a.seed, "epochs": a.epochs, "loss": curve,
+    print(json.dumps({"seed": a.seed, "epochs": a.epochs,
+                      "views": "ours" if a.views_from else "torchvision", "loss": curve,
                       "linear_top1": lin, "knn_top1": knn}))
 
 
