@@ -28,10 +28,11 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    // 15 heads; controls: one for h, one per head for z (the random head is read).
-    assert_eq!(v["controls"], 16);
-    assert_eq!(v["pretrain_runs"], 31);
-    assert_eq!(v["runs"].as_array().unwrap().len(), 31);
+    // 15 heads; controls: one per head for z (the random head is read), the default head's
+    // also carrying every head's h evaluations (one untrained pretrain, one stage).
+    assert_eq!(v["controls"], 15);
+    assert_eq!(v["pretrain_runs"], 30);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 30);
     // `--set control=false` drops them for this invocation; anything but a bool is refused.
     let o = env.run(&[
         "plan",
