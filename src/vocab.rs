@@ -45,9 +45,14 @@ pub mod metric {
     /// The paper's (Table 5): argmax over the N cross-view candidates.
     pub const TRAIN_CONTRASTIVE_ACC_CROSS_VIEW: &str = "train/contrastive_acc_cross_view";
     pub const TRAIN_IMAGES_PER_SEC: &str = "train/images_per_sec";
+    /// The supervised baseline's classification top-1 on the training batch (its
+    /// counterpart of the contrastive accuracy).
+    pub const TRAIN_TOP1: &str = "train/top1";
     pub const EPOCH_LOSS: &str = "epoch/loss";
     pub const EPOCH_CONTRASTIVE_ACC: &str = "epoch/contrastive_acc";
     pub const EPOCH_SECONDS: &str = "epoch/seconds";
+    /// The supervised baseline's mean training top-1 over the epoch.
+    pub const EPOCH_TOP1: &str = "epoch/top1";
     pub const EVAL_TOP1: &str = "eval/top1";
     pub const EVAL_TOP5: &str = "eval/top5";
     pub const EVAL_N_TEST: &str = "eval/n_test";

@@ -472,10 +472,46 @@ pub enum InitScheme {
     KaimingNormal,
 }
 
+/// How a pretrain stage trains its encoder (`PretrainConfig::method`, part of the run id).
+///
+/// A field of the pretrain rather than a stage kind of its own: a supervised baseline is,
+/// to the run graph, exactly what a SimCLR pretrain is (a producer of an encoder
+/// checkpoint that the same linear and kNN evaluation stages read), with the same
+/// dataset, encoder, augmentation, optimizer, schedule, checkpoint and resume machinery.
+/// Only the objective of a step differs. A new `vocab::StageKind` is for stages that
+/// consume an encoder in a new way (docs/ARCHITECTURE.md#stage-kinds).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// SimCLR (Algorithm 1): two augmented views per image, the projection head, the
+    /// contrastive loss.
+    #[default]
+    Simclr,
+    /// The supervised baseline of Table 1 and Figure 7: the same encoder with a linear
+    /// classifier on h (`classifier.weight`, `classifier.bias`; the official code's
+    /// supervised head, `linear_layer(num_classes, use_bias=True, use_bn=False)`), trained
+    /// with softmax cross-entropy on the labels; one view per image, augmented by the same
+    /// `augment` config (the paper trains its supervised ResNet-50 under the same colour
+    /// distortions). No projection head and no contrastive loss: `head` and `loss` are
+    /// reset to their defaults and evaluations read h.
+    Supervised,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Simclr => "simclr",
+            Method::Supervised => "supervised",
+        }
+    }
+}
+
 /// Everything one pretraining run needs, and nothing about where or how it is executed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainConfig {
+    /// SimCLR (default) or the supervised baseline; see [`Method`].
+    pub method: Method,
     pub dataset: DatasetConfig,
     pub encoder: EncoderConfig,
     pub head: HeadConfig,
@@ -498,6 +534,7 @@ pub struct PretrainConfig {
 impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
+            method: Method::Simclr,
             dataset: DatasetConfig::default(),
             encoder: EncoderConfig::default(),
             head: HeadConfig::default(),

@@ -90,21 +90,17 @@ pub(crate) fn evaluate_on(
             message: "written by a different pretraining configuration".into(),
         });
     }
-    let (vm, model) = init::build_model(
-        &pretrain.encoder,
-        &pretrain.head,
-        3,
-        pretrain.seed,
-        &env.device,
-    )
-    .map_err(tensor_err)?;
-    checkpoint::restore_varmap(&vm, &loaded.model, &ckpt.path)?;
     if train.num_classes != test.num_classes {
         return Err(MlError::Config(format!(
             "train split has {} classes, test split {}",
             train.num_classes, test.num_classes
         )));
     }
+    // The variables the pretrain wrote (a supervised run's classifier among them, unused
+    // here: every evaluation reads the frozen h or z).
+    let (vm, model, _classifier) =
+        init::build_pretrain(pretrain, train.num_classes, &env.device).map_err(tensor_err)?;
+    checkpoint::restore_varmap(&vm, &loaded.model, &ckpt.path)?;
     let tr_idx = Arc::new(subset(&train, eval.train_subset, pretrain.seed)?);
     let te_idx = Arc::new(subset(&test, eval.test_subset, pretrain.seed)?);
     if eval.kind == EvalKind::Linear && eval.protocol == EvalProtocol::Augmented {

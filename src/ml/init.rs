@@ -27,13 +27,14 @@
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::init::{FanInOut, NormalOrUniform};
 use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, VarBuilder, VarMap};
+use candle_nn::{Init, Linear, VarBuilder, VarMap};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use super::config::{EncoderConfig, HeadConfig, InitScheme};
+use super::config::{EncoderConfig, HeadConfig, InitScheme, Method, PretrainConfig};
 use super::model::SimclrModel;
 use super::rng::{self, Domain};
+use super::supervised;
 
 /// A `VarBuilder` backend: get-or-create in `map`, creating from the seeded stream of the
 /// variable's name, with the distribution `scheme` gives the layer's hint.
@@ -276,6 +277,26 @@ pub fn build_model_with(
     let vb = seeded_var_builder_with(&map, seed, scheme, device);
     let model = SimclrModel::new(vb, enc, head, in_channels)?;
     Ok((map, model))
+}
+
+/// Everything a pretrain of `cfg` trains and checkpoints, drawn from its seed under its
+/// scheme: encoder and head, and for a supervised run (`Method::Supervised`) the linear
+/// classifier on h over `num_classes` (`supervised::classifier`). The trainer starts from
+/// it and an evaluation restores a checkpoint into it, so both agree on the variables.
+pub fn build_pretrain(
+    cfg: &PretrainConfig,
+    num_classes: usize,
+    device: &Device,
+) -> Result<(VarMap, SimclrModel, Option<Linear>)> {
+    let (map, model) = build_model_with(cfg.init, &cfg.encoder, &cfg.head, 3, cfg.seed, device)?;
+    let classifier = match cfg.method {
+        Method::Simclr => None,
+        Method::Supervised => {
+            let vb = seeded_var_builder_with(&map, cfg.seed, cfg.init, device);
+            Some(supervised::classifier(model.repr_dim(), num_classes, vb)?)
+        }
+    };
+    Ok((map, model, classifier))
 }
 
 #[cfg(test)]

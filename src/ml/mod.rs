@@ -26,6 +26,7 @@ pub mod observer;
 pub mod optim;
 pub mod rng;
 pub mod schedule;
+pub mod supervised;
 pub mod trainer;
 
 use std::path::PathBuf;

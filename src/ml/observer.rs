@@ -13,6 +13,8 @@ pub struct StepMetrics {
     pub loss: f64,
     pub lr: f64,
     /// Strict contrastive accuracy: the positive is the most similar of the 2N-1 candidates.
+    /// A supervised run (`Method::Supervised`) reports its batch's classification top-1
+    /// here and in the cross-view field; the store records it as `train/top1`.
     pub contrastive_acc: f64,
     /// The paper's contrastive accuracy (Table 5): argmax over the N cross-view candidates.
     pub contrastive_acc_cross_view: f64,
@@ -24,6 +26,7 @@ pub struct StepMetrics {
 pub struct EpochMetrics {
     pub epoch: usize,
     pub loss: f64,
+    /// Mean of the steps' `contrastive_acc` (a supervised run's: training top-1).
     pub contrastive_acc: f64,
     pub seconds: f64,
 }

@@ -1,7 +1,9 @@
-//! The SimCLR pretraining loop (section 2.1, Algorithm 1): two augmented views per image,
+//! The pretraining loop. SimCLR (section 2.1, Algorithm 1): two augmented views per image,
 //! one forward pass over the 2N views (BatchNorm statistics over all 2N, like the official
 //! code's global BN on one device), the contrastive loss, backward, an optimizer step at the
-//! scheduled learning rate; checkpoints every `checkpoint_every` epochs, on the last epoch and
+//! scheduled learning rate. The supervised baseline (`Method::Supervised`) runs the same
+//! loop on one augmented view per image with the cross-entropy of a linear classifier on h
+//! (`supervised`). Checkpoints every `checkpoint_every` epochs, on the last epoch and
 //! whenever the observer asks to stop.
 //!
 //! Resume is bit-identical on CPU: weights, BatchNorm running statistics and optimizer state
@@ -18,11 +20,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use candle_nn::VarMap;
+use candle_nn::{Linear, VarMap};
 
 use super::checkpoint::{self, resume_key, CheckpointMeta, LoadedCheckpoint};
-use super::config::PretrainConfig;
-use super::data::{self, ImageSet, Split};
+use super::config::{Method, PretrainConfig};
+use super::data::{self, ImageSet, Split, ViewBatch};
 use super::error::{classify, no_panic, tensor_err};
 use super::init;
 use super::loss;
@@ -30,6 +32,7 @@ use super::model::SimclrModel;
 use super::observer::{Control, EpochMetrics, Observer, StepMetrics};
 use super::optim::Optimizer;
 use super::schedule::lr_at;
+use super::supervised;
 use super::{Checkpoint, MlError, PretrainOutcome, TrainEnv};
 
 /// Pretrain a SimCLR model: load the training split (`cfg.dataset`, `env.data_path`),
@@ -100,8 +103,12 @@ fn restore(
 /// Checks that the config can train on `n_images` images; the steps per epoch.
 fn checked_steps_per_epoch(cfg: &PretrainConfig, n_images: usize) -> Result<usize, MlError> {
     if cfg.batch_size < 2 {
+        let why = match cfg.method {
+            Method::Simclr => "leaves no negatives",
+            Method::Supervised => "gives BatchNorm no batch statistics",
+        };
         return Err(MlError::Config(format!(
-            "batch size {} leaves no negatives (need >= 2)",
+            "batch size {} {why} (need >= 2)",
             cfg.batch_size
         )));
     }
@@ -120,17 +127,16 @@ fn checked_steps_per_epoch(cfg: &PretrainConfig, n_images: usize) -> Result<usiz
     Ok(spe)
 }
 
-/// A freshly initialised model (from the config's seed) and its optimizer.
-fn fresh(
-    cfg: &PretrainConfig,
-    env: &TrainEnv,
-) -> Result<(VarMap, SimclrModel, Optimizer), MlError> {
-    let (vm, model) =
-        init::build_model_with(cfg.init, &cfg.encoder, &cfg.head, 3, cfg.seed, &env.device)
-            .map_err(tensor_err)?;
+/// A freshly initialised model (from the config's seed), the supervised classifier if the
+/// run has one, and the optimizer over all of it.
+fn fresh(cfg: &PretrainConfig, env: &TrainEnv, num_classes: usize) -> Result<Fresh, MlError> {
+    let (vm, model, classifier) =
+        init::build_pretrain(cfg, num_classes, &env.device).map_err(tensor_err)?;
     let opt = Optimizer::new(&cfg.optimizer, init::trainable_vars(&vm));
-    Ok((vm, model, opt))
+    Ok((vm, model, classifier, opt))
 }
+
+type Fresh = (VarMap, SimclrModel, Option<Linear>, Optimizer);
 
 /// One pretraining run: its config, its model and optimizer, and the images it trains on.
 struct Run<'a> {
@@ -138,13 +144,16 @@ struct Run<'a> {
     env: &'a TrainEnv,
     varmap: VarMap,
     model: SimclrModel,
+    /// The supervised baseline's classifier on h (`None` for SimCLR).
+    classifier: Option<Linear>,
     opt: Optimizer,
     set: Arc<ImageSet>,
     indices: Arc<Vec<usize>>,
     steps_per_epoch: usize,
 }
 
-/// What one optimisation step measured.
+/// What one optimisation step measured. For the supervised baseline both accuracies are
+/// the batch's classification top-1.
 struct StepResult {
     loss: f64,
     contrastive_acc: f64,
@@ -160,12 +169,13 @@ impl<'a> Run<'a> {
         indices: Arc<Vec<usize>>,
     ) -> Result<Self, MlError> {
         let steps_per_epoch = checked_steps_per_epoch(cfg, indices.len())?;
-        let (varmap, model, opt) = fresh(cfg, env)?;
+        let (varmap, model, classifier, opt) = fresh(cfg, env, set.num_classes)?;
         Ok(Run {
             cfg,
             env,
             varmap,
             model,
+            classifier,
             opt,
             set,
             indices,
@@ -196,7 +206,8 @@ impl<'a> Run<'a> {
         }
         if dirty {
             // A failed restore may have changed some variables: start from clean weights.
-            (self.varmap, self.model, self.opt) = fresh(self.cfg, self.env)?;
+            (self.varmap, self.model, self.classifier, self.opt) =
+                fresh(self.cfg, self.env, self.set.num_classes)?;
         }
         Ok((Position::default(), None))
     }
@@ -206,7 +217,11 @@ impl<'a> Run<'a> {
     fn train_epoch(&mut self, pos: &mut Position, obs: &mut dyn Observer) -> Result<bool, MlError> {
         let (cfg, spe) = (self.cfg, self.steps_per_epoch);
         let epoch = pos.epoch;
-        let batches = data::view_batches(
+        let loader = match cfg.method {
+            Method::Simclr => data::view_batches,
+            Method::Supervised => data::labelled_batches,
+        };
+        let batches = loader(
             self.set.clone(),
             self.indices.clone(),
             &cfg.augment,
@@ -219,9 +234,9 @@ impl<'a> Run<'a> {
         for b in batches {
             let t0 = Instant::now();
             let global = epoch * spe + b.step_in_epoch;
-            let n = b.n;
-            let step = self.step(b.v1, b.v2, n, epoch, global)?;
-            pos.step_in_epoch = b.step_in_epoch + 1;
+            let (n, step_in_epoch) = (b.n, b.step_in_epoch);
+            let step = self.step(b, epoch, global)?;
+            pos.step_in_epoch = step_in_epoch + 1;
             pos.loss_sum += step.loss;
             pos.acc_sum += step.contrastive_acc;
             let secs = t0.elapsed().as_secs_f64();
@@ -242,27 +257,32 @@ impl<'a> Run<'a> {
         Ok(false)
     }
 
-    /// One step on `n` pairs of views: forward both views together, the contrastive
-    /// loss, backward, an optimizer step at the scheduled learning rate.
-    fn step(
-        &mut self,
-        v1: Vec<f32>,
-        v2: Vec<f32>,
-        n: usize,
-        epoch: usize,
-        global: usize,
-    ) -> Result<StepResult, MlError> {
+    /// One step on a batch: the forward pass and the method's loss (SimCLR: both views
+    /// together through encoder and head, the contrastive loss; supervised: the one view
+    /// through the encoder, the classifier's cross-entropy), backward, an optimizer step at
+    /// the scheduled learning rate.
+    fn step(&mut self, b: ViewBatch, epoch: usize, global: usize) -> Result<StepResult, MlError> {
         let cfg = self.cfg;
         let (h, w, device) = (self.set.height, self.set.width, &self.env.device);
-        let x1 = Tensor::from_vec(v1, (n, 3, h, w), device).map_err(tensor_err)?;
-        let x2 = Tensor::from_vec(v2, (n, 3, h, w), device).map_err(tensor_err)?;
-        let x = Tensor::cat(&[&x1, &x2], 0).map_err(tensor_err)?; // [2N, 3, H, W]
-        let (_h, z) = self.model.forward_t(&x, true).map_err(tensor_err)?; // z [2N, D]
-        let z1 = z.narrow(0, 0, n).map_err(tensor_err)?;
-        let z2 = z.narrow(0, n, n).map_err(tensor_err)?;
-        let out = loss::contrastive_loss(&z1, &z2, &cfg.loss).map_err(tensor_err)?;
-        let value = out
-            .loss
+        let n = b.n;
+        let x1 = Tensor::from_vec(b.v1, (n, 3, h, w), device).map_err(tensor_err)?;
+        let (loss_t, acc, acc_cross_view) = match &self.classifier {
+            None => {
+                let x2 = Tensor::from_vec(b.v2, (n, 3, h, w), device).map_err(tensor_err)?;
+                let x = Tensor::cat(&[&x1, &x2], 0).map_err(tensor_err)?; // [2N, 3, H, W]
+                let (_h, z) = self.model.forward_t(&x, true).map_err(tensor_err)?; // z [2N, D]
+                let z1 = z.narrow(0, 0, n).map_err(tensor_err)?;
+                let z2 = z.narrow(0, n, n).map_err(tensor_err)?;
+                let out = loss::contrastive_loss(&z1, &z2, &cfg.loss).map_err(tensor_err)?;
+                (out.loss, out.accuracy, out.accuracy_cross_view)
+            }
+            Some(classifier) => {
+                let h = self.model.encode(&x1, true).map_err(tensor_err)?;
+                let out = supervised::objective(classifier, &h, &b.labels).map_err(tensor_err)?;
+                (out.loss, out.top1, out.top1)
+            }
+        };
+        let value = loss_t
             .to_dtype(DType::F64)
             .and_then(|t| t.to_scalar::<f64>())
             .map_err(tensor_err)?;
@@ -273,7 +293,7 @@ impl<'a> Run<'a> {
                 value,
             });
         }
-        let grads = out.loss.backward().map_err(tensor_err)?;
+        let grads = loss_t.backward().map_err(tensor_err)?;
         let spe = self.steps_per_epoch;
         let lr = lr_at(
             &cfg.optimizer,
@@ -285,8 +305,8 @@ impl<'a> Run<'a> {
         self.opt.step(&grads, lr).map_err(classify)?;
         Ok(StepResult {
             loss: value,
-            contrastive_acc: out.accuracy,
-            contrastive_acc_cross_view: out.accuracy_cross_view,
+            contrastive_acc: acc,
+            contrastive_acc_cross_view: acc_cross_view,
             lr,
         })
     }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use super::events::Event;
 use super::signals::StopFlag;
 use crate::exit;
-use crate::ml::config::{EvalConfig, PretrainConfig};
+use crate::ml::config::{EvalConfig, Method, PretrainConfig};
 use crate::ml::observer::{Control, EpochMetrics, Observer, ObserverError, StepMetrics};
 use crate::ml::{self, Checkpoint, EvalOutcome, PretrainOutcome, TrainEnv};
 use crate::store::{retry_transient, Claimed, LeaseHolder, MetricRecord, RunRecord, Store};
@@ -302,6 +302,7 @@ impl<'a> Worker<'a> {
             pending: Vec::new(),
             last_flush: Instant::now(),
             epochs: pretrain.epochs,
+            supervised: pretrain.method == Method::Supervised,
         };
         match encoder {
             None => pretrain_stage(&pretrain, &env, &mut obs),
@@ -477,6 +478,9 @@ struct StoreObserver<'a> {
     last_flush: Instant,
     /// Epochs of the pretrain (for the progress total).
     epochs: usize,
+    /// A supervised pretrain: its step accuracy is classification top-1, recorded as
+    /// `train/top1` and `epoch/top1`, never under the contrastive names.
+    supervised: bool,
 }
 
 impl StoreObserver<'_> {
@@ -501,19 +505,21 @@ impl StoreObserver<'_> {
 
 impl Observer for StoreObserver<'_> {
     fn on_step(&mut self, m: &StepMetrics) -> Control {
-        self.queue(
-            m.step,
-            &[
-                (metric::TRAIN_LOSS, m.loss),
-                (metric::TRAIN_LR, m.lr),
-                (metric::TRAIN_CONTRASTIVE_ACC, m.contrastive_acc),
-                (
-                    metric::TRAIN_CONTRASTIVE_ACC_CROSS_VIEW,
-                    m.contrastive_acc_cross_view,
-                ),
-                (metric::TRAIN_IMAGES_PER_SEC, m.images_per_sec),
-            ],
-        );
+        let mut metrics = vec![
+            (metric::TRAIN_LOSS, m.loss),
+            (metric::TRAIN_LR, m.lr),
+            (metric::TRAIN_IMAGES_PER_SEC, m.images_per_sec),
+        ];
+        if self.supervised {
+            metrics.push((metric::TRAIN_TOP1, m.contrastive_acc));
+        } else {
+            metrics.push((metric::TRAIN_CONTRASTIVE_ACC, m.contrastive_acc));
+            metrics.push((
+                metric::TRAIN_CONTRASTIVE_ACC_CROSS_VIEW,
+                m.contrastive_acc_cross_view,
+            ));
+        }
+        self.queue(m.step, &metrics);
         self.emit.send(&Event::Step {
             run: self.run_id.clone(),
             epoch: m.epoch,
@@ -535,11 +541,16 @@ impl Observer for StoreObserver<'_> {
     }
 
     fn on_epoch(&mut self, m: &EpochMetrics) -> Result<(), ObserverError> {
+        let acc = if self.supervised {
+            metric::EPOCH_TOP1
+        } else {
+            metric::EPOCH_CONTRASTIVE_ACC
+        };
         self.queue(
             m.epoch,
             &[
                 (metric::EPOCH_LOSS, m.loss),
-                (metric::EPOCH_CONTRASTIVE_ACC, m.contrastive_acc),
+                (acc, m.contrastive_acc),
                 (metric::EPOCH_SECONDS, m.seconds),
             ],
         );

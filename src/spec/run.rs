@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::ml::config::{
-    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalKind, EvalProtocol, HeadKind,
-    LossKind, OptimizerConfig, OptimizerKind, PretrainConfig, DEFAULT_FOLDER_IMAGE_SIZE,
+    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalKind, EvalProtocol, HeadConfig,
+    HeadKind, LossKind, Method, OptimizerConfig, OptimizerKind, PretrainConfig,
+    DEFAULT_FOLDER_IMAGE_SIZE,
 };
 
 /// One grid point, fully resolved.
@@ -52,6 +53,14 @@ impl RunConfig {
     /// Resets fields that the chosen kinds ignore to their defaults.
     pub fn canonicalize(&mut self) {
         let p = &mut self.pretrain;
+        if p.method == Method::Supervised {
+            // No projection head and no contrastive loss: they cannot split its id.
+            p.head = HeadConfig {
+                kind: HeadKind::None,
+                ..HeadConfig::default()
+            };
+            p.loss = crate::ml::config::LossConfig::default();
+        }
         if p.head.kind == HeadKind::None {
             p.head.out_dim = None;
             p.head.hidden = None;
@@ -233,6 +242,14 @@ impl RunConfig {
                 format!("must be in (0, 1], got {}", p.augment.crop_min_scale),
             );
         }
+        if p.method == Method::Supervised && p.augment.protocol != AugProtocol::Symmetric {
+            return err(
+                "augment.protocol",
+                "a supervised run sees one view per image; the one-branch protocols pair two \
+                 views (remove protocol or use method: simclr)"
+                    .into(),
+            );
+        }
         if matches!(
             p.augment.protocol,
             AugProtocol::OneBranch | AugProtocol::OneBranchRaw
@@ -272,9 +289,13 @@ impl RunConfig {
         }
         for (i, e) in self.evals.iter().enumerate() {
             let at = |f: &str| format!("evals.{i}.{f}");
-            if e.on == crate::ml::config::FeatureSource::Z && p.head.kind == HeadKind::None {
-                // z = h without a head: allowed, but it is the same number as `on: h`.
+            if e.on == crate::ml::config::FeatureSource::Z && p.method == Method::Supervised {
+                return Err((
+                    at("on"),
+                    "a supervised run has no projection head, so no z; evaluate on h".into(),
+                ));
             }
+            // `on: z` without a head (z = h) is allowed: the same number as `on: h`.
             match e.kind {
                 EvalKind::Linear => {
                     if e.epochs == 0 {

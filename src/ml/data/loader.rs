@@ -1,6 +1,7 @@
-//! The training loader: batches of two augmented views, prepared ahead on background
-//! threads while the current step trains, identical whatever the thread count and whether
-//! the epoch started at step 0 or was resumed at step k.
+//! The training loader: batches of two augmented views (SimCLR) or of one augmented view
+//! and the labels (the supervised baseline), prepared ahead on background threads while
+//! the current step trains, identical whatever the thread count and whether the epoch
+//! started at step 0 or was resumed at step k.
 //!
 //! Epoch order: the image indices permuted by `rng::stream(seed, Domain::DataOrder,
 //! &[epoch])`; step s takes positions `s * B .. (s + 1) * B`; the last incomplete batch is
@@ -18,7 +19,7 @@ use crossbeam_channel::{bounded, Receiver};
 use rand::seq::SliceRandom;
 
 use super::ImageSet;
-use crate::ml::augment::{augment_pair, validate};
+use crate::ml::augment::{augment_pair, augment_view, validate, view_rng};
 use crate::ml::config::AugmentConfig;
 use crate::ml::error::MlError;
 use crate::ml::rng::{self, Domain};
@@ -27,13 +28,16 @@ use crate::ml::rng::{self, Domain};
 const QUEUE: usize = 2;
 
 /// One training step's input: two `[n, 3, H, W]` f32 arrays in [0, 1]; image k of `v1`
-/// and image k of `v2` are the two views of the same image (the positive pair).
+/// and image k of `v2` are the two views of the same image (the positive pair). From
+/// [`labelled_batches`], `v2` is empty: one view per image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ViewBatch {
     pub step_in_epoch: usize,
     pub n: usize,
     pub v1: Vec<f32>,
     pub v2: Vec<f32>,
+    /// The class of image k.
+    pub labels: Vec<u16>,
 }
 
 /// Full batches in an epoch of `n_images` (the last incomplete one is dropped).
@@ -66,6 +70,8 @@ struct Job {
     seed: u64,
     epoch: usize,
     batch_size: usize,
+    /// Two views per image (SimCLR), or one (the supervised baseline).
+    pair: bool,
 }
 
 impl Job {
@@ -74,25 +80,28 @@ impl Job {
         let per = 3 * h * w;
         let n = self.batch_size;
         let mut v1 = vec![0f32; n * per];
-        let mut v2 = vec![0f32; n * per];
+        let mut v2 = vec![0f32; if self.pair { n * per } else { 0 }];
+        let mut labels = Vec::with_capacity(n);
         for (k, &idx) in self.perm[step * n..(step + 1) * n].iter().enumerate() {
-            let (a, b) = augment_pair(
-                self.set.image(idx),
-                h,
-                w,
-                &self.aug,
-                self.seed,
-                self.epoch,
-                idx,
-            );
-            to_chw(&a, &mut v1[k * per..(k + 1) * per], h * w);
-            to_chw(&b, &mut v2[k * per..(k + 1) * per], h * w);
+            let img = self.set.image(idx);
+            labels.push(self.set.labels[idx]);
+            if self.pair {
+                let (a, b) = augment_pair(img, h, w, &self.aug, self.seed, self.epoch, idx);
+                to_chw(&a, &mut v1[k * per..(k + 1) * per], h * w);
+                to_chw(&b, &mut v2[k * per..(k + 1) * per], h * w);
+            } else {
+                // View 0's stream: the first view of the symmetric pair.
+                let mut rng = view_rng(self.seed, self.epoch, idx, 0);
+                let a = augment_view(img, h, w, &self.aug, &mut rng);
+                to_chw(&a, &mut v1[k * per..(k + 1) * per], h * w);
+            }
         }
         ViewBatch {
             step_in_epoch: step,
             n,
             v1,
             v2,
+            labels,
         }
     }
 }
@@ -124,6 +133,60 @@ pub fn view_batches(
     start_step: usize,
     threads: usize,
 ) -> Result<ViewBatches, MlError> {
+    let order = EpochOrder {
+        seed,
+        epoch,
+        batch_size,
+        start_step,
+    };
+    batches(set, indices, aug, order, true, threads)
+}
+
+/// [`view_batches`] for the supervised baseline: one view per image, `aug.ops` drawn from
+/// the stream of view 0 (so it is the first view of a symmetric SimCLR pair), and the
+/// labels. Same order, same resume and thread guarantees.
+#[allow(clippy::too_many_arguments)]
+pub fn labelled_batches(
+    set: Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
+    aug: &AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    batch_size: usize,
+    start_step: usize,
+    threads: usize,
+) -> Result<ViewBatches, MlError> {
+    let order = EpochOrder {
+        seed,
+        epoch,
+        batch_size,
+        start_step,
+    };
+    batches(set, indices, aug, order, false, threads)
+}
+
+/// Which steps of which epoch a loader prepares.
+struct EpochOrder {
+    seed: u64,
+    epoch: usize,
+    batch_size: usize,
+    start_step: usize,
+}
+
+fn batches(
+    set: Arc<ImageSet>,
+    indices: Arc<Vec<usize>>,
+    aug: &AugmentConfig,
+    order: EpochOrder,
+    pair: bool,
+    threads: usize,
+) -> Result<ViewBatches, MlError> {
+    let EpochOrder {
+        seed,
+        epoch,
+        batch_size,
+        start_step,
+    } = order;
     validate(aug)?;
     if batch_size == 0 || batch_size > indices.len() {
         return Err(MlError::Config(format!(
@@ -151,6 +214,7 @@ pub fn view_batches(
         seed,
         epoch,
         batch_size,
+        pair,
     });
     let mut rxs = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);

@@ -21,7 +21,8 @@ use super::error::MlError;
 pub use cache::load_split_shared;
 pub use fingerprint::fingerprint;
 pub use loader::{
-    plain_batches, steps_per_epoch, view_batches, PlainBatches, ViewBatch, ViewBatches,
+    labelled_batches, plain_batches, steps_per_epoch, view_batches, PlainBatches, ViewBatch,
+    ViewBatches,
 };
 pub use subset::balanced_subset;
 
