@@ -115,6 +115,102 @@ fn the_other_paper_specs_expand_to_their_tables() {
 }
 
 #[test]
+fn color_strength_expands_to_table_1_for_both_methods_with_one_shared_control() {
+    use crate::ml::config::{AugOp, HeadKind, Method};
+    for profile in [None, Some("smoke")] {
+        let p = committed("color_strength.yaml", profile);
+        let cols: Vec<(Method, f64, Vec<AugOp>)> = p
+            .grid()
+            .iter()
+            .map(|r| {
+                let c = &r.config.pretrain;
+                (c.method, c.augment.color_strength, c.augment.ops.clone())
+            })
+            .collect();
+        let (cc, ccb) = (
+            vec![AugOp::Crop, AugOp::Color],
+            vec![AugOp::Crop, AugOp::Color, AugOp::Blur],
+        );
+        let mut want = Vec::new();
+        for m in [Method::Simclr, Method::Supervised] {
+            for s in [0.125, 0.25, 0.5, 1.0] {
+                want.push((m, s, cc.clone()));
+            }
+            want.push((m, 1.0, ccb.clone()));
+        }
+        assert_eq!(
+            cols, want,
+            "Table 1's five columns, SimCLR row then supervised"
+        );
+        for r in p.grid() {
+            let c = &r.config.pretrain;
+            if c.method == Method::Supervised {
+                // No projection head, no contrastive loss: they cannot split its id.
+                assert_eq!(c.head.kind, HeadKind::None);
+                assert_eq!(c.loss, crate::ml::config::LossConfig::default());
+            } else {
+                assert_eq!(c.head.kind, HeadKind::Nonlinear);
+            }
+        }
+        // Method and augmentation are training-only: one random-weights control per seed.
+        let controls = p.control_runs();
+        assert_eq!(controls.len(), 1);
+        assert_eq!(controls[0].config.pretrain.method, Method::Simclr);
+        assert_eq!(controls[0].config.pretrain.epochs, 0);
+    }
+    snapshot(
+        SNAPSHOTS,
+        "color_strength_smoke.txt",
+        &render_cells(&committed("color_strength.yaml", Some("smoke"))),
+    );
+}
+
+#[test]
+fn a_supervised_run_refuses_what_needs_a_second_view_or_a_head() {
+    let z = err("name: t
+base:
+  method: supervised
+  evals: [{kind: linear, on: z}]
+");
+    assert_eq!(z.path, "base.evals.0.on", "{z}");
+    assert!(z.message.contains("no projection head"), "{z}");
+    let proto = err("name: t
+base:
+  method: supervised
+  augment: {protocol: one_branch}
+");
+    assert_eq!(proto.path, "base.augment.protocol", "{proto}");
+    let m = err("name: t
+base:
+  method: supervize
+");
+    assert!(
+        m.hint.as_deref().unwrap_or("").contains("`supervised`"),
+        "{m}"
+    );
+    // A head or loss written for a supervised run changes nothing, so not its id either.
+    let a = plan(
+        "name: t
+base:
+  method: supervised
+  head: {out_dim: 64}
+  loss: {temperature: 0.1}
+",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let b = plan(
+        "name: t
+base:
+  method: supervised
+",
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(a.runs[0].config, b.runs[0].config);
+}
+
+#[test]
 fn losses_tunes_each_loss_over_its_own_axes_as_appendix_b10_lists_them() {
     use crate::ml::config::{LossKind, Negatives};
     let p = committed("losses.yaml", None);
