@@ -1,12 +1,12 @@
 //! The Findings section: one line per claim of the paper that the sweep's cells can test
-//! (Figure 5, Figure 8, Table 4, Table 5, Figure 9), each held, not held or inconclusive,
+//! (Table 1, Figure 5, Figure 8, Table 4, Table 5, Figure 9), each held, not held or inconclusive,
 //! with the numbers compared and the test behind the verdict ([`compare::against`]:
 //! a paired t-test over shared seeds, else 95% interval overlap; one seed tests nothing).
 //! All on the primary evaluation's top-1. Claims about a difference (Figure 9's gap that
 //! closes) test the per-seed differences the same way; claims with two comparisons (Table
 //! 5's moderate temperature against both ends) hold only when both do.
 
-use crate::ml::config::{AugOp, HeadKind, LossKind, PretrainConfig};
+use crate::ml::config::{AugOp, HeadKind, LossKind, Method, PretrainConfig};
 
 use super::aggregate::{CellData, CellValue, Mark, SweepData};
 use super::compare::against;
@@ -181,6 +181,9 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
             all.len()
         ));
         out.push(f);
+    }
+    if axes(&["augment.color_strength"]) {
+        out.extend(table1(data, &label));
     }
     if axes(&["augment.ops"]) {
         let composed = pair(data, &|c| c.augment.ops.len() == 2);
@@ -360,6 +363,56 @@ fn gap_closes(
         points,
     );
     finding(&claim, verdict, &evidence)
+}
+
+/// Table 1's two claims, each between the weakest and the strongest colour distortion
+/// without blur: stronger helps SimCLR; weaker does better for the supervised baseline.
+fn table1(data: &SweepData, label: &str) -> Vec<Finding> {
+    let plain = |c: &PretrainConfig| !c.augment.ops.contains(&AugOp::Blur);
+    let mut strengths: Vec<f64> = data
+        .cells
+        .iter()
+        .map(|c| &data.first(c).config)
+        .filter(|c| plain(c))
+        .map(|c| c.augment.color_strength)
+        .collect();
+    strengths.sort_by(f64::total_cmp);
+    let (Some(&weak), Some(&strong)) = (strengths.first(), strengths.last()) else {
+        return vec![];
+    };
+    if weak == strong {
+        return vec![];
+    }
+    let at = |m: Method, s: f64| {
+        best(data, label, move |c| {
+            c.method == m && plain(c) && c.augment.color_strength == s
+        })
+    };
+    let mut out = Vec::new();
+    for (m, claim, first, second) in [
+        (
+            Method::Simclr,
+            "Table 1: stronger colour distortion helps SimCLR",
+            strong,
+            weak,
+        ),
+        (
+            Method::Supervised,
+            "Table 1: weaker colour distortion does better for the supervised baseline",
+            weak,
+            strong,
+        ),
+    ] {
+        if let (Some((_, a)), Some((_, b))) = (at(m, first), at(m, second)) {
+            let name = |s: f64| format!("strength {s}");
+            out.push(judge(
+                &format!("{claim} (strength {first} vs {second})"),
+                (&name(first), &a),
+                (&name(second), &b),
+            ));
+        }
+    }
+    out
 }
 
 /// Figure 9: the largest batch beats the smallest at the fewest epochs, and the gap

@@ -4,7 +4,8 @@
 //! experiments differ.
 
 use crate::ml::config::{
-    Arch, DatasetName, EvalConfig, EvalKind, EvalProtocol, LossKind, LrScaling, PretrainConfig,
+    Arch, DatasetName, EvalConfig, EvalKind, EvalProtocol, LossKind, LrScaling, Method,
+    PretrainConfig,
 };
 
 /// Where and how the paper measured a table or figure. `None`: the paper's text does not
@@ -65,6 +66,45 @@ pub(crate) const TABLE_B1: PaperSetting = PaperSetting {
     epochs: None,
     batch_size: None,
 };
+
+/// Table 1: ImageNet, ResNet-50, the default setting of section 2.3 (batch 4096, 100
+/// epochs), which section 3 does not override.
+pub(crate) const TABLE_1: PaperSetting = PaperSetting {
+    source: "Table 1",
+    dataset: "ImageNet",
+    encoder: "ResNet-50",
+    epochs: Some(100),
+    batch_size: Some(4096),
+};
+
+/// Table 1's qualitative finding.
+pub(crate) const TABLE_1_FINDING: &str = "stronger colour distortion improves the linear \
+     evaluation of unsupervised (SimCLR) models and does not help, or hurts, supervised ones";
+
+/// Table 1's colour strengths, the columns left to right before `1 (+Blur)`.
+pub(crate) const TABLE_1_STRENGTHS: [f64; 4] = [0.125, 0.25, 0.5, 1.0];
+
+/// Table 1 top-1 (%) of `method` at colour strength `strength`, with Gaussian blur added
+/// (`blur`: the last column, only at strength 1). SimCLR: linear evaluation of the
+/// unsupervised ResNet-50; supervised: the supervised ResNet-50 trained under the same
+/// augmentation (its own top-1). `None` where the paper has no such column (and for the
+/// AutoAugment column, which this crate does not implement).
+pub(crate) fn table1(method: Method, strength: f64, blur: bool) -> Option<f64> {
+    const SIMCLR: [f64; 5] = [59.6, 61.0, 62.6, 63.2, 64.5];
+    const SUPERVISED: [f64; 5] = [77.0, 76.7, 76.5, 75.7, 75.4];
+    let col = match TABLE_1_STRENGTHS
+        .iter()
+        .position(|&x| (x - strength).abs() < 1e-9)?
+    {
+        3 if blur => 4,
+        _ if blur => return None,
+        i => i,
+    };
+    Some(match method {
+        Method::Simclr => SIMCLR[col],
+        Method::Supervised => SUPERVISED[col],
+    })
+}
 
 /// Figure 5's qualitative finding, as the paper's text states it.
 pub(crate) const FIGURE_5_FINDING: &str = "crop + color stands out; no single transformation \
@@ -259,6 +299,26 @@ mod tests {
         assert_eq!(table_b1(1024, 400, LrScaling::Linear), Some(67.2));
         assert_eq!(table_b1(8192, 800, LrScaling::Linear), Some(69.0));
         assert_eq!(table_b1(100, 2, LrScaling::Linear), None);
+    }
+
+    #[test]
+    fn table_1_has_both_rows_and_blur_only_at_strength_1() {
+        let row = |m| {
+            let mut r: Vec<Option<f64>> = TABLE_1_STRENGTHS
+                .iter()
+                .map(|&s| table1(m, s, false))
+                .collect();
+            r.push(table1(m, 1.0, true));
+            r
+        };
+        let some = |v: [f64; 5]| v.map(Some).to_vec();
+        assert_eq!(row(Method::Simclr), some([59.6, 61.0, 62.6, 63.2, 64.5]));
+        assert_eq!(
+            row(Method::Supervised),
+            some([77.0, 76.7, 76.5, 75.7, 75.4])
+        );
+        assert_eq!(table1(Method::Simclr, 0.5, true), None);
+        assert_eq!(table1(Method::Supervised, 0.3, false), None);
     }
 
     #[test]

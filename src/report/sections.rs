@@ -1,5 +1,6 @@
 //! Which figures and tables a sweep gets, decided from its grid axes, and how each is
-//! built from the cells: Figure 5 (`augment.ops`), Figure 8 (`head`), Table 4 (`loss`,
+//! built from the cells: Table 1 (`augment.color_strength`, SimCLR and the supervised
+//! baseline as rows), Figure 5 (`augment.ops`), Figure 8 (`head`), Table 4 (`loss`,
 //! each loss at its best cell over the tuning axes `optimizer.lr`, `loss.margin`),
 //! Table 5 (`loss.l2_norm`, `loss.temperature`), Figure 9 (`batch_size`, `epochs`),
 //! training curves per group of cells, and a table of every cell for any sweep.
@@ -7,7 +8,9 @@
 
 use serde_json::Value;
 
-use crate::ml::config::{AugOp, AugProtocol, HeadKind, LossKind, LrScaling, PretrainConfig};
+use crate::ml::config::{
+    AugOp, AugProtocol, HeadKind, LossKind, LrScaling, Method, PretrainConfig,
+};
 use crate::store::MetricRecord;
 use crate::vocab::metric;
 
@@ -44,6 +47,7 @@ impl Section {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Experiment {
+    ColorStrength,
     AugPairs,
     HeadDims,
     Losses,
@@ -52,7 +56,8 @@ enum Experiment {
 }
 
 impl Experiment {
-    const ALL: [Experiment; 5] = [
+    const ALL: [Experiment; 6] = [
+        Experiment::ColorStrength,
         Experiment::AugPairs,
         Experiment::HeadDims,
         Experiment::Losses,
@@ -63,6 +68,7 @@ impl Experiment {
     /// The grid axes that make a sweep this experiment.
     fn axes(self) -> &'static [&'static str] {
         match self {
+            Experiment::ColorStrength => &["augment.color_strength"],
             Experiment::AugPairs => &["augment.ops"],
             Experiment::HeadDims => &["head", "head.kind", "head.out_dim"],
             Experiment::Losses => &["loss", "loss.kind", "loss.semi_hard"],
@@ -72,10 +78,21 @@ impl Experiment {
     }
 
     /// Axes the experiment takes over when it is chosen (they do not choose it): the
-    /// hyper-parameters its table tunes over and reports at their best.
+    /// hyper-parameters its table tunes over and reports at their best; for Table 1 its
+    /// rows (the method) and the ops that add blur to its last column.
     fn tuning_axes(self) -> &'static [&'static str] {
         match self {
             Experiment::Losses => &["optimizer.lr", "loss.margin", "loss.temperature"],
+            Experiment::ColorStrength => &["method", "augment.ops"],
+            _ => &[],
+        }
+    }
+
+    /// Experiments this one replaces when both are chosen: Table 1's blur column varies
+    /// `augment.ops`, but not as Figure 5's grid of pairs.
+    fn supersedes(self) -> &'static [Experiment] {
+        match self {
+            Experiment::ColorStrength => &[Experiment::AugPairs],
             _ => &[],
         }
     }
@@ -84,8 +101,12 @@ impl Experiment {
 /// The sections of a sweep's report, in order.
 pub(crate) fn build(data: &SweepData) -> Vec<Section> {
     let mut out = Vec::new();
-    for e in Experiment::ALL {
-        if !data.axes.iter().any(|a| e.axes().contains(&a.as_str())) {
+    let chosen: Vec<Experiment> = Experiment::ALL
+        .into_iter()
+        .filter(|e| data.axes.iter().any(|a| e.axes().contains(&a.as_str())))
+        .collect();
+    for &e in &chosen {
+        if chosen.iter().any(|c| c.supersedes().contains(&e)) {
             continue;
         }
         let claimed: Vec<&str> = e.axes().iter().chain(e.tuning_axes()).copied().collect();
@@ -96,6 +117,7 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
                 format!("_{}", k + 1)
             };
             let mut s = match e {
+                Experiment::ColorStrength => table1(data, &cells, &suffix, &id_suffix),
                 Experiment::AugPairs => figure5(data, &cells, &suffix, &id_suffix),
                 Experiment::HeadDims => figure8(data, &cells, &suffix, &id_suffix),
                 Experiment::Losses => table4(data, &cells, &suffix, &id_suffix),
@@ -227,6 +249,146 @@ pub(crate) fn column_label<'a>(
 
 fn primary(data: &SweepData) -> String {
     data.primary_label().unwrap_or("linear@h").to_string()
+}
+
+/// A Table 1 column: the colour strength and whether blur was added.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ColorColumn {
+    strength: f64,
+    blur: bool,
+}
+
+impl ColorColumn {
+    fn of(c: &PretrainConfig) -> ColorColumn {
+        ColorColumn {
+            strength: c.augment.color_strength,
+            blur: c.augment.ops.contains(&AugOp::Blur),
+        }
+    }
+
+    /// "1/8", "1/2", "1 (+Blur)" as Table 1 heads its columns; other strengths in decimal.
+    fn name(self) -> String {
+        let s = match self.strength {
+            x if x == 0.125 => "1/8".to_string(),
+            x if x == 0.25 => "1/4".to_string(),
+            x if x == 0.5 => "1/2".to_string(),
+            x => format!("{x}"),
+        };
+        if self.blur {
+            format!("{s} (+Blur)")
+        } else {
+            s
+        }
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Simclr => "SimCLR",
+        Method::Supervised => "Supervised",
+    }
+}
+
+/// Table 1: top-1 of the primary evaluation against colour distortion strength, a row of
+/// ours and a row of the paper's per method (SimCLR, then the supervised baseline), and the
+/// same as grouped bars.
+fn table1(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
+    let label = primary(data);
+    let mut columns: Vec<ColorColumn> = Vec::new();
+    let mut methods: Vec<Method> = Vec::new();
+    for c in cells {
+        let k = &data.first(c).config;
+        if !columns.contains(&ColorColumn::of(k)) {
+            columns.push(ColorColumn::of(k));
+        }
+        if !methods.contains(&k.method) {
+            methods.push(k.method);
+        }
+    }
+    columns.sort_by(|a, b| a.strength.total_cmp(&b.strength).then(a.blur.cmp(&b.blur)));
+    methods.sort_by_key(|m| *m != Method::Simclr);
+    let value = |m: Method, col: ColorColumn| -> CellValue {
+        cells
+            .iter()
+            .find(|c| {
+                let k = &data.first(c).config;
+                k.method == m && ColorColumn::of(k) == col
+            })
+            .map(|c| data.top1(c, &label))
+            .unwrap_or(CellValue::Missing("missing"))
+    };
+    let mut header = vec!["method".to_string()];
+    header.extend(columns.iter().map(|c| c.name()));
+    let mut rows = Vec::new();
+    for &m in &methods {
+        let mut ours = vec![Val::text(format!("{} (ours)", method_name(m)))];
+        ours.extend(columns.iter().map(|&col| Val::Ours(value(m, col))));
+        rows.push(ours);
+        let mut paper_row = vec![Val::text(format!("{} (paper)", method_name(m)))];
+        paper_row.extend(
+            columns
+                .iter()
+                .map(|col| Val::Paper(paper::table1(m, col.strength, col.blur))),
+        );
+        rows.push(paper_row);
+    }
+    let mut notes = vec![
+        format!(
+            "Top-1 (%) of {label} on the frozen h of each encoder: SimCLR's, and the supervised \
+             baseline's (the same encoder trained with cross-entropy on the labels, one view \
+             per image under the same augmentation)."
+        ),
+        "Paper rows: ImageNet, ResNet-50 (Chen et al. 2020, Table 1). Its SimCLR row is \
+         linear evaluation; its supervised row is the supervised network's own top-1, not a \
+         linear evaluation of its h as ours is."
+            .into(),
+        "Colour strength s: jitter of brightness, contrast, saturation 0.8s and hue 0.2s with \
+         p = 0.8, then grayscale with p = 0.2 (appendix A); +Blur adds Gaussian blur (p = 0.5), \
+         the paper's ImageNet default."
+            .into(),
+    ];
+    notes.extend(protocol_notes(data, std::slice::from_ref(&label)));
+    let caption = format!(
+        "Table 1{suffix}: top-1 (%) of {label} against colour distortion strength, SimCLR and \
+         supervised"
+    );
+    let mut s = Section::new(format!(
+        "Table 1: colour distortion strength, SimCLR and supervised{suffix}"
+    ));
+    s.tables.push(Table {
+        id: format!("table1_color_strength{id}"),
+        caption: caption.clone(),
+        header,
+        rows,
+        notes,
+    });
+    s.figures.push(Figure {
+        id: format!("table1_color_strength{id}"),
+        title: format!("Table 1{suffix}: top-1 (%) of {label} by colour strength"),
+        caption,
+        plot: Plot::Bars {
+            x_label: "colour distortion strength".into(),
+            y_label: "top-1 (%)".into(),
+            groups: columns.iter().map(|c| c.name()).collect(),
+            bars: methods
+                .iter()
+                .map(|&m| method_name(m).to_string())
+                .collect(),
+            values: columns
+                .iter()
+                .map(|&col| methods.iter().map(|&m| value(m, col)).collect())
+                .collect(),
+            reference: None,
+        },
+    });
+    s.paper = paper_lines(
+        data,
+        &label,
+        Some(paper::TABLE_1_FINDING),
+        &paper::TABLE_1,
+        &configs(data, cells),
+    );
+    s
 }
 
 /// Figure 5: the augmentation heatmap (rows first op, columns second, diagonal single).
@@ -980,7 +1142,12 @@ fn all_cells(data: &SweepData) -> Section {
                 .filter(|&&i| data.runs[i].state == crate::store::RunState::Done)
                 .count();
             r.push(Val::text(format!("{done}/{}", c.runs.len())));
-            r.push(Val::Ours(data.contrastive_acc(c)));
+            r.push(if data.first(c).config.method == Method::Supervised {
+                // Not pending: a supervised run has no contrastive task to score.
+                Val::text("— (supervised)")
+            } else {
+                Val::Ours(data.contrastive_acc(c))
+            });
             r.extend(data.labels.iter().map(|l| Val::Ours(data.top1(c, l))));
             r
         })

@@ -583,6 +583,112 @@ fn table4_reports_each_loss_at_its_best_setting_and_the_split_that_chose_it() {
     }
 }
 
+/// Table 1's grid: SimCLR and supervised at strengths 1/8, 1/4, 1/2, 1 and 1 with blur,
+/// then the random-weights control.
+fn color_cells() -> Vec<Cell> {
+    use crate::ml::config::Method;
+    let mut out = Vec::new();
+    for m in [Method::Simclr, Method::Supervised] {
+        for (s, blur) in [
+            (0.125, false),
+            (0.25, false),
+            (0.5, false),
+            (1.0, false),
+            (1.0, true),
+        ] {
+            let mut config = smoke_base();
+            config.method = m;
+            config.augment.color_strength = s;
+            config.augment.ops = if blur {
+                vec![AugOp::Crop, AugOp::Color, AugOp::Blur]
+            } else {
+                vec![AugOp::Crop, AugOp::Color]
+            };
+            let names: Vec<&str> = config.augment.ops.iter().map(|o| o.name()).collect();
+            out.push(Cell {
+                coords: vec![
+                    ("method", json!(m.name())),
+                    ("augment.color_strength", json!(s)),
+                    ("augment.ops", json!(names)),
+                ],
+                config,
+            });
+        }
+    }
+    let mut config = smoke_base();
+    config.epochs = 0;
+    out.push(Cell {
+        coords: vec![(crate::spec::CONTROL_KEY, json!(crate::spec::CONTROL_VALUE))],
+        config,
+    });
+    out
+}
+
+#[test]
+fn table_1_sets_simclr_and_supervised_rows_beside_the_papers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cells = color_cells();
+    // SimCLR rises with the strength, supervised falls: 30..34 and 50..46; control 20.
+    let fate = |ci: usize, seed: u64| match ci {
+        10 => Fate::Done(20.0 + seed as f64),
+        i if i < 5 => Fate::Done(30.0 + i as f64 + seed as f64),
+        i => Fate::Done(50.0 - (i - 5) as f64 + seed as f64),
+    };
+    let out = rendered(
+        dir.path(),
+        "color_strength",
+        &cells,
+        &[0, 1, 2],
+        fate,
+        &[Format::Md, Format::Tex, Format::Svg],
+    );
+    keep(&out, "color_strength");
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    // Table 1 replaces Figure 5 although `augment.ops` varies (its blur column).
+    assert!(!md.contains("Figure 5"), "{md}");
+    assert!(
+        md.contains("| method | 1/8 | 1/4 | 1/2 | 1 | 1 (+Blur) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| SimCLR (paper) | *59.6* | *61.0* | *62.6* | *63.2* | *64.5* |")
+            || md.contains("| SimCLR (paper) | 59.6 | 61.0 | 62.6 | 63.2 | 64.5 |"),
+        "{md}"
+    );
+    assert!(md.contains("| SimCLR (ours) | 31.0"), "{md}");
+    assert!(md.contains("| Supervised (ours) | 51.0"), "{md}");
+    assert!(
+        md.contains("Supervised (paper) | *77.0* | *76.7* | *76.5* | *75.7* | *75.4* |")
+            || md.contains("Supervised (paper) | 77.0 | 76.7 | 76.5 | 75.7 | 75.4 |"),
+        "{md}"
+    );
+    assert!(md.contains("| random-weights control | 21.0"), "{md}");
+    assert!(md.contains("its supervised row is the supervised network's own top-1"));
+    // Supervised cells have no contrastive accuracy, and do not say it is pending.
+    assert!(
+        md.contains("| supervised | 0.125 | crop, color | 3/3 | — (supervised) |"),
+        "{md}"
+    );
+    // Both claims of Table 1 are tested on three seeds: SimCLR gains 3 points from 1/8 to
+    // 1 on every seed, supervised loses 3.
+    assert!(
+        md.contains(
+            "Table 1: stronger colour distortion helps SimCLR (strength 1 vs 0.125): **held**"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("Table 1: weaker colour distortion does better for the supervised baseline (strength 0.125 vs 1): **held**"),
+        "{md}"
+    );
+    assert!(out.join("table1_color_strength.svg").exists());
+    snapshot(
+        SNAPSHOTS,
+        "color_strength_table1.tex",
+        &std::fs::read_to_string(out.join("table1_color_strength.tex")).unwrap(),
+    );
+}
+
 #[test]
 fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     let dir = tempfile::tempdir().unwrap();

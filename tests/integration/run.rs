@@ -327,3 +327,61 @@ fn zero_epochs_is_the_random_weights_baseline() {
         "nothing trained"
     );
 }
+
+/// A tiny sweep of the supervised baseline: two colour strengths, each a supervised
+/// pretrain + linear + kNN on the same 40 images as [`tiny_spec`], no control.
+fn supervised_spec(name: &str, epochs: usize) -> String {
+    tiny_spec(name, &[0.5], epochs)
+        .replace("  epochs:", "  method: supervised\n  epochs:")
+        .replace(
+            "  loss.temperature: [0.5]",
+            "  augment.color_strength: [0.5, 1.0]",
+        )
+}
+
+#[test]
+fn a_supervised_pretrain_killed_anywhere_resumes_to_the_uninterrupted_metrics_once() {
+    let reference = Env::new(2);
+    let spec_text = supervised_spec("s", 3);
+    let spec = reference.write("s.yaml", &spec_text);
+    let o = reference.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = all_metrics(&reference);
+    // Its own names: classification top-1, not the contrastive accuracies.
+    assert_eq!(
+        expected.keys().filter(|k| k.1 == "epoch/top1").count(),
+        6,
+        "2 runs x 3 epochs"
+    );
+    assert!(expected.keys().all(|k| !k.1.contains("contrastive")));
+    assert_eq!(expected.keys().filter(|k| k.1 == "eval/top1").count(), 4);
+
+    let env = Env::new(2);
+    let spec = env.write("s.yaml", &spec_text);
+    let spec = spec.to_str().unwrap();
+    // A worker that dies while writing its first checkpoint (temp file written and
+    // fsynced, not renamed): SIGKILL from inside, like a lost machine.
+    let marker = env.path().join("fault-marker");
+    let o = env
+        .sweep()
+        .args(["run", spec, "--quiet"])
+        .env(
+            "SWEEP_FAULT",
+            format!("checkpoint_write:{}", marker.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(marker.exists(), "the fault point was reached: {}", text(&o));
+    // Then killed from outside after an epoch and while checkpointing the second run.
+    for needle in ["epoch 1:", "checkpoint at epoch 2"] {
+        assert!(run_and_kill_at(&env, spec, needle), "never saw `{needle}`");
+    }
+    let o = env.run(&["run", spec]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stages(&env).iter().all(|(_, s, _)| s == "done"));
+    let got = all_metrics(&env);
+    assert_eq!(got.len(), expected.len(), "no metric missing or duplicated");
+    for (k, v) in &expected {
+        assert_eq!(got.get(k), Some(v), "metric {k:?} differs");
+    }
+}
