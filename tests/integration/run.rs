@@ -372,12 +372,18 @@ fn a_supervised_pretrain_killed_anywhere_resumes_to_the_uninterrupted_metrics_on
         .output()
         .unwrap();
     assert!(marker.exists(), "the fault point was reached: {}", text(&o));
-    // Then killed from outside after an epoch and while checkpointing the second run.
-    for needle in ["epoch 1:", "checkpoint at epoch 2"] {
-        assert!(run_and_kill_at(&env, spec, needle), "never saw `{needle}`");
-    }
+    // Then, started again from scratch (nothing was recorded), killed from outside once
+    // its epoch-2 checkpoint is recorded; the third attempt (the most `--max-attempts`
+    // allows by default) continues from that checkpoint.
+    let needle = "checkpoint at epoch 2";
+    assert!(run_and_kill_at(&env, spec, needle), "never saw `{needle}`");
     let o = env.run(&["run", spec]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("pretrain: started (attempt 3, from step 8)"),
+        "{}",
+        text(&o)
+    );
     assert!(stages(&env).iter().all(|(_, s, _)| s == "done"));
     let got = all_metrics(&env);
     assert_eq!(got.len(), expected.len(), "no metric missing or duplicated");
