@@ -269,9 +269,9 @@ impl ColorColumn {
     /// "1/8", "1/2", "1 (+Blur)" as Table 1 heads its columns; other strengths in decimal.
     fn name(self) -> String {
         let s = match self.strength {
-            x if x == 0.125 => "1/8".to_string(),
-            x if x == 0.25 => "1/4".to_string(),
-            x if x == 0.5 => "1/2".to_string(),
+            0.125 => "1/8".to_string(),
+            0.25 => "1/4".to_string(),
+            0.5 => "1/2".to_string(),
             x => format!("{x}"),
         };
         if self.blur {
