@@ -23,7 +23,7 @@ use simclr_sweep::ml::config::{
     Arch, AugmentConfig, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig, OptimizerKind,
     Stem,
 };
-use simclr_sweep::ml::data::{view_batches, ImageSet};
+use simclr_sweep::ml::data::{view_batches, ImageSet, Views};
 use simclr_sweep::ml::init::build_model;
 use simclr_sweep::ml::kernels::{set_fused_blocks, set_kernels, Kernels};
 use simclr_sweep::ml::loss::contrastive_loss;
@@ -180,7 +180,7 @@ fn augment_bench(args: &[String]) -> anyhow::Result<()> {
     let idx: Arc<Vec<usize>> = Arc::new((0..n_img).collect());
     let t0 = Instant::now();
     let mut views = 0;
-    for vb in view_batches(set.clone(), idx, &aug, 0, 0, batch, 0, threads)? {
+    for vb in view_batches(Views::Pair, set.clone(), idx, &aug, 0, 0, batch, 0, threads)? {
         views += 2 * vb.n;
         sink += vb.v1.len();
     }

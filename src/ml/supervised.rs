@@ -111,9 +111,8 @@ mod tests {
         use crate::ml::data::ImageSet;
         use crate::ml::observer::{Control, EpochMetrics, Observer, ObserverError, StepMetrics};
         use crate::ml::rng::{self, Domain};
-        use crate::ml::{
-            eval, trainer, Checkpoint, Device, EvalOutcome, PretrainOutcome, TrainEnv,
-        };
+        use crate::ml::{eval, trainer, Checkpoint, EvalOutcome, PretrainOutcome, TrainEnv};
+        use crate::test_support::cpu_env as env;
         use rand::Rng;
 
         /// `n` 8x8 images of 4 classes: dim noise everywhere, and the quadrant of the
@@ -162,16 +161,6 @@ mod tests {
                 epochs,
                 seed: 5,
                 ..crate::test_support::tiny_convnet()
-            }
-        }
-
-        fn env(dir: &std::path::Path, resume_from: Vec<Checkpoint>) -> TrainEnv {
-            TrainEnv {
-                device: Device::Cpu,
-                data_path: dir.to_path_buf(),
-                checkpoint_dir: dir.to_path_buf(),
-                resume_from,
-                loader_threads: 2,
             }
         }
 

@@ -217,11 +217,12 @@ impl<'a> Run<'a> {
     fn train_epoch(&mut self, pos: &mut Position, obs: &mut dyn Observer) -> Result<bool, MlError> {
         let (cfg, spe) = (self.cfg, self.steps_per_epoch);
         let epoch = pos.epoch;
-        let loader = match cfg.method {
-            Method::Simclr => data::view_batches,
-            Method::Supervised => data::labelled_batches,
+        let views = match cfg.method {
+            Method::Simclr => data::Views::Pair,
+            Method::Supervised => data::Views::Single,
         };
-        let batches = loader(
+        let batches = data::view_batches(
+            views,
             self.set.clone(),
             self.indices.clone(),
             &cfg.augment,
@@ -404,6 +405,7 @@ mod tests {
     use crate::ml::config::{AugOp, AugmentConfig, OptimizerConfig, OptimizerKind};
     use crate::ml::observer::NullObserver;
     use crate::ml::observer::ObserverError;
+    use crate::test_support::cpu_env as env;
     use crate::test_support::images::random_images;
     use candle_core::Device;
 
@@ -424,16 +426,6 @@ mod tests {
             seed: 3,
             checkpoint_every: 1,
             ..crate::test_support::tiny_convnet()
-        }
-    }
-
-    fn env(dir: &std::path::Path, resume_from: Vec<Checkpoint>) -> TrainEnv {
-        TrainEnv {
-            device: Device::Cpu,
-            data_path: dir.to_path_buf(),
-            checkpoint_dir: dir.to_path_buf(),
-            resume_from,
-            loader_threads: 2,
         }
     }
 

@@ -211,6 +211,17 @@ fn paper_lines(
     out
 }
 
+/// [`paper_lines`] for a figure or table with the paper's `finding`, over `cells`.
+fn finding_paper_lines(
+    data: &SweepData,
+    label: &str,
+    finding: &str,
+    setting: &PaperSetting,
+    cells: &[&CellData],
+) -> Vec<String> {
+    paper_lines(data, label, Some(finding), setting, &configs(data, cells))
+}
+
 /// [`paper_lines`] for a table without a finding, against the primary evaluation.
 fn table_paper_lines(data: &SweepData, setting: &PaperSetting, cells: &[&CellData]) -> Vec<String> {
     paper_lines(data, &primary(data), None, setting, &configs(data, cells))
@@ -249,6 +260,33 @@ pub(crate) fn column_label<'a>(
 
 fn primary(data: &SweepData) -> String {
     data.primary_label().unwrap_or("linear@h").to_string()
+}
+
+/// A section of one table (header, rows, notes) and the figure drawn from the same cells,
+/// both under `id` and `caption`.
+fn table_and_figure(
+    title: String,
+    id: String,
+    caption: String,
+    (header, rows, notes): (Vec<String>, Vec<Vec<Val>>, Vec<String>),
+    figure_title: String,
+    plot: Plot,
+) -> Section {
+    let mut s = Section::new(title);
+    s.tables.push(Table {
+        id: id.clone(),
+        caption: caption.clone(),
+        header,
+        rows,
+        notes,
+    });
+    s.figures.push(Figure {
+        id,
+        title: figure_title,
+        caption,
+        plot,
+    });
+    s
 }
 
 /// A Table 1 column: the colour strength and whether blur was added.
@@ -352,21 +390,13 @@ fn table1(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
         "Table 1{suffix}: top-1 (%) of {label} against colour distortion strength, SimCLR and \
          supervised"
     );
-    let mut s = Section::new(format!(
-        "Table 1: colour distortion strength, SimCLR and supervised{suffix}"
-    ));
-    s.tables.push(Table {
-        id: format!("table1_color_strength{id}"),
-        caption: caption.clone(),
-        header,
-        rows,
-        notes,
-    });
-    s.figures.push(Figure {
-        id: format!("table1_color_strength{id}"),
-        title: format!("Table 1{suffix}: top-1 (%) of {label} by colour strength"),
+    let mut s = table_and_figure(
+        format!("Table 1: colour distortion strength, SimCLR and supervised{suffix}"),
+        format!("table1_color_strength{id}"),
         caption,
-        plot: Plot::Bars {
+        (header, rows, notes),
+        format!("Table 1{suffix}: top-1 (%) of {label} by colour strength"),
+        Plot::Bars {
             x_label: "colour distortion strength".into(),
             y_label: "top-1 (%)".into(),
             groups: columns.iter().map(|c| c.name()).collect(),
@@ -380,14 +410,8 @@ fn table1(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
                 .collect(),
             reference: None,
         },
-    });
-    s.paper = paper_lines(
-        data,
-        &label,
-        Some(paper::TABLE_1_FINDING),
-        &paper::TABLE_1,
-        &configs(data, cells),
     );
+    s.paper = finding_paper_lines(data, &label, paper::TABLE_1_FINDING, &paper::TABLE_1, cells);
     s
 }
 
@@ -489,12 +513,12 @@ fn figure5(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
             floor: None,
         },
     });
-    s.paper = paper_lines(
+    s.paper = finding_paper_lines(
         data,
         &label,
-        Some(paper::FIGURE_5_FINDING),
+        paper::FIGURE_5_FINDING,
         &paper::FIGURE_5,
-        &configs(data, cells),
+        cells,
     );
     s
 }
@@ -597,31 +621,25 @@ fn figure8(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
     notes.extend(protocol_notes(data, &data.labels));
     let caption =
         format!("Figure 8{suffix}: linear evaluation against projection head and output dimension");
-    let mut s = Section::new(format!("Figure 8: projection heads{suffix}"));
-    s.tables.push(Table {
-        id: format!("fig8_head_dims{id}"),
-        caption: caption.clone(),
-        header,
-        rows,
-        notes,
-    });
-    s.figures.push(Figure {
-        id: format!("fig8_head_dims{id}"),
-        title: format!("Figure 8{suffix}: top-1 against output dimension (solid h, dashed z)"),
+    let mut s = table_and_figure(
+        format!("Figure 8: projection heads{suffix}"),
+        format!("fig8_head_dims{id}"),
         caption,
-        plot: Plot::Lines {
+        (header, rows, notes),
+        format!("Figure 8{suffix}: top-1 against output dimension (solid h, dashed z)"),
+        Plot::Lines {
             x_label: "projection output dimensionality".into(),
             y_label: "top-1 (%)".into(),
             series,
             flat,
         },
-    });
-    s.paper = paper_lines(
+    );
+    s.paper = finding_paper_lines(
         data,
         &primary(data),
-        Some(paper::FIGURE_8_FINDING),
+        paper::FIGURE_8_FINDING,
         &paper::FIGURE_8,
-        &configs(data, cells),
+        cells,
     );
     s
 }

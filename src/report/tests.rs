@@ -279,14 +279,18 @@ fn pairs_cells() -> Vec<Cell> {
             });
         }
     }
-    // The random-weights control, as `spec` appends it.
+    out.push(control_cell());
+    out
+}
+
+/// The random-weights control, as `spec` appends it.
+fn control_cell() -> Cell {
     let mut config = smoke_base();
     config.epochs = 0;
-    out.push(Cell {
+    Cell {
         coords: vec![(crate::spec::CONTROL_KEY, json!(crate::spec::CONTROL_VALUE))],
         config,
-    });
-    out
+    }
 }
 
 /// The index of the control among [`pairs_cells`].
@@ -615,12 +619,7 @@ fn color_cells() -> Vec<Cell> {
             });
         }
     }
-    let mut config = smoke_base();
-    config.epochs = 0;
-    out.push(Cell {
-        coords: vec![(crate::spec::CONTROL_KEY, json!(crate::spec::CONTROL_VALUE))],
-        config,
-    });
+    out.push(control_cell());
     out
 }
 

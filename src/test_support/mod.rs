@@ -29,6 +29,18 @@ pub(crate) fn tiny_convnet() -> PretrainConfig {
     }
 }
 
+/// A CPU environment reading data from and writing checkpoints to `dir`, resuming from
+/// `resume_from`, with two loader threads.
+pub(crate) fn cpu_env(dir: &Path, resume_from: Vec<Checkpoint>) -> TrainEnv {
+    TrainEnv {
+        device: Device::Cpu,
+        data_path: dir.to_path_buf(),
+        checkpoint_dir: dir.to_path_buf(),
+        resume_from,
+        loader_threads: 2,
+    }
+}
+
 /// A checkpoint of [`tiny_convnet`]'s untrained weights written into `dir`, and a CPU
 /// environment whose checkpoints (an evaluation's own) go to `dir/eval`.
 pub(crate) fn untrained_checkpoint(

@@ -1,5 +1,5 @@
 //! The training loader: batches of two augmented views (SimCLR) or of one augmented view
-//! and the labels (the supervised baseline), prepared ahead on background threads while
+//! (the supervised baseline), with the labels, prepared ahead on background threads while
 //! the current step trains, identical whatever the thread count and whether the epoch
 //! started at step 0 or was resumed at step k.
 //!
@@ -29,7 +29,7 @@ const QUEUE: usize = 2;
 
 /// One training step's input: two `[n, 3, H, W]` f32 arrays in [0, 1]; image k of `v1`
 /// and image k of `v2` are the two views of the same image (the positive pair). From
-/// [`labelled_batches`], `v2` is empty: one view per image.
+/// [`Views::Single`], `v2` is empty: one view per image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ViewBatch {
     pub step_in_epoch: usize,
@@ -115,8 +115,18 @@ pub struct ViewBatches {
     steps: usize,
 }
 
+/// How many augmented views of each image a batch holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Views {
+    /// Two (SimCLR's positive pair).
+    Pair,
+    /// One, `aug.ops` drawn from the stream of view 0, so it is the first view of a
+    /// symmetric pair; `ViewBatch::v2` is empty (the supervised baseline).
+    Single,
+}
+
 /// The batches of epoch `epoch` of `indices` (indices into `set`) from `start_step` to the
-/// end of the epoch, two views per image augmented by `aug` and prepared by `threads`
+/// end of the epoch, `views` views per image augmented by `aug` and prepared by `threads`
 /// background threads (0 counts as 1). Output does not depend on `threads`, and starting at
 /// `start_step = k` gives exactly the batches k.. of an epoch started at 0.
 ///
@@ -124,6 +134,7 @@ pub struct ViewBatches {
 /// the set, a `start_step` past the end, or an invalid `aug`.
 #[allow(clippy::too_many_arguments)]
 pub fn view_batches(
+    views: Views,
     set: Arc<ImageSet>,
     indices: Arc<Vec<usize>>,
     aug: &AugmentConfig,
@@ -133,60 +144,7 @@ pub fn view_batches(
     start_step: usize,
     threads: usize,
 ) -> Result<ViewBatches, MlError> {
-    let order = EpochOrder {
-        seed,
-        epoch,
-        batch_size,
-        start_step,
-    };
-    batches(set, indices, aug, order, true, threads)
-}
-
-/// [`view_batches`] for the supervised baseline: one view per image, `aug.ops` drawn from
-/// the stream of view 0 (so it is the first view of a symmetric SimCLR pair), and the
-/// labels. Same order, same resume and thread guarantees.
-#[allow(clippy::too_many_arguments)]
-pub fn labelled_batches(
-    set: Arc<ImageSet>,
-    indices: Arc<Vec<usize>>,
-    aug: &AugmentConfig,
-    seed: u64,
-    epoch: usize,
-    batch_size: usize,
-    start_step: usize,
-    threads: usize,
-) -> Result<ViewBatches, MlError> {
-    let order = EpochOrder {
-        seed,
-        epoch,
-        batch_size,
-        start_step,
-    };
-    batches(set, indices, aug, order, false, threads)
-}
-
-/// Which steps of which epoch a loader prepares.
-struct EpochOrder {
-    seed: u64,
-    epoch: usize,
-    batch_size: usize,
-    start_step: usize,
-}
-
-fn batches(
-    set: Arc<ImageSet>,
-    indices: Arc<Vec<usize>>,
-    aug: &AugmentConfig,
-    order: EpochOrder,
-    pair: bool,
-    threads: usize,
-) -> Result<ViewBatches, MlError> {
-    let EpochOrder {
-        seed,
-        epoch,
-        batch_size,
-        start_step,
-    } = order;
+    let pair = views == Views::Pair;
     validate(aug)?;
     if batch_size == 0 || batch_size > indices.len() {
         return Err(MlError::Config(format!(
@@ -345,9 +303,40 @@ mod tests {
         start: usize,
         threads: usize,
     ) -> Vec<ViewBatch> {
-        view_batches(set.clone(), idx.clone(), aug, 9, 2, 5, start, threads)
-            .unwrap()
-            .collect()
+        view_batches(
+            Views::Pair,
+            set.clone(),
+            idx.clone(),
+            aug,
+            9,
+            2,
+            5,
+            start,
+            threads,
+        )
+        .unwrap()
+        .collect()
+    }
+
+    #[test]
+    fn a_single_view_is_the_first_view_of_the_pair_with_the_labels() {
+        let set = tiny_set(20);
+        let idx = Arc::new((0..20).collect::<Vec<_>>());
+        let aug = AugmentConfig::default();
+        let pairs = all(&set, &idx, &aug, 0, 2);
+        let single: Vec<ViewBatch> =
+            view_batches(Views::Single, set.clone(), idx, &aug, 9, 2, 5, 1, 3)
+                .unwrap()
+                .collect();
+        assert_eq!(single.len(), pairs.len() - 1, "resumed at step 1");
+        for (s, p) in single.iter().zip(&pairs[1..]) {
+            assert_eq!(
+                (s.step_in_epoch, &s.v1, &s.labels),
+                (p.step_in_epoch, &p.v1, &p.labels)
+            );
+            assert!(s.v2.is_empty());
+            assert!(s.labels.iter().all(|&l| l < 4));
+        }
     }
 
     #[test]
@@ -372,12 +361,13 @@ mod tests {
             assert_ne!(b.v1, b.v2);
         }
         // Another epoch: another order and other views.
-        let e3: Vec<_> = view_batches(set.clone(), idx.clone(), &aug, 9, 3, 5, 0, 2)
+        let e3: Vec<_> = view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 9, 3, 5, 0, 2)
             .unwrap()
             .collect();
         assert_ne!(e3[0].v1, one[0].v1);
         // Dropping the iterator early ends the workers (no hang).
-        let mut it = view_batches(set.clone(), idx.clone(), &aug, 9, 2, 1, 0, 3).unwrap();
+        let mut it =
+            view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 9, 2, 1, 0, 3).unwrap();
         it.next().unwrap();
         drop(it);
     }
@@ -391,7 +381,7 @@ mod tests {
             ops: vec![AugOp::Rotate],
             ..AugmentConfig::default()
         };
-        let b = view_batches(set.clone(), idx.clone(), &aug, 1, 0, 10, 0, 2)
+        let b = view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 1, 0, 10, 0, 2)
             .unwrap()
             .next()
             .unwrap();
@@ -421,12 +411,25 @@ mod tests {
             .collect();
         assert_eq!(sizes, vec![3, 3, 1]);
         let aug = AugmentConfig::default();
-        assert!(view_batches(set.clone(), idx.clone(), &aug, 0, 0, 8, 0, 1).is_err());
-        assert!(view_batches(set.clone(), idx.clone(), &aug, 0, 0, 0, 0, 1).is_err());
-        assert!(view_batches(set.clone(), Arc::new(vec![0, 99]), &aug, 0, 0, 1, 0, 1).is_err());
-        assert!(view_batches(set.clone(), idx.clone(), &aug, 0, 0, 2, 4, 1).is_err());
+        assert!(view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 0, 0, 8, 0, 1).is_err());
+        assert!(view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 0, 0, 0, 0, 1).is_err());
+        assert!(view_batches(
+            Views::Pair,
+            set.clone(),
+            Arc::new(vec![0, 99]),
+            &aug,
+            0,
+            0,
+            1,
+            0,
+            1
+        )
+        .is_err());
+        assert!(view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 0, 0, 2, 4, 1).is_err());
         assert_eq!(
-            view_batches(set, idx, &aug, 0, 0, 2, 3, 1).unwrap().count(),
+            view_batches(Views::Pair, set, idx, &aug, 0, 0, 2, 3, 1)
+                .unwrap()
+                .count(),
             0
         );
     }

@@ -21,8 +21,7 @@ use super::error::MlError;
 pub use cache::load_split_shared;
 pub use fingerprint::fingerprint;
 pub use loader::{
-    labelled_batches, plain_batches, steps_per_epoch, view_batches, PlainBatches, ViewBatch,
-    ViewBatches,
+    plain_batches, steps_per_epoch, view_batches, PlainBatches, ViewBatch, ViewBatches, Views,
 };
 pub use subset::balanced_subset;
 
