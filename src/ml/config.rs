@@ -498,6 +498,12 @@ pub enum Method {
 }
 
 impl Method {
+    fn is_simclr(&self) -> bool {
+        *self == Method::Simclr
+    }
+}
+
+impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Simclr => "simclr",
@@ -510,7 +516,10 @@ impl Method {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PretrainConfig {
-    /// SimCLR (default) or the supervised baseline; see [`Method`].
+    /// SimCLR (default) or the supervised baseline; see [`Method`]. Left out of the
+    /// canonical JSON when it is SimCLR, so every run made before the field existed keeps
+    /// its id (and its stored results).
+    #[serde(skip_serializing_if = "Method::is_simclr")]
     pub method: Method,
     pub dataset: DatasetConfig,
     pub encoder: EncoderConfig,
