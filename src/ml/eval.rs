@@ -1,6 +1,7 @@
 //! Evaluation of a pretrained checkpoint with a frozen encoder (section 2.3 / appendix B.6
 //! linear protocol; the kNN monitor of later contrastive work), on h or on z (Figure 8).
 //!
+//! Fine-tuning (`EvalKind::FineTune`) trains the encoder itself and lives in `finetune`.
 //! Linear evaluation has two protocols (`EvalConfig::protocol`, part of the eval id):
 //! `augmented`, the paper's, lives in `eval_aug` (fresh crops and flips through the encoder
 //! every step). Here is the other, `features`, the fast probe, and kNN: features of the train
@@ -36,7 +37,7 @@ use super::loss::l2_normalize;
 use super::model::SimclrModel;
 use super::observer::{Control, Observer};
 use super::rng::{self, Domain};
-use super::{eval_aug, init};
+use super::{eval_aug, finetune, init};
 use super::{Checkpoint, EvalOutcome, EvalResult, MlError, TrainEnv};
 
 /// Evaluate a pretrain checkpoint: verify and load it, extract features, and score the
@@ -96,22 +97,34 @@ pub(crate) fn evaluate_on(
             train.num_classes, test.num_classes
         )));
     }
+    let te_idx = Arc::new(subset(&test, eval.test_subset, pretrain.seed)?);
+    let tr_idx = Arc::new(match eval.kind {
+        EvalKind::FineTune => finetune::label_subset(&train, eval.label_fraction, pretrain.seed)?,
+        EvalKind::Linear | EvalKind::Knn => subset(&train, eval.train_subset, pretrain.seed)?,
+    });
+    let splits = || eval_aug::Splits {
+        train: train.clone(),
+        train_idx: tr_idx.clone(),
+        test: test.clone(),
+        test_idx: te_idx.clone(),
+    };
+    if eval.kind == EvalKind::FineTune {
+        return finetune::evaluate(pretrain, eval, ckpt, &loaded.model, env, splits(), obs);
+    }
     // The variables the pretrain wrote (a supervised run's classifier among them, unused
-    // here: every evaluation reads the frozen h or z).
+    // here: every other evaluation reads the frozen h or z).
     let (vm, model, _classifier) =
         init::build_pretrain(pretrain, train.num_classes, &env.device).map_err(tensor_err)?;
     checkpoint::restore_varmap(&vm, &loaded.model, &ckpt.path)?;
-    let tr_idx = Arc::new(subset(&train, eval.train_subset, pretrain.seed)?);
-    let te_idx = Arc::new(subset(&test, eval.test_subset, pretrain.seed)?);
     if eval.kind == EvalKind::Linear && eval.protocol == EvalProtocol::Augmented {
         let run = eval_aug::AugmentedRun {
-            model: &model,
             eval,
             seed: pretrain.seed,
             encoder: ckpt,
             env,
+            flavour: eval_aug::LINEAR_AUG,
         };
-        return run.evaluate(train, tr_idx, test, te_idx, obs);
+        return run.evaluate_linear(&model, splits(), obs);
     }
     let bs = eval.batch_size.max(1);
     let (xtr, ytr) = or_stopped!(extract(
@@ -145,6 +158,11 @@ pub(crate) fn evaluate_on(
             pretrain.seed,
             obs,
         )?,
+        EvalKind::FineTune => {
+            return Err(MlError::Config(
+                "fine-tuning has its own loop (finetune), not frozen features".into(),
+            ))
+        }
         EvalKind::Knn => knn_eval(
             &xtr,
             &ytr,
@@ -290,7 +308,7 @@ pub(crate) fn linear_eval(
         .map_err(tensor_err)?;
 
     let mut head = LinearHead::new(d, num_classes, eval.head_bn, seed, &dev)?;
-    let mut opt = linear_head::optimizer(eval, &head);
+    let mut opt = linear_head::optimizer(eval, head.params());
     let bs = eval.batch_size.clamp(1, n);
     let spe = n.div_ceil(bs);
     let total = (spe * eval.epochs).max(1);

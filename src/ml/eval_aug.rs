@@ -1,27 +1,34 @@
-//! Linear evaluation by the paper's protocol (appendix B.6, which follows the fine-tuning
-//! procedure of B.5; the official CIFAR-10 recipe `--train_mode=finetune
+//! Training on augmented labelled views with checkpoints, the loop shared by the paper's
+//! linear evaluation and fine-tuning (`finetune`): a [`Learner`] (here [`FrozenLinear`],
+//! the linear classifier on a frozen encoder; there the whole encoder and a new head) takes
+//! one SGD step per batch of fresh random resized crops (area U(0.08, 1), aspect 3/4..4/3)
+//! and horizontal flips (p = 0.5) of the training images, then the test split is scored
+//! un-augmented (the official code does not crop images of 32 pixels or less at test time).
+//!
+//! The linear evaluation by the paper's protocol (appendix B.6, which follows the
+//! fine-tuning procedure of B.5; the official CIFAR-10 recipe `--train_mode=finetune
 //! --fine_tune_after_block=4`): the encoder is frozen with BatchNorm in inference mode, and
-//! every step passes a fresh random resized crop (area U(0.08, 1), aspect 3/4..4/3) and
-//! horizontal flip (p = 0.5) of each training image through it before the linear classifier
-//! ([`LinearHead`]) takes one SGD step (Nesterov momentum by default, cosine decay to 0, no
-//! warmup). The test split is scored un-augmented (the official code does not crop images of
-//! 32 pixels or less at test time).
+//! every step passes the views through it before the linear classifier ([`LinearHead`])
+//! takes one SGD step (Nesterov momentum by default, cosine decay to 0, no warmup).
 //!
 //! Randomness: epoch e's order of the training images is drawn from
-//! `rng::stream(seed, Domain::Eval, &[key_of("linear_aug_order"), e])`, image i's view in
-//! epoch e from `&[key_of("linear_aug_view"), e, i]`; the last incomplete batch of an epoch
-//! is dropped (the official input pipeline's `drop_remainder=True`). Train top-1 is the
-//! classifier's accuracy on the augmented batches of the last epoch, each scored just before
-//! its update (the official `train_label_accuracy`).
+//! `rng::stream(seed, Domain::Eval, &[key_of("<stream>_order"), e])`, image i's view in
+//! epoch e from `&[key_of("<stream>_view"), e, i]` (`<stream>`: `linear_aug`, or
+//! `fine_tune`); the last incomplete batch of an epoch is dropped (the official input
+//! pipeline's `drop_remainder=True`). Train top-1 is the classifier's accuracy on the
+//! augmented batches of the last epoch, each scored just before its update (the official
+//! `train_label_accuracy`). So seed + epoch + position in the epoch is the whole RNG state.
 //!
-//! Stop and resume: a checkpoint (the classifier, its momentum, the position in the epoch
-//! and the running train accuracy; [`EvalCheckpointMeta`]) is written at the end of every
-//! epoch and when the observer asks to stop, into `env.checkpoint_dir`, and reported through
-//! `Observer::on_checkpoint`. A later call resumes from the first of `env.resume_from` that
-//! verifies and was written for the same evaluation of the same encoder checkpoint, and
-//! gives exactly the numbers of an uninterrupted run.
+//! Stop and resume: a checkpoint (the learner's tensors: classifier, optimizer state and,
+//! for fine-tuning, the encoder; the position in the epoch and the running train accuracy,
+//! [`EvalCheckpointMeta`]) is written at the end of every epoch and when the observer asks
+//! to stop, into `env.checkpoint_dir`, under the metadata key of its kind, and reported
+//! through `Observer::on_checkpoint`. A later call resumes from the first of
+//! `env.resume_from` that verifies and was written for the same evaluation of the same
+//! encoder checkpoint, and gives exactly the numbers of an uninterrupted run.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::Tensor;
@@ -41,13 +48,11 @@ use super::optim::Optimizer;
 use super::rng::{self, Domain};
 use super::{Checkpoint, EvalOutcome, EvalResult, MlError, TrainEnv};
 
-/// Metadata key of an evaluation checkpoint (a pretrain's is `simclr-sweep-checkpoint`).
-const TAG: &str = "simclr-sweep-eval-checkpoint";
 const VERSION: u32 = 1;
 const HEAD_PREFIX: &str = "head/";
 const OPTIM_PREFIX: &str = "optim/";
 
-/// Where an augmented linear evaluation stands, and what it was run for.
+/// Where an augmented evaluation stands, and what it was run for.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub(crate) struct EvalCheckpointMeta {
     pub version: u32,
@@ -66,34 +71,140 @@ pub(crate) struct EvalCheckpointMeta {
     pub eval: EvalConfig,
 }
 
-/// One augmented linear evaluation of a loaded encoder.
-pub(crate) struct AugmentedRun<'a> {
+/// What the loop trains: one step per batch, its state for a checkpoint, and the model and
+/// classifier that score the test split.
+pub(crate) trait Learner {
+    /// One SGD step on views `x` `[B, 3, H, W]` with labels `y` (u32 `[B]`) at learning
+    /// rate `lr`; the training-mode logits (detached).
+    fn train_step(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        lr: f64,
+        epoch: usize,
+        step: usize,
+    ) -> Result<Tensor, MlError>;
+    /// Every tensor of the learner's state, named (a checkpoint's contents).
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restores a state written by [`Learner::state`], read from the checkpoint at `path`.
+    fn load_state(&mut self, tensors: HashMap<String, Tensor>, path: &Path) -> Result<(), MlError>;
+    /// The encoder (BatchNorm in inference mode when scoring) and the classifier on its
+    /// features.
+    fn scorer(&mut self) -> (&SimclrModel, &mut LinearHead);
+}
+
+/// Splits checkpoint tensors by prefix: those under `prefix`, renamed without it.
+pub(crate) fn under(tensors: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+    tensors
+        .iter()
+        .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t.clone())))
+        .collect()
+}
+
+/// `state`, each name prefixed by `prefix`.
+pub(crate) fn prefixed(state: Vec<(String, Tensor)>, prefix: &str) -> Vec<(String, Tensor)> {
+    state
+        .into_iter()
+        .map(|(k, t)| (format!("{prefix}{k}"), t))
+        .collect()
+}
+
+/// The linear classifier of the paper's linear evaluation on a frozen encoder.
+pub(crate) struct FrozenLinear<'a> {
     pub model: &'a SimclrModel,
+    pub on: FeatureSource,
+    pub head: LinearHead,
+    pub opt: Optimizer,
+}
+
+impl Learner for FrozenLinear<'_> {
+    fn train_step(
+        &mut self,
+        x: &Tensor,
+        y: &Tensor,
+        lr: f64,
+        epoch: usize,
+        step: usize,
+    ) -> Result<Tensor, MlError> {
+        let f = features(self.model, x, self.on)?;
+        let (_, logits) = self
+            .head
+            .train_step(&mut self.opt, &f, y, lr, epoch, step)?;
+        Ok(logits)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = prefixed(self.head.state(), HEAD_PREFIX);
+        out.extend(prefixed(self.opt.state(), OPTIM_PREFIX));
+        out
+    }
+
+    fn load_state(&mut self, tensors: HashMap<String, Tensor>, _: &Path) -> Result<(), MlError> {
+        self.head.load_state(&under(&tensors, HEAD_PREFIX))?;
+        self.opt.load_state(&under(&tensors, OPTIM_PREFIX))
+    }
+
+    fn scorer(&mut self) -> (&SimclrModel, &mut LinearHead) {
+        (self.model, &mut self.head)
+    }
+}
+
+/// The images an evaluation trains on (`train_idx` of `train`) and scores (`test_idx`
+/// of `test`).
+pub(crate) struct Splits {
+    pub train: Arc<ImageSet>,
+    pub train_idx: Arc<Vec<usize>>,
+    pub test: Arc<ImageSet>,
+    pub test_idx: Arc<Vec<usize>>,
+}
+
+/// What tells one kind of augmented evaluation's checkpoints, streams and progress apart.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Flavour {
+    /// Metadata key of its checkpoints (a pretrain's is `simclr-sweep-checkpoint`).
+    pub tag: &'static str,
+    /// Names its random streams: `<stream>_order`, `<stream>_view`.
+    pub stream: &'static str,
+    /// What a progress report says it is doing.
+    pub what: &'static str,
+}
+
+/// The paper's linear evaluation.
+pub(crate) const LINEAR_AUG: Flavour = Flavour {
+    tag: "simclr-sweep-eval-checkpoint",
+    stream: "linear_aug",
+    what: "linear classifier (augmented)",
+};
+
+/// One augmented evaluation of a loaded encoder.
+pub(crate) struct AugmentedRun<'a> {
     pub eval: &'a EvalConfig,
     /// The pretrain seed (data order, views, the head's initialisation).
     pub seed: u64,
     /// The pretrain checkpoint the encoder was loaded from.
     pub encoder: &'a Checkpoint,
     pub env: &'a TrainEnv,
+    pub flavour: Flavour,
 }
 
 /// An epoch's order of the training images.
-fn epoch_order(indices: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
+fn epoch_order(indices: &[usize], seed: u64, stream: &str, epoch: usize) -> Vec<usize> {
     let mut order = indices.to_vec();
     order.shuffle(&mut rng::stream(
         seed,
         Domain::Eval,
-        &[rng::key_of("linear_aug_order"), epoch as u64],
+        &[rng::key_of(&format!("{stream}_order")), epoch as u64],
     ));
     order
 }
 
 /// The augmented views of `indices` in epoch `epoch` (`[n, 3, H, W]` f32 in [0, 1]) and
-/// their labels.
+/// their labels, from the random streams named `stream`.
 pub(crate) fn augmented_batch(
     set: &ImageSet,
     indices: &[usize],
     seed: u64,
+    stream: &str,
     epoch: usize,
 ) -> (Vec<f32>, Vec<u32>) {
     let (h, w) = (set.height, set.width);
@@ -101,12 +212,9 @@ pub(crate) fn augmented_batch(
     let mut x = vec![0f32; indices.len() * per];
     let mut y = Vec::with_capacity(indices.len());
     let mut view = Vec::new();
+    let key = rng::key_of(&format!("{stream}_view"));
     for (k, &i) in indices.iter().enumerate() {
-        let mut r = rng::stream(
-            seed,
-            Domain::Eval,
-            &[rng::key_of("linear_aug_view"), epoch as u64, i as u64],
-        );
+        let mut r = rng::stream(seed, Domain::Eval, &[key, epoch as u64, i as u64]);
         random_crop(set.image(i), h, w, 0.08, true, &mut r, &mut view);
         data::to_chw(&view, &mut x[k * per..(k + 1) * per], h * w);
         y.push(set.labels[i] as u32);
@@ -115,58 +223,80 @@ pub(crate) fn augmented_batch(
 }
 
 impl AugmentedRun<'_> {
-    /// Trains the classifier to `eval.epochs` (from the newest usable checkpoint), then
-    /// scores the test split; or stops, checkpointed, when the observer asks.
-    pub fn evaluate(
+    /// The paper's linear evaluation of `model`: a fresh classifier on its frozen h or z.
+    pub fn evaluate_linear(
         &self,
-        train: Arc<ImageSet>,
-        tr_idx: Arc<Vec<usize>>,
-        test: Arc<ImageSet>,
-        te_idx: Arc<Vec<usize>>,
+        model: &SimclrModel,
+        splits: Splits,
         obs: &mut dyn Observer,
     ) -> Result<EvalOutcome, MlError> {
         let (eval, dev) = (self.eval, &self.env.device);
+        let dim = match eval.on {
+            FeatureSource::H => model.repr_dim(),
+            FeatureSource::Z => model.out_dim(),
+        };
+        let classes = splits.train.num_classes;
+        let fresh = || -> Result<FrozenLinear, MlError> {
+            let head = LinearHead::new(dim, classes, eval.head_bn, self.seed, dev)?;
+            let opt = linear_head::optimizer(eval, head.params());
+            Ok(FrozenLinear {
+                model,
+                on: eval.on,
+                head,
+                opt,
+            })
+        };
+        self.evaluate(&fresh, splits, obs)
+    }
+
+    /// Trains the learner `fresh` builds to `eval.epochs` (from the newest usable
+    /// checkpoint), then scores the test split; or stops, checkpointed, when the observer
+    /// asks.
+    pub fn evaluate<L: Learner>(
+        &self,
+        fresh: &dyn Fn() -> Result<L, MlError>,
+        splits: Splits,
+        obs: &mut dyn Observer,
+    ) -> Result<EvalOutcome, MlError> {
+        let (eval, dev, stream) = (self.eval, &self.env.device, self.flavour.stream);
+        let Splits {
+            train,
+            train_idx: tr_idx,
+            test,
+            test_idx: te_idx,
+        } = splits;
         let n = tr_idx.len();
         if n == 0 {
-            return Err(MlError::Config(
-                "linear evaluation: no training images".into(),
-            ));
+            return Err(MlError::Config(format!(
+                "{}: no training images",
+                self.flavour.what
+            )));
         }
         let classes = train.num_classes;
-        let dim = match eval.on {
-            FeatureSource::H => self.model.repr_dim(),
-            FeatureSource::Z => self.model.out_dim(),
-        };
         let bs = eval.batch_size.clamp(1, n);
         let spe = n / bs;
         let total = spe * eval.epochs;
         let peak = eval.peak_lr(eval.batch_size);
-        let fresh = || -> Result<(LinearHead, Optimizer), MlError> {
-            let head = LinearHead::new(dim, classes, eval.head_bn, self.seed, dev)?;
-            let opt = linear_head::optimizer(eval, &head);
-            Ok((head, opt))
-        };
-        let (mut head, mut opt) = fresh()?;
-        let mut pos = match self.resume(&mut head, &mut opt, spe) {
+        let mut learner = fresh()?;
+        let mut pos = match self.resume(&mut learner, spe) {
             Some(p) => p,
             None => {
-                (head, opt) = fresh()?; // a failed restore may have changed some tensors
+                learner = fresh()?; // a failed restore may have changed some tensors
                 self.start(spe)
             }
         };
         let (h, w) = (train.height, train.width);
         while pos.epoch < eval.epochs {
             let epoch = pos.epoch;
-            let order = epoch_order(&tr_idx, self.seed, epoch);
+            let order = epoch_order(&tr_idx, self.seed, stream, epoch);
             for s in pos.step_in_epoch..spe {
-                let (x, y) =
-                    augmented_batch(&train, &order[s * bs..(s + 1) * bs], self.seed, epoch);
+                let batch = &order[s * bs..(s + 1) * bs];
+                let (x, y) = augmented_batch(&train, batch, self.seed, stream, epoch);
                 let x = Tensor::from_vec(x, (bs, 3, h, w), dev).map_err(tensor_err)?;
                 let labels = Tensor::new(y.as_slice(), dev).map_err(tensor_err)?;
-                let f = features(self.model, &x, eval.on)?;
                 let global = epoch * spe + s;
                 let lr = linear_head::cosine_lr(peak, global, total);
-                let (_, logits) = head.train_step(&mut opt, &f, &labels, lr, epoch, global)?;
+                let logits = learner.train_step(&x, &labels, lr, epoch, global)?;
                 let scores: Vec<f32> = logits
                     .flatten_all()
                     .and_then(|l| l.to_vec1())
@@ -178,9 +308,9 @@ impl AugmentedRun<'_> {
                     .count();
                 pos.seen += bs;
                 pos.step_in_epoch = s + 1;
-                let stop = obs.on_eval_progress(global + 1, total, "linear classifier (augmented)");
+                let stop = obs.on_eval_progress(global + 1, total, self.flavour.what);
                 if stop == Control::Stop {
-                    self.save(&head, &opt, &pos, obs)?;
+                    self.save(&learner, &pos, obs)?;
                     return Ok(EvalOutcome::Stopped);
                 }
             }
@@ -189,10 +319,11 @@ impl AugmentedRun<'_> {
             pos.step_in_epoch = 0;
             pos.correct = 0;
             pos.seen = 0;
-            self.save(&head, &opt, &pos, obs)?;
+            self.save(&learner, &pos, obs)?;
         }
+        let (model, head) = learner.scorer();
         let Some((xte, yte)) = extract(
-            self.model,
+            model,
             &test,
             te_idx,
             eval.on,
@@ -228,17 +359,16 @@ impl AugmentedRun<'_> {
     }
 
     /// The position of the first checkpoint of `env.resume_from` that verifies and belongs
-    /// to this evaluation, with `head` and `opt` restored from it; `None` to start over.
+    /// to this evaluation, with the learner restored from it; `None` to start over.
     fn resume(
         &self,
-        head: &mut LinearHead,
-        opt: &mut Optimizer,
+        learner: &mut dyn Learner,
         steps_per_epoch: usize,
     ) -> Option<EvalCheckpointMeta> {
         let want = self.start(steps_per_epoch);
         for r in &self.env.resume_from {
             let attempt = (|| {
-                let (json, tensors) = checkpoint::decode(r, TAG, &self.env.device)?;
+                let (json, tensors) = checkpoint::decode(r, self.flavour.tag, &self.env.device)?;
                 let meta: EvalCheckpointMeta = serde_json::from_str(&json)
                     .map_err(|e| MlError::Config(format!("bad metadata: {e}")))?;
                 let same = meta.version == want.version
@@ -250,17 +380,7 @@ impl AugmentedRun<'_> {
                         "written for another evaluation or encoder".into(),
                     ));
                 }
-                let mut h = HashMap::new();
-                let mut o = HashMap::new();
-                for (name, t) in tensors {
-                    if let Some(k) = name.strip_prefix(HEAD_PREFIX) {
-                        h.insert(k.to_string(), t);
-                    } else if let Some(k) = name.strip_prefix(OPTIM_PREFIX) {
-                        o.insert(k.to_string(), t);
-                    }
-                }
-                head.load_state(&h)?;
-                opt.load_state(&o)?;
+                learner.load_state(tensors, &r.path)?;
                 Ok(meta)
             })();
             match attempt {
@@ -271,27 +391,16 @@ impl AugmentedRun<'_> {
         None
     }
 
-    /// Writes the classifier's state at `pos` and reports it to the observer.
+    /// Writes the learner's state at `pos` and reports it to the observer.
     fn save(
         &self,
-        head: &LinearHead,
-        opt: &Optimizer,
+        learner: &dyn Learner,
         pos: &EvalCheckpointMeta,
         obs: &mut dyn Observer,
     ) -> Result<(), MlError> {
-        let mut tensors: Vec<(String, Tensor)> = head
-            .state()
-            .into_iter()
-            .map(|(k, t)| (format!("{HEAD_PREFIX}{k}"), t))
-            .collect();
-        tensors.extend(
-            opt.state()
-                .into_iter()
-                .map(|(k, t)| (format!("{OPTIM_PREFIX}{k}"), t)),
-        );
         let json = serde_json::to_string(pos)
             .map_err(|e| MlError::Config(format!("checkpoint metadata: {e}")))?;
-        let bytes = checkpoint::encode(TAG, json, tensors)?;
+        let bytes = checkpoint::encode(self.flavour.tag, json, learner.state())?;
         let step = pos.epoch * pos.steps_per_epoch + pos.step_in_epoch;
         let c = checkpoint::save_bytes(&self.env.checkpoint_dir, pos.epoch, step, &bytes)?;
         obs.on_checkpoint(&c).map_err(MlError::Observer)
@@ -303,9 +412,9 @@ mod tests {
     use super::*;
     use crate::ml::config::{EvalKind, EvalProtocol, InitScheme};
     use crate::ml::eval::evaluate_on;
-    use crate::ml::observer::{NullObserver, ObserverError};
+    use crate::ml::observer::NullObserver;
     use crate::test_support::images::{random_images, tiny_images};
-    use crate::test_support::untrained_checkpoint;
+    use crate::test_support::{finished, untrained_checkpoint, EvalRecorder};
 
     /// 8x8 images whose class is their colour (red, green, blue, grey) under pixel noise:
     /// separable after any crop and flip.
@@ -383,35 +492,6 @@ mod tests {
         }
     }
 
-    /// Records checkpoints and asks to stop at its `stop_at`-th progress report.
-    #[derive(Default)]
-    struct Recorder {
-        stop_at: Option<usize>,
-        reports: usize,
-        checkpoints: Vec<Checkpoint>,
-    }
-    impl Observer for Recorder {
-        fn on_checkpoint(&mut self, c: &Checkpoint) -> Result<(), ObserverError> {
-            self.checkpoints.push(c.clone());
-            Ok(())
-        }
-        fn on_eval_progress(&mut self, _done: usize, _total: usize, _what: &str) -> Control {
-            self.reports += 1;
-            if Some(self.reports) == self.stop_at {
-                Control::Stop
-            } else {
-                Control::Continue
-            }
-        }
-    }
-
-    fn finished(o: Result<EvalOutcome, MlError>) -> EvalResult {
-        match o {
-            Ok(EvalOutcome::Finished(r)) => r,
-            other => panic!("not finished: {other:?}"),
-        }
-    }
-
     #[test]
     fn the_augmented_protocol_learns_a_separable_set_and_is_deterministic() {
         let f = Fixture::new(colours(48, 1), colours(24, 2));
@@ -428,9 +508,12 @@ mod tests {
     #[test]
     fn augmented_views_are_fresh_per_epoch_and_reproducible() {
         let set = random_images(4, 3, 1);
-        let (e0, y) = augmented_batch(&set, &[0, 1, 2, 3], 7, 0);
-        let (e1, _) = augmented_batch(&set, &[0, 1, 2, 3], 7, 1);
-        assert_eq!(augmented_batch(&set, &[0, 1, 2, 3], 7, 0).0, e0);
+        let (e0, y) = augmented_batch(&set, &[0, 1, 2, 3], 7, "linear_aug", 0);
+        let (e1, _) = augmented_batch(&set, &[0, 1, 2, 3], 7, "linear_aug", 1);
+        assert_eq!(
+            augmented_batch(&set, &[0, 1, 2, 3], 7, "linear_aug", 0).0,
+            e0
+        );
         assert_ne!(e0, e1, "a new crop and flip every epoch");
         let mut plain = vec![0f32; e0.len()];
         for i in 0..4 {
@@ -464,21 +547,21 @@ mod tests {
             head_bn: true,
             ..augmented(3)
         };
-        let mut whole = Recorder::default();
+        let mut whole = EvalRecorder::default();
         let reference = finished(f.run(&eval, &f.env("whole", vec![]), &mut whole));
         // 5 steps per epoch, 3 epochs, then the test pass: stop mid-epoch, at an epoch's
         // end, and during the test features.
         assert_eq!(whole.checkpoints.len(), 3, "one per epoch");
         for stop_at in [2, 5, 11, 16] {
             let dir = format!("stop{stop_at}");
-            let mut first = Recorder {
+            let mut first = EvalRecorder {
                 stop_at: Some(stop_at),
-                ..Recorder::default()
+                ..EvalRecorder::default()
             };
             let stopped = f.run(&eval, &f.env(&dir, vec![]), &mut first);
             assert!(matches!(stopped, Ok(EvalOutcome::Stopped)));
             let newest_first = first.checkpoints.iter().rev().cloned().collect();
-            let mut rest = Recorder::default();
+            let mut rest = EvalRecorder::default();
             let resumed = f.run(&eval, &f.env(&dir, newest_first), &mut rest);
             assert_eq!(finished(resumed), reference, "stopped at report {stop_at}");
             // It resumed where it stopped (training steps are not redone) rather than

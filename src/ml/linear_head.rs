@@ -48,17 +48,19 @@ pub(crate) fn cosine_lr(peak: f64, step: usize, total: usize) -> f64 {
     peak * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
 }
 
-/// The classifier's optimizer: SGD with momentum 0.9, Nesterov when `eval.nesterov`, the
-/// evaluation's weight decay on W only (bias and BN parameters are excluded by name).
-pub(crate) fn optimizer(eval: &EvalConfig, head: &LinearHead) -> Optimizer {
+/// An evaluation's optimizer over `params` (the classifier's, and for fine-tuning the
+/// encoder's too): SGD with momentum `eval.momentum` (0.9), Nesterov when `eval.nesterov`,
+/// the evaluation's weight decay on weights only (bias and BN parameters are excluded by
+/// name).
+pub(crate) fn optimizer(eval: &EvalConfig, params: Vec<(String, Var)>) -> Optimizer {
     let cfg = OptimizerConfig {
         kind: OptimizerKind::Sgd,
-        momentum: 0.9,
+        momentum: eval.momentum,
         nesterov: eval.nesterov,
         weight_decay: eval.weight_decay,
         ..Default::default()
     };
-    Optimizer::new(&cfg, head.params())
+    Optimizer::new(&cfg, params)
 }
 
 impl LinearHead {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub(crate) mod eval_aug;
 pub mod fault;
+pub(crate) mod finetune;
 pub mod head;
 pub mod heap;
 pub mod init;

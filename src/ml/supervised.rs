@@ -104,10 +104,7 @@ mod tests {
 
         use std::sync::Arc;
 
-        use crate::ml::config::{
-            AugOp, AugmentConfig, EvalConfig, LrScaling, Method, OptimizerConfig, OptimizerKind,
-            PretrainConfig,
-        };
+        use crate::ml::config::{AugOp, AugmentConfig, EvalConfig, Method, PretrainConfig};
         use crate::ml::data::ImageSet;
         use crate::ml::observer::{Control, EpochMetrics, Observer, ObserverError, StepMetrics};
         use crate::ml::rng::{self, Domain};
@@ -150,13 +147,7 @@ mod tests {
                     ops: vec![AugOp::Color],
                     ..Default::default()
                 },
-                optimizer: OptimizerConfig {
-                    kind: OptimizerKind::Sgd,
-                    lr: 0.1,
-                    lr_scaling: LrScaling::None,
-                    warmup_epochs: 0.0,
-                    ..Default::default()
-                },
+                optimizer: crate::test_support::plain_sgd(0.1),
                 batch_size: 16,
                 epochs,
                 seed: 5,

@@ -8,8 +8,12 @@ pub(crate) mod tensors;
 
 use std::path::Path;
 
-use crate::ml::config::{Arch, EncoderConfig, HeadConfig, InitScheme, PretrainConfig, Stem};
-use crate::ml::{checkpoint, init, Checkpoint, Device, TrainEnv};
+use crate::ml::config::{
+    Arch, EncoderConfig, HeadConfig, InitScheme, LrScaling, OptimizerConfig, OptimizerKind,
+    PretrainConfig, Stem,
+};
+use crate::ml::observer::{Control, Observer, ObserverError};
+use crate::ml::{checkpoint, init, Checkpoint, Device, EvalOutcome, EvalResult, MlError, TrainEnv};
 
 /// The smallest model a test trains: a width-1 ConvNet with the CIFAR stem and a
 /// 16-dimensional projection; everything else default.
@@ -26,6 +30,50 @@ pub(crate) fn tiny_convnet() -> PretrainConfig {
             ..Default::default()
         },
         ..Default::default()
+    }
+}
+
+/// Plain SGD at a fixed learning rate `lr` (no scaling, no warmup; momentum 0.9 and the
+/// rest default): what the tiny training tests use.
+pub(crate) fn plain_sgd(lr: f64) -> OptimizerConfig {
+    OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        lr,
+        lr_scaling: LrScaling::None,
+        warmup_epochs: 0.0,
+        ..Default::default()
+    }
+}
+
+/// An evaluation's observer that records its checkpoints and asks to stop at its
+/// `stop_at`-th progress report.
+#[derive(Default)]
+pub(crate) struct EvalRecorder {
+    pub stop_at: Option<usize>,
+    pub reports: usize,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl Observer for EvalRecorder {
+    fn on_checkpoint(&mut self, c: &Checkpoint) -> Result<(), ObserverError> {
+        self.checkpoints.push(c.clone());
+        Ok(())
+    }
+    fn on_eval_progress(&mut self, _done: usize, _total: usize, _what: &str) -> Control {
+        self.reports += 1;
+        if Some(self.reports) == self.stop_at {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+/// The result of an evaluation that must have finished.
+pub(crate) fn finished(o: Result<EvalOutcome, MlError>) -> EvalResult {
+    match o {
+        Ok(EvalOutcome::Finished(r)) => r,
+        other => panic!("not finished: {other:?}"),
     }
 }
 
