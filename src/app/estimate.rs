@@ -35,6 +35,13 @@ pub(super) fn estimate_seconds(run: &RunConfig) -> f64 {
                 (EvalKind::Linear, EvalProtocol::Augmented) => e.epochs.max(1),
                 _ => 1,
             };
+            if e.kind == EvalKind::FineTune {
+                // Forward and backward through the encoder, one view per labelled image
+                // per epoch: a supervised pretrain's step, about half a SimCLR pair's.
+                let n = (50_000.0 * e.label_fraction).floor() * e.epochs as f64;
+                let test = e.test_subset.unwrap_or(10_000) as f64;
+                return n * 0.5 / pairs_per_sec + test / (pairs_per_sec * 2.2);
+            }
             let n = e.train_subset.unwrap_or(50_000) * passes + e.test_subset.unwrap_or(10_000);
             n as f64 / (pairs_per_sec * 2.2)
         })

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::run::RunConfig;
-use crate::ml::config::{EvalConfig, EvalProtocol, PretrainConfig};
+use crate::ml::config::{EvalConfig, EvalKind, EvalProtocol, PretrainConfig};
 pub use crate::vocab::StageKind;
 
 /// Bump when a change to the code changes what a stored config means (training
@@ -107,19 +107,27 @@ pub fn eval_stage(pretrain: &RunId, cfg: &EvalConfig) -> Stage {
 }
 
 /// "linear@h", "knn@z"; the paper's augmented linear protocol is "linear-aug@h", so that
-/// reports, the dashboard and `status` never mix its numbers with the features probe's.
+/// reports, the dashboard and `status` never mix its numbers with the features probe's;
+/// fine-tuning names its label fraction, "fine_tune-1%@h", "fine_tune-10%@h".
 pub fn eval_label(cfg: &EvalConfig) -> String {
     let kind = serde_json::to_value(cfg.kind).ok();
     let on = serde_json::to_value(cfg.on).ok();
-    let protocol = match cfg.protocol {
-        EvalProtocol::Features => "",
-        EvalProtocol::Augmented => "-aug",
+    let protocol = match (cfg.kind, cfg.protocol) {
+        (EvalKind::FineTune, _) => format!("-{}%", percent(cfg.label_fraction)),
+        (_, EvalProtocol::Features) => String::new(),
+        (_, EvalProtocol::Augmented) => "-aug".into(),
     };
     format!(
         "{}{protocol}@{}",
         kind.as_ref().and_then(Value::as_str).unwrap_or("?"),
         on.as_ref().and_then(Value::as_str).unwrap_or("?")
     )
+}
+
+/// A fraction as a percentage without trailing zeros: 0.01 -> "1", 0.125 -> "12.5".
+pub fn percent(fraction: f64) -> String {
+    let p = (fraction * 100.0 * 1e6).round() / 1e6;
+    format!("{p}")
 }
 
 fn hash(v: &Value) -> RunId {
@@ -237,6 +245,64 @@ mod tests {
         // Each hyper-parameter still overrides the protocol's default.
         let bn = run_from_yaml("evals: [{kind: linear, protocol: augmented, head_bn: true}]");
         assert_ne!(stages(&bn, "fp")[1].id, sp[1].id);
+    }
+
+    #[test]
+    fn fine_tuning_is_labelled_by_its_fraction_and_its_id_follows_its_fields() {
+        let id = |evals: &str| {
+            let s = stages(&run_from_yaml(&format!("evals: [{evals}]")), "fp");
+            (s[1].id.clone(), s[1].label.clone(), s[1].config.clone())
+        };
+        let (one, label1, json1) = id("{kind: fine_tune, label_fraction: 0.01}");
+        let (ten, label10, json10) = id("{kind: fine_tune, label_fraction: 0.1}");
+        assert_eq!(
+            (label1.as_str(), label10.as_str()),
+            ("fine_tune-1%@h", "fine_tune-10%@h")
+        );
+        assert_ne!(one, ten);
+        // B.5's epochs per fraction, the rest of its recipe at batch 100.
+        assert_eq!(
+            (json1["epochs"].as_u64(), json10["epochs"].as_u64()),
+            (Some(60), Some(30))
+        );
+        assert_eq!(json1["label_fraction"], serde_json::json!(0.01));
+        assert_eq!(json1["nesterov"], serde_json::json!(true));
+        // Writing the defaults out is the same stage; each field changes it.
+        assert_eq!(
+            id(
+                "{kind: fine_tune, label_fraction: 0.01, epochs: 60, batch_size: 100, lr: 0.05, \
+                lr_scaling: linear, momentum: 0.9, nesterov: true, weight_decay: 0}"
+            )
+            .0,
+            one
+        );
+        for edit in [
+            "epochs: 10",
+            "batch_size: 50",
+            "lr: 0.1",
+            "momentum: 0.8",
+            "nesterov: false",
+            "weight_decay: 0.0001",
+            "test_subset: 1000",
+        ] {
+            let (other, ..) = id(&format!(
+                "{{kind: fine_tune, label_fraction: 0.01, {edit}}}"
+            ));
+            assert_ne!(other, one, "{edit} must change the id");
+        }
+        // What fine-tuning ignores does not split it.
+        assert_eq!(
+            id("{kind: fine_tune, label_fraction: 0.01, protocol: augmented, k: 5}").0,
+            one
+        );
+        // The new fields stay out of every other evaluation's JSON at their defaults, so
+        // runs made before they existed keep their ids.
+        let (_, _, linear) = id("{kind: linear, protocol: augmented}");
+        assert!(linear.get("momentum").is_none() && linear.get("label_fraction").is_none());
+        let (_, _, knn) = id("{kind: knn, label_fraction: 0.1, momentum: 0.5}");
+        assert!(knn.get("momentum").is_none() && knn.get("label_fraction").is_none());
+        let (_, _, moved) = id("{kind: linear, momentum: 0.5}");
+        assert_eq!(moved["momentum"], serde_json::json!(0.5));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub use cell::{value_text, Lists};
 pub use control::{is_control_cell, CONTROL_KEY, CONTROL_VALUE};
 pub use error::{Location, SpecError};
-pub use identity::{canonical_json, stages, RunId, Stage, StageKind, SEMANTICS_VERSION};
+pub use identity::{canonical_json, percent, stages, RunId, Stage, StageKind, SEMANTICS_VERSION};
 pub use run::{default_evals, RunConfig};
 
 /// How to read a spec: which profile, which `--set key=value` overrides.

@@ -96,9 +96,17 @@ impl RunConfig {
             p.dataset.image_size = Some(DEFAULT_FOLDER_IMAGE_SIZE);
         }
         for e in &mut self.evals {
-            let d = EvalConfig::defaults_for(e.protocol);
+            if e.kind == EvalKind::FineTune {
+                // Always augmented crops of the labelled subset through the whole encoder:
+                // the linear protocols' switch means nothing to it.
+                e.protocol = EvalProtocol::default();
+            }
+            let d = EvalConfig::defaults_for(e.kind, e.protocol, e.label_fraction);
+            if e.kind != EvalKind::FineTune {
+                e.label_fraction = d.label_fraction;
+            }
             match e.kind {
-                EvalKind::Linear => {
+                EvalKind::Linear | EvalKind::FineTune => {
                     e.k = d.k;
                     e.temperature = d.temperature;
                 }
@@ -110,6 +118,7 @@ impl RunConfig {
                     e.weight_decay = d.weight_decay;
                     e.nesterov = d.nesterov;
                     e.head_bn = d.head_bn;
+                    e.momentum = d.momentum;
                 }
             }
         }
@@ -284,7 +293,7 @@ impl RunConfig {
         if self.evals.is_empty() {
             return err(
                 "evals",
-                "list at least one evaluation (kind: linear or knn)".into(),
+                "list at least one evaluation (kind: linear, knn or fine_tune)".into(),
             );
         }
         for (i, e) in self.evals.iter().enumerate() {
@@ -297,7 +306,16 @@ impl RunConfig {
             }
             // `on: z` without a head (z = h) is allowed: the same number as `on: h`.
             match e.kind {
-                EvalKind::Linear => {
+                EvalKind::Linear | EvalKind::FineTune => {
+                    if e.kind == EvalKind::FineTune {
+                        validate_fine_tune(e).map_err(|(f, m)| (at(&f), m))?;
+                    }
+                    if !(0.0..1.0).contains(&e.momentum) {
+                        return Err((
+                            at("momentum"),
+                            format!("must be in [0, 1), got {}", e.momentum),
+                        ));
+                    }
                     if e.epochs == 0 {
                         return Err((at("epochs"), "must be at least 1".into()));
                     }
@@ -326,6 +344,36 @@ impl RunConfig {
         }
         Ok(())
     }
+}
+
+/// What only fine-tuning refuses: a fraction outside (0, 1], a train subset (the fraction
+/// is its subset), and z (it fine-tunes the encoder and reads h; the projection head is
+/// discarded, as in the paper's B.5).
+fn validate_fine_tune(e: &EvalConfig) -> Result<(), FieldError> {
+    if !(e.label_fraction > 0.0 && e.label_fraction <= 1.0) {
+        return Err((
+            "label_fraction".into(),
+            format!(
+                "must be in (0, 1] (0.01 and 0.1 in the paper's Table 7), got {}",
+                e.label_fraction
+            ),
+        ));
+    }
+    if e.train_subset.is_some() {
+        return Err((
+            "train_subset".into(),
+            "fine_tune trains on a class-balanced label_fraction of the training split; \
+             remove train_subset and set label_fraction"
+                .into(),
+        ));
+    }
+    if e.on == crate::ml::config::FeatureSource::Z {
+        return Err((
+            "on".into(),
+            "fine_tune trains a new head on h (the projection head is discarded); use on: h".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn canonical_optimizer(o: &mut OptimizerConfig) {

@@ -166,6 +166,71 @@ fn color_strength_expands_to_table_1_for_both_methods_with_one_shared_control() 
 }
 
 #[test]
+fn few_labels_fine_tunes_each_seed_and_its_control_on_one_and_ten_percent() {
+    use crate::ml::config::EvalKind;
+    for (profile, epochs) in [(None, [60, 30]), (Some("smoke"), [30, 6])] {
+        let p = committed("few_labels.yaml", profile);
+        assert_eq!(p.grid().len(), 3, "one SimCLR pretrain per seed");
+        // The control is "from scratch": the untrained encoder under the same evaluations.
+        let controls = p.control_runs();
+        assert_eq!(controls.len(), 3);
+        for (run, control) in p.grid().iter().zip(controls) {
+            assert_eq!(control.config.pretrain.epochs, 0);
+            assert_eq!(control.config.pretrain.seed, run.config.pretrain.seed);
+            assert_eq!(control.config.evals, run.config.evals);
+            let fine: Vec<(f64, usize)> = run
+                .config
+                .evals
+                .iter()
+                .filter(|e| e.kind == EvalKind::FineTune)
+                .map(|e| (e.label_fraction, e.epochs))
+                .collect();
+            assert_eq!(fine, [(0.01, epochs[0]), (0.1, epochs[1])], "{profile:?}");
+            let labels: Vec<String> = crate::spec::stages(&run.config, "fp")
+                .iter()
+                .map(|s| s.label.clone())
+                .collect();
+            assert!(labels.contains(&"fine_tune-1%@h".to_string()), "{labels:?}");
+        }
+    }
+}
+
+#[test]
+fn fine_tuning_refuses_a_fraction_outside_0_1_a_train_subset_and_z() {
+    for (eval, path, says) in [
+        (
+            "{kind: fine_tune, label_fraction: 0}",
+            "label_fraction",
+            "(0, 1]",
+        ),
+        (
+            "{kind: fine_tune, label_fraction: 1.5}",
+            "label_fraction",
+            "(0, 1]",
+        ),
+        (
+            "{kind: fine_tune, label_fraction: 0.1, train_subset: 500}",
+            "train_subset",
+            "label_fraction",
+        ),
+        (
+            "{kind: fine_tune, label_fraction: 0.1, on: z}",
+            "on",
+            "projection head is discarded",
+        ),
+        (
+            "{kind: fine_tune, label_fraction: 0.1, momentum: 1}",
+            "momentum",
+            "[0, 1)",
+        ),
+    ] {
+        let e = err(&format!("name: t\nbase:\n  evals: [{eval}]\n"));
+        assert_eq!(e.path, format!("base.evals.0.{path}"), "{e}");
+        assert!(e.message.contains(says), "{e}");
+    }
+}
+
+#[test]
 fn a_supervised_run_refuses_what_needs_a_second_view_or_a_head() {
     let z = err("name: t
 base:
