@@ -1,8 +1,8 @@
 //! The Findings section: one line per claim of the paper that the sweep's cells can test
-//! (Table 1, Figure 5, Figure 8, Table 4, Table 5, Figure 9), each held, not held or inconclusive,
+//! (Table 1, Figure 5, Figure 8, Table 4, Table 5, Figure 9, Table 7), each held, not held or inconclusive,
 //! with the numbers compared and the test behind the verdict ([`compare::against`]:
 //! a paired t-test over shared seeds, else 95% interval overlap; one seed tests nothing).
-//! All on the primary evaluation's top-1. Claims about a difference (Figure 9's gap that
+//! All on the primary evaluation's top-1 but Table 7's, on each fine-tuning's own. Claims about a difference (Figure 9's gap that
 //! closes) test the per-seed differences the same way; claims with two comparisons (Table
 //! 5's moderate temperature against both ends) hold only when both do.
 
@@ -182,6 +182,7 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
         ));
         out.push(f);
     }
+    out.extend(table7(data));
     if axes(&["augment.color_strength"]) {
         out.extend(table1(data, &label));
     }
@@ -409,6 +410,29 @@ fn table1(data: &SweepData, label: &str) -> Vec<Finding> {
                 &format!("{claim} (strength {first} vs {second})"),
                 (&name(first), &a),
                 (&name(second), &b),
+            ));
+        }
+    }
+    out
+}
+
+/// Table 7's claim at each label fraction, on that fine-tuning's own top-1: the best
+/// SimCLR cell fine-tuned beats the random-weights control fine-tuned, i.e. training from
+/// scratch on the same labels (paired over the seeds, which draw the same label subsets).
+fn table7(data: &SweepData) -> Vec<Finding> {
+    let all: Vec<&CellData> = data.cells.iter().collect();
+    let mut out = Vec::new();
+    for (label, fraction) in super::sections::fine_tune_labels(data) {
+        let simclr = best(data, &label, |c| c.method == Method::Simclr);
+        if let (Some((c, v)), Some(k)) = (simclr, data.control_of(&all, &label)) {
+            out.push(judge(
+                &format!(
+                    "Table 7: fine-tuning a SimCLR encoder beats training from scratch on the \
+                     same labels ({}% of the labels, {label})",
+                    crate::spec::percent(fraction)
+                ),
+                (&super::sections::cell_name(data, c), &v),
+                ("from scratch", &data.top1(k, &label)),
             ));
         }
     }

@@ -106,6 +106,37 @@ pub(crate) fn table1(method: Method, strength: f64, blur: bool) -> Option<f64> {
     })
 }
 
+/// Table 7: ImageNet, ResNet-50 (1x, 2x, 4x) pretrained for 1000 epochs at batch 4096
+/// (section 6: "our models here are trained for 1000 epochs"), fine-tuned by B.5.
+pub(crate) const TABLE_7: PaperSetting = PaperSetting {
+    source: "Table 7",
+    dataset: "ImageNet",
+    encoder: "ResNet-50",
+    epochs: Some(1000),
+    batch_size: Some(4096),
+};
+
+/// Table 7's qualitative finding.
+pub(crate) const TABLE_7_FINDING: &str = "fine-tuning a SimCLR encoder on 1% or 10% of the \
+     labels beats a supervised network trained on those labels alone, by far the most at 1%";
+
+/// Table 7's rows: the name and the top-1 (%) at 1% and 10% of ImageNet's labels.
+pub(crate) const TABLE_7_ROWS: [(&str, [f64; 2]); 4] = [
+    ("Supervised baseline, ResNet-50", [25.4, 56.4]),
+    ("SimCLR fine-tuned, ResNet-50", [48.3, 65.6]),
+    ("SimCLR fine-tuned, ResNet-50 (2x)", [58.5, 71.7]),
+    ("SimCLR fine-tuned, ResNet-50 (4x)", [63.0, 74.4]),
+];
+
+/// Table 7's top-1 of row `row` (an index into [`TABLE_7_ROWS`]) at `label_fraction`;
+/// `None` for fractions other than 1% and 10%.
+pub(crate) fn table7(row: usize, label_fraction: f64) -> Option<f64> {
+    let col = [0.01, 0.1]
+        .iter()
+        .position(|&f| (f - label_fraction).abs() < 1e-9)?;
+    TABLE_7_ROWS.get(row).map(|(_, v)| v[col])
+}
+
 /// Figure 5's qualitative finding, as the paper's text states it.
 pub(crate) const FIGURE_5_FINDING: &str = "crop + color stands out; no single transformation \
      suffices (the paper's cell values are not published in text)";
@@ -200,6 +231,16 @@ pub(crate) fn protocol_difference(label: &str, cfg: &EvalConfig) -> Option<Strin
             "linear evaluation: paper {PAPER}; ours {label}, features extracted once from \
              un-augmented images (the fast probe)"
         )),
+        (EvalKind::FineTune, _) => {
+            let paper_epochs = if cfg.label_fraction <= 0.01 { 60 } else { 30 };
+            (cfg.batch_size != 4096 || cfg.epochs != paper_epochs).then(|| {
+                format!(
+                    "fine-tuning: paper appendix B.5 (batch 4096, {paper_epochs} epochs at this \
+                     label fraction, lr 0.05 x B/256); ours {label}, batch {}, {} epochs",
+                    cfg.batch_size, cfg.epochs
+                )
+            })
+        }
         (EvalKind::Linear, EvalProtocol::Augmented) => (cfg.batch_size != 4096 || cfg.epochs != 90)
             .then(|| {
                 format!(
@@ -319,6 +360,15 @@ mod tests {
         );
         assert_eq!(table1(Method::Simclr, 0.5, true), None);
         assert_eq!(table1(Method::Supervised, 0.3, false), None);
+    }
+
+    #[test]
+    fn table_7_has_four_rows_at_one_and_ten_percent() {
+        let col = |f: f64| (0..4).map(|r| table7(r, f)).collect::<Vec<_>>();
+        assert_eq!(col(0.01), [25.4, 48.3, 58.5, 63.0].map(Some).to_vec());
+        assert_eq!(col(0.1), [56.4, 65.6, 71.7, 74.4].map(Some).to_vec());
+        assert_eq!(table7(1, 0.5), None);
+        assert_eq!(table7(4, 0.01), None);
     }
 
     #[test]

@@ -40,10 +40,11 @@ fn classifier(cfg: &EvalConfig) -> String {
         ),
     };
     format!(
-        "{} epochs, batch {}, {} momentum 0.9, {lr} with cosine decay, weight decay {}{}",
+        "{} epochs, batch {}, {} momentum {}, {lr} with cosine decay, weight decay {}{}",
         cfg.epochs,
         cfg.batch_size,
         if cfg.nesterov { "Nesterov" } else { "plain" },
+        cfg.momentum,
         cfg.weight_decay,
         if cfg.head_bn {
             ", BN on the logits"
@@ -78,6 +79,13 @@ pub(crate) fn describe(label: &str, cfg: &EvalConfig) -> String {
              random crop + flip of every training image through the frozen encoder at each \
              step, classifier on {}; {}",
             on(cfg),
+            classifier(cfg)
+        ),
+        (EvalKind::FineTune, _) => format!(
+            "fine-tuning (appendix B.5): the whole encoder (BatchNorm in training mode) and a \
+             new linear head on h trained on a class-balanced {}% of the training labels, a \
+             fresh random crop + flip of each image every step; {}",
+            crate::spec::percent(cfg.label_fraction),
             classifier(cfg)
         ),
     };

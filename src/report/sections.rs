@@ -3,13 +3,14 @@
 //! baseline as rows), Figure 5 (`augment.ops`), Figure 8 (`head`), Table 4 (`loss`,
 //! each loss at its best cell over the tuning axes `optimizer.lr`, `loss.margin`),
 //! Table 5 (`loss.l2_norm`, `loss.temperature`), Figure 9 (`batch_size`, `epochs`),
+//! Table 7 (chosen by its evaluations, not an axis: any `kind: fine_tune`),
 //! training curves per group of cells, and a table of every cell for any sweep.
 //! A sweep whose grid also varies other axes gets one figure/table per value of them.
 
 use serde_json::Value;
 
 use crate::ml::config::{
-    AugOp, AugProtocol, HeadKind, LossKind, LrScaling, Method, PretrainConfig,
+    AugOp, AugProtocol, EvalKind, HeadKind, LossKind, LrScaling, Method, PretrainConfig,
 };
 use crate::store::MetricRecord;
 use crate::vocab::metric;
@@ -129,6 +130,14 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
             compare::mark_figures(&mut s);
             out.push(s);
         }
+    }
+    let fine = fine_tune_labels(data);
+    if !fine.is_empty() {
+        let cells: Vec<&CellData> = data.cells.iter().collect();
+        let mut s = table7(data, &cells, &fine);
+        compare::mark(data, &mut s);
+        control::add(data, &mut s, &cells);
+        out.push(s);
     }
     out.extend(findings::section(data));
     out.push(curves(data));
@@ -412,6 +421,106 @@ fn table1(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sect
         },
     );
     s.paper = finding_paper_lines(data, &label, paper::TABLE_1_FINDING, &paper::TABLE_1, cells);
+    s
+}
+
+/// The sweep's fine-tuning evaluations (`kind: fine_tune`) with their label fractions,
+/// smallest fraction first.
+pub(crate) fn fine_tune_labels(data: &SweepData) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = data
+        .labels
+        .iter()
+        .filter_map(|l| {
+            let c = data.eval_config(l)?;
+            (c.kind == EvalKind::FineTune).then(|| (l.clone(), c.label_fraction))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1));
+    out
+}
+
+/// Table 7: top-1 after fine-tuning on few labels, a column per label fraction (and the
+/// linear evaluation of the same encoders for reference), a row of ours per cell, the
+/// paper's rows beside; the random-weights control's row (`control::add`) is training from
+/// scratch on the same labels.
+fn table7(data: &SweepData, cells: &[&CellData], fine: &[(String, f64)]) -> Section {
+    let primary = primary(data);
+    let reference = data
+        .eval_config(&primary)
+        .filter(|c| c.kind == EvalKind::Linear)
+        .map(|_| primary.clone());
+    let mut labels: Vec<String> = fine.iter().map(|(l, _)| l.clone()).collect();
+    labels.extend(reference.clone());
+    let mut header = vec!["encoder".to_string()];
+    header.extend(labels.iter().map(|l| label_header(l)));
+    let mut rows = Vec::new();
+    for c in cells {
+        let method = method_name(data.first(c).config.method);
+        let name = if c.coords.is_empty() {
+            format!("{method}, fine-tuned (ours)")
+        } else {
+            format!("{method}, fine-tuned (ours; {})", cell_name(data, c))
+        };
+        let mut row = vec![Val::text(name)];
+        row.extend(labels.iter().map(|l| Val::Ours(data.top1(c, l))));
+        rows.push(row);
+    }
+    for (i, (name, _)) in paper::TABLE_7_ROWS.iter().enumerate() {
+        let mut row = vec![Val::text(format!("{name} (paper, ImageNet)"))];
+        row.extend(fine.iter().map(|(_, f)| Val::Paper(paper::table7(i, *f))));
+        row.extend(reference.iter().map(|_| Val::Paper(None)));
+        rows.push(row);
+    }
+    let fractions: Vec<String> = fine
+        .iter()
+        .map(|(_, f)| format!("{}%", crate::spec::percent(*f)))
+        .collect();
+    let mut notes = vec![
+        format!(
+            "Top-1 (%) on the test split after fine-tuning the whole encoder (BatchNorm in \
+             training mode) with a new linear head on h, the projection head discarded, on a \
+             class-balanced {} of the training labels. The random-weights control's row is \
+             training from scratch: the same network from random weights, on the same \
+             labelled images (drawn from the seed), by the same recipe.",
+            fractions.join(" / ")
+        ),
+        "Paper rows: ImageNet, ResNet-50 at widths 1x, 2x, 4x pretrained 1000 epochs (Chen \
+         et al. 2020, Table 7), fine-tuned by appendix B.5. Its supervised baseline is a \
+         ResNet-50 trained on those labels alone with its own recipe (from Zhai et al. 2019); \
+         ours from scratch uses the fine-tuning recipe."
+            .into(),
+    ];
+    if let Some(r) = &reference {
+        notes.push(format!(
+            "{r}: linear evaluation of the same frozen encoders, for reference (Table 7 has \
+             no such column)."
+        ));
+    }
+    notes.extend(protocol_notes(data, &labels));
+    let mut s = Section::new("Table 7: fine-tuning with few labels");
+    s.tables.push(Table {
+        id: "table7_few_labels".into(),
+        caption: format!(
+            "Table 7: top-1 (%) after fine-tuning on {} of the labels, SimCLR and from scratch",
+            fractions.join(" and ")
+        ),
+        header,
+        rows,
+        notes,
+    });
+    let (first, _) = &fine[0];
+    s.paper = paper_lines(
+        data,
+        first,
+        Some(paper::TABLE_7_FINDING),
+        &paper::TABLE_7,
+        &configs(data, cells),
+    );
+    let more = fine[1..].iter().filter_map(|(l, _)| {
+        let c = data.eval_config(l)?;
+        paper::protocol_difference(l, &c).map(|d| format!("  - {d}"))
+    });
+    s.paper.extend(more);
     s
 }
 
