@@ -56,6 +56,28 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
         "{}",
         text(&o)
     );
+    // Table 7's spec: one SimCLR pretrain per seed and its control ("from scratch"),
+    // each evaluated by linear and by fine-tuning at 1% and 10% of the labels.
+    let o = env.run(&[
+        "plan",
+        &spec_path("few_labels.yaml"),
+        "--profile",
+        "smoke",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["pretrain_runs"].as_u64(), v["controls"].as_u64()),
+        (Some(6), Some(3))
+    );
+    let o = env.run(&["plan", &spec_path("few_labels.yaml"), "--profile", "smoke"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("fine_tune-1%@h new, fine_tune-10%@h new"),
+        "{}",
+        text(&o)
+    );
     assert!(!env.db().exists(), "plan must not create the database");
 }
 

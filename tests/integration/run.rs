@@ -359,8 +359,27 @@ fn a_supervised_pretrain_killed_anywhere_resumes_to_the_uninterrupted_metrics_on
     let env = Env::new(2);
     let spec = env.write("s.yaml", &spec_text);
     let spec = spec.to_str().unwrap();
-    // A worker that dies while writing its first checkpoint (temp file written and
-    // fsynced, not renamed): SIGKILL from inside, like a lost machine.
+    // Started again from scratch after the fault (nothing was recorded), killed once its
+    // epoch-2 checkpoint is recorded; the third attempt continues from that checkpoint.
+    let out = fault_kill_then_finish(&env, spec, "checkpoint at epoch 2");
+    assert!(
+        out.contains("pretrain: started (attempt 3, from step 8)"),
+        "{out}"
+    );
+    assert!(stages(&env).iter().all(|(_, s, _)| s == "done"));
+    let got = all_metrics(&env);
+    assert_eq!(got.len(), expected.len(), "no metric missing or duplicated");
+    for (k, v) in &expected {
+        assert_eq!(got.get(k), Some(v), "metric {k:?} differs");
+    }
+}
+
+/// Kills `sweep run SPEC` twice, then runs it to the end and returns that last run's
+/// output: first a worker dies while writing its first checkpoint (`SWEEP_FAULT`: temp
+/// file written and fsynced, not renamed; SIGKILL from inside, like a lost machine), then
+/// the whole run is SIGKILLed from outside at the log line `needle`; the last run is the
+/// stage's third attempt, the most `--max-attempts` allows by default.
+fn fault_kill_then_finish(env: &Env, spec: &str, needle: &str) -> String {
     let marker = env.path().join("fault-marker");
     let o = env
         .sweep()
@@ -372,22 +391,64 @@ fn a_supervised_pretrain_killed_anywhere_resumes_to_the_uninterrupted_metrics_on
         .output()
         .unwrap();
     assert!(marker.exists(), "the fault point was reached: {}", text(&o));
-    // Then, started again from scratch (nothing was recorded), killed from outside once
-    // its epoch-2 checkpoint is recorded; the third attempt (the most `--max-attempts`
-    // allows by default) continues from that checkpoint.
-    let needle = "checkpoint at epoch 2";
-    assert!(run_and_kill_at(&env, spec, needle), "never saw `{needle}`");
+    assert!(run_and_kill_at(env, spec, needle), "never saw `{needle}`");
     let o = env.run(&["run", spec]);
     assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
+/// A tiny sweep whose one evaluation fine-tunes on 40% of the 100 fixture labels (4 per
+/// class, 4 steps an epoch, 5 epochs); `pre_` is the same pretrain under kNN only.
+fn fine_tune_specs() -> (String, String) {
+    let evals =
+        "    - {kind: linear, train_subset: 100, test_subset: 20, epochs: 3, batch_size: 25}\n    \
+                 - {kind: knn, train_subset: 100, test_subset: 20, k: 10}\n";
+    let base = tiny_spec("f", &[0.5], 2);
+    assert!(base.contains(evals), "tiny_spec changed: {base}");
+    let fine = base.replace(
+        evals,
+        "    - {kind: fine_tune, label_fraction: 0.4, test_subset: 20, epochs: 5, batch_size: 10}\n",
+    );
+    let pre = base.replace("name: f", "name: pre").replace(
+        evals,
+        "    - {kind: knn, train_subset: 100, test_subset: 20, k: 10}\n",
+    );
+    (fine, pre)
+}
+
+#[test]
+fn fine_tuning_killed_anywhere_resumes_to_the_uninterrupted_metrics_once() {
+    let (fine, pre) = fine_tune_specs();
+    let reference = Env::new(2);
+    let spec = reference.write("f.yaml", &fine);
+    let o = reference.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = all_metrics(&reference);
+    assert!(expected.keys().any(|k| k.1 == "eval/train_top1"));
+
+    let env = Env::new(2);
+    // The pretrain first, through another sweep (the same run id): then the first
+    // checkpoint the fault point meets is the fine-tuning's own.
+    let pre = env.write("pre.yaml", &pre);
+    let o = env.run(&["run", pre.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let spec = env.write("f.yaml", &fine);
+    let spec = spec.to_str().unwrap();
+    // A worker dies writing its first fine-tuning checkpoint, then the run is killed once
+    // a later one is recorded; the third attempt continues from the newest recorded one,
+    // not from the start.
+    let out = fault_kill_then_finish(&env, spec, "checkpoint at epoch 3");
     assert!(
-        text(&o).contains("pretrain: started (attempt 3, from step 8)"),
-        "{}",
-        text(&o)
+        out.contains("fine_tune-40%@h: started (attempt 3, from step "),
+        "{out}"
     );
     assert!(stages(&env).iter().all(|(_, s, _)| s == "done"));
     let got = all_metrics(&env);
-    assert_eq!(got.len(), expected.len(), "no metric missing or duplicated");
     for (k, v) in &expected {
         assert_eq!(got.get(k), Some(v), "metric {k:?} differs");
     }
+    let evals =
+        |m: &BTreeMap<(String, String, i64), f64>| m.keys().filter(|k| k.1 == "eval/top1").count();
+    // The reference's one evaluation, and the kNN of the pretrain-only sweep.
+    assert_eq!((evals(&expected), evals(&got)), (1, 2));
 }
