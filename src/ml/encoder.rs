@@ -1,7 +1,9 @@
 //! Base encoders f(.) of SimCLR (section 2.1): ResNet-18/34 (BasicBlock), ResNet-50
 //! (Bottleneck, expansion 4) with the CIFAR stem (appendix B.9: 3x3 stride-1 conv, no
 //! max-pool) or the ImageNet stem (7x7 stride-2 conv + 3x3 stride-2 max-pool), width
-//! multiplier 1/2/4 (Figure 7), and a small 4-block ConvNet for quick CPU runs.
+//! multiplier 1/2/4 (Figure 7; it scales every block and the stem, as the official code),
+//! and a small 4-block ConvNet for quick CPU runs. [`param_count`] counts an encoder's
+//! parameters from its config alone (the x axis of Figure 7).
 //! h = global average pool of the last feature map, `[B, D]`.
 //!
 //! Layout and variable names follow candle-transformers' `models/resnet.rs` (torchvision):
@@ -25,6 +27,10 @@ use candle_nn::{batch_norm, conv2d_no_bias, BatchNorm, BatchNormConfig, Conv2d, 
 
 use super::config::{Arch, EncoderConfig, Stem};
 use super::kernels::{self, Kernels};
+
+/// The input channels of every encoder a pretrain builds: images are decoded as RGB
+/// (CIFAR and image folders alike).
+pub const IN_CHANNELS: usize = 3;
 
 /// BatchNorm as in PyTorch / the official code (eps 1e-5, momentum 0.1, affine).
 pub(crate) fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
@@ -212,6 +218,77 @@ impl ConvBn {
     }
 }
 
+/// The ConvNet's channels per block at width multiplier `w`.
+fn convnet_channels(w: usize) -> [usize; 4] {
+    [16 * w, 32 * w, 64 * w, 128 * w]
+}
+
+/// A ResNet's blocks per stage and whether they are Bottlenecks (expansion 4): ResNet-18
+/// [2, 2, 2, 2] BasicBlocks, ResNet-34 [3, 4, 6, 3] BasicBlocks, ResNet-50 [3, 4, 6, 3]
+/// Bottlenecks. Stage `i` has `64 * 2^i * width` planes (the official code's
+/// `width_multiplier` scales every block, and the stem, as [`Encoder::new`] does).
+fn resnet_layout(arch: Arch) -> ([usize; 4], bool) {
+    match arch {
+        Arch::Resnet18 => ([2, 2, 2, 2], false),
+        Arch::Resnet34 => ([3, 4, 6, 3], false),
+        _ => ([3, 4, 6, 3], true),
+    }
+}
+
+/// The number of trainable parameters of the encoder that [`Encoder::new`] builds from
+/// `cfg` on `in_channels`-channel images, computed from the config alone (no weights are
+/// allocated): convolution kernels (no biases) and each BatchNorm's scale and shift; not
+/// the BatchNorm running statistics, which are not trained, and not the projection head.
+/// This is what the paper's Figure 7 and Table 6 count on their x axis: ResNet-50 24M,
+/// ResNet-50 (2x) 94M, ResNet-50 (4x) 375M (ImageNet stem; torchvision's `resnet50`
+/// without its `fc` has 23,508,032).
+pub fn param_count(cfg: &EncoderConfig, in_channels: usize) -> usize {
+    let conv = |k: usize, c_in: usize, c_out: usize| k * k * c_in * c_out;
+    let bn = |c: usize| 2 * c;
+    let w = cfg.width;
+    match cfg.arch {
+        Arch::Convnet => {
+            let mut c_in = in_channels;
+            let mut n = 0;
+            for c in convnet_channels(w) {
+                n += conv(3, c_in, c) + bn(c);
+                c_in = c;
+            }
+            n
+        }
+        Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 => {
+            let (counts, bottleneck) = resnet_layout(cfg.arch);
+            let stem_k = match cfg.stem {
+                Stem::Cifar => 3,
+                Stem::Imagenet => 7,
+            };
+            let mut c_in = 64 * w;
+            let mut n = conv(stem_k, in_channels, c_in) + bn(c_in);
+            for (li, &count) in counts.iter().enumerate() {
+                let planes = (64 << li) * w;
+                for j in 0..count {
+                    let stride = if li > 0 && j == 0 { 2 } else { 1 };
+                    let c_out = if bottleneck {
+                        n += conv(1, c_in, planes) + bn(planes);
+                        n += conv(3, planes, planes) + bn(planes);
+                        n += conv(1, planes, 4 * planes) + bn(4 * planes);
+                        4 * planes
+                    } else {
+                        n += conv(3, c_in, planes) + bn(planes);
+                        n += conv(3, planes, planes) + bn(planes);
+                        planes
+                    };
+                    if stride != 1 || c_in != c_out {
+                        n += conv(1, c_in, c_out) + bn(c_out);
+                    }
+                    c_in = c_out;
+                }
+            }
+            n
+        }
+    }
+}
+
 /// ResNet residual block: BasicBlock (two 3x3) or Bottleneck (1x1, 3x3 with the stride,
 /// 1x1 to 4x), projection shortcut (1x1 conv + BN) when shape changes. The last BN's scale
 /// starts at `last_gamma` (0 with `zero_init_residual`: the block starts as its shortcut).
@@ -351,7 +428,7 @@ impl Encoder {
                 // 4 blocks conv3x3-BN-ReLU, 16w/32w/64w/128w channels, 2x2 avg-pool after
                 // blocks 1-3.
                 let mut c_in = in_channels;
-                for (i, c) in [16 * w, 32 * w, 64 * w, 128 * w].into_iter().enumerate() {
+                for (i, c) in convnet_channels(w).into_iter().enumerate() {
                     let n = i + 1;
                     layers.push(Layer::ConvBnRelu(ConvBn::new(
                         c_in,
@@ -369,11 +446,7 @@ impl Encoder {
                 repr_dim = c_in;
             }
             Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 => {
-                let (counts, bottleneck) = match cfg.arch {
-                    Arch::Resnet18 => ([2, 2, 2, 2], false),
-                    Arch::Resnet34 => ([3, 4, 6, 3], false),
-                    _ => ([3, 4, 6, 3], true),
-                };
+                let (counts, bottleneck) = resnet_layout(cfg.arch);
                 let stem_c = 64 * w;
                 let last_gamma = if cfg.zero_init_residual { 0.0 } else { 1.0 };
                 match cfg.stem {
@@ -608,6 +681,55 @@ mod tests {
         assert_eq!(n_params(&m), 11_176_512 - 7 * 7 * 3 * 64 + 3 * 3 * 3 * 64);
         let (m, _) = build(&enc(Arch::Resnet50, Stem::Imagenet, 1), DType::F32);
         assert_eq!(n_params(&m), 23_508_032);
+    }
+
+    #[test]
+    fn param_count_is_what_the_built_encoder_holds() {
+        for cfg in [
+            enc(Arch::Convnet, Stem::Cifar, 1),
+            enc(Arch::Convnet, Stem::Cifar, 2),
+            enc(Arch::Resnet18, Stem::Cifar, 1),
+            enc(Arch::Resnet18, Stem::Imagenet, 1),
+            enc(Arch::Resnet34, Stem::Cifar, 1),
+            enc(Arch::Resnet50, Stem::Cifar, 1),
+            enc(Arch::Resnet50, Stem::Imagenet, 1),
+        ] {
+            let (m, _) = build(&cfg, DType::F32);
+            assert_eq!(param_count(&cfg, 3), n_params(&m), "{cfg:?}");
+        }
+        // The input channels enter only the stem.
+        let cfg = enc(Arch::Resnet18, Stem::Imagenet, 1);
+        assert_eq!(param_count(&cfg, 1), param_count(&cfg, 3) - 7 * 7 * 2 * 64);
+    }
+
+    #[test]
+    fn param_count_matches_torchvision_and_the_papers_table_6() {
+        let n = |arch, width| param_count(&enc(arch, Stem::Imagenet, width), 3);
+        // torchvision resnet18 / resnet34 / resnet50 without the 1000-way fc.
+        assert_eq!(n(Arch::Resnet18, 1), 11_689_512 - 513_000);
+        assert_eq!(n(Arch::Resnet34, 1), 21_797_672 - 513_000);
+        assert_eq!(n(Arch::Resnet50, 1), 25_557_032 - 2_049_000);
+        // Table 6: ResNet-50 24M, (2x) 94M, (4x) 375M: the width multiplier scales every
+        // block's channels (and the stem's), so parameters grow about as its square.
+        let millions = |p: usize| (p as f64 / 1e6).round() as usize;
+        assert_eq!(millions(n(Arch::Resnet50, 1)), 24);
+        assert_eq!(millions(n(Arch::Resnet50, 2)), 94);
+        assert_eq!(millions(n(Arch::Resnet50, 4)), 375);
+        // Figure 7's other encoders grow the same way.
+        assert_eq!(millions(n(Arch::Resnet18, 4)), 179);
+        assert_eq!(millions(n(Arch::Resnet34, 2)), 85);
+    }
+
+    #[test]
+    fn wide_resnets_scale_every_stage_and_the_representation() {
+        // ResNet-18 (2x): stem 128 channels, stages of 128..1024 planes, h of 1024; what
+        // it holds is what param_count says.
+        let cfg = enc(Arch::Resnet18, Stem::Cifar, 2);
+        let (m, e) = build(&cfg, DType::F32);
+        assert_eq!(n_params(&m), param_count(&cfg, 3));
+        assert_eq!(e.repr_dim(), 1024);
+        let x = Tensor::rand(0f32, 1.0, (2, 3, 8, 8), &Device::Cpu).unwrap();
+        assert_eq!(e.forward_t(&x, false).unwrap().dims(), &[2, 1024]);
     }
 
     #[test]

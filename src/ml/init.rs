@@ -288,7 +288,14 @@ pub fn build_pretrain(
     num_classes: usize,
     device: &Device,
 ) -> Result<(VarMap, SimclrModel, Option<Linear>)> {
-    let (map, model) = build_model_with(cfg.init, &cfg.encoder, &cfg.head, 3, cfg.seed, device)?;
+    let (map, model) = build_model_with(
+        cfg.init,
+        &cfg.encoder,
+        &cfg.head,
+        super::encoder::IN_CHANNELS,
+        cfg.seed,
+        device,
+    )?;
     let classifier = match cfg.method {
         Method::Simclr => None,
         Method::Supervised => {
