@@ -231,6 +231,92 @@ fn fine_tuning_refuses_a_fraction_outside_0_1_a_train_subset_and_z() {
 }
 
 #[test]
+fn model_size_expands_to_figure_7s_depth_by_width_grid_with_a_control_per_encoder() {
+    use crate::ml::config::{Arch, Method, Stem};
+    for (profile, widths, stem) in [
+        (None, vec![1, 2, 4], Stem::Cifar),
+        (Some("smoke"), vec![1, 2], Stem::Imagenet),
+    ] {
+        let p = committed("model_size.yaml", profile);
+        let grid: Vec<(Arch, usize, Method)> = p
+            .grid()
+            .iter()
+            .map(|r| {
+                let c = &r.config.pretrain;
+                assert_eq!(c.encoder.stem, stem, "{profile:?}");
+                (c.encoder.arch, c.encoder.width, c.method)
+            })
+            .collect();
+        let mut want = Vec::new();
+        for a in [Arch::Resnet18, Arch::Resnet34, Arch::Resnet50] {
+            for &w in &widths {
+                for m in [Method::Simclr, Method::Supervised] {
+                    want.push((a, w, m));
+                }
+            }
+        }
+        assert_eq!(
+            grid, want,
+            "{profile:?}: depth x width x method, in file order"
+        );
+        // The control keeps the encoder: one untrained encoder per depth and width, each
+        // standing beside both methods' cells.
+        let controls: Vec<(Arch, usize)> = p
+            .control_runs()
+            .iter()
+            .map(|r| {
+                let c = &r.config.pretrain;
+                assert_eq!((c.epochs, c.method), (0, Method::Simclr));
+                (c.encoder.arch, c.encoder.width)
+            })
+            .collect();
+        assert_eq!(controls.len(), 3 * widths.len(), "{profile:?}");
+        assert_eq!(controls[0], (Arch::Resnet18, 1));
+        let labels: Vec<String> = p.runs[0]
+            .config
+            .evals
+            .iter()
+            .map(identity::eval_label)
+            .collect();
+        let want = match profile {
+            None => ["linear-aug@h", "knn@h"],
+            Some(_) => ["linear@h", "knn@h"],
+        };
+        assert_eq!(labels, want);
+    }
+    snapshot(
+        SNAPSHOTS,
+        "model_size_smoke.txt",
+        &render_cells(&committed("model_size.yaml", Some("smoke"))),
+    );
+}
+
+#[test]
+fn every_committed_spec_plans_under_every_profile() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
+    let mut specs = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let raw = parse_raw(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut profiles: Vec<Option<String>> = vec![None];
+        for k in raw.profiles.unwrap_or_default().keys() {
+            profiles.push(Some(k.as_str().expect("profile names are strings").into()));
+        }
+        for profile in profiles {
+            let p = committed(&name, profile.as_deref());
+            assert!(!p.grid().is_empty(), "{name} {profile:?}: an empty grid");
+        }
+        specs += 1;
+    }
+    assert!(specs >= 8, "only {specs} specs found in {}", dir.display());
+}
+
+#[test]
 fn a_supervised_run_refuses_what_needs_a_second_view_or_a_head() {
     let z = err("name: t
 base:
