@@ -41,11 +41,16 @@ pub(crate) fn mark_figures(sec: &mut Section) {
 }
 
 fn mark_table(data: &SweepData, t: &mut Table, primary: &str) {
-    // Column sets: each evaluation column alone, or every column of a matrix together.
+    // Column sets: each evaluation column alone, or every column of a matrix together. A
+    // table with a column of controls (each row's own) compares each of its other columns
+    // alone (Figure 7: the best SimCLR encoder, the best supervised one); the controls are
+    // a reference, never compared.
+    let controls = t.header.iter().any(|h| h == super::control::COLUMN);
     let labelled: Vec<usize> = (0..t.header.len())
         .filter(|&i| column_label(&data.labels, &t.header, i, primary).is_some())
+        .filter(|&i| t.header[i] != super::control::COLUMN)
         .collect();
-    let sets: Vec<Vec<usize>> = if labelled.len() == t.header.len() {
+    let sets: Vec<Vec<usize>> = if labelled.len() == t.header.len() && !controls {
         vec![labelled]
     } else {
         labelled.into_iter().map(|i| vec![i]).collect()

@@ -1,6 +1,6 @@
 //! The random-weights control in a report, and the setting sentence of every caption:
-//! every table of a section gets a row per
-//! control that stands beside its cells, and every figure a reference (a dashed line on
+//! every table of a section gets a row per control that stands beside its cells (unless
+//! it shows each row's control in a column of its own, [`COLUMN`]), and every figure a reference (a dashed line on
 //! line and bar charts, the colour floor on the heatmap), with a caption that says so. A
 //! sweep without a control says that instead.
 
@@ -11,6 +11,11 @@ use super::tables::Val;
 
 /// The row label of a control in every table.
 pub(crate) const ROW: &str = "random-weights control";
+
+/// The header of a column that shows, in each row, the control of that row's own cells
+/// (Figure 7: each encoder untrained). A table with it gets no control rows, and the
+/// column is a reference: never marked against the best.
+pub(crate) const COLUMN: &str = "random weights";
 
 /// What the control is, for notes and captions.
 const WHAT: &str = "Random-weights control: the same encoder untrained (epochs 0), under the same evaluations and seeds.";
@@ -54,7 +59,11 @@ pub(crate) fn add(data: &SweepData, sec: &mut Section, cells: &[&CellData]) {
         }
         return;
     }
-    for t in &mut sec.tables {
+    for t in sec
+        .tables
+        .iter_mut()
+        .filter(|t| !t.header.iter().any(|h| h == COLUMN))
+    {
         for k in &controls {
             let row = (0..t.header.len())
                 .map(|i| cell(data, t, i, k, &primary))
@@ -108,7 +117,8 @@ pub(crate) fn add(data: &SweepData, sec: &mut Section, cells: &[&CellData]) {
                     r.mean
                 ));
             }
-            Plot::Curves { .. } | Plot::Panels { .. } => {}
+            // Figure 7 draws each encoder's own control beside it.
+            Plot::Scatter { .. } | Plot::Curves { .. } | Plot::Panels { .. } => {}
         }
     }
 }

@@ -1,16 +1,19 @@
 //! The Findings section: one line per claim of the paper that the sweep's cells can test
-//! (Table 1, Figure 5, Figure 8, Table 4, Table 5, Figure 9, Table 7), each held, not held or inconclusive,
-//! with the numbers compared and the test behind the verdict ([`compare::against`]:
-//! a paired t-test over shared seeds, else 95% interval overlap; one seed tests nothing).
-//! All on the primary evaluation's top-1 but Table 7's, on each fine-tuning's own. Claims about a difference (Figure 9's gap that
-//! closes) test the per-seed differences the same way; claims with two comparisons (Table
-//! 5's moderate temperature against both ends) hold only when both do.
+//! (Table 1, Figure 5, Figure 7, Figure 8, Table 4, Table 5, Figure 9, Table 7), each held,
+//! not held or inconclusive, with the numbers compared and the test behind the verdict
+//! ([`compare::against`]: a paired t-test over shared seeds, else 95% interval overlap; one
+//! seed tests nothing). All on the primary evaluation's top-1 but Table 7's, on each
+//! fine-tuning's own. Claims about a difference
+//! (Figure 9's gap that closes, Figure 7's supervised lead that shrinks) test the per-seed
+//! differences the same way; claims with two comparisons (Table 5's moderate temperature
+//! against both ends) hold only when both do.
 
-use crate::ml::config::{AugOp, HeadKind, LossKind, Method, PretrainConfig};
+use crate::ml::config::{AugOp, EncoderConfig, HeadKind, LossKind, Method, PretrainConfig};
 
 use super::aggregate::{CellData, CellValue, Mark, SweepData};
 use super::compare::against;
-use super::sections::Section;
+use super::paper::encoder_config_name;
+use super::sections::{encoder_params, encoders_by_size, Section, MODEL_SIZE_AXES};
 
 /// A claim's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,24 +163,34 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
         best(data, &label, keep).map(|(c, v)| (ops_name(&data.first(c).config), v))
     };
     let all: Vec<&CellData> = data.cells.iter().collect();
-    if let (Some(k), Some((c, v))) = (data.control_of(&all, &label), best(data, &label, |_| true)) {
+    // A cell's control: the sweep's one, or where each encoder has its own (Figure 7's
+    // grid of encoders), the cell's.
+    let shared = data.control_of(&all, &label);
+    let control_of = |c: &CellData| shared.or_else(|| data.control_of(&[c], &label));
+    let best_cell = best(data, &label, |_| true);
+    if let Some(((c, v), k)) = best_cell.and_then(|(c, v)| Some(((c, v), control_of(c)?))) {
         let control = data.top1(k, &label);
-        let below = control.stat().map_or(0, |ks| {
-            all.iter()
-                .filter(|c| {
-                    data.top1(c, &label)
-                        .stat()
-                        .is_some_and(|s| s.mean <= ks.mean)
-                })
-                .count()
-        });
+        let below = all
+            .iter()
+            .filter(|c| {
+                let own = control_of(c).and_then(|k| data.top1(k, &label).stat());
+                match (data.top1(c, &label).stat(), own) {
+                    (Some(s), Some(ks)) => s.mean <= ks.mean,
+                    _ => false,
+                }
+            })
+            .count();
+        let (name, theirs) = match shared {
+            Some(_) => ("the control", "the control"),
+            None => ("its control", "their own control"),
+        };
         let mut f = judge(
             CONTROL_CLAIM,
             (&super::sections::cell_name(data, c), &v),
-            ("the control", &control),
+            (name, &control),
         );
         f.line.push_str(&format!(
-            " {below} of {} cells score at or below the control.",
+            " {below} of {} cells score at or below {theirs}.",
             all.len()
         ));
         out.push(f);
@@ -293,6 +306,9 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
     if axes(&["batch_size", "epochs"]) {
         out.extend(figure9(data, &label));
     }
+    if axes(MODEL_SIZE_AXES) {
+        out.extend(figure7(data, &label));
+    }
     out
 }
 
@@ -338,32 +354,86 @@ fn gap(large: &CellValue, small: &CellValue) -> CellValue {
     CellValue::of_seeds(seeds, n).unwrap_or(CellValue::Missing("no shared seed"))
 }
 
+/// Whether the gap `a - b` at a first setting is larger than at a second (the gap
+/// shrinks), tested on the per-seed gaps (a paired t-test of the gap differences over the
+/// seeds all four values share): `(name, [a, b])` per setting; `unshared` says why there
+/// is nothing to test when no seed has all four.
+fn gap_shrinks(
+    claim: &str,
+    (n0, [a0, b0]): (&str, [&CellValue; 2]),
+    (n1, [a1, b1]): (&str, [&CellValue; 2]),
+    unshared: &str,
+) -> Finding {
+    let (g0, g1) = (gap(a0, b0), gap(a1, b1));
+    if g0.stat().is_none() || g1.stat().is_none() {
+        return finding(claim, Verdict::Inconclusive, unshared);
+    }
+    let (verdict, evidence) = versus((n0, &g0), (n1, &g1), points);
+    finding(claim, verdict, &evidence)
+}
+
 /// Figure 9: the largest batch's advantage over the smallest at the fewest epochs is
-/// larger than at the most (the gap closes with training), tested on the per-seed gaps
-/// (a paired t-test of the gap differences over the seeds all four cells share). `cells`:
-/// [fewest, most epochs] x [largest, smallest batch].
+/// larger than at the most (the gap closes with training). `cells`: [fewest, most
+/// epochs] x [largest, smallest batch].
 fn gap_closes(
     (b_large, b_small): (usize, usize),
     (e_few, e_many): (usize, usize),
     [[l0, s0], [l1, s1]]: [[&CellValue; 2]; 2],
 ) -> Finding {
-    let claim = format!(
-        "Figure 9: the gap closes with training (batch {b_large} minus batch {b_small}, at {e_few} vs {e_many} epochs)"
-    );
-    let (g0, g1) = (gap(l0, s0), gap(l1, s1));
-    if g0.stat().is_none() || g1.stat().is_none() {
-        return finding(
-            &claim,
-            Verdict::Inconclusive,
-            "the two batch sizes share no finished seed at both epoch counts",
-        );
+    gap_shrinks(
+        &format!(
+            "Figure 9: the gap closes with training (batch {b_large} minus batch {b_small}, at {e_few} vs {e_many} epochs)"
+        ),
+        (&format!("gap at {e_few} epochs"), [l0, s0]),
+        (&format!("gap at {e_many} epochs"), [l1, s1]),
+        "the two batch sizes share no finished seed at both epoch counts",
+    )
+}
+
+/// Figure 7's two claims, each between the smallest and the largest encoder (by
+/// parameters) that has the values compared: a bigger encoder helps SimCLR; the
+/// supervised baseline's lead over SimCLR shrinks as the encoder grows.
+fn figure7(data: &SweepData, label: &str) -> Vec<Finding> {
+    let encoders = encoders_by_size(data.cells.iter().map(|c| &*data.first(c).config));
+    let at = |m: Method, e: &EncoderConfig| {
+        best(data, label, |c| c.method == m && c.encoder == *e).map(|x| x.1)
+    };
+    let name = |e: &EncoderConfig| {
+        format!(
+            "{} ({:.1}M)",
+            encoder_config_name(e),
+            encoder_params(e) as f64 / 1e6
+        )
+    };
+    let mut out = Vec::new();
+    let simclr: Vec<(&EncoderConfig, CellValue)> = encoders
+        .iter()
+        .filter_map(|e| at(Method::Simclr, e).map(|v| (e, v)))
+        .collect();
+    if let [(e0, v0), .., (e1, v1)] = simclr.as_slice() {
+        out.push(judge(
+            "Figure 7: a bigger encoder helps SimCLR (the largest vs the smallest)",
+            (&name(e1), v1),
+            (&name(e0), v0),
+        ));
     }
-    let (verdict, evidence) = versus(
-        (&format!("gap at {e_few} epochs"), &g0),
-        (&format!("gap at {e_many} epochs"), &g1),
-        points,
-    );
-    finding(&claim, verdict, &evidence)
+    let both: Vec<(&EncoderConfig, [CellValue; 2])> = encoders
+        .iter()
+        .filter_map(|e| Some((e, [at(Method::Supervised, e)?, at(Method::Simclr, e)?])))
+        .collect();
+    if let [(e0, [sup0, sim0]), .., (e1, [sup1, sim1])] = both.as_slice() {
+        out.push(gap_shrinks(
+            &format!(
+                "Figure 7: the supervised baseline's lead over SimCLR shrinks as the encoder grows (supervised minus SimCLR, {} vs {})",
+                encoder_config_name(e0),
+                encoder_config_name(e1)
+            ),
+            (&format!("gap at {}", name(e0)), [sup0, sim0]),
+            (&format!("gap at {}", name(e1)), [sup1, sim1]),
+            "the two methods share no finished seed at both encoders",
+        ));
+    }
+    out
 }
 
 /// Table 1's two claims, each between the weakest and the strongest colour distortion

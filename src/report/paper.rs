@@ -4,8 +4,8 @@
 //! experiments differ.
 
 use crate::ml::config::{
-    Arch, DatasetName, EvalConfig, EvalKind, EvalProtocol, LossKind, LrScaling, Method,
-    PretrainConfig,
+    Arch, DatasetName, EncoderConfig, EvalConfig, EvalKind, EvalProtocol, LossKind, LrScaling,
+    Method, PretrainConfig,
 };
 
 /// Where and how the paper measured a table or figure. `None`: the paper's text does not
@@ -137,6 +137,39 @@ pub(crate) fn table7(row: usize, label_fraction: f64) -> Option<f64> {
     TABLE_7_ROWS.get(row).map(|(_, v)| v[col])
 }
 
+/// Figure 7 / Table 6: the paper's points that have a number in its text, all ImageNet:
+/// SimCLR's ResNet-50 at widths 1x, 2x, 4x trained 1000 epochs at batch 4096 (Table 6's
+/// linear evaluation; Figure 7's red stars) and the supervised ResNet-50 (the abstract's
+/// and Figure 1's 76.5, trained 90 epochs). Figure 7's other points (ResNet-18 to -152,
+/// SimCLR at 100 epochs, the other supervised ResNets) are drawn, not written.
+pub(crate) const FIGURE_7: PaperSetting = PaperSetting {
+    source: "Figure 7 / Table 6",
+    dataset: "ImageNet",
+    encoder: "ResNet-50, ResNet-50 (2x), ResNet-50 (4x)",
+    epochs: Some(1000),
+    batch_size: Some(4096),
+};
+
+/// Figure 7's qualitative finding.
+pub(crate) const FIGURE_7_FINDING: &str = "increasing depth and width both improve linear \
+     evaluation, and the gap between supervised models and linear classifiers on \
+     unsupervised (SimCLR) ones shrinks as the model grows: unsupervised learning benefits \
+     more from bigger models";
+
+/// Figure 7 / Table 6 top-1 (%) of `method` with encoder `arch` at width multiplier
+/// `width` on ImageNet, where the paper's text gives it ([`FIGURE_7`]): SimCLR linear
+/// evaluation of ResNet-50 1x / 2x / 4x 69.3 / 74.2 / 76.5; the supervised ResNet-50 76.5
+/// (its own top-1). `None` elsewhere.
+pub(crate) fn figure7(method: Method, arch: Arch, width: usize) -> Option<f64> {
+    match (method, arch, width) {
+        (Method::Simclr, Arch::Resnet50, 1) => Some(69.3),
+        (Method::Simclr, Arch::Resnet50, 2) => Some(74.2),
+        (Method::Simclr, Arch::Resnet50, 4) => Some(76.5),
+        (Method::Supervised, Arch::Resnet50, 1) => Some(76.5),
+        _ => None,
+    }
+}
+
 /// Figure 5's qualitative finding, as the paper's text states it.
 pub(crate) const FIGURE_5_FINDING: &str = "crop + color stands out; no single transformation \
      suffices (the paper's cell values are not published in text)";
@@ -265,16 +298,21 @@ pub(crate) fn dataset_name(c: &PretrainConfig) -> String {
 }
 
 pub(crate) fn encoder_name(c: &PretrainConfig) -> String {
-    let arch = match c.encoder.arch {
+    encoder_config_name(&c.encoder)
+}
+
+/// An encoder as the paper names it: `ResNet-50`, `ResNet-50 (2x)`.
+pub(crate) fn encoder_config_name(e: &EncoderConfig) -> String {
+    let arch = match e.arch {
         Arch::Convnet => "ConvNet",
         Arch::Resnet18 => "ResNet-18",
         Arch::Resnet34 => "ResNet-34",
         Arch::Resnet50 => "ResNet-50",
     };
-    if c.encoder.width == 1 {
+    if e.width == 1 {
         arch.to_string()
     } else {
-        format!("{arch} ({}x)", c.encoder.width)
+        format!("{arch} ({}x)", e.width)
     }
 }
 
@@ -369,6 +407,20 @@ mod tests {
         assert_eq!(col(0.1), [56.4, 65.6, 71.7, 74.4].map(Some).to_vec());
         assert_eq!(table7(1, 0.5), None);
         assert_eq!(table7(4, 0.01), None);
+    }
+
+    #[test]
+    fn figure_7_has_table_6s_resnet_50s_and_the_supervised_resnet_50_only() {
+        let simclr = |w| figure7(Method::Simclr, Arch::Resnet50, w);
+        assert_eq!(
+            [simclr(1), simclr(2), simclr(4)],
+            [Some(69.3), Some(74.2), Some(76.5)]
+        );
+        assert_eq!(figure7(Method::Supervised, Arch::Resnet50, 1), Some(76.5));
+        // Drawn in Figure 7 but not written in the text: no number.
+        assert_eq!(figure7(Method::Supervised, Arch::Resnet50, 4), None);
+        assert_eq!(figure7(Method::Simclr, Arch::Resnet18, 1), None);
+        assert_eq!(figure7(Method::Simclr, Arch::Resnet50, 3), None);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Figures drawn with plotters into PNG and SVG: Figure 5's augmentation heatmap, Figure
-//! 8's head-dimension lines, Figure 9's batch x epochs bars, and training curves. Text uses
-//! the bundled DejaVu Sans (registered once as "sans-serif"; no system fonts needed).
-//! Error bars are one standard deviation over seeds. The heatmap's colour scale starts at
-//! the control (0 without one) and spans at least [`MIN_SPAN`] points; its best cell and
-//! those not distinguishable from it are outlined, and so are the bars of Figure 9.
+//! 7's top-1 against parameter count, Figure 8's head-dimension lines, Figure 9's batch x
+//! epochs bars, and training curves. Text uses the bundled DejaVu Sans (registered once as
+//! "sans-serif"; no system fonts needed). Error bars are one standard deviation over
+//! seeds, Figure 7's the 95% interval. The heatmap's colour scale starts at the control (0
+//! without one) and spans at least [`MIN_SPAN`] points; its best cell and those not
+//! distinguishable from it are outlined, and so are the bars of Figure 9.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -58,6 +59,15 @@ pub(crate) struct Series {
     pub points: Vec<(f64, Stat)>,
 }
 
+/// One chart of a [`Plot::Scatter`]: its title, its series, and labelled vertical guides
+/// (x, label) that name the x positions (Figure 7: each encoder at its parameter count).
+#[derive(Clone, Debug)]
+pub(crate) struct ScatterPanel {
+    pub title: String,
+    pub series: Vec<Series>,
+    pub guides: Vec<(f64, String)>,
+}
+
 /// A training curve of one cell (mean over seeds where several).
 #[derive(Clone, Debug)]
 pub(crate) struct Curve {
@@ -97,6 +107,14 @@ pub(crate) enum Plot {
         values: Vec<Vec<CellValue>>,
         /// A dashed horizontal line across the chart: (legend name, value).
         reference: Option<(String, f64)>,
+    },
+    /// Figure 7: y against x on a log10 axis, one chart per panel side by side (the same
+    /// x range, each its own y range); points unjoined, measured ones filled with their
+    /// 95% interval over seeds, references (`dashed`: a control, the paper's) hollow.
+    Scatter {
+        x_label: String,
+        y_label: String,
+        panels: Vec<ScatterPanel>,
     },
     /// Loss and contrastive accuracy against epochs.
     Curves { curves: Vec<Curve> },
@@ -148,6 +166,10 @@ impl Figure {
                 (960, 600 + legend_height(series.len() + flat.len(), 3))
             }
             Plot::Bars { bars, .. } => (960, 600 + legend_height(bars.len() + 2, 5)),
+            Plot::Scatter { panels, .. } => (
+                if panels.len() > 1 { 1400 } else { 960 },
+                640 + legend_height(scatter_legend(panels).len(), 3),
+            ),
             Plot::Panels { panels, .. } => (1000, 50 + 300 * panels.len().div_ceil(2) as u32),
         }
     }
@@ -228,6 +250,11 @@ impl Figure {
                 values,
                 reference.as_ref(),
             ),
+            Plot::Scatter {
+                x_label,
+                y_label,
+                panels,
+            } => scatter(root, x_label, y_label, panels),
             Plot::Curves { curves } => training_curves(root, curves),
             Plot::Panels { x_label, panels } => small_multiples(root, x_label, panels),
         }
@@ -871,6 +898,188 @@ fn grouped_bars<DB: DrawingBackend>(
     legend(root, h as i32 - legend_h as i32, &entries, 5)
 }
 
+/// The legend of a scatter: each series name once, in order of first appearance.
+fn scatter_legend(panels: &[ScatterPanel]) -> Vec<(String, RGBColor, bool)> {
+    let mut out: Vec<(String, RGBColor, bool)> = Vec::new();
+    for s in panels.iter().flat_map(|p| &p.series) {
+        if !out.iter().any(|e| e.0 == s.name) {
+            out.push((s.name.clone(), color(s.color), s.dashed));
+        }
+    }
+    out
+}
+
+/// Ticks of a log10 axis over [lo, hi] (log10 units): 1, 2, 5 times the powers of ten
+/// inside it, as the values themselves.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    for e in lo.floor() as i32..=hi.ceil() as i32 {
+        for m in [1.0, 2.0, 5.0] {
+            let v = m * 10f64.powi(e);
+            if (lo..=hi).contains(&v.log10()) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// A count as a person reads it: `500k`, `11.2M`, `1.5G`.
+pub(crate) fn count_label(v: f64) -> String {
+    let (x, unit) = if v >= 1e9 {
+        (v / 1e9, "G")
+    } else if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    format!("{}{unit}", tick(x))
+}
+
+/// The 95% interval of a mean over seeds (the mean itself for one seed).
+fn ci_span(s: &Stat) -> (f64, f64) {
+    s.ci.unwrap_or((s.mean, s.mean))
+}
+
+fn scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    x_label: &str,
+    y_label: &str,
+    panels: &[ScatterPanel],
+) -> R {
+    let (w, h) = root.dim_in_pixel();
+    let entries = scatter_legend(panels);
+    let legend_h = legend_height(entries.len(), 3);
+    let body = root
+        .margin(40, 0, 10, 20)
+        .shrink((0, 0), (w - 30, h - legend_h - 40));
+    let xs: Vec<f64> = panels
+        .iter()
+        .flat_map(|p| {
+            p.series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|q| q.0))
+                .chain(p.guides.iter().map(|g| g.0))
+        })
+        .filter(|&x| x > 0.0)
+        .map(f64::log10)
+        .collect();
+    let (xlo, xhi) = match (
+        xs.iter().copied().reduce(f64::min),
+        xs.iter().copied().reduce(f64::max),
+    ) {
+        (Some(a), Some(b)) => (a - 0.15, b + 0.15),
+        _ => (6.0, 9.0),
+    };
+    let areas = body.split_evenly((1, panels.len().max(1)));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        scatter_panel(root, area, (x_label, y_label), (xlo, xhi), panel)?;
+    }
+    legend(root, h as i32 - legend_h as i32, &entries, 3)
+}
+
+/// One chart of a scatter in `area`; its ticks and labels are drawn on `root` at the
+/// chart's backend coordinates.
+fn scatter_panel<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    area: &DrawingArea<DB, Shift>,
+    (x_label, y_label): (&str, &str),
+    (xlo, xhi): (f64, f64),
+    panel: &ScatterPanel,
+) -> R {
+    let (ylo, yhi) = y_range(
+        panel
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| ci_span(&p.1))),
+    );
+    // Room above the points for the guides' labels.
+    let yhi = yhi + (yhi - ylo) * 0.35;
+    let mut chart = ChartBuilder::on(area)
+        .margin(8)
+        .caption(panel.title.clone(), font(17.0))
+        .x_label_area_size(56)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xlo..xhi, ylo..yhi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_labels(0)
+        .disable_x_mesh()
+        .y_desc(y_label)
+        .y_label_style(font(14.0))
+        .axis_desc_style(font(16.0))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)?;
+    for t in log_ticks(xlo, xhi) {
+        let (px, py) = chart.backend_coord(&(t.log10(), ylo));
+        root.draw(&PathElement::new(vec![(px, py), (px, py + 5)], BLACK))
+            .map_err(err)?;
+        root.draw(&Text::new(count_label(t), (px, py + 16), centered(14.0)))
+            .map_err(err)?;
+    }
+    let (cx, cy) = chart.backend_coord(&((xlo + xhi) / 2.0, ylo));
+    root.draw(&Text::new(
+        x_label.to_string(),
+        (cx, cy + 40),
+        centered(16.0),
+    ))
+    .map_err(err)?;
+    let guide = RGBColor(200, 200, 200);
+    for (x, name) in &panel.guides {
+        let x = x.log10();
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x, ylo), (x, yhi)],
+                3,
+                4,
+                guide.stroke_width(1),
+            ))
+            .map_err(err)?;
+        let (px, py) = chart.backend_coord(&(x, yhi));
+        root.draw(&Text::new(
+            name.clone(),
+            (px + 10, py + 6),
+            TextStyle::from((FONT, 13.0).into_font().transform(FontTransform::Rotate90))
+                .color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    for s in &panel.series {
+        let col = color(s.color);
+        for (x, st) in &s.points {
+            let p = (x.log10(), st.mean);
+            if s.dashed {
+                chart
+                    .draw_series(std::iter::once(Circle::new(p, 6, col.stroke_width(2))))
+                    .map_err(err)?;
+                continue;
+            }
+            if st.ci.is_some() {
+                let (a, b) = ci_span(st);
+                chart
+                    .draw_series(std::iter::once(ErrorBar::new_vertical(
+                        p.0,
+                        a,
+                        st.mean,
+                        b,
+                        col.stroke_width(2),
+                        8,
+                    )))
+                    .map_err(err)?;
+            }
+            chart
+                .draw_series(std::iter::once(Circle::new(p, 5, col.filled())))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
 /// Which curve of a [`Curve`] a panel draws.
 type Pick = fn(&Curve) -> &Vec<(f64, f64)>;
 
@@ -990,6 +1199,18 @@ mod tests {
         // The best cell sits a fifth of the way up, far from the brightest colour.
         assert_ne!(heat(41.7, lo, hi), heat(hi, lo, hi));
         assert!((41.7 - lo) / (hi - lo) <= 0.2 + 1e-9);
+    }
+
+    #[test]
+    fn a_log_axis_ticks_at_1_2_5_and_names_counts_as_people_read_them() {
+        // Figure 7's range: ResNet-18 (11.2M) to ResNet-50 (4x) (375M), padded.
+        let ticks = log_ticks(6.9, 8.72);
+        assert_eq!(ticks, [1e7, 2e7, 5e7, 1e8, 2e8, 5e8]);
+        let names: Vec<String> = ticks.iter().map(|&t| count_label(t)).collect();
+        assert_eq!(names, ["10M", "20M", "50M", "100M", "200M", "500M"]);
+        assert_eq!(count_label(11_168_832.0), "11.17M");
+        assert_eq!(count_label(2e9), "2G");
+        assert_eq!(count_label(500.0), "500");
     }
 
     #[test]

@@ -10,14 +10,15 @@
 use serde_json::Value;
 
 use crate::ml::config::{
-    AugOp, AugProtocol, EvalKind, HeadKind, LossKind, LrScaling, Method, PretrainConfig,
+    AugOp, AugProtocol, EncoderConfig, EvalKind, HeadKind, LossKind, LrScaling, Method, PretrainConfig, Stem,
 };
+use crate::ml::encoder::{param_count, IN_CHANNELS};
 use crate::store::MetricRecord;
 use crate::vocab::metric;
 
 use super::aggregate::{compact, CellData, CellValue, Stat, SweepData};
 use super::paper::{self, PaperSetting};
-use super::plots::{Curve, Figure, Plot, Series};
+use super::plots::{Curve, Figure, Plot, ScatterPanel, Series};
 use super::protocols;
 use super::tables::{Table, Val};
 use super::tuning::{best_per_group, SELECTION_SPLIT};
@@ -50,6 +51,7 @@ impl Section {
 enum Experiment {
     ColorStrength,
     AugPairs,
+    ModelSize,
     HeadDims,
     Losses,
     Temperature,
@@ -57,9 +59,10 @@ enum Experiment {
 }
 
 impl Experiment {
-    const ALL: [Experiment; 6] = [
+    const ALL: [Experiment; 7] = [
         Experiment::ColorStrength,
         Experiment::AugPairs,
+        Experiment::ModelSize,
         Experiment::HeadDims,
         Experiment::Losses,
         Experiment::Temperature,
@@ -71,6 +74,7 @@ impl Experiment {
         match self {
             Experiment::ColorStrength => &["augment.color_strength"],
             Experiment::AugPairs => &["augment.ops"],
+            Experiment::ModelSize => MODEL_SIZE_AXES,
             Experiment::HeadDims => &["head", "head.kind", "head.out_dim"],
             Experiment::Losses => &["loss", "loss.kind", "loss.semi_hard"],
             Experiment::Temperature => &["loss.l2_norm", "loss.temperature"],
@@ -80,11 +84,13 @@ impl Experiment {
 
     /// Axes the experiment takes over when it is chosen (they do not choose it): the
     /// hyper-parameters its table tunes over and reports at their best; for Table 1 its
-    /// rows (the method) and the ops that add blur to its last column.
+    /// rows (the method) and the ops that add blur to its last column; for Figure 7 its
+    /// two series (the method).
     fn tuning_axes(self) -> &'static [&'static str] {
         match self {
             Experiment::Losses => &["optimizer.lr", "loss.margin", "loss.temperature"],
             Experiment::ColorStrength => &["method", "augment.ops"],
+            Experiment::ModelSize => &["method"],
             _ => &[],
         }
     }
@@ -120,6 +126,7 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
             let mut s = match e {
                 Experiment::ColorStrength => table1(data, &cells, &suffix, &id_suffix),
                 Experiment::AugPairs => figure5(data, &cells, &suffix, &id_suffix),
+                Experiment::ModelSize => figure7(data, &cells, &suffix, &id_suffix),
                 Experiment::HeadDims => figure8(data, &cells, &suffix, &id_suffix),
                 Experiment::Losses => table4(data, &cells, &suffix, &id_suffix),
                 Experiment::Temperature => table5(data, &cells, &suffix, &id_suffix),
@@ -147,6 +154,10 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
     out.push(all);
     out
 }
+
+/// The grid axes that make a sweep Figure 7's: the encoder's depth or width (or the whole
+/// encoder).
+pub(crate) const MODEL_SIZE_AXES: &[&str] = &["encoder", "encoder.arch", "encoder.width"];
 
 /// Cell coordinates: (axis path, value).
 type Coords = Vec<(String, Value)>;
@@ -521,6 +532,286 @@ fn table7(data: &SweepData, cells: &[&CellData], fine: &[(String, f64)]) -> Sect
         paper::protocol_difference(l, &c).map(|d| format!("  - {d}"))
     });
     s.paper.extend(more);
+    s
+}
+
+/// An encoder's trainable parameters (what Figure 7's x axis counts).
+pub(crate) fn encoder_params(e: &EncoderConfig) -> usize {
+    param_count(e, IN_CHANNELS)
+}
+
+/// The distinct encoders of `configs`, fewest parameters first.
+pub(crate) fn encoders_by_size<'a>(
+    configs: impl Iterator<Item = &'a PretrainConfig>,
+) -> Vec<EncoderConfig> {
+    let mut out: Vec<EncoderConfig> = Vec::new();
+    for c in configs {
+        if !out.contains(&c.encoder) {
+            out.push(c.encoder.clone());
+        }
+    }
+    out.sort_by_key(|e| (encoder_params(e), e.width));
+    out
+}
+
+/// A parameter count in millions: `23.5M`.
+fn millions(n: usize) -> String {
+    format!("{:.1}M", n as f64 / 1e6)
+}
+
+/// Figure 7: top-1 of the primary evaluation against the encoder's parameter count, a
+/// series per method (SimCLR, the supervised baseline) and each encoder's random-weights
+/// control, with the paper's ImageNet numbers in a panel beside; and the same as a table,
+/// one row per encoder, fewest parameters first.
+fn figure7(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Section {
+    let label = primary(data);
+    let encoders = encoders_by_size(cells.iter().map(|c| &*data.first(c).config));
+    let mut methods: Vec<Method> = Vec::new();
+    for c in cells {
+        let m = data.first(c).config.method;
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    methods.sort_by_key(|m| *m != Method::Simclr);
+    let cells_of = |e: &EncoderConfig| -> Vec<&CellData> {
+        cells
+            .iter()
+            .copied()
+            .filter(|c| data.first(c).config.encoder == *e)
+            .collect()
+    };
+    let value = |m: Method, e: &EncoderConfig| -> CellValue {
+        cells_of(e)
+            .into_iter()
+            .find(|c| data.first(c).config.method == m)
+            .map(|c| data.top1(c, &label))
+            .unwrap_or(CellValue::Missing("missing"))
+    };
+    let control = |e: &EncoderConfig| -> Option<CellValue> {
+        data.control_of(&cells_of(e), &label)
+            .map(|k| data.top1(k, &label))
+    };
+    let has_control = encoders.iter().any(|e| control(e).is_some());
+    let paper_at = |m: Method, e: &EncoderConfig| paper::figure7(m, e.arch, e.width);
+    let has_paper = encoders
+        .iter()
+        .any(|e| methods.iter().any(|&m| paper_at(m, e).is_some()));
+    let both = methods.len() == 2;
+
+    let mut header = vec!["encoder".to_string(), "parameters".to_string()];
+    header.extend(
+        methods
+            .iter()
+            .map(|&m| format!("{} (ours)", method_name(m))),
+    );
+    if both {
+        header.push("supervised - SimCLR".into());
+    }
+    if has_control {
+        header.push(control::COLUMN.into());
+    }
+    if has_paper {
+        header.extend(
+            methods
+                .iter()
+                .map(|&m| format!("{} (paper, ImageNet)", method_name(m))),
+        );
+    }
+    let rows = encoders
+        .iter()
+        .map(|e| {
+            let mut r = vec![
+                Val::text(paper::encoder_config_name(e)),
+                Val::text(millions(encoder_params(e))),
+            ];
+            r.extend(methods.iter().map(|&m| Val::Ours(value(m, e))));
+            if both {
+                let (sim, sup) = (value(Method::Simclr, e), value(Method::Supervised, e));
+                r.push(Val::text(match (sim.stat(), sup.stat()) {
+                    (Some(a), Some(b)) => format!("{:+.1}", b.mean - a.mean),
+                    _ => "—".to_string(),
+                }));
+            }
+            if has_control {
+                r.push(match control(e) {
+                    Some(v) => Val::Ours(v),
+                    None => Val::text("—"),
+                });
+            }
+            if has_paper {
+                r.extend(methods.iter().map(|&m| Val::Paper(paper_at(m, e))));
+            }
+            r
+        })
+        .collect();
+    let stems: Vec<&str> = {
+        let mut v: Vec<&str> = encoders
+            .iter()
+            .map(|e| match e.stem {
+                Stem::Cifar => "the CIFAR stem (3x3 stride-1 conv)",
+                Stem::Imagenet => "the ImageNet stem (7x7 stride-2 conv)",
+            })
+            .collect();
+        v.dedup();
+        v
+    };
+    let mut notes = vec![
+        format!(
+            "Top-1 (%) of {label} on the frozen h of each encoder: SimCLR's, and the supervised \
+             baseline's (the same encoder trained with cross-entropy on the labels, one view \
+             per image under the same augmentation)."
+        ),
+        format!(
+            "Parameters: the encoder's own, counted from its config (convolution kernels and \
+             BatchNorm scales and shifts; no projection head or classifier), with {}; the \
+             width multiplier scales every block's channels and the stem's, as the official \
+             code's.",
+            stems.join(" and ")
+        ),
+    ];
+    if both {
+        notes.push(
+            "supervised - SimCLR: the difference of the two means (points); the paper finds \
+             it shrinks as the model grows."
+                .into(),
+        );
+    }
+    if has_control {
+        notes.push(format!(
+            "{}: each encoder untrained (epochs 0, its random-weights control), under the same \
+             evaluation and seeds; a reference, never marked.",
+            control::COLUMN
+        ));
+    }
+    if has_paper {
+        notes.push(
+            "Paper columns: ImageNet (Chen et al. 2020): SimCLR's ResNet-50 at 1x, 2x and 4x \
+             trained 1000 epochs (Table 6, linear evaluation; Figure 7's red stars), and the \
+             supervised ResNet-50 (abstract and Figure 1; its own top-1, not a linear \
+             evaluation of its h as ours is). Figure 7's other points are drawn, not given as \
+             numbers."
+                .into(),
+        );
+    }
+    notes.extend(protocol_notes(data, std::slice::from_ref(&label)));
+
+    let points = |f: &dyn Fn(&EncoderConfig) -> Option<Stat>| -> Vec<(f64, Stat)> {
+        encoders
+            .iter()
+            .filter_map(|e| f(e).map(|s| (encoder_params(e) as f64, s)))
+            .collect()
+    };
+    let mut ours: Vec<Series> = methods
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| Series {
+            name: format!("{} (ours)", method_name(m)),
+            color: i,
+            dashed: false,
+            points: points(&|e| value(m, e).stat()),
+        })
+        .collect();
+    if has_control {
+        ours.push(Series {
+            name: format!("{} (ours)", control::ROW),
+            color: 7,
+            dashed: true,
+            points: points(&|e| control(e).and_then(|v| v.stat())),
+        });
+    }
+    let dataset = cells
+        .first()
+        .map(|c| paper::dataset_name(&data.first(c).config))
+        .unwrap_or_default();
+    let mut panels = vec![ScatterPanel {
+        title: format!("ours ({dataset})"),
+        series: ours,
+        guides: encoders
+            .iter()
+            .map(|e| (encoder_params(e) as f64, paper::encoder_config_name(e)))
+            .collect(),
+    }];
+    if has_paper {
+        // The paper's points sit at its own encoders' counts (ImageNet stem).
+        let theirs: Vec<(EncoderConfig, f64, Method)> = encoders
+            .iter()
+            .flat_map(|e| methods.iter().map(move |&m| (e, m)))
+            .filter_map(|(e, m)| {
+                let imagenet = EncoderConfig {
+                    stem: Stem::Imagenet,
+                    ..e.clone()
+                };
+                paper_at(m, e).map(|v| (imagenet, v, m))
+            })
+            .collect();
+        let series = methods
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| Series {
+                name: format!("{} (paper, ImageNet)", method_name(m)),
+                color: i,
+                dashed: true,
+                points: theirs
+                    .iter()
+                    .filter(|t| t.2 == m)
+                    .filter_map(|(e, v, _)| Stat::of(&[*v]).map(|s| (encoder_params(e) as f64, s)))
+                    .collect(),
+            })
+            .collect();
+        let mut paper_guides: Vec<(f64, String)> = Vec::new();
+        for (e, _, _) in &theirs {
+            let g = (encoder_params(e) as f64, paper::encoder_config_name(e));
+            if !paper_guides.contains(&g) {
+                paper_guides.push(g);
+            }
+        }
+        panels.push(ScatterPanel {
+            title: "paper (ImageNet)".into(),
+            series,
+            guides: paper_guides,
+        });
+    }
+    let mut caption = format!(
+        "Figure 7{suffix}: top-1 (%) of {label} against the encoder's parameters (log scale), \
+         SimCLR and supervised. Filled: ours, the mean over seeds with its 95% interval."
+    );
+    if has_control {
+        caption.push_str(" Hollow grey: each encoder untrained (its random-weights control).");
+    }
+    if has_paper {
+        caption.push_str(
+            " Right, hollow: the paper's ImageNet numbers (SimCLR 1000 epochs, Table 6; the \
+             supervised ResNet-50).",
+        );
+    }
+    let mut s = Section::new(format!(
+        "Figure 7: model size, SimCLR and supervised{suffix}"
+    ));
+    s.tables.push(Table {
+        id: format!("fig7_model_size{id}"),
+        caption: caption.clone(),
+        header,
+        rows,
+        notes,
+    });
+    s.figures.push(Figure {
+        id: format!("fig7_model_size{id}"),
+        title: format!("Figure 7{suffix}: top-1 (%) of {label} by encoder size"),
+        caption,
+        plot: Plot::Scatter {
+            x_label: "encoder parameters".into(),
+            y_label: "top-1 (%)".into(),
+            panels,
+        },
+    });
+    s.paper = finding_paper_lines(
+        data,
+        &label,
+        paper::FIGURE_7_FINDING,
+        &paper::FIGURE_7,
+        cells,
+    );
     s
 }
 

@@ -764,6 +764,163 @@ fn table_1_sets_simclr_and_supervised_rows_beside_the_papers() {
     );
 }
 
+/// Figure 7's grid: ResNet-18 (1x) and ResNet-50 at 1x, 2x and 4x, each for SimCLR then
+/// supervised (cells 0-7: encoder i at 2i and 2i + 1), then each encoder's random-weights
+/// control (cells 8-11), as `spec` appends them (the grid's encoder coordinates kept).
+fn model_size_cells() -> Vec<Cell> {
+    use crate::ml::config::{Arch, Method};
+    let encoders = [
+        (Arch::Resnet18, 1),
+        (Arch::Resnet50, 1),
+        (Arch::Resnet50, 2),
+        (Arch::Resnet50, 4),
+    ];
+    let coords = |arch: Arch, w: usize| {
+        let a = serde_json::to_value(arch).unwrap();
+        vec![("encoder.arch", a), ("encoder.width", json!(w))]
+    };
+    let mut out = Vec::new();
+    for (arch, w) in encoders {
+        for m in [Method::Simclr, Method::Supervised] {
+            let mut config = smoke_base();
+            config.encoder.arch = arch;
+            config.encoder.width = w;
+            config.method = m;
+            let mut c = coords(arch, w);
+            c.push(("method", json!(m.name())));
+            out.push(Cell { coords: c, config });
+        }
+    }
+    for (arch, w) in encoders {
+        let mut k = control_cell();
+        k.config.encoder.arch = arch;
+        k.config.encoder.width = w;
+        k.coords.extend(coords(arch, w));
+        out.push(k);
+    }
+    out
+}
+
+/// SimCLR 40, 44, 48, 52 and supervised 50, 52, 54, 56 by growing encoder: the
+/// supervised lead 10, 8, 6, 4 points; each seed moves every cell alike, plus a little
+/// noise, so paired tests see the gaps and not the seed. Controls at 30.
+fn model_size_fate(ci: usize, seed: u64) -> Fate {
+    let noise = ((ci as u64 * 7 + seed * 3) % 5) as f64 * 0.1;
+    let s = seed as f64;
+    match ci {
+        8.. => Fate::Done(30.0 + s + noise),
+        _ if ci % 2 == 0 => Fate::Done(40.0 + 4.0 * (ci / 2) as f64 + s + noise),
+        _ => Fate::Done(50.0 + 2.0 * (ci / 2) as f64 + s + noise),
+    }
+}
+
+#[test]
+fn figure_7_plots_top1_against_parameters_for_both_methods_beside_the_papers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rendered(
+        dir.path(),
+        "model_size",
+        &model_size_cells(),
+        &[0, 1, 2],
+        model_size_fate,
+        &all_formats(),
+    );
+    keep(&out, "model_size");
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        md.contains("## Figure 7: model size, SimCLR and supervised"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| encoder | parameters | SimCLR (ours) | Supervised (ours) | supervised - SimCLR | random weights | SimCLR (paper, ImageNet) | Supervised (paper, ImageNet) |"),
+        "{md}"
+    );
+    // Fewest parameters first, counted from the config (the CIFAR stem's 3x3 conv); the
+    // paper's numbers only where its text gives them (ResNet-50), each encoder's own
+    // control in its row.
+    for row in [
+        "| ResNet-18 | 11.2M | 41.",
+        "| ResNet-50 | 23.5M | 45.",
+        "| +10.0 | 31.",
+        "| 69.3 | 76.5 |",
+        "| ResNet-50 (2x) | 93.9M |",
+        "| 74.2 | — |",
+        "| ResNet-50 (4x) | 375.3M |",
+        "| +4.0 |",
+        "| 76.5 | — |",
+    ] {
+        assert!(md.contains(row), "missing {row:?}\n{md}");
+    }
+    let fig7 = std::fs::read_to_string(out.join("fig7_model_size.csv")).unwrap();
+    assert!(
+        !fig7.contains("random-weights control"),
+        "controls are a column here, not rows: {fig7}"
+    );
+    // The best SimCLR and the best supervised encoder are marked in their own columns.
+    assert_eq!(fig7.matches(",best,").count(), 2, "{fig7}");
+    // The all-cells table still lists every control.
+    assert_eq!(
+        md.matches("| random-weights control (encoder.arch=")
+            .count(),
+        4,
+        "{md}"
+    );
+    for finding in [
+        "Figure 7: a bigger encoder helps SimCLR (the largest vs the smallest): **held** — ResNet-50 (4x) (375.3M) 53.",
+        "Figure 7: the supervised baseline's lead over SimCLR shrinks as the encoder grows (supervised minus SimCLR, ResNet-18 vs ResNet-50 (4x)): **held** — gap at ResNet-18 (11.2M) +10.0 points vs gap at ResNet-50 (4x) (375.3M) +4.0 points",
+        // Each encoder has its own control: the best cell is judged against its own.
+        "Pretraining beats untrained weights (best cell vs the random-weights control): **held**",
+        "vs its control 31.",
+        "0 of 8 cells score at or below their own control.",
+    ] {
+        assert!(md.contains(finding), "missing {finding:?}\n{md}");
+    }
+    let svg = std::fs::read_to_string(out.join("fig7_model_size.svg")).unwrap();
+    for text in [
+        "ours (CIFAR-10 (1000-image subset))",
+        "paper (ImageNet)",
+        "ResNet-50 (4x)",
+        "SimCLR (paper, ImageNet)",
+        "random-weights control (ours)",
+        "100M",
+    ] {
+        assert!(svg.contains(text), "missing {text:?} in the figure");
+    }
+    assert!(out.join("fig7_model_size.png").exists());
+    snapshot(
+        SNAPSHOTS,
+        "model_size_fig7.tex",
+        &std::fs::read_to_string(out.join("fig7_model_size.tex")).unwrap(),
+    );
+    snapshot(SNAPSHOTS, "model_size_fig7.csv", &fig7);
+}
+
+#[test]
+fn figure_7s_shrinking_gap_is_inconclusive_when_the_seeds_disagree() {
+    // The supervised lead: 10 then 4 points on seed 0, but 4 then 10 on seed 1.
+    let cells: Vec<Cell> = model_size_cells().into_iter().take(8).collect();
+    let lines = findings_of(&cells, &evals()[..1], |c, s| match (c, s) {
+        (0, _) => 40.0,
+        (1, 0) => 50.0,
+        (1, _) => 44.0,
+        (6, _) => 52.0,
+        (7, 0) => 56.0,
+        (7, _) => 62.0,
+        _ => 45.0,
+    });
+    let line = lines
+        .iter()
+        .find(|l| l.contains("lead over SimCLR shrinks"))
+        .expect("the Figure 7 gap claim");
+    assert!(line.contains("**inconclusive**"), "{line}");
+    assert!(
+        line.contains(
+            "gap at ResNet-18 (11.2M) +7.0 points vs gap at ResNet-50 (4x) (375.3M) +7.0 points"
+        ),
+        "{line}"
+    );
+}
+
 #[test]
 fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     let dir = tempfile::tempdir().unwrap();
