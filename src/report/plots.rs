@@ -697,32 +697,10 @@ fn lines<DB: DrawingBackend>(
         .collect();
     ticks.sort_by(f64::total_cmp);
     ticks.dedup();
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE)
-        .x_labels(0)
-        .disable_x_mesh()
-        .y_desc(y_label)
-        .y_label_style(font(14.0))
-        .axis_desc_style(font(16.0))
-        .y_label_formatter(&|v| tick(*v))
-        .draw()
-        .map_err(err)?;
+    y_mesh(&mut chart, y_label)?;
     // x ticks at the dimensions themselves (log2 axis).
-    for &t in &ticks {
-        let (px, py) = chart.backend_coord(&(t.log2(), ylo));
-        root.draw(&PathElement::new(vec![(px, py), (px, py + 5)], BLACK))
-            .map_err(err)?;
-        root.draw(&Text::new(format!("{t}"), (px, py + 16), centered(14.0)))
-            .map_err(err)?;
-    }
-    let (cx, cy) = chart.backend_coord(&((xlo + xhi) / 2.0, ylo));
-    root.draw(&Text::new(
-        x_label.to_string(),
-        (cx, cy + 42),
-        centered(16.0),
-    ))
-    .map_err(err)?;
+    let ticks: Vec<(f64, String)> = ticks.iter().map(|&t| (t.log2(), format!("{t}"))).collect();
+    x_axis(root, &chart, (xlo, xhi, ylo), &ticks, x_label)?;
     let mut entries = Vec::new();
     for s in flat {
         let col = color(s.color);
@@ -762,12 +740,55 @@ fn lines<DB: DrawingBackend>(
     legend(root, legend_area_top, &entries, 3)
 }
 
+/// A chart on two f64 axes.
+type Chart2d<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The y axis's mesh, ticks and title; no x labels (the caller draws its own).
+fn y_mesh<DB: DrawingBackend>(chart: &mut Chart2d<'_, DB>, y_label: &str) -> R {
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_labels(0)
+        .disable_x_mesh()
+        .y_desc(y_label)
+        .y_label_style(font(14.0))
+        .axis_desc_style(font(16.0))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()
+        .map_err(err)
+}
+
+/// Tick marks and labels under the x axis at `ticks` (position on the axis, label), and
+/// the axis title under them, drawn on `root` at the chart's backend coordinates.
+fn x_axis<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart2d<'_, DB>,
+    (xlo, xhi, ylo): (f64, f64, f64),
+    ticks: &[(f64, String)],
+    x_label: &str,
+) -> R {
+    for (x, name) in ticks {
+        let (px, py) = chart.backend_coord(&(*x, ylo));
+        root.draw(&PathElement::new(vec![(px, py), (px, py + 5)], BLACK))
+            .map_err(err)?;
+        root.draw(&Text::new(name.clone(), (px, py + 16), centered(14.0)))
+            .map_err(err)?;
+    }
+    let (cx, cy) = chart.backend_coord(&((xlo + xhi) / 2.0, ylo));
+    root.draw(&Text::new(
+        x_label.to_string(),
+        (cx, cy + 42),
+        centered(16.0),
+    ))
+    .map_err(err)
+}
+
 fn draw_line<DB: DrawingBackend>(
-    chart: &mut ChartContext<
-        '_,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
+    chart: &mut Chart2d<'_, DB>,
     pts: Vec<(f64, f64)>,
     col: RGBColor,
     dashed: bool,
@@ -812,17 +833,7 @@ fn grouped_bars<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..ng, 0f64..yhi)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE)
-        .x_labels(0)
-        .disable_x_mesh()
-        .y_desc(y_label)
-        .y_label_style(font(14.0))
-        .axis_desc_style(font(16.0))
-        .y_label_formatter(&|v| tick(*v))
-        .draw()
-        .map_err(err)?;
+    y_mesh(&mut chart, y_label)?;
     let nb = bars.len().max(1) as f64;
     let bw = 0.8 / nb;
     for (g, row) in values.iter().enumerate() {
@@ -1004,31 +1015,12 @@ fn scatter_panel<DB: DrawingBackend>(
         .y_label_area_size(64)
         .build_cartesian_2d(xlo..xhi, ylo..yhi)
         .map_err(err)?;
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE)
-        .x_labels(0)
-        .disable_x_mesh()
-        .y_desc(y_label)
-        .y_label_style(font(14.0))
-        .axis_desc_style(font(16.0))
-        .y_label_formatter(&|v| tick(*v))
-        .draw()
-        .map_err(err)?;
-    for t in log_ticks(xlo, xhi) {
-        let (px, py) = chart.backend_coord(&(t.log10(), ylo));
-        root.draw(&PathElement::new(vec![(px, py), (px, py + 5)], BLACK))
-            .map_err(err)?;
-        root.draw(&Text::new(count_label(t), (px, py + 16), centered(14.0)))
-            .map_err(err)?;
-    }
-    let (cx, cy) = chart.backend_coord(&((xlo + xhi) / 2.0, ylo));
-    root.draw(&Text::new(
-        x_label.to_string(),
-        (cx, cy + 40),
-        centered(16.0),
-    ))
-    .map_err(err)?;
+    y_mesh(&mut chart, y_label)?;
+    let ticks: Vec<(f64, String)> = log_ticks(xlo, xhi)
+        .into_iter()
+        .map(|t| (t.log10(), count_label(t)))
+        .collect();
+    x_axis(root, &chart, (xlo, xhi, ylo), &ticks, x_label)?;
     let guide = RGBColor(200, 200, 200);
     for (x, name) in &panel.guides {
         let x = x.log10();

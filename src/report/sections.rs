@@ -785,26 +785,18 @@ fn figure7(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
              supervised ResNet-50).",
         );
     }
-    let mut s = Section::new(format!(
-        "Figure 7: model size, SimCLR and supervised{suffix}"
-    ));
-    s.tables.push(Table {
-        id: format!("fig7_model_size{id}"),
-        caption: caption.clone(),
-        header,
-        rows,
-        notes,
-    });
-    s.figures.push(Figure {
-        id: format!("fig7_model_size{id}"),
-        title: format!("Figure 7{suffix}: top-1 (%) of {label} by encoder size"),
+    let mut s = table_and_figure(
+        format!("Figure 7: model size, SimCLR and supervised{suffix}"),
+        format!("fig7_model_size{id}"),
         caption,
-        plot: Plot::Scatter {
+        (header, rows, notes),
+        format!("Figure 7{suffix}: top-1 (%) of {label} by encoder size"),
+        Plot::Scatter {
             x_label: "encoder parameters".into(),
             y_label: "top-1 (%)".into(),
             panels,
         },
-    });
+    );
     s.paper = finding_paper_lines(
         data,
         &label,
