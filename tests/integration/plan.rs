@@ -82,6 +82,26 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
 }
 
 #[test]
+fn plan_lists_figure_7s_encoders_with_a_control_per_encoder() {
+    let env = Env::new(2);
+    let o = env.run(&[
+        "plan",
+        &spec_path("model_size.yaml"),
+        "--profile",
+        "smoke",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // 3 depths x 2 widths x 2 methods, and one untrained encoder per depth and width.
+    assert_eq!(
+        (v["pretrain_runs"].as_u64(), v["controls"].as_u64()),
+        (Some(18), Some(6))
+    );
+    assert!(!env.db().exists(), "plan must not create the database");
+}
+
+#[test]
 fn planning_twice_leaves_an_existing_database_byte_identical() {
     let env = Env::new(2);
     let spec = env.write("t.yaml", &crate::common::tiny_spec("t", &[0.5], 1));
