@@ -10,7 +10,8 @@
 use serde_json::Value;
 
 use crate::ml::config::{
-    AugOp, AugProtocol, EncoderConfig, EvalKind, HeadKind, LossKind, LrScaling, Method, PretrainConfig, Stem,
+    AugOp, AugProtocol, EncoderConfig, EvalKind, HeadKind, LossKind, LrScaling, Method,
+    PretrainConfig, Stem,
 };
 use crate::ml::encoder::{param_count, IN_CHANNELS};
 use crate::store::MetricRecord;
