@@ -179,10 +179,11 @@ fn a_browser_sees_a_stage_go_from_queued_to_done_without_reloading() {
         .filter(|r| r[1] == "queued")
         .map(|r| r[0].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        queued.len(),
-        6,
-        "all stages queued before the sweep resumes: {rows}"
+    // Ctrl-C lands after the first epoch line; on a loaded machine a short stage may have
+    // finished by then, so the test needs some queued stage, not all six.
+    assert!(
+        !queued.is_empty(),
+        "no stage queued before the sweep resumes: {rows}"
     );
     // A mark on this document: a reload or navigation would lose it.
     browser.eval("window.sweepMark = 42");
