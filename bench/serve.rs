@@ -1,7 +1,7 @@
 //! Dashboard bench (issue 16), run on demand, not in CI:
 //!
 //! ```text
-//! cargo bench --bench serve -- render [--runs 10000] [--reps 7]
+//! cargo bench --bench serve -- render [--runs 10000] [--reps 7] [--store PATH]
 //! cargo bench --bench serve -- step [--rounds 2]
 //! ```
 //!
@@ -10,6 +10,8 @@
 //! running, the rest queued) in a SQLite store; the dashboard served in-process on
 //! 127.0.0.1; prints the median wall time of each page over HTTP (the sweep page, its
 //! live fragment, its version token, the list of sweeps, a run page) and the page size.
+//! `--store PATH` fills the store at PATH once (the fill takes about a minute) and runs on
+//! a copy of it, so that two builds can be compared on the same rows.
 //!
 //! `step`: the same small sweep trained three times from scratch by `sweep run` (one
 //! worker, one compute thread): with no dashboard, with a dashboard open (a client that
@@ -46,10 +48,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.iter().find(|a| *a == "render" || *a == "step");
     match what.map(String::as_str) {
-        Some("render") => render(arg(&args, "--runs", 10_000), arg(&args, "--reps", 7)),
+        Some("render") => {
+            let store = args.windows(2).find(|w| w[0] == "--store").map(|w| &w[1]);
+            let (runs, reps) = (arg(&args, "--runs", 10_000), arg(&args, "--reps", 7));
+            render(runs, reps, store.map(std::path::Path::new))
+        }
         Some("step") => step(arg(&args, "--rounds", 2)),
         _ => {
-            render(10_000, 7);
+            render(10_000, 7, None);
             step(2);
         }
     }
@@ -267,18 +273,31 @@ async fn finish_one(db: &str, runs: usize, k: usize) {
     pool.close().await;
 }
 
-fn render(runs: usize, reps: usize) {
+/// `kept`: a store filled by an earlier call with the same `runs`, used through a copy.
+fn render(runs: usize, reps: usize, kept: Option<&std::path::Path>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let db = db.to_str().unwrap();
     let rt = rt();
-    let t = Instant::now();
-    rt.block_on(fill(db, runs));
-    println!(
-        "filled a store with {runs} pretrain runs ({} stages) in {:.1} s",
-        runs * 3,
-        t.elapsed().as_secs_f64()
-    );
+    let fill_into = |path: &str| {
+        let t = Instant::now();
+        rt.block_on(fill(path, runs));
+        println!(
+            "filled a store with {runs} pretrain runs ({} stages) in {:.1} s",
+            runs * 3,
+            t.elapsed().as_secs_f64()
+        );
+    };
+    match kept {
+        Some(kept) => {
+            if !kept.exists() {
+                fill_into(kept.to_str().expect("a UTF-8 path"));
+            }
+            // One file: the fill closed every connection, so the WAL is checkpointed.
+            std::fs::copy(kept, db).unwrap();
+        }
+        None => fill_into(db),
+    }
     let store = rt.block_on(Store::open_read_only(db)).unwrap().unwrap();
     let report = |what: &str, (ms, size): (f64, usize)| {
         println!(

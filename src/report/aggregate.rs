@@ -4,7 +4,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -63,8 +63,8 @@ pub(crate) struct RunData {
     pub state: RunState,
     pub failure: Option<String>,
     pub config: Arc<PretrainConfig>,
-    /// The stored canonical config (for the CSV), as JSON.
-    pub config_json: Arc<Value>,
+    /// The stored canonical config (for the CSV: [`ParsedConfig::json`]).
+    pub stored_config: Arc<ParsedConfig>,
     pub fingerprint: String,
     pub compute_seconds: f64,
     pub evals: Vec<EvalOutcome>,
@@ -89,7 +89,11 @@ impl RunData {
 /// of it), so a long-lived reader (the dashboard) parses each one once and keeps it.
 #[derive(Debug)]
 pub(crate) struct ParsedConfig {
-    pub json: Arc<Value>,
+    /// The stored text, for [`ParsedConfig::json`].
+    text: Box<str>,
+    /// The text as JSON (key order kept), made on first use: only the CSV needs a
+    /// pretrain's, and making it costs more than the config itself.
+    json: OnceLock<Arc<Value>>,
     /// The pretrain config, for a pretrain stage whose config parses.
     pretrain: Option<Arc<PretrainConfig>>,
     /// Why it does not parse as its stage kind's config.
@@ -98,31 +102,46 @@ pub(crate) struct ParsedConfig {
 
 impl ParsedConfig {
     pub fn parse(stage: StageKind, text: &str) -> ParsedConfig {
+        let mut parsed = ParsedConfig {
+            text: text.into(),
+            json: OnceLock::new(),
+            pretrain: None,
+            error: None,
+        };
+        // A pretrain config that parses straight from the text (the common case) needs no
+        // JSON tree; anything else goes through one, for the same error as before.
+        if stage == StageKind::Pretrain {
+            if let Ok(c) = serde_json::from_str::<PretrainConfig>(text) {
+                parsed.pretrain = Some(Arc::new(c));
+                return parsed;
+            }
+        }
         let json = match serde_json::from_str::<Value>(text) {
             Ok(j) => j,
             Err(e) => {
-                return ParsedConfig {
-                    json: Arc::new(Value::Null),
-                    pretrain: None,
-                    error: Some(e.to_string()),
-                }
+                parsed.error = Some(e.to_string());
+                parsed.json.get_or_init(|| Arc::new(Value::Null));
+                return parsed;
             }
         };
-        let (pretrain, error) = match stage {
+        match stage {
             StageKind::Pretrain => match PretrainConfig::deserialize(&json) {
-                Ok(c) => (Some(Arc::new(c)), None),
-                Err(e) => (None, Some(e.to_string())),
+                Ok(c) => parsed.pretrain = Some(Arc::new(c)),
+                Err(e) => parsed.error = Some(e.to_string()),
             },
-            StageKind::Eval => (
-                None,
-                EvalConfig::deserialize(&json).err().map(|e| e.to_string()),
-            ),
-        };
-        ParsedConfig {
-            json: Arc::new(json),
-            pretrain,
-            error,
+            StageKind::Eval => {
+                parsed.error = EvalConfig::deserialize(&json).err().map(|e| e.to_string())
+            }
         }
+        parsed.json.get_or_init(|| Arc::new(json));
+        parsed
+    }
+
+    /// The stored config as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> Arc<Value> {
+        self.json
+            .get_or_init(|| Arc::new(serde_json::from_str(&self.text).unwrap_or(Value::Null)))
+            .clone()
     }
 }
 
@@ -275,7 +294,6 @@ impl SweepData {
                 warnings.push(format!("run {}: config: {e}", short_id(&s.id)));
             }
             let config = parsed.pretrain.clone().unwrap_or_default();
-            let config_json = parsed.json.clone();
             let seed = cell
                 .iter()
                 .find(|(k, _)| k == "seed")
@@ -314,7 +332,7 @@ impl SweepData {
                 state: s.state,
                 failure: s.failure.clone(),
                 config,
-                config_json,
+                stored_config: parsed,
                 fingerprint: s.dataset_fingerprint.clone(),
                 compute_seconds: s.compute_seconds,
                 evals: Vec::new(),
@@ -354,7 +372,7 @@ impl SweepData {
                 continue;
             };
             let parsed = config_of(s);
-            let config = parsed.json.clone();
+            let config = parsed.json();
             if parsed.error.is_some() {
                 warnings.push(format!(
                     "evaluation {}: config does not parse",

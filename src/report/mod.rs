@@ -284,7 +284,7 @@ fn runs_csv(data: &SweepData) -> String {
                 row.push((format!("{}.failure", e.label), f.clone()));
             }
         }
-        flatten("config", &r.config_json, &mut row);
+        flatten("config", &r.stored_config.json(), &mut row);
         for e in &r.evals {
             flatten(&format!("{}.config", e.label), &e.config, &mut row);
         }

@@ -79,6 +79,10 @@ pub(crate) fn t_quantile(p: f64, dof: f64) -> f64 {
     let tail = 2.0 * (1.0 - p);
     let (mut lo, mut hi) = (0.0, 1e6);
     for _ in 0..200 {
+        // Converged: every further step would leave both ends where they are.
+        if lo == hi {
+            break;
+        }
         let mid = 0.5 * (lo + hi);
         if t_two_sided_p(mid, dof) > tail {
             lo = mid;
@@ -98,8 +102,21 @@ pub(crate) fn ci95(values: &[f64]) -> Option<(f64, f64)> {
     }
     let mean = values.iter().sum::<f64>() / n as f64;
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let half = t_quantile(0.975, (n - 1) as f64) * (var / n as f64).sqrt();
+    let half = t975(n - 1) * (var / n as f64).sqrt();
     Some((mean - half, mean + half))
+}
+
+/// `t_quantile(0.975, dof)`, computed once per `dof` in a process: a report takes it for
+/// every cell of every table (a bisection of 70-odd incomplete beta functions each time).
+fn t975(dof: usize) -> f64 {
+    static KNOWN: std::sync::Mutex<Vec<(usize, f64)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, t)) = known.iter().find(|(d, _)| *d == dof) {
+        return t;
+    }
+    let t = t_quantile(0.975, dof as f64);
+    known.push((dof, t));
+    t
 }
 
 /// A paired t-test of a - b over shared seeds.

@@ -2,7 +2,8 @@
 //! per sweep, its stage rows and their metrics as of the version they were read under
 //! (a refresh reads only the stages the store's change counter stamped since, with
 //! their metrics, and patches them in; a new membership reads everything again), each
-//! stage's parsed config (it never changes: a stage's id is the hash of its config), and
+//! stage's parsed config (it never changes: a stage's id is the hash of its config;
+//! each distinct text is parsed once, for all the stages that share it), and
 //! each page's last rendered body with the change token it was rendered under (an
 //! unchanged token serves it again without reading the sweep).
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::report::ParsedConfig;
-use crate::store::{MetricRecord, RunRecord, StageKind, SweepVersion};
+use crate::store::{MetricRecord, RunRecord, SharedConfig, SweepVersion};
 
 /// Rendered bodies kept (pages of sweeps and runs); the oldest half goes beyond this.
 const MAX_BODIES: usize = 64;
@@ -88,6 +89,15 @@ pub struct Cache {
     bodies: Mutex<(u64, HashMap<String, KeptBody>)>,
 }
 
+/// Each config parsed once, with the stages that have it (CPU work: the caller runs it off
+/// the async threads).
+pub fn parse_configs(configs: Vec<SharedConfig>) -> Vec<(Vec<String>, Arc<ParsedConfig>)> {
+    configs
+        .into_iter()
+        .map(|c| (c.ids, Arc::new(ParsedConfig::parse(c.stage, &c.text))))
+        .collect()
+}
+
 /// A lock that a panicking request left poisoned still guards consistent data (every
 /// write is one insert), so it is used as is.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,31 +113,49 @@ impl Cache {
             .clone()
     }
 
-    /// Takes the config text out of each of `rows` and keeps it parsed, by stage id
-    /// (parsing each distinct text once: a sweep's evaluations of one kind share theirs).
-    pub fn keep_configs(&self, rows: &mut [RunRecord]) {
-        let mut configs = lock(&self.configs);
-        let mut by_text: HashMap<(StageKind, String), Arc<ParsedConfig>> = HashMap::new();
-        for r in rows {
-            let text = std::mem::take(&mut r.config);
-            if text.is_empty() || configs.contains_key(&r.id) {
-                continue;
+    /// `configs` less those whose stages all have theirs kept already.
+    pub fn unknown_configs(&self, mut configs: Vec<SharedConfig>) -> Vec<SharedConfig> {
+        let kept = lock(&self.configs);
+        configs.retain(|c| c.ids.iter().any(|id| !kept.contains_key(id)));
+        configs
+    }
+
+    /// The ids of those of `rows` whose config is not kept.
+    pub fn without_config<'a>(&self, rows: &'a [RunRecord]) -> Vec<&'a str> {
+        let kept = lock(&self.configs);
+        rows.iter()
+            .filter(|r| !kept.contains_key(&r.id))
+            .map(|r| r.id.as_str())
+            .collect()
+    }
+
+    /// Keeps configs parsed by [`parse_configs`], by stage id.
+    pub fn keep_configs(&self, parsed: Vec<(Vec<String>, Arc<ParsedConfig>)>) {
+        let mut kept = lock(&self.configs);
+        for (ids, config) in parsed {
+            for id in ids {
+                kept.insert(id, config.clone());
             }
-            let parsed = by_text
-                .entry((r.stage, text))
-                .or_insert_with_key(|(stage, text)| Arc::new(ParsedConfig::parse(*stage, text)))
-                .clone();
-            configs.insert(r.id.clone(), parsed);
         }
     }
 
-    /// The config of `stage`: kept, or parsed from the record (and kept) if not.
-    pub fn config(&self, stage: &RunRecord) -> Arc<ParsedConfig> {
-        let mut configs = lock(&self.configs);
-        configs
-            .entry(stage.id.clone())
-            .or_insert_with(|| Arc::new(ParsedConfig::parse(stage.stage, &stage.config)))
-            .clone()
+    /// Runs `f` with the config of a stage (kept, or parsed from the record (and kept)
+    /// if not), the kept configs locked once for all of its calls.
+    pub fn with_configs<T>(
+        &self,
+        f: impl FnOnce(&dyn Fn(&RunRecord) -> Arc<ParsedConfig>) -> T,
+    ) -> T {
+        let configs = std::cell::RefCell::new(lock(&self.configs));
+        let config_of = |stage: &RunRecord| {
+            let mut kept = configs.borrow_mut();
+            if let Some(c) = kept.get(&stage.id) {
+                return c.clone();
+            }
+            let c = Arc::new(ParsedConfig::parse(stage.stage, &stage.config));
+            kept.insert(stage.id.clone(), c.clone());
+            c
+        };
+        f(&config_of)
     }
 
     /// The body rendered for `key` under change token `token`, if it is kept.
@@ -157,7 +185,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RunState;
+    use crate::store::{RunState, StageKind};
 
     fn stage(id: &str, state: RunState, attempts: i64) -> RunRecord {
         RunRecord {
@@ -237,17 +265,24 @@ mod tests {
     }
 
     #[test]
-    fn configs_are_kept_by_id_and_rows_lose_their_text() {
+    fn a_shared_config_is_parsed_once_and_kept_for_each_of_its_stages() {
         let cache = Cache::default();
-        let mut rows = vec![stage("a", RunState::Done, 1), stage("b", RunState::Done, 1)];
-        rows[0].config = "{\"epochs\": 7}".into();
-        rows[1].config = "{\"epochs\": 7}".into();
-        cache.keep_configs(&mut rows);
-        assert!(rows.iter().all(|r| r.config.is_empty()));
-        let (a, b) = (cache.config(&rows[0]), cache.config(&rows[1]));
-        assert_eq!(a.json["epochs"], 7);
+        let shared = |ids: &[&str]| SharedConfig {
+            stage: StageKind::Pretrain,
+            text: "{\"epochs\": 7}".into(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+        };
+        let rows = [stage("a", RunState::Done, 1), stage("b", RunState::Done, 1)];
+        assert_eq!(cache.without_config(&rows), ["a", "b"]);
+        cache.keep_configs(parse_configs(vec![shared(&["a", "b"])]));
+        assert!(cache.without_config(&rows).is_empty());
+        let (a, b) = cache.with_configs(|config_of| (config_of(&rows[0]), config_of(&rows[1])));
+        assert_eq!(a.json()["epochs"], 7);
         // One text, parsed once.
         assert!(Arc::ptr_eq(&a, &b));
+        // Read again with a new stage: only the config of that one is parsed again.
+        let again = cache.unknown_configs(vec![shared(&["a", "b"]), shared(&["a", "c"])]);
+        assert_eq!(again, [shared(&["a", "c"])]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
 
-use super::cache::{Cache, KeptSweep};
+use super::cache::{parse_configs, Cache, KeptSweep};
 use crate::ml::Checkpoint;
 use crate::report::{self, Section, SweepData};
 use crate::sched::slurm;
@@ -188,8 +188,9 @@ pub async fn sweep(
     }
     let k = kept.as_ref().expect("kept above");
     let curves_skipped = pretrains(&k.rows) > CURVES_MAX_RUNS;
-    let data =
-        SweepData::assemble_parsed(record.clone(), &k.rows, &k.metrics, &|s| cache.config(s));
+    let data = cache.with_configs(|config_of| {
+        SweepData::assemble_parsed(record.clone(), &k.rows, &k.metrics, config_of)
+    });
     let mut sections = report::sections(&data);
     if curves_skipped {
         sections.retain(|s| !is_curves(s));
@@ -245,23 +246,34 @@ fn shown_metrics(rows: &[RunRecord]) -> Option<&'static [&'static str]> {
 
 /// Every stage of the sweep (configs parsed into `cache`) and its metrics, under
 /// `version` (read before them: whatever changes meanwhile is read again next time).
+/// Three reads on the pool's two connections, in this order: the sweep's distinct
+/// configs (then parsed off the async threads), the metrics its tables need, and the
+/// stage rows without their configs; every step's metrics too on a sweep small enough
+/// to draw its curves.
 async fn first_view(
     store: &Store,
     cache: &Cache,
     name: &str,
     version: SweepVersion,
 ) -> Result<KeptSweep> {
-    // The table metrics with the stages (two connections); every step's too on a sweep
-    // small enough to draw its curves.
-    let (mut rows, finals) = tokio::try_join!(
-        store.sweep_runs(name),
-        store.sweep_metrics(name, Some(&FINAL_METRICS[..]))
-    )?;
+    let configs = async {
+        let unknown = cache.unknown_configs(store.sweep_configs(name).await?);
+        let parsed = tokio::task::spawn_blocking(move || parse_configs(unknown)).await?;
+        cache.keep_configs(parsed);
+        anyhow::Ok(())
+    };
+    let finals = async { anyhow::Ok(store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await?) };
+    let stages = async { anyhow::Ok(store.sweep_stages(name).await?) };
+    let ((), finals, rows) = tokio::try_join!(configs, finals, stages)?;
     let metrics = match shown_metrics(&rows) {
         Some(_) => finals,
         None => store.sweep_metrics(name, None).await?,
     };
-    cache.keep_configs(&mut rows);
+    // Stages that joined the sweep between the reads: their configs by id.
+    let missing = cache.without_config(&rows);
+    if !missing.is_empty() {
+        cache.keep_configs(parse_configs(store.configs_of_stages(&missing).await?));
+    }
     Ok(KeptSweep::new(version, rows, metrics))
 }
 

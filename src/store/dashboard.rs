@@ -1,6 +1,7 @@
-//! Read-only queries for `sweep serve`: one stage by id, a sweep's metrics in one query,
-//! every sweep's stages in brief, the stages of a sweep that changed since a version,
-//! and the change tokens the dashboard polls. A change token is one small indexed query
+//! Read-only queries for `sweep serve`: one stage by id, a sweep's stages without their
+//! configs and its distinct configs apart, a sweep's metrics in one query, every sweep's
+//! stages in brief, the stages of a sweep that changed since a version, and the change
+//! tokens the dashboard polls. A change token is one small indexed query
 //! whose result changes whenever anything the page shows changes (a state, an attempt, a
 //! finished stage, a metric): the store's change counters (migrations/*/..._change_counters.sql),
 //! which triggers stamp on every such write.
@@ -12,7 +13,7 @@ use sqlx::Row;
 use super::error::Result;
 use super::records::*;
 use super::runs::{parse_stage, parse_state, run_record, RUN_COLUMNS, RUN_COLUMNS_WITHOUT_CONFIG};
-use super::{Store, IDS_PER_QUERY};
+use super::{Backend, Store, IDS_PER_QUERY};
 
 impl Store {
     /// One stage by id, with its place in the first sweep (by name) that contains it;
@@ -54,6 +55,64 @@ impl Store {
         rows.iter().map(run_record).collect()
     }
 
+    /// The stages of `sweep` in grid order, each with an empty `config`: a reader that
+    /// keeps configs reads them apart ([`Store::sweep_configs`]). Empty when there is
+    /// no such sweep.
+    pub async fn sweep_stages(&self, sweep: &str) -> Result<Vec<RunRecord>> {
+        self.member_stages(sweep, RUN_COLUMNS_WITHOUT_CONFIG).await
+    }
+
+    /// The distinct configs of the stages of `sweep`, each with the stages that have it:
+    /// the texts a sweep's evaluations share are read once. Pretrains are not grouped:
+    /// a pretrain's id is the hash of its config, so they share none (and sorting their
+    /// long texts to find that out would cost more than reading them).
+    pub async fn sweep_configs(&self, sweep: &str) -> Result<Vec<SharedConfig>> {
+        let sql = format!(
+            "SELECT r.stage, r.config, r.id FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
+             WHERE m.sweep = $1 AND r.stage = 'pretrain' \
+             UNION ALL \
+             SELECT r.stage, r.config, {} FROM sweep_runs m JOIN runs r ON r.id = m.run_id \
+             WHERE m.sweep = $1 AND r.stage <> 'pretrain' GROUP BY r.stage, r.config",
+            self.id_list()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(shared_config).collect()
+    }
+
+    /// [`Store::sweep_configs`] for the stages `ids` (any sweep): a few queries of at
+    /// most [`IDS_PER_QUERY`] ids each. Ids of no stage are absent.
+    pub async fn configs_of_stages(&self, ids: &[&str]) -> Result<Vec<SharedConfig>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT r.stage, r.config, {} FROM runs r WHERE r.id IN ({}) \
+                 GROUP BY r.stage, r.config",
+                self.id_list(),
+                ph.join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(shared_config(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The aggregate that joins a group's stage ids with commas (hex ids hold none).
+    fn id_list(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "group_concat(r.id, ',')",
+            Backend::Postgres => "string_agg(r.id, ',')",
+        }
+    }
+
     /// Every metric of every stage of `sweep` (only those named in `names`, when given),
     /// by stage id, in (name, step) order: one query instead of one per stage.
     pub async fn sweep_metrics(
@@ -70,7 +129,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT x.run_id, x.name, x.step, x.value FROM sweep_runs m JOIN metrics x ON x.run_id = m.run_id \
-             WHERE m.sweep = $1{filter} ORDER BY x.run_id, x.name, x.step"
+             WHERE m.sweep = $1{filter}"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
         for n in names.unwrap_or_default() {
@@ -78,6 +137,7 @@ impl Store {
         }
         let mut out = HashMap::new();
         collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
+        in_order(&mut out);
         Ok(out)
     }
 
@@ -103,8 +163,7 @@ impl Store {
                 format!(" AND name IN ({})", ph(chunk.len() + 1, names.len()))
             };
             let sql = format!(
-                "SELECT run_id, name, step, value FROM metrics WHERE run_id IN ({}){filter} \
-                 ORDER BY run_id, name, step",
+                "SELECT run_id, name, step, value FROM metrics WHERE run_id IN ({}){filter}",
                 ph(1, chunk.len()),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -113,6 +172,7 @@ impl Store {
             }
             collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
         }
+        in_order(&mut out);
         Ok(out)
     }
 
@@ -220,6 +280,25 @@ fn collect_metrics(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<M
             value: row.get(3),
         });
     }
+}
+
+/// Each stage's metrics in (name, step) order, sorted here rather than in SQL, where the
+/// sort would pass every row through a temporary b-tree.
+fn in_order(metrics: &mut HashMap<String, Vec<MetricRecord>>) {
+    for m in metrics.values_mut() {
+        m.sort_unstable_by(|a, b| (&a.name, a.step).cmp(&(&b.name, b.step)));
+    }
+}
+
+/// A row of (stage kind, config text, comma-joined ids).
+fn shared_config(row: &sqlx::any::AnyRow) -> Result<SharedConfig> {
+    let stage: String = row.get(0);
+    let ids: String = row.get(2);
+    Ok(SharedConfig {
+        stage: parse_stage(&stage)?,
+        text: row.get(1),
+        ids: ids.split(',').map(String::from).collect(),
+    })
 }
 
 /// The integer columns of a token row, joined.

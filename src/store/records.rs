@@ -173,6 +173,15 @@ pub struct MetricRecord {
     pub value: f64,
 }
 
+/// One config text and the stages that have it (of one kind): a sweep's evaluations
+/// mostly share a few texts, so each is read, and parsed, once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedConfig {
+    pub stage: StageKind,
+    pub text: String,
+    pub ids: Vec<String>,
+}
+
 /// A Slurm job array of workers submitted for a sweep (`sweep submit --slurm`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SlurmJobRecord {

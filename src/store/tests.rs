@@ -174,6 +174,7 @@ both_backends!(
     dashboard_queries_follow_the_store,
     a_sweep_version_moves_with_each_change_and_names_the_stages_that_moved,
     concurrent_writers_stamp_changes_in_commit_order,
+    a_first_view_reads_stages_and_each_distinct_config_once,
 );
 
 fn sweep(name: &str, text: &str) -> NewSweep {
@@ -597,6 +598,86 @@ async fn dashboard_queries_follow_the_store(db: Db) {
     let evals = s.evaluations_of("p1").await.unwrap();
     assert_eq!(evals.len(), 1);
     assert_eq!(evals[0].id, "e1");
+    s.close().await;
+}
+
+/// What the dashboard's first view of a sweep reads: the stages in grid order without
+/// their configs, the distinct configs with the stages that have each (evaluations that
+/// share a text share one entry; the grouping is the database's, so both backends must
+/// agree), and the metrics of each stage in (name, step) order, whatever order they
+/// were recorded in.
+async fn a_first_view_reads_stages_and_each_distinct_config_once(db: Db) {
+    let s = db.open().await;
+    let with = |mut st: NewStage, config: &str| {
+        st.config = config.into();
+        st
+    };
+    let stages = [
+        with(pretrain("p1"), "{\"seed\":1}"),
+        with(eval("e1", "p1"), "{\"kind\":\"linear\"}"),
+        with(eval("k1", "p1"), "{\"kind\":\"knn\"}"),
+        with(pretrain("p2"), "{\"seed\":2}"),
+        with(eval("e2", "p2"), "{\"kind\":\"linear\"}"),
+        with(eval("k2", "p2"), "{\"kind\":\"knn\"}"),
+    ];
+    s.register(&sweep("a", "x"), &stages).await.unwrap();
+    let rows = s.sweep_stages("a").await.unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["p1", "e1", "k1", "p2", "e2", "k2"], "grid order");
+    assert!(rows.iter().all(|r| r.config.is_empty()));
+    assert!(s.sweep_stages("nope").await.unwrap().is_empty());
+
+    let sorted = |mut configs: Vec<SharedConfig>| {
+        for c in &mut configs {
+            c.ids.sort();
+        }
+        configs.sort_by(|a, b| a.ids.cmp(&b.ids));
+        configs
+            .into_iter()
+            .map(|c| (c.stage, c.text, c.ids.join(" ")))
+            .collect::<Vec<_>>()
+    };
+    let text = |t: &str| t.to_string();
+    assert_eq!(
+        sorted(s.sweep_configs("a").await.unwrap()),
+        [
+            (
+                StageKind::Eval,
+                text("{\"kind\":\"linear\"}"),
+                text("e1 e2")
+            ),
+            (StageKind::Eval, text("{\"kind\":\"knn\"}"), text("k1 k2")),
+            (StageKind::Pretrain, text("{\"seed\":1}"), text("p1")),
+            (StageKind::Pretrain, text("{\"seed\":2}"), text("p2")),
+        ]
+    );
+    assert_eq!(
+        sorted(s.configs_of_stages(&["e2", "p1", "nope"]).await.unwrap()),
+        [
+            (StageKind::Eval, text("{\"kind\":\"linear\"}"), text("e2")),
+            (StageKind::Pretrain, text("{\"seed\":1}"), text("p1")),
+        ]
+    );
+
+    let m = |name: &str, step| MetricRecord {
+        name: name.into(),
+        step,
+        value: step as f64,
+    };
+    let recorded = [m("train/loss", 1), m("epoch/loss", 1), m("train/loss", 0)];
+    s.record_metrics("p1", &recorded).await.unwrap();
+    s.record_metrics("p1", &[m("epoch/loss", 0)]).await.unwrap();
+    let in_order = [
+        m("epoch/loss", 0),
+        m("epoch/loss", 1),
+        m("train/loss", 0),
+        m("train/loss", 1),
+    ];
+    assert_eq!(s.sweep_metrics("a", None).await.unwrap()["p1"], in_order);
+    assert_eq!(
+        s.metrics_of_stages(&["p1"], None).await.unwrap()["p1"],
+        in_order
+    );
     s.close().await;
 }
 
