@@ -11,6 +11,7 @@ use super::staging::{load_plan, register, stage};
 use super::{open_existing, runtime, UserError};
 use crate::cli::{Cli, ExecArgs, SpecArgs, WorkerArgs};
 use crate::exit;
+use crate::ml::config::Precision;
 use crate::sched::{self, signals, DeviceName};
 use crate::spec::{self, LoadOptions};
 use crate::store::Store;
@@ -18,6 +19,7 @@ use crate::store::Store;
 pub(super) fn run(cli: &Cli, args: &SpecArgs, exec: &ExecArgs) -> Result<i32> {
     let devices = parse_devices(&exec.devices)?;
     let plan = load_plan(args)?;
+    check_precision(&plan, &devices)?;
     // Data first: a missing or corrupt dataset is refused before a database is created.
     let staged = stage(&plan, &cli.data_dir)?;
     let rt = runtime()?;
@@ -38,6 +40,7 @@ pub(super) fn resume(cli: &Cli, name: &str, exec: &ExecArgs) -> Result<i32> {
         overrides: rec.overrides.clone(),
     };
     let plan = spec::load_str(&rec.spec_text, Path::new(&rec.spec_path), &opts)?;
+    check_precision(&plan, &devices)?;
     let staged = stage(&plan, &cli.data_dir)?;
     let store = rt.block_on(Store::open(&cli.db))?;
     register(&rt, &store, &plan, &staged, cli.quiet)?;
@@ -89,6 +92,32 @@ fn parse_devices(list: &str) -> Result<Vec<String>> {
         .into());
     }
     Ok(devices)
+}
+
+/// Refuses, before anything is written, a plan with reduced-precision runs for CPU workers:
+/// tf32 and bf16 are CUDA arithmetic (`PretrainConfig::precision`).
+fn check_precision(plan: &spec::Plan, devices: &[String]) -> Result<()> {
+    let on_cpu = devices.is_empty()
+        || devices
+            .iter()
+            .any(|d| DeviceName::parse(d) == Some(DeviceName::Cpu));
+    let Some(run) = plan
+        .runs
+        .iter()
+        .find(|r| r.config.pretrain.precision != Precision::F32)
+    else {
+        return Ok(());
+    };
+    if !on_cpu {
+        return Ok(());
+    }
+    let p = run.config.pretrain.precision.name();
+    Err(UserError(format!(
+        "precision: {p} needs a CUDA device, and these workers run on the CPU; run with \
+         --devices cuda:0[,cuda:1...] on a `--features cuda` build, or train in float32 \
+         (remove `precision` from the spec or add --set precision=f32)"
+    ))
+    .into())
 }
 
 /// Runs the registered sweep with local workers to its end or a stop signal.

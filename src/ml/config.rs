@@ -331,6 +331,27 @@ pub enum AugProtocol {
     OneBranchRaw,
 }
 
+/// Where a pretrain's training views are augmented (`augment.on`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AugmentOn {
+    /// On the host: `ml::augment` on u8 images, by the loader's background threads.
+    #[default]
+    Host,
+    /// On the run's device: the training images held there as u8 and augmented by tensor
+    /// ops (`ml::augment_device`), parameters drawn by the same code from the same streams
+    /// as on the host. The views equal the host's up to float rounding (a pixel may differ
+    /// by one level), so it is part of the run id. The official code augments on the
+    /// accelerator too (TF ops in the input pipeline).
+    Device,
+}
+
+impl AugmentOn {
+    fn is_host(&self) -> bool {
+        *self == AugmentOn::Host
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentConfig {
@@ -346,6 +367,11 @@ pub struct AugmentConfig {
     /// right after cropping; `false` makes `crop` a crop only, so that `flip` can be an op
     /// of its own (`ops: [crop, flip, color]` is then the official pipeline spelled out).
     pub crop_flip: bool,
+    /// Where the views are made: `host` (default) or `device` (see [`AugmentOn`]). Left
+    /// out of the canonical JSON at `host`, so every run made before the field existed
+    /// keeps its id.
+    #[serde(skip_serializing_if = "AugmentOn::is_host")]
+    pub on: AugmentOn,
 }
 
 impl Default for AugmentConfig {
@@ -356,6 +382,7 @@ impl Default for AugmentConfig {
             color_strength: 0.5,
             crop_min_scale: 0.08,
             crop_flip: true,
+            on: AugmentOn::Host,
         }
     }
 }
@@ -512,6 +539,40 @@ impl Method {
     }
 }
 
+/// The arithmetic of a pretrain's forward and backward passes (`PretrainConfig::precision`,
+/// part of the run id). The paper's TPU runs used bfloat16 activations with float32
+/// variables (the official code's `--use_tpu` path casts to bfloat16 inside the model);
+/// PyTorch users on GPUs train with autocast.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// float32 everywhere (default; the only choice on the CPU).
+    #[default]
+    F32,
+    /// float32 tensors, matrix products on CUDA tensor cores in TF32 (10-bit mantissa
+    /// inputs, float32 accumulation): PyTorch's `allow_tf32`. CUDA only.
+    Tf32,
+    /// Encoder convolutions and activations in bfloat16, with float32 master weights (the
+    /// optimizer updates float32 variables; each step casts them), BatchNorm in float32
+    /// (batch and running statistics), the head and the loss in float32: PyTorch's autocast.
+    /// CUDA only.
+    Bf16,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Everything one pretraining run needs, and nothing about where or how it is executed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -538,6 +599,10 @@ pub struct PretrainConfig {
     pub seed: u64,
     /// Write a checkpoint every this many epochs (resume granularity; not part of RunId).
     pub checkpoint_every: usize,
+    /// f32 (default), tf32 or bf16 (see [`Precision`]; the last two need CUDA). Left out of
+    /// the canonical JSON at f32, so every run made before the field existed keeps its id.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for PretrainConfig {
@@ -555,6 +620,7 @@ impl Default for PretrainConfig {
             epochs: 1000,
             seed: 0,
             checkpoint_every: 1,
+            precision: Precision::F32,
         }
     }
 }

@@ -23,7 +23,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::{Linear, VarMap};
 
 use super::checkpoint::{self, resume_key, CheckpointMeta, LoadedCheckpoint};
-use super::config::{Method, PretrainConfig};
+use super::config::{Method, Precision, PretrainConfig};
 use super::data::{self, ImageSet, Split, ViewBatch};
 use super::error::{classify, no_panic, tensor_err};
 use super::init;
@@ -138,6 +138,31 @@ fn fresh(cfg: &PretrainConfig, env: &TrainEnv, num_classes: usize) -> Result<Fre
 
 type Fresh = (VarMap, SimclrModel, Option<Linear>, Optimizer);
 
+/// Refuses a precision the device cannot run (tf32 and bf16 are CUDA arithmetic; the
+/// command line refuses them for CPU workers before anything starts, this is the
+/// worker's own check) and sets candle's process-wide TF32 switch for cuBLAS matrix
+/// products on for tf32, off otherwise (a worker runs one stage at a time).
+fn set_precision(p: Precision, device: &candle_core::Device) -> Result<(), MlError> {
+    if p != Precision::F32 && !device.is_cuda() {
+        return Err(MlError::Config(format!(
+            "precision: {} needs a CUDA device; this worker runs on the CPU (train with \
+             precision: f32, or run the sweep with --devices cuda:0)",
+            p.name()
+        )));
+    }
+    candle_core::cuda::set_gemm_reduced_precision_f32(p == Precision::Tf32);
+    Ok(())
+}
+
+/// The views in the dtype the encoder computes in: bfloat16 under `Precision::Bf16` (the
+/// encoder casts its float32 weights per step and returns h in float32), else as they are.
+pub(crate) fn compute_dtype(x: Tensor, p: Precision) -> Result<Tensor, MlError> {
+    match p {
+        Precision::Bf16 => x.to_dtype(DType::BF16).map_err(tensor_err),
+        Precision::F32 | Precision::Tf32 => Ok(x),
+    }
+}
+
 /// One pretraining run: its config, its model and optimizer, and the images it trains on.
 struct Run<'a> {
     cfg: &'a PretrainConfig,
@@ -169,6 +194,7 @@ impl<'a> Run<'a> {
         indices: Arc<Vec<usize>>,
     ) -> Result<Self, MlError> {
         let steps_per_epoch = checked_steps_per_epoch(cfg, indices.len())?;
+        set_precision(cfg.precision, &env.device)?;
         let (varmap, model, classifier, opt) = fresh(cfg, env, set.num_classes)?;
         Ok(Run {
             cfg,
@@ -267,9 +293,11 @@ impl<'a> Run<'a> {
         let (h, w, device) = (self.set.height, self.set.width, &self.env.device);
         let n = b.n;
         let x1 = Tensor::from_vec(b.v1, (n, 3, h, w), device).map_err(tensor_err)?;
+        let x1 = compute_dtype(x1, cfg.precision)?;
         let (loss_t, acc, acc_cross_view) = match &self.classifier {
             None => {
                 let x2 = Tensor::from_vec(b.v2, (n, 3, h, w), device).map_err(tensor_err)?;
+                let x2 = compute_dtype(x2, cfg.precision)?;
                 let x = Tensor::cat(&[&x1, &x2], 0).map_err(tensor_err)?; // [2N, 3, H, W]
                 let (_h, z) = self.model.forward_t(&x, true).map_err(tensor_err)?; // z [2N, D]
                 let z1 = z.narrow(0, 0, n).map_err(tensor_err)?;
@@ -474,6 +502,25 @@ mod tests {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    #[test]
+    fn reduced_precision_on_the_cpu_is_refused_before_a_step_or_a_checkpoint() {
+        for p in [Precision::Tf32, Precision::Bf16] {
+            let d = tempfile::tempdir().unwrap();
+            let mut rec = Rec::default();
+            let cfg = PretrainConfig {
+                precision: p,
+                ..tiny_cfg(1)
+            };
+            let err = run(&cfg, &env(d.path(), vec![]), &mut rec).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("precision: {} needs a CUDA device", p.name())),
+                "{msg}"
+            );
+            assert!(rec.losses.is_empty() && rec.ckpts.is_empty());
+        }
     }
 
     #[test]

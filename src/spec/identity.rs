@@ -202,6 +202,9 @@ mod tests {
             "init: official",
             "head: {output_bn: false}",
             "encoder: {zero_init_residual: false}",
+            "precision: tf32",
+            "precision: bf16",
+            "augment: {on: device}",
         ];
         for e in edits {
             assert_ne!(id(&run_from_yaml(e)), id(&base), "{e} must change the id");
@@ -212,6 +215,18 @@ mod tests {
             "dataset fingerprint"
         );
         assert_eq!(id(&run_from_yaml("checkpoint_every: 5")), id(&base));
+        // Written out at their defaults, the fields added later leave the id alone.
+        assert_eq!(
+            id(&run_from_yaml("precision: f32\naugment: {on: host}")),
+            id(&base)
+        );
+        // An untrained encoder runs no step: neither field splits the control.
+        assert_eq!(
+            id(&run_from_yaml(
+                "epochs: 0\nprecision: bf16\naugment: {on: device}"
+            )),
+            id(&run_from_yaml("epochs: 0"))
+        );
         assert_eq!(id(&run_from_yaml("dataset: {path: /elsewhere}")), id(&base));
     }
 

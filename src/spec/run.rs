@@ -90,6 +90,12 @@ impl RunConfig {
             p.loss.semi_hard_pick = defaults.semi_hard_pick;
             p.loss.semi_hard_fallback = defaults.semi_hard_fallback;
         }
+        if p.epochs == 0 {
+            // An untrained encoder: no step runs, so neither the arithmetic of a step nor
+            // where its views are made can change a result.
+            p.precision = crate::ml::config::Precision::F32;
+            p.augment.on = crate::ml::config::AugmentOn::Host;
+        }
         canonical_optimizer(&mut p.optimizer);
         if p.dataset.name == DatasetName::ImageFolder && p.dataset.image_size.is_none() {
             // The resolution the folder is read at, spelled out in the id.

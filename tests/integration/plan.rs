@@ -152,6 +152,30 @@ fn bad_specs_and_flags_exit_2_with_file_line_and_field_and_write_nothing() {
 }
 
 #[test]
+fn reduced_precision_on_cpu_workers_is_refused_before_anything_is_written() {
+    let env = Env::new(2);
+    let spec = env.write("t.yaml", &crate::common::tiny_spec("t", &[0.5], 1));
+    for p in ["bf16", "tf32"] {
+        let set = format!("precision={p}");
+        let o = env.run(&["run", spec.to_str().unwrap(), "--set", &set, "--quiet"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let err = text(&o);
+        assert!(
+            err.contains(&format!("precision: {p} needs a CUDA device"))
+                && err.contains("--set precision=f32"),
+            "{err}"
+        );
+        assert!(!env.db().exists(), "refused before the store is created");
+    }
+    // Planning it is fine (it may run elsewhere), and so is an unknown precision not.
+    let o = env.run(&["plan", spec.to_str().unwrap(), "--set", "precision=bf16"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = env.run(&["plan", spec.to_str().unwrap(), "--set", "precision=fp16"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("precision"), "{}", text(&o));
+}
+
+#[test]
 fn a_database_that_is_not_ours_is_refused_and_left_untouched() {
     let env = Env::new(2);
     std::fs::write(
