@@ -66,6 +66,73 @@ pub fn validate(aug: &AugmentConfig) -> Result<(), MlError> {
     Ok(())
 }
 
+/// The parameters of one op for one view, drawn from the view's stream by [`draw_op`]
+/// before any pixel is touched (no draw depends on the image), so the host pipeline
+/// ([`apply_params`]) and the device pipeline (`ml::augment_device`) apply the same draws.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpParams {
+    /// A resized crop of the box back to the image's size, mirrored when the flag is set.
+    Crop(CropBox, bool),
+    /// Mirror or not.
+    Flip(bool),
+    /// The jitter (when its p = 0.8 coin fell), then grayscale or not.
+    Color(Option<[Jitter; 4]>, bool),
+    /// The blur's sigma (when its p = 0.5 coin fell).
+    Blur(Option<f32>),
+    /// One black square: top, left, side.
+    Cutout(usize, usize, usize),
+    Sobel,
+    /// Gaussian noise: sigma (in levels) and one standard normal per value, HWC order.
+    Noise(f32, Vec<f32>),
+    /// Quarter turns counter-clockwise (1 to 3).
+    Rotate(usize),
+}
+
+/// What a pair of views is made of, drawn by [`draw_pair`] (see [`augment_pair`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairParams {
+    /// `OneBranch`: the crop x_i both branches start from (no flip).
+    pub shared_crop: Option<CropBox>,
+    /// The ops of view 0, in order, on x_i (or the image).
+    pub view0: Vec<OpParams>,
+    /// `Symmetric`: the ops of view 1 on the image; `None`: view 1 is x_i (or the image).
+    pub view1: Option<Vec<OpParams>>,
+}
+
+/// Draws the parameters of both views of image `index` for `(seed, epoch)`: each from its
+/// own stream, in the order [`augment_pair`] applies them.
+pub fn draw_pair(
+    h: usize,
+    w: usize,
+    aug: &AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    index: usize,
+) -> PairParams {
+    let view = |v: usize| draw_view(h, w, aug, &mut view_rng(seed, epoch, index, v));
+    match aug.protocol {
+        AugProtocol::Symmetric => PairParams {
+            shared_crop: None,
+            view0: view(0),
+            view1: Some(view(1)),
+        },
+        AugProtocol::OneBranch => {
+            let mut rng = view_rng(seed, epoch, index, SHARED_CROP);
+            let (b, _) = draw_crop(h, w, aug.crop_min_scale, false, &mut rng);
+            PairParams {
+                shared_crop: Some(b),
+                view0: view(0),
+                view1: None,
+            }
+        }
+        AugProtocol::OneBranchRaw => PairParams {
+            shared_crop: None,
+            view0: view(0),
+            view1: None,
+        },
+    }
+}
+
 /// Both views of image `index` (of `h x w`, HWC u8) for `(seed, epoch)`.
 ///
 /// - `Symmetric` (SimCLR, Figure 2): each view gets `aug.ops` in order, view 0 with the
@@ -88,20 +155,21 @@ pub fn augment_pair(
     epoch: usize,
     index: usize,
 ) -> (Vec<u8>, Vec<u8>) {
-    let targeted = |x: &[u8]| augment_view(x, h, w, aug, &mut view_rng(seed, epoch, index, 0));
-    match aug.protocol {
-        AugProtocol::Symmetric => (
-            targeted(img),
-            augment_view(img, h, w, aug, &mut view_rng(seed, epoch, index, 1)),
-        ),
-        AugProtocol::OneBranch => {
+    let p = draw_pair(h, w, aug, seed, epoch, index);
+    let base = match p.shared_crop {
+        Some(b) => {
             let mut x = Vec::new();
-            let mut rng = view_rng(seed, epoch, index, SHARED_CROP);
-            random_crop(img, h, w, aug.crop_min_scale, false, &mut rng, &mut x);
-            (targeted(&x), x)
+            resized_crop(img, h, w, b, h, w, false, &mut x);
+            x
         }
-        AugProtocol::OneBranchRaw => (targeted(img), img.to_vec()),
-    }
+        None => img.to_vec(),
+    };
+    let v0 = apply_view(&base, h, w, &p.view0);
+    let v1 = match &p.view1 {
+        Some(ops) => apply_view(img, h, w, ops),
+        None => base,
+    };
+    (v0, v1)
 }
 
 /// One view: `aug.ops` applied in order, parameters drawn from `rng`. Output `h x w` HWC.
@@ -112,10 +180,23 @@ pub fn augment_view<R: Rng>(
     aug: &AugmentConfig,
     rng: &mut R,
 ) -> Vec<u8> {
+    apply_view(img, h, w, &draw_view(h, w, aug, rng))
+}
+
+/// The parameters of `aug.ops`, in order, from `rng`.
+pub fn draw_view<R: Rng>(h: usize, w: usize, aug: &AugmentConfig, rng: &mut R) -> Vec<OpParams> {
+    aug.ops
+        .iter()
+        .map(|&op| draw_op(op, h, w, aug, rng))
+        .collect()
+}
+
+/// `ops` applied in order to a copy of `img`.
+pub fn apply_view(img: &[u8], h: usize, w: usize, ops: &[OpParams]) -> Vec<u8> {
     let mut cur = img.to_vec();
     let mut scratch = vec![0u8; img.len()];
-    for &op in &aug.ops {
-        apply_op(op, &mut cur, &mut scratch, h, w, aug, rng);
+    for p in ops {
+        apply_params(p, &mut cur, &mut scratch, h, w);
     }
     cur
 }
@@ -130,27 +211,69 @@ pub fn apply_op<R: Rng>(
     aug: &AugmentConfig,
     rng: &mut R,
 ) {
+    apply_params(&draw_op(op, h, w, aug, rng), buf, scratch, h, w);
+}
+
+/// The parameters of `op` for an `h x w` image, drawn from `rng` in the order the
+/// pipeline has always drawn them.
+pub fn draw_op<R: Rng>(
+    op: AugOp,
+    h: usize,
+    w: usize,
+    aug: &AugmentConfig,
+    rng: &mut R,
+) -> OpParams {
     match op {
         AugOp::Crop => {
-            random_crop(buf, h, w, aug.crop_min_scale, aug.crop_flip, rng, scratch);
+            let (b, flip) = draw_crop(h, w, aug.crop_min_scale, aug.crop_flip, rng);
+            OpParams::Crop(b, flip)
+        }
+        AugOp::Flip => OpParams::Flip(rng.gen::<f32>() < 0.5),
+        AugOp::Color => {
+            let (jitter, gray) = draw_color(aug.color_strength as f32, rng);
+            OpParams::Color(jitter, gray)
+        }
+        AugOp::Blur => OpParams::Blur(draw_blur(rng)),
+        AugOp::Cutout => {
+            let (top, left, side) = draw_cutout(h, w, rng);
+            OpParams::Cutout(top, left, side)
+        }
+        AugOp::Sobel => OpParams::Sobel,
+        AugOp::Noise => {
+            let (sigma, normals) = draw_noise(h * w * 3, rng);
+            OpParams::Noise(sigma, normals)
+        }
+        // Uniformly one of 90, 180, 270 degrees (counter-clockwise, numpy's rot90).
+        AugOp::Rotate => OpParams::Rotate(rng.gen_range(1..=3usize)),
+    }
+}
+
+/// Applies one op's parameters in place on `buf` (`scratch` has buf's size).
+pub fn apply_params(p: &OpParams, buf: &mut Vec<u8>, scratch: &mut Vec<u8>, h: usize, w: usize) {
+    match p {
+        OpParams::Crop(b, flip) => {
+            resized_crop(buf, h, w, *b, h, w, *flip, scratch);
             std::mem::swap(buf, scratch);
         }
-        AugOp::Flip => {
-            if rng.gen::<f32>() < 0.5 {
+        OpParams::Flip(flip) => {
+            if *flip {
                 hflip(buf, w);
             }
         }
-        AugOp::Color => color_distort(buf, aug.color_strength as f32, rng),
-        AugOp::Blur => random_blur(buf, h, w, rng),
-        AugOp::Cutout => random_cutout(buf, h, w, rng),
-        AugOp::Sobel => {
+        OpParams::Color(jitter_ops, gray) => apply_color(buf, jitter_ops.as_ref(), *gray),
+        OpParams::Blur(sigma) => {
+            if let Some(sigma) = sigma {
+                gaussian_blur(buf, h, w, *sigma);
+            }
+        }
+        OpParams::Cutout(top, left, side) => cutout(buf, h, w, *top, *left, *side),
+        OpParams::Sobel => {
             sobel(buf, h, w, scratch);
             std::mem::swap(buf, scratch);
         }
-        AugOp::Noise => random_noise(buf, rng),
-        AugOp::Rotate => {
-            // Uniformly one of 90, 180, 270 degrees (counter-clockwise, numpy's rot90).
-            let k = rng.gen_range(1..=3usize);
+        OpParams::Noise(sigma, normals) => add_noise_values(buf, *sigma, normals),
+        OpParams::Rotate(k) => {
+            let k = *k;
             rotate90(buf, h, w, k, scratch);
             if k % 2 == 1 && h != w {
                 // A quarter turn of a non-square image is w x h: bring it back to h x w
@@ -249,26 +372,14 @@ pub fn resized_crop(
 ) {
     debug_assert!(b.top + b.height <= h && b.left + b.width <= w);
     out.resize(out_h * out_w * 3, 0);
-    if b.height > out_h || b.width > out_w {
+    if shrinks(b, out_h, out_w) {
         return shrink_antialiased(src, w, b, (out_h, out_w), flip, out);
     }
-    // Per output column: source byte offsets of the two taps and the weight of the right one.
-    let taps = |n_out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
-        let scale = n_in as f32 / n_out as f32;
-        (0..n_out)
-            .map(|o| {
-                let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (s as usize).min(n_in - 1);
-                let i1 = (i0 + 1).min(n_in - 1);
-                (i0, i1, s - i0 as f32)
-            })
-            .collect()
-    };
-    let mut xs = taps(out_w, b.width);
+    let mut xs = bilinear_taps(out_w, b.width);
     if flip {
         xs.reverse();
     }
-    let ys = taps(out_h, b.height);
+    let ys = bilinear_taps(out_h, b.height);
     let stride = w * 3;
     for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
         let r0 = &src[(b.top + y0) * stride..(b.top + y0 + 1) * stride];
@@ -286,10 +397,30 @@ pub fn resized_crop(
     }
 }
 
+/// Whether [`resized_crop`] of box `b` to `out_h x out_w` takes the antialiased path (an
+/// axis shrinks) rather than plain bilinear interpolation.
+pub(crate) fn shrinks(b: CropBox, out_h: usize, out_w: usize) -> bool {
+    b.height > out_h || b.width > out_w
+}
+
+/// Per output index of plain bilinear interpolation (half-pixel centres, edge clamped):
+/// the two input indices and the weight of the second.
+pub(crate) fn bilinear_taps(n_out: usize, n_in: usize) -> Vec<(usize, usize, f32)> {
+    let scale = n_in as f32 / n_out as f32;
+    (0..n_out)
+        .map(|o| {
+            let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+            let i0 = (s as usize).min(n_in - 1);
+            let i1 = (i0 + 1).min(n_in - 1);
+            (i0, i1, s - i0 as f32)
+        })
+        .collect()
+}
+
 /// Per output index: the first input index and the normalised weights of torch's
 /// antialiased bilinear (triangle) filter, `_upsample_bilinear2d_aa`'s
 /// `_compute_indices_weights_aa`: support = max(scale, 1), centre = scale (o + 0.5).
-fn antialias_taps(n_out: usize, n_in: usize) -> Vec<(usize, Vec<f32>)> {
+pub(crate) fn antialias_taps(n_out: usize, n_in: usize) -> Vec<(usize, Vec<f32>)> {
     let scale = n_in as f64 / n_out as f64;
     let (support, inv) = if scale >= 1.0 {
         (scale, 1.0 / scale)
@@ -372,9 +503,20 @@ pub fn random_crop<R: Rng>(
     rng: &mut R,
     out: &mut Vec<u8>,
 ) {
-    let b = sample_crop_box(h, w, min_scale, rng);
-    let flip = flip && rng.gen::<f32>() < 0.5;
+    let (b, flip) = draw_crop(h, w, min_scale, flip, rng);
     resized_crop(img, h, w, b, h, w, flip, out);
+}
+
+/// [`random_crop`]'s draws: the box, then the flip's coin (only when `flip`).
+pub fn draw_crop<R: Rng>(
+    h: usize,
+    w: usize,
+    min_scale: f64,
+    flip: bool,
+    rng: &mut R,
+) -> (CropBox, bool) {
+    let b = sample_crop_box(h, w, min_scale, rng);
+    (b, flip && rng.gen::<f32>() < 0.5)
 }
 
 /// Mirrors an HWC image of width `w` left to right, in place.
@@ -524,11 +666,23 @@ pub fn sample_jitter<R: Rng>(s: f32, rng: &mut R) -> [Jitter; 4] {
 /// Colour distortion of strength `s` (appendix A): with p = 0.8 the jitter of
 /// [`sample_jitter`], then with p = 0.2 grayscale.
 pub fn color_distort<R: Rng>(img: &mut [u8], s: f32, rng: &mut R) {
-    if rng.gen::<f32>() < 0.8 {
-        let ops = sample_jitter(s, rng);
-        jitter(img, &ops);
+    let (ops, gray) = draw_color(s, rng);
+    apply_color(img, ops.as_ref(), gray);
+}
+
+/// [`color_distort`]'s draws: the jitter's coin and, when it falls, the jitter; then the
+/// grayscale coin.
+pub fn draw_color<R: Rng>(s: f32, rng: &mut R) -> (Option<[Jitter; 4]>, bool) {
+    let ops = (rng.gen::<f32>() < 0.8).then(|| sample_jitter(s, rng));
+    (ops, rng.gen::<f32>() < 0.2)
+}
+
+/// The jitter if any, then grayscale if `gray`.
+pub fn apply_color(img: &mut [u8], ops: Option<&[Jitter; 4]>, gray: bool) {
+    if let Some(ops) = ops {
+        jitter(img, ops);
     }
-    if rng.gen::<f32>() < 0.2 {
+    if gray {
         grayscale(img);
     }
 }
@@ -545,35 +699,14 @@ pub fn blur_kernel_size(h: usize) -> usize {
 /// Separable gaussian blur with standard deviation `sigma` (pixels), kernel
 /// [`blur_kernel_size`] of the height, reflect padding at the borders.
 pub fn gaussian_blur(img: &mut [u8], h: usize, w: usize, sigma: f32) {
-    let radius = blur_kernel_size(h) / 2;
-    let k: Vec<f32> = {
-        let raw: Vec<f32> = (0..=2 * radius)
-            .map(|i| {
-                let x = i as f32 - radius as f32;
-                (-x * x / (2.0 * sigma * sigma)).exp()
-            })
-            .collect();
-        let s: f32 = raw.iter().sum();
-        raw.iter().map(|v| v / s).collect()
-    };
-    // Reflect (without repeating the edge): -1 -> 1, n -> n - 2.
-    let reflect = |i: isize, n: usize| -> usize {
-        let n = n as isize;
-        let mut i = i;
-        if n == 1 {
-            return 0;
-        }
-        while i < 0 || i >= n {
-            i = if i < 0 { -i } else { 2 * (n - 1) - i };
-        }
-        i as usize
-    };
+    let kernel = blur_kernel_size(h);
+    let (k, xs) = blur_taps(kernel, w, sigma);
+    let (_, ys) = blur_taps(kernel, h, sigma);
     let mut tmp = vec![0f32; h * w * 3];
     for y in 0..h {
-        for x in 0..w {
+        for (x, taps) in xs.iter().enumerate() {
             let mut acc = [0f32; 3];
-            for (t, kv) in k.iter().enumerate() {
-                let sx = reflect(x as isize + t as isize - radius as isize, w);
+            for (kv, &sx) in k.iter().zip(taps) {
                 let o = (y * w + sx) * 3;
                 for c in 0..3 {
                     acc[c] += kv * img[o + c] as f32;
@@ -582,11 +715,10 @@ pub fn gaussian_blur(img: &mut [u8], h: usize, w: usize, sigma: f32) {
             tmp[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&acc);
         }
     }
-    for y in 0..h {
+    for (y, taps) in ys.iter().enumerate() {
         for x in 0..w {
             let mut acc = [0f32; 3];
-            for (t, kv) in k.iter().enumerate() {
-                let sy = reflect(y as isize + t as isize - radius as isize, h);
+            for (kv, &sy) in k.iter().zip(taps) {
                 let o = (sy * w + x) * 3;
                 for c in 0..3 {
                     acc[c] += kv * tmp[o + c];
@@ -601,10 +733,48 @@ pub fn gaussian_blur(img: &mut [u8], h: usize, w: usize, sigma: f32) {
 
 /// Blur op: with p = 0.5, sigma U(0.1, 2.0) (appendix A).
 pub fn random_blur<R: Rng>(img: &mut [u8], h: usize, w: usize, rng: &mut R) {
-    if rng.gen::<f32>() < 0.5 {
-        let sigma = uniform(rng, 0.1, 2.0);
+    if let Some(sigma) = draw_blur(rng) {
         gaussian_blur(img, h, w, sigma);
     }
+}
+
+/// [`random_blur`]'s draws: the coin, then sigma when it falls.
+pub fn draw_blur<R: Rng>(rng: &mut R) -> Option<f32> {
+    (rng.gen::<f32>() < 0.5).then(|| uniform(rng, 0.1, 2.0))
+}
+
+/// Per output row: the reflected input index of each of the [`blur_kernel_size`] taps
+/// and the normalised gaussian weights, for an axis of `n` pixels.
+pub(crate) fn blur_taps(kernel: usize, n: usize, sigma: f32) -> (Vec<f32>, Vec<Vec<usize>>) {
+    let radius = kernel / 2;
+    let raw: Vec<f32> = (0..=2 * radius)
+        .map(|i| {
+            let x = i as f32 - radius as f32;
+            (-x * x / (2.0 * sigma * sigma)).exp()
+        })
+        .collect();
+    let total: f32 = raw.iter().sum();
+    let k = raw.iter().map(|v| v / total).collect();
+    // Reflect (without repeating the edge): -1 -> 1, n -> n - 2.
+    let reflect = |i: isize| -> usize {
+        let n = n as isize;
+        let mut i = i;
+        if n == 1 {
+            return 0;
+        }
+        while i < 0 || i >= n {
+            i = if i < 0 { -i } else { 2 * (n - 1) - i };
+        }
+        i as usize
+    };
+    let idx = (0..n)
+        .map(|o| {
+            (0..=2 * radius)
+                .map(|t| reflect(o as isize + t as isize - radius as isize))
+                .collect()
+        })
+        .collect();
+    (k, idx)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -622,11 +792,17 @@ pub fn cutout(img: &mut [u8], h: usize, w: usize, top: usize, left: usize, side:
 /// Cutout op (Figure 4e): one square of side U(0.1, 0.5) x min(h, w) (rounded, at least
 /// 1 px), placed uniformly so that it lies wholly inside the image, filled with 0 (black).
 pub fn random_cutout<R: Rng>(img: &mut [u8], h: usize, w: usize, rng: &mut R) {
+    let (top, left, side) = draw_cutout(h, w, rng);
+    cutout(img, h, w, top, left, side);
+}
+
+/// [`random_cutout`]'s draws: (top, left, side).
+pub fn draw_cutout<R: Rng>(h: usize, w: usize, rng: &mut R) -> (usize, usize, usize) {
     let side_max = h.min(w);
     let side = ((uniform(rng, 0.1, 0.5) * side_max as f32).round() as usize).clamp(1, side_max);
     let top = rng.gen_range(0..=h - side);
     let left = rng.gen_range(0..=w - side);
-    cutout(img, h, w, top, left, side);
+    (top, left, side)
 }
 
 /// Sobel filtering (Figure 4h): gradient magnitude of the luma with the 3x3 Sobel kernels
@@ -660,8 +836,17 @@ pub fn sobel(img: &[u8], h: usize, w: usize, out: &mut Vec<u8>) {
 /// Adds gaussian noise of standard deviation `sigma` (in [0, 255] units) to every value,
 /// rounded and clipped to [0, 255]; the noise is drawn from `rng`.
 pub fn add_noise<R: Rng>(img: &mut [u8], sigma: f32, rng: &mut R) {
-    for v in img.iter_mut() {
-        let n: f32 = rng.sample(StandardNormal);
+    let normals = standard_normals(img.len(), rng);
+    add_noise_values(img, sigma, &normals);
+}
+
+fn standard_normals<R: Rng>(n: usize, rng: &mut R) -> Vec<f32> {
+    (0..n).map(|_| rng.sample(StandardNormal)).collect()
+}
+
+/// [`add_noise`] with the standard normals given (one per value, in the image's order).
+pub fn add_noise_values(img: &mut [u8], sigma: f32, normals: &[f32]) {
+    for (v, n) in img.iter_mut().zip(normals) {
         *v = (*v as f32 + sigma * n + 0.5).clamp(0.0, 255.0) as u8;
     }
 }
@@ -669,8 +854,14 @@ pub fn add_noise<R: Rng>(img: &mut [u8], sigma: f32, rng: &mut R) {
 /// Noise op (Figure 4i): additive gaussian noise with sigma U(0, 0.1) x 255 per view
 /// (independent per pixel and channel).
 pub fn random_noise<R: Rng>(img: &mut [u8], rng: &mut R) {
+    let (sigma, normals) = draw_noise(img.len(), rng);
+    add_noise_values(img, sigma, &normals);
+}
+
+/// [`random_noise`]'s draws for `n` values: sigma, then one standard normal per value.
+pub fn draw_noise<R: Rng>(n: usize, rng: &mut R) -> (f32, Vec<f32>) {
     let sigma = uniform(rng, 0.0, 0.1) * 255.0;
-    add_noise(img, sigma, rng);
+    (sigma, standard_normals(n, rng))
 }
 
 /// Rotates by `k` quarter turns counter-clockwise (numpy `rot90`). The result is `w x h`

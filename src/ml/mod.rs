@@ -5,6 +5,7 @@
 //! structs (`config`) and a device, and reports through an [`observer::Observer`].
 
 pub mod augment;
+pub mod augment_device;
 #[cfg(test)]
 mod augment_torchvision;
 pub mod checkpoint;
