@@ -29,6 +29,7 @@
 //! images are square (CIFAR's, and the folder's centre crops).
 
 use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
 
 use super::augment::{
     self, antialias_taps, bilinear_taps, blur_kernel_size, blur_taps, CropBox, Jitter, OpParams,
@@ -71,8 +72,9 @@ impl DeviceImages {
         pair: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (h, w) = (self.height, self.width);
+        // Drawn on the host's threads (order kept by collect), the noise normals included.
         let params: Vec<PairParams> = idx
-            .iter()
+            .par_iter()
             .map(|&i| augment::draw_pair(h, w, aug, seed, epoch, i))
             .collect();
         let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();

@@ -22,9 +22,10 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use candle_nn::{Linear, VarMap};
 
+use super::augment_device::DeviceImages;
 use super::checkpoint::{self, resume_key, CheckpointMeta, LoadedCheckpoint};
-use super::config::{Method, Precision, PretrainConfig};
-use super::data::{self, ImageSet, Split, ViewBatch};
+use super::config::{AugmentOn, Method, Precision, PretrainConfig};
+use super::data::{self, ImageSet, Split};
 use super::error::{classify, no_panic, tensor_err};
 use super::init;
 use super::loss;
@@ -175,6 +176,18 @@ struct Run<'a> {
     set: Arc<ImageSet>,
     indices: Arc<Vec<usize>>,
     steps_per_epoch: usize,
+    /// `augment.on: device`: the training set on the device, uploaded at the first epoch.
+    on_device: Option<Arc<DeviceImages>>,
+}
+
+/// One step's input on the run's device: the views (`[n, 3, H, W]` f32 in [0, 1]; view 1
+/// for SimCLR only) and the labels, from the host loader or the device pipeline.
+struct StepInput {
+    step_in_epoch: usize,
+    n: usize,
+    x1: Tensor,
+    x2: Option<Tensor>,
+    labels: Vec<u16>,
 }
 
 /// What one optimisation step measured. For the supervised baseline both accuracies are
@@ -206,6 +219,7 @@ impl<'a> Run<'a> {
             set,
             indices,
             steps_per_epoch,
+            on_device: None,
         })
     }
 
@@ -247,18 +261,62 @@ impl<'a> Run<'a> {
             Method::Simclr => data::Views::Pair,
             Method::Supervised => data::Views::Single,
         };
-        let batches = data::view_batches(
-            views,
-            self.set.clone(),
-            self.indices.clone(),
-            &cfg.augment,
-            cfg.seed,
-            epoch,
-            cfg.batch_size,
-            pos.step_in_epoch,
-            self.env.loader_threads,
-        )?;
-        for b in batches {
+        let pair = views == data::Views::Pair;
+        let inputs: Box<dyn Iterator<Item = Result<StepInput, MlError>>> = match cfg.augment.on {
+            AugmentOn::Host => {
+                let (h, w, device) = (self.set.height, self.set.width, self.env.device.clone());
+                let batches = data::view_batches(
+                    views,
+                    self.set.clone(),
+                    self.indices.clone(),
+                    &cfg.augment,
+                    cfg.seed,
+                    epoch,
+                    cfg.batch_size,
+                    pos.step_in_epoch,
+                    self.env.loader_threads,
+                )?;
+                Box::new(batches.map(move |b| {
+                    let t = |v: Vec<f32>| Tensor::from_vec(v, (b.n, 3, h, w), &device);
+                    Ok(StepInput {
+                        step_in_epoch: b.step_in_epoch,
+                        n: b.n,
+                        x1: t(b.v1).map_err(tensor_err)?,
+                        x2: if pair {
+                            Some(t(b.v2).map_err(tensor_err)?)
+                        } else {
+                            None
+                        },
+                        labels: b.labels,
+                    })
+                }))
+            }
+            AugmentOn::Device => {
+                if self.on_device.is_none() {
+                    let up = DeviceImages::upload(&self.set, &self.env.device);
+                    self.on_device = Some(Arc::new(up.map_err(tensor_err)?));
+                }
+                let images = self.on_device.clone().expect("uploaded above");
+                let order = data::epoch_order(&self.indices, cfg.seed, epoch);
+                let (set, aug, n) = (self.set.clone(), cfg.augment.clone(), cfg.batch_size);
+                let seed = cfg.seed;
+                Box::new((pos.step_in_epoch..spe).map(move |s| {
+                    let idx = &order[s * n..(s + 1) * n];
+                    let (x1, x2) = images
+                        .views(idx, &aug, seed, epoch, pair)
+                        .map_err(tensor_err)?;
+                    Ok(StepInput {
+                        step_in_epoch: s,
+                        n,
+                        x1,
+                        x2,
+                        labels: idx.iter().map(|&i| set.labels[i]).collect(),
+                    })
+                }))
+            }
+        };
+        for b in inputs {
+            let b = b?;
             let t0 = Instant::now();
             let global = epoch * spe + b.step_in_epoch;
             let (n, step_in_epoch) = (b.n, b.step_in_epoch);
@@ -288,15 +346,14 @@ impl<'a> Run<'a> {
     /// together through encoder and head, the contrastive loss; supervised: the one view
     /// through the encoder, the classifier's cross-entropy), backward, an optimizer step at
     /// the scheduled learning rate.
-    fn step(&mut self, b: ViewBatch, epoch: usize, global: usize) -> Result<StepResult, MlError> {
+    fn step(&mut self, b: StepInput, epoch: usize, global: usize) -> Result<StepResult, MlError> {
         let cfg = self.cfg;
-        let (h, w, device) = (self.set.height, self.set.width, &self.env.device);
         let n = b.n;
-        let x1 = Tensor::from_vec(b.v1, (n, 3, h, w), device).map_err(tensor_err)?;
-        let x1 = compute_dtype(x1, cfg.precision)?;
+        let x1 = compute_dtype(b.x1, cfg.precision)?;
         let (loss_t, acc, acc_cross_view) = match &self.classifier {
             None => {
-                let x2 = Tensor::from_vec(b.v2, (n, 3, h, w), device).map_err(tensor_err)?;
+                let x2 =
+                    b.x2.ok_or_else(|| MlError::Config("a pair batch without view 1".into()))?;
                 let x2 = compute_dtype(x2, cfg.precision)?;
                 let x = Tensor::cat(&[&x1, &x2], 0).map_err(tensor_err)?; // [2N, 3, H, W]
                 let (_h, z) = self.model.forward_t(&x, true).map_err(tensor_err)?; // z [2N, D]
@@ -430,7 +487,7 @@ pub(crate) fn pretrain_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::config::{AugOp, AugmentConfig, OptimizerConfig, OptimizerKind};
+    use crate::ml::config::{AugOp, AugmentConfig, AugmentOn, OptimizerConfig, OptimizerKind};
     use crate::ml::observer::NullObserver;
     use crate::ml::observer::ObserverError;
     use crate::test_support::cpu_env as env;
@@ -521,6 +578,54 @@ mod tests {
             );
             assert!(rec.losses.is_empty() && rec.ckpts.is_empty());
         }
+    }
+
+    /// `augment.on: device` on the CPU: a run stopped mid-epoch and resumed gives exactly
+    /// the uninterrupted run's losses and weights, and it trains on the host pipeline's
+    /// views up to rounding, so its first losses are the host run's to a few 1e-3.
+    #[test]
+    fn device_augmentation_resumes_exactly_and_tracks_the_host_pipeline() {
+        let cfg = PretrainConfig {
+            augment: AugmentConfig {
+                on: AugmentOn::Device,
+                ..tiny_cfg(2).augment
+            },
+            ..tiny_cfg(2)
+        };
+        let d_full = tempfile::tempdir().unwrap();
+        let mut full = Rec::default();
+        let out = run(&cfg, &env(d_full.path(), vec![]), &mut full).unwrap();
+        let PretrainOutcome::Finished {
+            checkpoint: end_full,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        let d = tempfile::tempdir().unwrap();
+        let mut a = Rec {
+            stop_after: Some(3),
+            ..Default::default()
+        };
+        let PretrainOutcome::Stopped { checkpoint } =
+            run(&cfg, &env(d.path(), vec![]), &mut a).unwrap()
+        else {
+            panic!("not stopped")
+        };
+        assert_eq!((checkpoint.epoch, checkpoint.step), (0, 3), "mid-epoch");
+        let mut b = Rec::default();
+        let PretrainOutcome::Finished { checkpoint: end } =
+            run(&cfg, &env(d.path(), vec![checkpoint]), &mut b).unwrap()
+        else {
+            panic!("not finished")
+        };
+        let joined: Vec<(usize, f64)> = a.losses.iter().chain(&b.losses).copied().collect();
+        assert_eq!(joined, full.losses);
+        assert_eq!(end.sha256, end_full.sha256);
+        let mut host = Rec::default();
+        let dh = tempfile::tempdir().unwrap();
+        run(&tiny_cfg(2), &env(dh.path(), vec![]), &mut host).unwrap();
+        let (l_dev, l_host) = (full.losses[0].1, host.losses[0].1);
+        assert!((l_dev - l_host).abs() < 5e-3, "{l_dev} vs {l_host}");
     }
 
     #[test]
