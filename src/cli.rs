@@ -145,7 +145,8 @@ pub struct WorkerArgs {
     /// Exit after this many seconds with nothing to claim (default: exit at once).
     #[arg(long, default_value_t = 0)]
     pub idle_exit: u64,
-    /// Device: cpu or cuda:N.
+    /// Device: cpu, cuda:N, or auto (the GPU the environment names: Slurm's
+    /// CUDA_VISIBLE_DEVICES or SLURM_JOB_GPUS; cpu when there is none).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Threads that prepare augmented batches.
@@ -190,7 +191,8 @@ pub struct SubmitArgs {
     /// CPUs per worker (also its compute threads).
     #[arg(long, default_value_t = 1)]
     pub cpus_per_task: u32,
-    /// Device of each worker: cpu or cuda:0 (default: cuda:0 with a gpu --gres, else cpu).
+    /// Device of each worker: cpu, cuda:N or auto (default: auto with a gpu --gres, so
+    /// each task takes the GPU Slurm allocated to it; else cpu).
     #[arg(long)]
     pub device: Option<String>,
     /// Threads per worker that prepare augmented batches.

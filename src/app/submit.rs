@@ -97,7 +97,7 @@ fn slurm_options(cli: &Cli, args: &SubmitArgs, sweep: &str) -> Result<slurm::Slu
     let device = args
         .device
         .clone()
-        .unwrap_or_else(|| if gpu { "cuda:0" } else { "cpu" }.into());
+        .unwrap_or_else(|| if gpu { "auto" } else { "cpu" }.into());
     Ok(slurm::SlurmOptions {
         worker: WorkerLaunch {
             exe: std::env::current_exe().context("finding the sweep binary")?,

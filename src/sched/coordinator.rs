@@ -126,6 +126,19 @@ fn worker_devices(opts: &RunOptions) -> Vec<String> {
     }
 }
 
+/// Loader threads for one of `n` workers on `cores` cores. A GPU worker's cores do
+/// nothing but prepare batches (unless `augment.on: device`, when they sit idle), so it
+/// gets its share of them less one for its main thread; a CPU worker keeps one, since
+/// its compute (rayon, `RAYON_NUM_THREADS`) already uses its share. Batches do not depend
+/// on the count (`ml::data::view_batches`).
+fn loader_threads(device: &str, cores: usize, n: usize) -> usize {
+    if device == "cpu" {
+        1
+    } else {
+        (cores / n.max(1)).saturating_sub(1).max(1)
+    }
+}
+
 /// A worker process and the thread that reads its events.
 struct LocalWorker {
     child: Child,
@@ -149,7 +162,7 @@ impl LocalWorker {
             runs_dir: opts.runs_dir.clone(),
             sweep: opts.sweep.clone(),
             device: device.to_string(),
-            loader_threads: 1,
+            loader_threads: loader_threads(device, cores, n),
             // Wait for stages others are running: they may unlock evaluations.
             idle_exit_secs: 365 * 24 * 3600,
             lease_secs: opts.lease.as_secs().max(1),
@@ -263,5 +276,18 @@ fn warn_about_crashes(codes: &[i32], stop: &StopFlag) {
             "warning: {} worker process(es) exited abnormally (codes {crashed:?}); their runs are reclaimed by the next `sweep run`",
             crashed.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_workers_get_their_share_of_the_cores_for_loading_and_cpu_workers_one() {
+        assert_eq!(loader_threads("cuda:0", 16, 1), 15);
+        assert_eq!(loader_threads("cuda:1", 16, 2), 7);
+        assert_eq!(loader_threads("cuda:0", 2, 4), 1);
+        assert_eq!(loader_threads("cpu", 16, 2), 1);
     }
 }

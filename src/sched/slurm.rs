@@ -20,7 +20,7 @@ use super::launch::WorkerLaunch;
 #[derive(Clone, Debug, PartialEq)]
 pub struct SlurmOptions {
     /// Each array task's worker (its `exe`, data and runs directories on a shared
-    /// filesystem; its device `cuda:0`, the GPU Slurm allocated to the task, or `cpu`).
+    /// filesystem; its device `auto`, the GPU Slurm allocated to the task, or `cpu`).
     pub worker: WorkerLaunch,
     /// Array tasks (parallel workers).
     pub workers: u32,

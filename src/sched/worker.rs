@@ -407,9 +407,38 @@ impl DeviceName {
     }
 }
 
+/// The device `--device auto` means in an environment (`var` reads a variable): under
+/// Slurm's `--gres gpu:N`, the first GPU it allocated to the task. Slurm (and any CUDA
+/// launcher) names the allocation in `CUDA_VISIBLE_DEVICES`, which renumbers the visible
+/// GPUs from 0: `cuda:0`; an empty list, `-1` or `NoDevFiles` hide every GPU: `cpu`.
+/// Without it, Slurm's `SLURM_STEP_GPUS` / `SLURM_JOB_GPUS` hold the GPUs' own indices:
+/// `cuda:<first>`. Neither: `cpu`.
+pub fn auto_device(var: impl Fn(&str) -> Option<String>) -> String {
+    if let Some(visible) = var("CUDA_VISIBLE_DEVICES") {
+        let first = visible.split(',').next().unwrap_or("").trim().to_string();
+        return if first.is_empty() || first == "-1" || first == "NoDevFiles" {
+            "cpu".into()
+        } else {
+            "cuda:0".into()
+        };
+    }
+    for name in ["SLURM_STEP_GPUS", "SLURM_JOB_GPUS"] {
+        let first = var(name).and_then(|v| v.split(',').next()?.trim().parse::<usize>().ok());
+        if let Some(n) = first {
+            return format!("cuda:{n}");
+        }
+    }
+    "cpu".into()
+}
+
 fn parse_device(s: &str) -> Result<ml::Device> {
+    if s == "auto" {
+        let resolved = auto_device(|k| std::env::var(k).ok());
+        eprintln!("worker: --device auto is {resolved} (from CUDA_VISIBLE_DEVICES / SLURM_*_GPUS)");
+        return parse_device(&resolved);
+    }
     match DeviceName::parse(s) {
-        None => anyhow::bail!("unknown device `{s}`: use cpu or cuda:N"),
+        None => anyhow::bail!("unknown device `{s}`: use cpu, cuda:N or auto"),
         Some(DeviceName::Cpu) => Ok(ml::Device::Cpu),
         Some(DeviceName::Cuda(n)) => ml::Device::new_cuda(n)
             .with_context(|| format!("device {s} (this build needs `--features cuda` and a GPU)")),
@@ -604,5 +633,42 @@ impl FingerprintCache {
         let f = ml::data::fingerprint(path)?;
         self.0.insert(path.to_path_buf(), f.clone());
         Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn auto_takes_the_gpu_slurm_allocated_and_the_cpu_without_one() {
+        // Slurm with device constraints or not: the allocation is renumbered from 0.
+        assert_eq!(auto_device(env(&[("CUDA_VISIBLE_DEVICES", "3")])), "cuda:0");
+        assert_eq!(
+            auto_device(env(&[
+                ("CUDA_VISIBLE_DEVICES", "2,5"),
+                ("SLURM_JOB_GPUS", "2,5")
+            ])),
+            "cuda:0"
+        );
+        // Only Slurm's own list: every GPU is visible, so its index is the device.
+        assert_eq!(auto_device(env(&[("SLURM_JOB_GPUS", "6,7")])), "cuda:6");
+        assert_eq!(
+            auto_device(env(&[("SLURM_STEP_GPUS", "1"), ("SLURM_JOB_GPUS", "0,1")])),
+            "cuda:1"
+        );
+        for hidden in ["", "-1", "NoDevFiles"] {
+            assert_eq!(auto_device(env(&[("CUDA_VISIBLE_DEVICES", hidden)])), "cpu");
+        }
+        assert_eq!(auto_device(env(&[])), "cpu");
+        assert_eq!(auto_device(env(&[("SLURM_JOB_GPUS", "")])), "cpu");
     }
 }
