@@ -478,6 +478,59 @@ fn the_smoke_profile_shrinks_the_model_and_keeps_the_grid() {
     assert_eq!(p.grid()[0].config.evals.len(), 1);
 }
 
+/// The five paper specs' GPU profiles: ResNet-18 (cifar stem) over three seeds (`gpu`)
+/// or one (`gpu_smoke`), in float32 with host augmentation (the measured path), and
+/// `gpu_smoke` a fraction of `gpu`'s pretraining (pairs summed over the grid).
+#[test]
+fn every_paper_spec_has_gpu_profiles_on_resnet18() {
+    use crate::ml::config::{Arch, AugmentOn, Precision, Stem};
+    let pairs = |p: &Plan| -> usize {
+        p.grid()
+            .iter()
+            .map(|r| {
+                r.config.pretrain.dataset.train_subset.unwrap_or(50_000) * r.config.pretrain.epochs
+            })
+            .sum()
+    };
+    for spec in [
+        "augment_pairs.yaml",
+        "head_dims.yaml",
+        "losses.yaml",
+        "temperature.yaml",
+        "batch_epochs.yaml",
+    ] {
+        let (gpu, smoke) = (
+            committed(spec, Some("gpu")),
+            committed(spec, Some("gpu_smoke")),
+        );
+        for (p, seeds) in [(&gpu, vec![0, 1, 2]), (&smoke, vec![0])] {
+            let mut got: Vec<u64> = p.grid().iter().map(|r| r.config.pretrain.seed).collect();
+            got.sort();
+            got.dedup();
+            assert_eq!(got, seeds, "{spec}");
+            for r in p.grid() {
+                let c = &r.config.pretrain;
+                assert_eq!(
+                    (c.encoder.arch, c.encoder.stem),
+                    (Arch::Resnet18, Stem::Cifar),
+                    "{spec}"
+                );
+                assert_eq!(
+                    (c.precision, c.augment.on),
+                    (Precision::F32, AugmentOn::Host),
+                    "{spec}"
+                );
+            }
+        }
+        assert!(
+            pairs(&smoke) * 10 <= pairs(&gpu),
+            "{spec}: smoke {} gpu {}",
+            pairs(&smoke),
+            pairs(&gpu)
+        );
+    }
+}
+
 #[test]
 fn base_lists_only_what_differs_and_defaults_fill_the_rest() {
     let p = plan("name: t\nbase: {batch_size: 64}\n", &LoadOptions::default()).unwrap();

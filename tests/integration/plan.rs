@@ -78,6 +78,17 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
         "{}",
         text(&o)
     );
+    // Every paper spec plans at its GPU smoke size (what a lent GPU runs first).
+    for spec in [
+        "augment_pairs.yaml",
+        "head_dims.yaml",
+        "losses.yaml",
+        "temperature.yaml",
+        "batch_epochs.yaml",
+    ] {
+        let o = env.run(&["plan", &spec_path(spec), "--profile", "gpu_smoke"]);
+        assert!(o.status.success(), "{spec}: {}", text(&o));
+    }
     assert!(!env.db().exists(), "plan must not create the database");
 }
 
