@@ -3,7 +3,8 @@
 //! ```text
 //! cargo bench --bench step -- step --arch convnet|resnet18 --n 64 --kernels candle|fast|fast-unfused \
 //!     [--warmup 1] [--steps 2]
-//! cargo bench --bench step -- augment [--images 2048] [--batch 256] [--threads 2]
+//! cargo bench --bench step -- augment [--images 2048] [--batch 512] [--threads N] \
+//!     [--device cpu|cuda:0] [--step-pairs-per-s 201]
 //! ```
 //!
 //! `--kernels fast-unfused` is the fast path with separate conv and BN ops instead of the
@@ -13,12 +14,20 @@
 //! `RESULT step arch=.. n=.. kernels=.. images_per_s=.. maxrss_mib=..`; images are views
 //! (2N per step). Peak memory is this process's max RSS, so run one config per process
 //! (`bench/run.sh` does, and prints the table against PyTorch).
-//! `augment` prints the views/s of `augment_pair` (one thread) and `view_batches`.
+//! `augment` prints augmented views/s (SimCLR's default crop + colour, two views per
+//! image, 32x32) of: the host pipeline on one thread (`augment_pair`) and through the
+//! threaded loader (`view_batches`, `--threads`, default every core); the device pipeline
+//! (`ml::augment_device`, batches of `--batch`, on `--device`, default the first GPU when
+//! the build has CUDA and one is there, else the CPU); torchvision's pipeline, one thread
+//! (`bench/augment_torch.py`, run with `$PYTHON` or `python3` when it has torchvision);
+//! and beside them the training step's demand at N = 512: 2 x `--step-pairs-per-s`
+//! views/s (default 201 pairs/s: ResNet-18, float32, on an H200, bench/gpu_check.sh).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
+use simclr_sweep::ml::augment_device::DeviceImages;
 use simclr_sweep::ml::config::{
     Arch, AugmentConfig, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig, OptimizerKind,
     Stem,
@@ -152,8 +161,10 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
 
 fn augment_bench(args: &[String]) -> anyhow::Result<()> {
     let n_img: usize = arg(args, "--images", 2048);
-    let batch: usize = arg(args, "--batch", 256);
-    let threads: usize = arg(args, "--threads", 2);
+    let batch: usize = arg(args, "--batch", 512).min(n_img);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads: usize = arg(args, "--threads", cores);
+    let step_pairs: f64 = arg(args, "--step-pairs-per-s", 201.0);
     let aug = AugmentConfig::default();
     let pixels: Vec<u8> = images(n_img, 99)
         .iter()
@@ -178,19 +189,79 @@ fn augment_bench(args: &[String]) -> anyhow::Result<()> {
     let pair_vps = (2 * n_img) as f64 / t0.elapsed().as_secs_f64();
     // The threaded loader, batches to f32 [n, 3, 32, 32].
     let idx: Arc<Vec<usize>> = Arc::new((0..n_img).collect());
+    let loader = |threads: usize| -> anyhow::Result<f64> {
+        let t0 = Instant::now();
+        let mut views = 0;
+        for vb in view_batches(
+            Views::Pair,
+            set.clone(),
+            idx.clone(),
+            &aug,
+            0,
+            0,
+            batch,
+            0,
+            threads,
+        )? {
+            views += 2 * vb.n;
+        }
+        Ok(views as f64 / t0.elapsed().as_secs_f64())
+    };
+    let loader_vps = loader(threads)?;
+    // The device pipeline: the set uploaded once, a batch of views per call.
+    let device = match argstr(args, "--device", "auto").as_str() {
+        "cpu" => Device::Cpu,
+        "auto" => Device::cuda_if_available(0)?,
+        d => Device::new_cuda(d.strip_prefix("cuda:").unwrap_or(d).parse()?)?,
+    };
+    let on_dev = DeviceImages::upload(&set, &device)?;
+    let order: Vec<usize> = (0..n_img).collect();
+    let device_views = |epoch: usize| -> anyhow::Result<f32> {
+        let mut total = 0f32;
+        for chunk in order.chunks_exact(batch) {
+            let (a, b) = on_dev.views(chunk, &aug, 0, epoch, true)?;
+            // Reading a scalar back waits for the device.
+            total += a.sum_all()?.to_scalar::<f32>()?;
+            total += b.map_or(Ok(0.0), |b| b.sum_all()?.to_scalar::<f32>())?;
+        }
+        Ok(total)
+    };
+    device_views(0)?; // warm-up (kernels, allocations)
     let t0 = Instant::now();
-    let mut views = 0;
-    for vb in view_batches(Views::Pair, set.clone(), idx, &aug, 0, 0, batch, 0, threads)? {
-        views += 2 * vb.n;
-        sink += vb.v1.len();
-    }
-    let loader_vps = views as f64 / t0.elapsed().as_secs_f64();
+    device_views(1)?;
+    let full = (n_img / batch) * batch;
+    let device_vps = (2 * full) as f64 / t0.elapsed().as_secs_f64();
+    let dev_name = if device.is_cuda() { "cuda" } else { "cpu" };
     println!(
-        "RESULT augment augment_pair_views_per_s={pair_vps:.0} \
-         view_batches_views_per_s={loader_vps:.0} threads={threads} (sink {})",
+        "RESULT augment host_1_thread_views_per_s={pair_vps:.0} \
+         host_loader_views_per_s={loader_vps:.0} threads={threads} \
+         device_views_per_s={device_vps:.0} device={dev_name} batch={batch} \
+         step_demand_views_per_s={:.0} (sink {})",
+        2.0 * step_pairs,
         sink % 7
     );
+    match torchvision(n_img) {
+        Some(line) => println!("{line}"),
+        None => println!(
+            "RESULT torchvision skipped: set PYTHON to a Python with torch and torchvision"
+        ),
+    }
     Ok(())
+}
+
+/// bench/augment_torch.py's result line, with `$PYTHON` or `python3`; `None` when neither
+/// runs it.
+fn torchvision(n_img: usize) -> Option<String> {
+    let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/augment_torch.py");
+    let out = std::process::Command::new(py)
+        .args([script, "--images", &n_img.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("RESULT torchvision"))
+        .map(str::to_string)
 }
 
 fn main() -> anyhow::Result<()> {
