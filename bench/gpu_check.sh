@@ -9,6 +9,7 @@
 #   bash bench/gpu_check.sh data      # the data subset and the spec, into target/cuda/
 #   bash bench/gpu_check.sh prepare   # `data`, plus a CUDA build of sweep made without a GPU
 #   bash bench/gpu_check.sh run       # on the GPU machine: the check itself
+#   bash bench/gpu_check.sh issue12   # on the GPU machine: bench/gpu_issue12.sh's measurements
 #
 # Three ways to run it:
 #
@@ -28,7 +29,7 @@
 #      sbatch --gres=gpu:1 --time=00:20:00 --output=gpu_check_%j.log \
 #          --wrap 'bash bench/gpu_check.sh run'
 #
-# `data` writes a class-balanced CIFAR-10 subset (5,000 train + 1,000 test records, 18 MB)
+# `data` writes a class-balanced CIFAR-10 subset (5,000 train + 2,000 test records, 21 MB)
 # to target/cuda/data/ and the spec to target/cuda/gpu_check.yaml. It reads $CIFAR_TGZ, else
 # the data directory ($SWEEP_DATA_DIR, default data/): cifar-10-binary.tar.gz or
 # cifar-10-batches-bin/ (`sweep data fetch cifar10` downloads the archive).
@@ -87,8 +88,10 @@ src, dst = sys.argv[1:]
 for f in ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch"]:
     raw = open(f"{src}/{f}.bin", "rb").read()
     recs = [raw[i:i + 3073] for i in range(0, len(raw), 3073)]
-    out = [r for c in range(10) for r in [r for r in recs if r[0] == c][:100]]
-    assert len(out) == 1000, (f, len(out))
+    # The test file gives 200 per class: the GPU smoke profiles score 2,000 test images.
+    k = 200 if f == "test_batch" else 100
+    out = [r for c in range(10) for r in [r for r in recs if r[0] == c][:k]]
+    assert len(out) == 10 * k, (f, len(out))
     open(f"{dst}/{f}.bin", "wb").write(b"".join(out))
 PY
     cp "$src/batches.meta.txt" $C/data/cifar-10-batches-bin/
@@ -150,10 +153,16 @@ EOF
     (cd "$src" && PATH=$cu13/bin:$PATH CUDA_ROOT=$env/cudaroot CUDA_COMPUTE_CAP=$cap \
         CARGO_TARGET_DIR=$tdir CUDAFORGE_THREADS=$(nproc) \
         nice cargo build --release --locked --features cuda --bin sweep)
+    # The bench binary too (bench/step.rs: the step and augmentation benches), for `issue12`.
+    (cd "$src" && PATH=$cu13/bin:$PATH CUDA_ROOT=$env/cudaroot CUDA_COMPUTE_CAP=$cap \
+        CARGO_TARGET_DIR=$tdir CUDAFORGE_THREADS=$(nproc) \
+        nice cargo build --release --locked --features cuda --bench step)
     # About 66 MB stripped (candle's kernels as PTX and sm_90a code): xz-compressed for
     # copying (10 MB); `run` unpacks it.
     strip -o "$tdir/sweep-stripped" "$tdir/release/sweep"
     xz -T0 -6 -c "$tdir/sweep-stripped" >$C/sweep.xz
+    strip -o "$tdir/step-stripped" "$(ls -t "$tdir"/release/deps/step-* | grep -v '\.d$' | head -1)"
+    xz -T0 -6 -c "$tdir/step-stripped" >$C/step.xz
     rm -f $C/sweep
     ls -la $C
 }
@@ -188,12 +197,13 @@ for rid, stage, label, state, err, secs, cfg in db.execute(
 EOF
 }
 
-# The check itself, on the GPU machine.
-run_check() {
+# On the GPU machine: the CUDA libraries on LD_LIBRARY_PATH and the binary in $bin
+# ($1: the log's name under $OUT).
+setup() {
     [ -f $C/gpu_check.yaml ] || (data) || exit 2
     OUT=${OUT:-$C/out}
     mkdir -p "$OUT"
-    exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+    exec > >(tee -a "$OUT/$1") 2>&1
     echo "== $(date -u) $(uname -a)"
     timeout 20 nvidia-smi
     # Libraries the binary links (cudarc: dynamic linking) and cuDNN's sub-libraries beside them.
@@ -213,7 +223,7 @@ run_check() {
     fi
     export LD_LIBRARY_PATH="${dirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-    local bin=${SWEEP_BIN:-}
+    bin=${SWEEP_BIN:-}
     if [ -z "$bin" ] && [ -f $C/sweep.xz ]; then
         bin=${TMPDIR:-/tmp}/sweep-cuda-$$
         xz -dc $C/sweep.xz >$bin 2>/dev/null || python3 -c 'import lzma, shutil, sys
@@ -228,6 +238,11 @@ shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/sweep.xz
     fi
     echo "binary: $bin"
     ldd $bin | grep -E 'not found|cuda|cublas|cudnn|curand|nvrtc|stdc'
+}
+
+# The check itself, on the GPU machine.
+run_check() {
+    setup gpu_check.log
     export SWEEP_DATA_DIR=$C/data
     local w
     w=$(mktemp -d)
@@ -257,12 +272,67 @@ shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/sweep.xz
     echo "== done $(date -u)"
 }
 
+# Issue 12's measurements (bench/gpu_issue12.sh says what and how to run them).
+issue12() {
+    setup issue12.log
+    local step=${STEP_BIN:-}
+    if [ -z "$step" ] && [ -f $C/step.xz ]; then
+        step=${TMPDIR:-/tmp}/step-cuda-$$
+        xz -dc $C/step.xz >$step 2>/dev/null || python3 -c 'import lzma, shutil, sys
+shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/step.xz $step
+        chmod +x $step
+    fi
+    export SWEEP_DATA_DIR=$C/data
+    local w t0 py=${PYTHON:-python3}
+    w=$(mktemp -d)
+    echo "== GPUs: $(nvidia-smi -L | wc -l) ($(nvidia-smi -L | tr '\n' ' '))"
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$OUT/smi12.csv" 2>&1 &
+    local smi=$!
+    echo "== augment_pairs --profile gpu_smoke (float32, host augmentation)"
+    t0=$SECONDS
+    timeout -k 5 ${SMOKE_SECS:-300} $bin --db "$w/smoke.db" --runs-dir "$w/runs" run \
+        sweeps/augment_pairs.yaml --profile gpu_smoke --devices cuda:0
+    echo "gpu_smoke: rc=$? wall=$((SECONDS - t0))s"
+    timeout 30 $bin --db "$w/smoke.db" status augment_pairs
+    summary "$w/smoke.db" | grep -E '^(pretrain|eval)|img/s'
+    if [ -n "$step" ] && [ -x "$step" ]; then
+        echo "== augmentation: device pipeline on cuda:0, host loader on $(nproc) threads, torchvision"
+        PYTHON=$py timeout -k 5 120 $step augment --device cuda:0 --images 8192 --batch 512
+        echo "== ResNet-18 step at N = 512 (cifar stem; images_per_s counts views, 2 per pair)"
+        for p in f32 tf32 bf16; do
+            timeout -k 5 120 $step step --arch resnet18 --n 512 --kernels candle --device cuda:0 \
+                --precision $p --warmup 3 --steps 10 2>&1 | grep -E 'RESULT|phases|rror'
+        done
+    else
+        echo "no bench binary: \`prepare\` builds $C/step.xz, or set STEP_BIN"
+    fi
+    if $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        echo "== PyTorch eager, same step: f32, then autocast bf16 + channels_last"
+        timeout -k 5 120 $py bench/step_torch.py step --arch resnet18 --n 512 --device cuda \
+            --warmup 3 --steps 10 | grep RESULT
+        timeout -k 5 120 $py bench/step_torch.py step --arch resnet18 --n 512 --device cuda \
+            --amp bf16 --channels-last --warmup 3 --steps 10 | grep RESULT
+    else
+        echo "no PyTorch with CUDA here ($py): the PyTorch column is missing"
+    fi
+    echo "== augment_pairs --profile gpu_smoke, bf16 with device augmentation (other run ids)"
+    t0=$SECONDS
+    timeout -k 5 ${SMOKE_BF16_SECS:-240} $bin --db "$w/smoke.db" --runs-dir "$w/runs" run \
+        sweeps/augment_pairs.yaml --profile gpu_smoke --devices cuda:0 \
+        --set precision=bf16 --set augment.on=device
+    echo "gpu_smoke bf16+device: rc=$? wall=$((SECONDS - t0))s"
+    summary "$w/smoke.db" | grep -E '^(pretrain|eval)|img/s'
+    kill $smi 2>/dev/null
+    echo "== done $(date -u)"
+}
+
 case $cmd in
 data) data ;;
 prepare) prepare ;;
 run) run_check ;;
+issue12) issue12 ;;
 *)
-    echo "usage: bash bench/gpu_check.sh data|prepare|run (the comments at its top say more)" >&2
+    echo "usage: bash bench/gpu_check.sh data|prepare|run|issue12 (the comments at its top say more)" >&2
     exit 2
     ;;
 esac

@@ -59,8 +59,7 @@ for arch in convnet resnet18; do
     done
   done
 done
-"$BIN" augment | grep RESULT | tee -a "$OUT"
-"$PY" bench/step_torch.py augment | grep RESULT | tee -a "$OUT"
+PYTHON="$PY" "$BIN" augment | grep RESULT | tee -a "$OUT"
 echo
 "$PY" - "$OUT" <<'PYEOF'
 import re, statistics, sys

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench step -- step --arch convnet|resnet18 --n 64 --kernels candle|fast|fast-unfused \
-//!     [--warmup 1] [--steps 2]
+//!     [--warmup 1] [--steps 2] [--device cpu|cuda:0] [--precision f32|tf32|bf16]
 //! cargo bench --bench step -- augment [--images 2048] [--batch 512] [--threads N] \
 //!     [--device cpu|cuda:0] [--step-pairs-per-s 201]
 //! ```
@@ -19,7 +19,7 @@
 //! threaded loader (`view_batches`, `--threads`, default every core); the device pipeline
 //! (`ml::augment_device`, batches of `--batch`, on `--device`, default the first GPU when
 //! the build has CUDA and one is there, else the CPU); torchvision's pipeline, one thread
-//! (`bench/augment_torch.py`, run with `$PYTHON` or `python3` when it has torchvision);
+//! (`bench/step_torch.py augment`, with `$PYTHON` or `python3` when it has torchvision);
 //! and beside them the training step's demand at N = 512: 2 x `--step-pairs-per-s`
 //! views/s (default 201 pairs/s: ResNet-18, float32, on an H200, bench/gpu_check.sh).
 
@@ -96,7 +96,19 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
     if kern_s != "candle" {
         simclr_sweep::ml::heap::retain_freed_memory();
     }
-    let dev = Device::Cpu;
+    let dev = match argstr(args, "--device", "cpu").as_str() {
+        "cpu" => Device::Cpu,
+        d => Device::new_cuda(d.strip_prefix("cuda:").unwrap_or(d).parse()?)?,
+    };
+    // The run config's `precision` as the trainer applies it (ml::trainer): tf32 is
+    // candle's cuBLAS switch, bf16 casts the views (the encoder casts its f32 weights).
+    let precision = argstr(args, "--precision", "f32");
+    candle_core::cuda::set_gemm_reduced_precision_f32(precision == "tf32");
+    let dtype = match precision.as_str() {
+        "f32" | "tf32" => DType::F32,
+        "bf16" => DType::BF16,
+        other => anyhow::bail!("unknown --precision {other}"),
+    };
     let enc = EncoderConfig {
         arch,
         stem: Stem::Cifar,
@@ -121,7 +133,8 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
             t0 = Instant::now();
             phase = [0.0; 4];
         }
-        let x = Tensor::from_vec(images(2 * n, s as u64), (2 * n, 3, 32, 32), &dev)?;
+        let x = Tensor::from_vec(images(2 * n, s as u64), (2 * n, 3, 32, 32), &dev)?
+            .to_dtype(dtype)?;
         let tp = Instant::now();
         let (_, z) = model.forward_t(&x, true)?;
         let t1 = Instant::now();
@@ -150,8 +163,8 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
         ms(phase[3])
     );
     println!(
-        "RESULT step arch={arch_s} n={n} kernels={kern_s} images_per_s={:.1} maxrss_mib={:.0} \
-         sec_per_step={:.3} last_loss={last:.6}",
+        "RESULT step arch={arch_s} n={n} kernels={kern_s} precision={precision} \
+         images_per_s={:.1} maxrss_mib={:.0} sec_per_step={:.3} last_loss={last:.6}",
         (2 * n * steps) as f64 / secs,
         max_rss_mib(),
         secs / steps as f64
@@ -243,24 +256,24 @@ fn augment_bench(args: &[String]) -> anyhow::Result<()> {
     match torchvision(n_img) {
         Some(line) => println!("{line}"),
         None => println!(
-            "RESULT torchvision skipped: set PYTHON to a Python with torch and torchvision"
+            "RESULT augment torchvision skipped: set PYTHON to a Python with torchvision"
         ),
     }
     Ok(())
 }
 
-/// bench/augment_torch.py's result line, with `$PYTHON` or `python3`; `None` when neither
-/// runs it.
+/// `bench/step_torch.py augment`'s result line, with `$PYTHON` or `python3`; `None` when
+/// neither runs it.
 fn torchvision(n_img: usize) -> Option<String> {
     let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/augment_torch.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/step_torch.py");
     let out = std::process::Command::new(py)
-        .args([script, "--images", &n_img.to_string()])
+        .args([script, "augment", "--images", &n_img.to_string()])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find(|l| l.starts_with("RESULT torchvision"))
+        .find(|l| l.starts_with("RESULT augment torchvision"))
         .map(str::to_string)
 }
 

@@ -1,6 +1,7 @@
 """PyTorch side of bench/step.rs: the same SimCLR step on the same machine.
 
   step_torch.py step --arch convnet|resnet18 --n 64 [--warmup 1] [--steps 2]
+      [--device cpu|cuda] [--amp bf16] [--channels-last]
   step_torch.py augment [--images 2048]
 
 `step`: forward on 2N views of 32x32, NT-Xent (tau 0.5, l2-normalised), backward,
@@ -8,7 +9,10 @@ SGD(momentum 0.9, weight decay 1e-4); ConvNet = 4 x (conv3x3-BN-ReLU) 16/32/64/1
 avg-pool after blocks 1-3; ResNet-18 = torchvision's with the CIFAR stem (3x3 stride-1 conv,
 no max-pool, no fc); head = Linear(no bias)-BN-ReLU-Linear(no bias) to 128, as the Rust
 model. Prints `RESULT step ... images_per_s=.. maxrss_mib=..` (images are views; peak memory
-is this process's max RSS). 2 threads, f32.
+is this process's max RSS). 2 threads, f32. On `--device cuda`: `--amp bf16` runs the step
+under autocast to bfloat16 (f32 master weights, BatchNorm in f32: PyTorch's mixed
+precision), `--channels-last` the NHWC memory format cuDNN prefers; each step ends with
+`loss.item()`, which waits for the GPU.
 `augment`: views/s of torchvision's SimCLR CIFAR pipeline (RandomResizedCrop(32, 0.08-1),
 flip, ColorJitter(0.4,0.4,0.4,0.1) p=0.8, grayscale p=0.2) on PIL images, one process.
 """
@@ -61,23 +65,27 @@ def step(a):
     enc, d = convnet() if a.arch == "convnet" else resnet18()
     head = nn.Sequential(nn.Linear(d, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(),
                          nn.Linear(d, 128, bias=False))
-    model = nn.Sequential(enc, head).train()
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = nn.Sequential(enc, head).train().to(a.device, memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     n = a.n
     g = torch.Generator().manual_seed(0)
+    amp = a.amp == "bf16"
     t0 = time.perf_counter()
     for s in range(a.warmup + a.steps):
         if s == a.warmup:
             t0 = time.perf_counter()
-        x = torch.rand(2 * n, 3, 32, 32, generator=g)
-        z = model(x)
-        loss = nt_xent(z[:n], z[n:])
+        x = torch.rand(2 * n, 3, 32, 32, generator=g).to(a.device, memory_format=fmt)
+        with torch.autocast(device_type=a.device, dtype=torch.bfloat16, enabled=amp):
+            z = model(x)
+        loss = nt_xent(z[:n].float(), z[n:].float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         last = loss.item()
     secs = time.perf_counter() - t0
-    print(f"RESULT step arch={a.arch} n={n} kernels=torch "
+    print(f"RESULT step arch={a.arch} n={n} kernels=torch device={a.device} amp={a.amp} "
+          f"channels_last={int(a.channels_last)} "
           f"images_per_s={2 * n * a.steps / secs:.1f} maxrss_mib={maxrss_mib():.0f} "
           f"sec_per_step={secs / a.steps:.3f} last_loss={last:.6f}")
 
@@ -113,5 +121,8 @@ if __name__ == "__main__":
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--images", type=int, default=2048)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--amp", default="none", choices=["none", "bf16"])
+    p.add_argument("--channels-last", action="store_true")
     a = p.parse_args()
     step(a) if a.mode == "step" else augment(a)
