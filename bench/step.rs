@@ -133,8 +133,8 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
             t0 = Instant::now();
             phase = [0.0; 4];
         }
-        let x = Tensor::from_vec(images(2 * n, s as u64), (2 * n, 3, 32, 32), &dev)?
-            .to_dtype(dtype)?;
+        let x =
+            Tensor::from_vec(images(2 * n, s as u64), (2 * n, 3, 32, 32), &dev)?.to_dtype(dtype)?;
         let tp = Instant::now();
         let (_, z) = model.forward_t(&x, true)?;
         let t1 = Instant::now();
@@ -255,9 +255,9 @@ fn augment_bench(args: &[String]) -> anyhow::Result<()> {
     );
     match torchvision(n_img) {
         Some(line) => println!("{line}"),
-        None => println!(
-            "RESULT augment torchvision skipped: set PYTHON to a Python with torchvision"
-        ),
+        None => {
+            println!("RESULT augment torchvision skipped: set PYTHON to a Python with torchvision")
+        }
     }
     Ok(())
 }

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::staging::{load_plan, register, stage};
+use super::staging::{check_precision, load_plan, register, stage};
 use super::{open_existing, runtime, UserError};
 use crate::cli::{Cli, ExecArgs, SpecArgs, WorkerArgs};
 use crate::exit;
-use crate::ml::config::Precision;
 use crate::sched::{self, signals, DeviceName};
 use crate::spec::{self, LoadOptions};
 use crate::store::Store;
@@ -92,32 +91,6 @@ fn parse_devices(list: &str) -> Result<Vec<String>> {
         .into());
     }
     Ok(devices)
-}
-
-/// Refuses, before anything is written, a plan with reduced-precision runs for CPU workers:
-/// tf32 and bf16 are CUDA arithmetic (`PretrainConfig::precision`).
-fn check_precision(plan: &spec::Plan, devices: &[String]) -> Result<()> {
-    let on_cpu = devices.is_empty()
-        || devices
-            .iter()
-            .any(|d| DeviceName::parse(d) == Some(DeviceName::Cpu));
-    let Some(run) = plan
-        .runs
-        .iter()
-        .find(|r| r.config.pretrain.precision != Precision::F32)
-    else {
-        return Ok(());
-    };
-    if !on_cpu {
-        return Ok(());
-    }
-    let p = run.config.pretrain.precision.name();
-    Err(UserError(format!(
-        "precision: {p} needs a CUDA device, and these workers run on the CPU; run with \
-         --devices cuda:0[,cuda:1...] on a `--features cuda` build, or train in float32 \
-         (remove `precision` from the spec or add --set precision=f32)"
-    ))
-    .into())
 }
 
 /// Runs the registered sweep with local workers to its end or a stop signal.

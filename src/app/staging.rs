@@ -1,6 +1,7 @@
 //! From a spec to registered stages: load and expand the spec, resolve and fingerprint its
 //! data, compute every stage's id, and register the sweep in the store. The data is checked
-//! here, before any database is opened, so bad data writes nothing.
+//! here, before any database is opened, so bad data writes nothing; so is a precision the
+//! workers' devices cannot run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,8 @@ use anyhow::Result;
 
 use super::UserError;
 use crate::cli::SpecArgs;
+use crate::ml::config::Precision;
+use crate::sched::DeviceName;
 use crate::spec::{self, LoadOptions, Plan};
 use crate::store::{NewStage, NewSweep, Store};
 
@@ -106,4 +109,31 @@ pub(super) fn register(
         );
     }
     Ok(())
+}
+
+/// Refuses, before anything is written, a plan with reduced-precision runs for CPU workers:
+/// tf32 and bf16 are CUDA arithmetic (`PretrainConfig::precision`).
+pub(super) fn check_precision(plan: &Plan, devices: &[String]) -> Result<()> {
+    let on_cpu = devices.is_empty()
+        || devices
+            .iter()
+            .any(|d| DeviceName::parse(d) == Some(DeviceName::Cpu));
+    let Some(run) = plan
+        .runs
+        .iter()
+        .find(|r| r.config.pretrain.precision != Precision::F32)
+    else {
+        return Ok(());
+    };
+    if !on_cpu {
+        return Ok(());
+    }
+    let p = run.config.pretrain.precision.name();
+    Err(UserError(format!(
+        "precision: {p} needs a CUDA device, and these workers run on the CPU; give them \
+         GPUs (`sweep run --devices cuda:0[,cuda:1...]`, `sweep submit --gres gpu:1`) on a \
+         `--features cuda` build, or train in float32 (remove `precision` from the spec or \
+         add --set precision=f32)"
+    ))
+    .into())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::staging::{load_plan, register, stage};
+use super::staging::{check_precision, load_plan, register, stage};
 use super::{runtime, UserError};
 use crate::cli::{Cli, SubmitArgs};
 use crate::exit;
@@ -26,6 +26,7 @@ pub(super) fn submit(cli: &Cli, args: &SubmitArgs) -> Result<i32> {
     let plan = load_plan(&args.spec)?;
     let staged = stage(&plan, &cli.data_dir)?; // the data must be there before workers start
     let opts = slurm_options(cli, args, &plan.name)?;
+    check_precision(&plan, std::slice::from_ref(&opts.worker.device))?;
     let script = slurm::script(&opts);
     if args.dry_run {
         print!("{script}");
