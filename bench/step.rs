@@ -106,7 +106,10 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
     candle_core::cuda::set_gemm_reduced_precision_f32(precision == "tf32");
     let dtype = match precision.as_str() {
         "f32" | "tf32" => DType::F32,
-        "bf16" => DType::BF16,
+        "bf16" if dev.is_cuda() => DType::BF16,
+        "bf16" => anyhow::bail!(
+            "--precision bf16 needs --device cuda:N (candle's CPU has no bf16 matmul)"
+        ),
         other => anyhow::bail!("unknown --precision {other}"),
     };
     let enc = EncoderConfig {
