@@ -63,6 +63,13 @@ pub fn validate(aug: &AugmentConfig) -> Result<(), MlError> {
             aug.color_strength
         )));
     }
+    if let Some(e) = aug.extra.iter().find(|e| !(0.0..=1.0).contains(&e.p)) {
+        return Err(MlError::Config(format!(
+            "augment.extra: the probability of {} must be in [0, 1], got {}",
+            e.op.name(),
+            e.p
+        )));
+    }
     Ok(())
 }
 
@@ -172,7 +179,8 @@ pub fn augment_pair(
     (v0, v1)
 }
 
-/// One view: `aug.ops` applied in order, parameters drawn from `rng`. Output `h x w` HWC.
+/// One view: `aug.ops` applied in order, then each of `aug.extra` with its probability
+/// (Table 3's pretraining), parameters drawn from `rng` ([`draw_view`]). Output `h x w` HWC.
 pub fn augment_view<R: Rng>(
     img: &[u8],
     h: usize,
@@ -183,12 +191,21 @@ pub fn augment_view<R: Rng>(
     apply_view(img, h, w, &draw_view(h, w, aug, rng))
 }
 
-/// The parameters of `aug.ops`, in order, from `rng`.
+/// The parameters of `aug.ops`, in order, then of each of `aug.extra` drawn to apply (one
+/// uniform draw each, against its probability), from `rng`. With no extras the stream is
+/// read exactly as before they existed.
 pub fn draw_view<R: Rng>(h: usize, w: usize, aug: &AugmentConfig, rng: &mut R) -> Vec<OpParams> {
-    aug.ops
+    let mut out: Vec<OpParams> = aug
+        .ops
         .iter()
         .map(|&op| draw_op(op, h, w, aug, rng))
-        .collect()
+        .collect();
+    for e in &aug.extra {
+        if rng.gen::<f64>() < e.p {
+            out.push(draw_op(e.op, h, w, aug, rng));
+        }
+    }
+    out
 }
 
 /// `ops` applied in order to a copy of `img`.
@@ -1235,5 +1252,52 @@ mod tests {
         };
         assert!(validate(&bad).is_err());
         assert!(validate(&AugmentConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn extras_apply_after_the_ops_with_their_probability() {
+        use crate::ml::config::ExtraOp;
+        let img = fixture(8, 8);
+        let plain = cfg(vec![AugOp::Crop, AugOp::Color], AugProtocol::Symmetric);
+        let with = |op, p| AugmentConfig {
+            extra: vec![ExtraOp { op, p }],
+            ..plain.clone()
+        };
+        let view = |a: &AugmentConfig, i| augment_view(&img, 8, 8, a, &mut view_rng(3, 0, i, 0));
+        for i in 0..20 {
+            // p = 0 draws one number more than no extra but changes no pixel.
+            assert_eq!(view(&with(AugOp::Sobel, 0.0), i), view(&plain, i));
+            // p = 1: always the op, on the augmented view.
+            let mut filtered = Vec::new();
+            sobel(&view(&plain, i), 8, 8, &mut filtered);
+            assert_eq!(view(&with(AugOp::Sobel, 1.0), i), filtered);
+        }
+        // Rotation with p = 0.75 turns by 0, 90, 180 and 270 degrees about equally often
+        // (the paper's "one of {0, 90, 180, 270}"): count the turns by comparing with each.
+        let base = cfg(vec![], AugProtocol::Symmetric);
+        let rot = AugmentConfig {
+            extra: vec![ExtraOp {
+                op: AugOp::Rotate,
+                p: 0.75,
+            }],
+            ..base
+        };
+        let mut counts = [0usize; 4];
+        for i in 0..800 {
+            let v = augment_view(&img, 8, 8, &rot, &mut view_rng(1, 0, i, 0));
+            let k = (0..4)
+                .find(|&k| {
+                    let mut t = Vec::new();
+                    rotate90(&img, 8, 8, k, &mut t);
+                    t == v
+                })
+                .unwrap();
+            counts[k] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (160..=240).contains(&c)),
+            "{counts:?}"
+        );
+        assert!(validate(&with(AugOp::Noise, 1.5)).is_err());
     }
 }

@@ -372,6 +372,25 @@ pub struct AugmentConfig {
     /// keeps its id.
     #[serde(skip_serializing_if = "AugmentOn::is_host")]
     pub on: AugmentOn,
+    /// Transformations added to every view after `ops`, each independently with its own
+    /// probability (Table 3's pretraining: "other than crop and color augmentation, we
+    /// additionally and independently add rotation (one of {0, 90, 180, 270}), Gaussian
+    /// noise, and Sobel filtering transformation during the pretraining"; the paper gives
+    /// no probabilities). Each op is Figure 5's (`rotate` turns by 90, 180 or 270 degrees,
+    /// so `p: 0.75` gives the paper's uniform one of {0, 90, 180, 270}; `noise` sigma
+    /// U(0, 0.1) x 255; `sobel` the filtered luma). Empty by default and then left out of
+    /// the canonical JSON, so every run made before the field existed keeps its id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<ExtraOp>,
+}
+
+/// One of [`AugmentConfig::extra`]: `op` applied with probability `p`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraOp {
+    pub op: AugOp,
+    /// In [0, 1].
+    pub p: f64,
 }
 
 impl Default for AugmentConfig {
@@ -383,6 +402,7 @@ impl Default for AugmentConfig {
             crop_min_scale: 0.08,
             crop_flip: true,
             on: AugmentOn::Host,
+            extra: Vec::new(),
         }
     }
 }
@@ -640,6 +660,83 @@ pub enum EvalKind {
     /// split. Under the random-weights control (the untrained encoder) it is training from
     /// scratch on the same labels. Label `fine_tune-1%@h`. Checkpointed, so it resumes.
     FineTune,
+    /// Table 3 (section 4.2): a small MLP on the frozen h or z = g(h) predicting which
+    /// transformation (`EvalConfig::task`) was applied to the image; label `probe-TASK@h`.
+    Probe,
+}
+
+/// What Table 3's probe predicts (`EvalConfig::task`). Each task's images are the
+/// un-augmented images of the split, a fixed share of them transformed (the class of
+/// every image drawn by a seeded permutation, so the shares are exact).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeTask {
+    /// Colour (class 0) vs grayscale (class 1, the colour op's grayscale with PIL's luma
+    /// weights). One image in five is grayscale, the rate of the colour augmentation's
+    /// grayscale (p = 0.2): the paper's random guess for this row is 80%.
+    ColorVsGrayscale,
+    /// Rotated by 0, 90, 180 or 270 degrees (classes 0-3, a quarter each): random guess 25%.
+    Rotation,
+    /// Original (class 0) vs corrupted by Gaussian noise (class 1; Figure 5's noise op,
+    /// sigma U(0, 0.1) x 255, the same draw the pretraining's `noise` makes): half each.
+    Corrupted,
+    /// Original (class 0) vs Sobel-filtered (class 1): half each.
+    Sobel,
+}
+
+impl ProbeTask {
+    pub const ALL: [ProbeTask; 4] = [
+        ProbeTask::ColorVsGrayscale,
+        ProbeTask::Rotation,
+        ProbeTask::Corrupted,
+        ProbeTask::Sobel,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeTask::ColorVsGrayscale => "color_vs_grayscale",
+            ProbeTask::Rotation => "rotation",
+            ProbeTask::Corrupted => "corrupted",
+            ProbeTask::Sobel => "sobel",
+        }
+    }
+
+    /// Number of classes the probe tells apart.
+    pub fn classes(self) -> usize {
+        match self {
+            ProbeTask::Rotation => 4,
+            _ => 2,
+        }
+    }
+
+    /// The class of the image at position `pos` of the seeded permutation: class shares
+    /// as the variants document (grayscale one in five, the others equal).
+    pub fn class_at(self, pos: usize) -> u16 {
+        match self {
+            ProbeTask::ColorVsGrayscale => (pos % 5 == 0) as u16,
+            t => (pos % t.classes()) as u16,
+        }
+    }
+
+    /// The share (%) of the largest class: a constant guess's top-1.
+    pub fn random_guess(self) -> f64 {
+        match self {
+            ProbeTask::ColorVsGrayscale => 80.0,
+            ProbeTask::Rotation => 25.0,
+            _ => 50.0,
+        }
+    }
+
+    /// The pretraining op whose presence the task asks about (none for colour: the colour
+    /// augmentation itself).
+    pub fn op(self) -> Option<AugOp> {
+        match self {
+            ProbeTask::ColorVsGrayscale => None,
+            ProbeTask::Rotation => Some(AugOp::Rotate),
+            ProbeTask::Corrupted => Some(AugOp::Noise),
+            ProbeTask::Sobel => Some(AugOp::Sobel),
+        }
+    }
 }
 
 /// Which representation an evaluation reads: h (encoder output) or z = g(h) (Figure 8).
@@ -716,6 +813,18 @@ pub struct EvalConfig {
     /// kNN: neighbours and the temperature of the weighted vote.
     pub k: usize,
     pub temperature: f64,
+    /// Probe: which transformation it predicts (required for `kind: probe`; absent for the
+    /// other kinds, and then left out of the canonical JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<ProbeTask>,
+    /// Probe: width of the MLP's one hidden layer (ReLU). The paper says only "we train
+    /// additional MLPs"; `None` (the default, and the only value for the other kinds; a
+    /// spec's `hidden: 512` is canonicalised to it) is [`DEFAULT_PROBE_HIDDEN`] units, the
+    /// dimension of ResNet-18's h. The probe shares `epochs`, `lr`, `batch_size`,
+    /// `weight_decay` and `nesterov` with the features probe (SGD, momentum 0.9, cosine
+    /// decay from `lr`, no warmup), on features standardised with the train statistics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
     /// Linear and fine_tune: SGD momentum (0.9 in the paper's B.5 / B.6 and the official
     /// code). Left out of the canonical JSON at 0.9, so runs made before the field existed
     /// keep their ids.
@@ -747,6 +856,9 @@ fn is_all_labels(f: &f64) -> bool {
     *f == default_label_fraction()
 }
 
+/// The probe MLP's hidden width when `hidden` is not given.
+pub const DEFAULT_PROBE_HIDDEN: usize = 512;
+
 impl Default for EvalConfig {
     fn default() -> Self {
         Self {
@@ -766,6 +878,8 @@ impl Default for EvalConfig {
             temperature: 0.1,
             momentum: default_momentum(),
             label_fraction: default_label_fraction(),
+            task: None,
+            hidden: None,
         }
     }
 }
@@ -859,6 +973,8 @@ struct EvalConfigSpec {
     temperature: Option<f64>,
     momentum: Option<f64>,
     label_fraction: Option<f64>,
+    task: Option<ProbeTask>,
+    hidden: Option<usize>,
 }
 
 impl From<EvalConfigSpec> for EvalConfig {
@@ -882,6 +998,8 @@ impl From<EvalConfigSpec> for EvalConfig {
             temperature: s.temperature.unwrap_or(d.temperature),
             momentum: s.momentum.unwrap_or(d.momentum),
             label_fraction: fraction,
+            task: s.task,
+            hidden: s.hidden,
         }
     }
 }

@@ -16,6 +16,8 @@
 //!   (ties: lower train index), each voting exp(sim / temperature) for its class; the class
 //!   scores give top-1 and top-5.
 //!
+//! Table 3's probe (`kind: probe`, predicting the transformation applied) lives in `probe`.
+//!
 //! Ties between class scores rank the lower class index first.
 //!
 //! A stop request (the observer's `Control::Stop`) ends an evaluation with
@@ -37,7 +39,7 @@ use super::loss::l2_normalize;
 use super::model::SimclrModel;
 use super::observer::{Control, Observer};
 use super::rng::{self, Domain};
-use super::{eval_aug, finetune, init};
+use super::{eval_aug, finetune, init, probe};
 use super::{Checkpoint, EvalOutcome, EvalResult, MlError, TrainEnv};
 
 /// Evaluate a pretrain checkpoint: verify and load it, extract features, and score the
@@ -100,7 +102,9 @@ pub(crate) fn evaluate_on(
     let te_idx = Arc::new(subset(&test, eval.test_subset, pretrain.seed)?);
     let tr_idx = Arc::new(match eval.kind {
         EvalKind::FineTune => finetune::label_subset(&train, eval.label_fraction, pretrain.seed)?,
-        EvalKind::Linear | EvalKind::Knn => subset(&train, eval.train_subset, pretrain.seed)?,
+        EvalKind::Linear | EvalKind::Knn | EvalKind::Probe => {
+            subset(&train, eval.train_subset, pretrain.seed)?
+        }
     });
     let splits = || eval_aug::Splits {
         train: train.clone(),
@@ -116,14 +120,21 @@ pub(crate) fn evaluate_on(
     let (vm, model, _classifier) =
         init::build_pretrain(pretrain, train.num_classes, &env.device).map_err(tensor_err)?;
     checkpoint::restore_varmap(&vm, &loaded.model, &ckpt.path)?;
-    if eval.kind == EvalKind::Linear && eval.protocol == EvalProtocol::Augmented {
+    let run = eval_aug::AugmentedRun {
+        eval,
+        seed: pretrain.seed,
+        encoder: ckpt,
+        env,
+        flavour: eval_aug::LINEAR_AUG,
+    };
+    if eval.kind == EvalKind::Probe {
         let run = eval_aug::AugmentedRun {
-            eval,
-            seed: pretrain.seed,
-            encoder: ckpt,
-            env,
-            flavour: eval_aug::LINEAR_AUG,
+            flavour: probe::PROBE,
+            ..run
         };
+        return run.evaluate_probe(&model, splits(), obs);
+    }
+    if eval.kind == EvalKind::Linear && eval.protocol == EvalProtocol::Augmented {
         return run.evaluate_linear(&model, splits(), obs);
     }
     let bs = eval.batch_size.max(1);
@@ -158,9 +169,9 @@ pub(crate) fn evaluate_on(
             pretrain.seed,
             obs,
         )?,
-        EvalKind::FineTune => {
+        EvalKind::FineTune | EvalKind::Probe => {
             return Err(MlError::Config(
-                "fine-tuning has its own loop (finetune), not frozen features".into(),
+                "fine-tuning and the probe have their own loops (finetune, probe)".into(),
             ))
         }
         EvalKind::Knn => knn_eval(
@@ -273,6 +284,22 @@ pub(crate) fn top_k(scores: &[f32], num_classes: usize, labels: &[u16]) -> (f64,
     (hit1 as f64 / n, hit5 as f64 / n)
 }
 
+/// `xtr` and `xte` standardised with the mean and standard deviation of `xtr` per feature.
+pub(crate) fn standardize(xtr: &Tensor, xte: &Tensor) -> Result<(Tensor, Tensor), MlError> {
+    let mean = xtr.mean_keepdim(0).map_err(tensor_err)?; // [1, D]
+    let std = xtr
+        .broadcast_sub(&mean)
+        .and_then(|c| c.sqr())
+        .and_then(|c| c.mean_keepdim(0))
+        .and_then(|v| (v + 1e-8)?.sqrt())
+        .map_err(tensor_err)?; // [1, D]
+    let norm = |x: &Tensor| x.broadcast_sub(&mean)?.broadcast_div(&std);
+    Ok((
+        norm(xtr).map_err(tensor_err)?,
+        norm(xte).map_err(tensor_err)?,
+    ))
+}
+
 /// Multinomial logistic regression on standardised features; returns its scores, or `None`
 /// when stopped.
 #[allow(clippy::too_many_arguments)]
@@ -293,17 +320,7 @@ pub(crate) fn linear_eval(
             "linear evaluation needs labelled train features".into(),
         ));
     }
-    // Standardise with the train statistics.
-    let mean = xtr.mean_keepdim(0).map_err(tensor_err)?; // [1, D]
-    let std = xtr
-        .broadcast_sub(&mean)
-        .and_then(|c| c.sqr())
-        .and_then(|c| c.mean_keepdim(0))
-        .and_then(|v| (v + 1e-8)?.sqrt())
-        .map_err(tensor_err)?; // [1, D]
-    let norm = |x: &Tensor| x.broadcast_sub(&mean)?.broadcast_div(&std);
-    let xtr = norm(xtr).map_err(tensor_err)?;
-    let xte = norm(xte).map_err(tensor_err)?;
+    let (xtr, xte) = standardize(xtr, xte)?;
     let ytr_t = Tensor::from_vec(ytr.iter().map(|&y| y as u32).collect::<Vec<_>>(), n, &dev)
         .map_err(tensor_err)?;
 

@@ -71,9 +71,19 @@ pub(crate) struct EvalCheckpointMeta {
     pub eval: EvalConfig,
 }
 
+/// What an evaluation's checkpoint holds of what it trains (this loop's learners, Table 3's
+/// probe MLP): named tensors out, the same names back in.
+pub(crate) trait Checkpointed {
+    /// Every tensor of the state, named (a checkpoint's contents).
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restores a state written by [`Checkpointed::state`], read from the checkpoint at
+    /// `path`.
+    fn load_state(&mut self, tensors: HashMap<String, Tensor>, path: &Path) -> Result<(), MlError>;
+}
+
 /// What the loop trains: one step per batch, its state for a checkpoint, and the model and
 /// classifier that score the test split.
-pub(crate) trait Learner {
+pub(crate) trait Learner: Checkpointed {
     /// One SGD step on views `x` `[B, 3, H, W]` with labels `y` (u32 `[B]`) at learning
     /// rate `lr`; the training-mode logits (detached).
     fn train_step(
@@ -84,10 +94,6 @@ pub(crate) trait Learner {
         epoch: usize,
         step: usize,
     ) -> Result<Tensor, MlError>;
-    /// Every tensor of the learner's state, named (a checkpoint's contents).
-    fn state(&self) -> Vec<(String, Tensor)>;
-    /// Restores a state written by [`Learner::state`], read from the checkpoint at `path`.
-    fn load_state(&mut self, tensors: HashMap<String, Tensor>, path: &Path) -> Result<(), MlError>;
     /// The encoder (BatchNorm in inference mode when scoring) and the classifier on its
     /// features.
     fn scorer(&mut self) -> (&SimclrModel, &mut LinearHead);
@@ -99,6 +105,31 @@ pub(crate) fn under(tensors: &HashMap<String, Tensor>, prefix: &str) -> HashMap<
         .iter()
         .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t.clone())))
         .collect()
+}
+
+/// A copy of tensor `name` of a saved state `t`, on `like`'s device and dtype, checked to
+/// have `like`'s shape (`what` names the model in messages). A copy: the state may hold
+/// the very tensors it restores.
+pub(crate) fn restored(
+    t: &HashMap<String, Tensor>,
+    name: &str,
+    like: &Tensor,
+    what: &str,
+) -> Result<Tensor, MlError> {
+    let v = t
+        .get(name)
+        .ok_or_else(|| MlError::Config(format!("{what}: missing {name}")))?;
+    if v.dims() != like.dims() {
+        return Err(MlError::Config(format!(
+            "{what}: {name} has shape {:?}, expected {:?}",
+            v.dims(),
+            like.dims()
+        )));
+    }
+    v.to_device(like.device())
+        .and_then(|v| v.to_dtype(like.dtype()))
+        .and_then(|v| v.copy())
+        .map_err(tensor_err)
 }
 
 /// `state`, each name prefixed by `prefix`.
@@ -133,6 +164,12 @@ impl Learner for FrozenLinear<'_> {
         Ok(logits)
     }
 
+    fn scorer(&mut self) -> (&SimclrModel, &mut LinearHead) {
+        (self.model, &mut self.head)
+    }
+}
+
+impl Checkpointed for FrozenLinear<'_> {
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = prefixed(self.head.state(), HEAD_PREFIX);
         out.extend(prefixed(self.opt.state(), OPTIM_PREFIX));
@@ -142,10 +179,6 @@ impl Learner for FrozenLinear<'_> {
     fn load_state(&mut self, tensors: HashMap<String, Tensor>, _: &Path) -> Result<(), MlError> {
         self.head.load_state(&under(&tensors, HEAD_PREFIX))?;
         self.opt.load_state(&under(&tensors, OPTIM_PREFIX))
-    }
-
-    fn scorer(&mut self) -> (&SimclrModel, &mut LinearHead) {
-        (self.model, &mut self.head)
     }
 }
 
@@ -344,7 +377,8 @@ impl AugmentedRun<'_> {
         }))
     }
 
-    fn start(&self, steps_per_epoch: usize) -> EvalCheckpointMeta {
+    /// Where a run of `steps_per_epoch` steps an epoch starts.
+    pub(crate) fn start(&self, steps_per_epoch: usize) -> EvalCheckpointMeta {
         EvalCheckpointMeta {
             version: VERSION,
             epoch: 0,
@@ -360,9 +394,9 @@ impl AugmentedRun<'_> {
 
     /// The position of the first checkpoint of `env.resume_from` that verifies and belongs
     /// to this evaluation, with the learner restored from it; `None` to start over.
-    fn resume(
+    pub(crate) fn resume(
         &self,
-        learner: &mut dyn Learner,
+        learner: &mut dyn Checkpointed,
         steps_per_epoch: usize,
     ) -> Option<EvalCheckpointMeta> {
         let want = self.start(steps_per_epoch);
@@ -392,9 +426,9 @@ impl AugmentedRun<'_> {
     }
 
     /// Writes the learner's state at `pos` and reports it to the observer.
-    fn save(
+    pub(crate) fn save(
         &self,
-        learner: &dyn Learner,
+        learner: &dyn Checkpointed,
         pos: &EvalCheckpointMeta,
         obs: &mut dyn Observer,
     ) -> Result<(), MlError> {
@@ -410,11 +444,10 @@ impl AugmentedRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::config::{EvalKind, EvalProtocol, InitScheme};
-    use crate::ml::eval::evaluate_on;
+    use crate::ml::config::{EvalConfig, EvalKind, EvalProtocol};
     use crate::ml::observer::NullObserver;
     use crate::test_support::images::{random_images, tiny_images};
-    use crate::test_support::{finished, untrained_checkpoint, EvalRecorder};
+    use crate::test_support::{finished, EvalFixture as Fixture, EvalRecorder};
 
     /// 8x8 images whose class is their colour (red, green, blue, grey) under pixel noise:
     /// separable after any crop and flip.
@@ -442,53 +475,6 @@ mod tests {
             batch_size: 8,
             lr: 0.5,
             ..EvalConfig::augmented()
-        }
-    }
-
-    /// An untrained encoder's checkpoint and the splits it is evaluated on.
-    struct Fixture {
-        dir: tempfile::TempDir,
-        pretrain: crate::ml::config::PretrainConfig,
-        ckpt: Checkpoint,
-        env: TrainEnv,
-        train: Arc<ImageSet>,
-        test: Arc<ImageSet>,
-    }
-
-    impl Fixture {
-        fn new(train: Arc<ImageSet>, test: Arc<ImageSet>) -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            // Kaiming-normal weights: under PyTorch's smaller default, this untrained
-            // ConvNet's eval-mode features are dominated by its biases and barely tell the
-            // colour classes apart, and these tests are about the protocol, not the init.
-            let (pretrain, ckpt, env) = untrained_checkpoint(dir.path(), InitScheme::KaimingNormal);
-            Fixture {
-                dir,
-                pretrain,
-                ckpt,
-                env,
-                train,
-                test,
-            }
-        }
-
-        /// The environment with its own checkpoint directory `name` and `resume_from`.
-        fn env(&self, name: &str, resume_from: Vec<Checkpoint>) -> TrainEnv {
-            TrainEnv {
-                checkpoint_dir: self.dir.path().join(name),
-                resume_from,
-                ..self.env.clone()
-            }
-        }
-
-        fn run(
-            &self,
-            eval: &EvalConfig,
-            env: &TrainEnv,
-            obs: &mut dyn Observer,
-        ) -> Result<EvalOutcome, MlError> {
-            let (train, test) = (self.train.clone(), self.test.clone());
-            evaluate_on(&self.pretrain, eval, &self.ckpt, env, train, test, obs)
         }
     }
 

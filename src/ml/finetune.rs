@@ -24,7 +24,7 @@ use super::checkpoint;
 use super::config::{EvalConfig, PretrainConfig};
 use super::data::{self, ImageSet};
 use super::error::tensor_err;
-use super::eval_aug::{prefixed, under, AugmentedRun, Flavour, Learner, Splits};
+use super::eval_aug::{prefixed, under, AugmentedRun, Checkpointed, Flavour, Learner, Splits};
 use super::init;
 use super::linear_head::{self, LinearHead};
 use super::model::SimclrModel;
@@ -92,6 +92,12 @@ impl Learner for FineTuner {
         Ok(logits)
     }
 
+    fn scorer(&mut self) -> (&SimclrModel, &mut LinearHead) {
+        (&self.model, &mut self.head)
+    }
+}
+
+impl Checkpointed for FineTuner {
     fn state(&self) -> Vec<(String, Tensor)> {
         let vars: Vec<(String, Tensor)> = match self.varmap.data().lock() {
             Ok(d) => d,
@@ -110,10 +116,6 @@ impl Learner for FineTuner {
         checkpoint::restore_varmap(&self.varmap, &under(&tensors, MODEL_PREFIX), path)?;
         self.head.load_state(&under(&tensors, HEAD_PREFIX))?;
         self.opt.load_state(&under(&tensors, OPTIM_PREFIX))
-    }
-
-    fn scorer(&mut self) -> (&SimclrModel, &mut LinearHead) {
-        (&self.model, &mut self.head)
     }
 }
 

@@ -48,8 +48,31 @@ pub(crate) fn cosine_lr(peak: f64, step: usize, total: usize) -> f64 {
     peak * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
 }
 
-/// An evaluation's optimizer over `params` (the classifier's, and for fine-tuning the
-/// encoder's too): SGD with momentum `eval.momentum` (0.9), Nesterov when `eval.nesterov`,
+/// One optimizer step on the softmax cross-entropy of `logits` against labels `y` (u32
+/// `[B]`) at learning rate `lr`; returns the loss. A non-finite loss is
+/// `MlError::NonFinite` at (epoch, step), and nothing is updated.
+pub(crate) fn cross_entropy_step(
+    opt: &mut Optimizer,
+    logits: &Tensor,
+    y: &Tensor,
+    lr: f64,
+    epoch: usize,
+    step: usize,
+) -> Result<f64, MlError> {
+    let loss = candle_nn::loss::cross_entropy(logits, y).map_err(tensor_err)?;
+    let value = loss
+        .to_dtype(DType::F64)
+        .and_then(|t| t.to_scalar::<f64>())
+        .map_err(tensor_err)?;
+    if !value.is_finite() {
+        return Err(MlError::NonFinite { epoch, step, value });
+    }
+    let grads = loss.backward().map_err(tensor_err)?;
+    opt.step(&grads, lr).map_err(classify).map(|()| value)
+}
+
+/// An evaluation's optimizer over `params` (the classifier's, for fine-tuning the
+/// encoder's too, the probe's MLP): SGD with momentum `eval.momentum` (0.9), Nesterov when `eval.nesterov`,
 /// the evaluation's weight decay on weights only (bias and BN parameters are excluded by
 /// name).
 pub(crate) fn optimizer(eval: &EvalConfig, params: Vec<(String, Var)>) -> Optimizer {
@@ -168,16 +191,7 @@ impl LinearHead {
         step: usize,
     ) -> Result<(f64, Tensor), MlError> {
         let logits = self.forward(x, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, y).map_err(tensor_err)?;
-        let value = loss
-            .to_dtype(DType::F64)
-            .and_then(|t| t.to_scalar::<f64>())
-            .map_err(tensor_err)?;
-        if !value.is_finite() {
-            return Err(MlError::NonFinite { epoch, step, value });
-        }
-        let grads = loss.backward().map_err(tensor_err)?;
-        opt.step(&grads, lr).map_err(classify)?;
+        let value = cross_entropy_step(opt, &logits, y, lr, epoch, step)?;
         Ok((value, logits.detach()))
     }
 
@@ -198,22 +212,8 @@ impl LinearHead {
 
     /// Restores a state written by [`LinearHead::state`]: every tensor present, same shapes.
     pub fn load_state(&mut self, t: &HashMap<String, Tensor>) -> Result<(), MlError> {
-        let get = |name: &str, like: &Tensor| -> Result<Tensor, MlError> {
-            let v = t
-                .get(name)
-                .ok_or_else(|| MlError::Config(format!("linear classifier: missing {name}")))?;
-            if v.dims() != like.dims() {
-                return Err(MlError::Config(format!(
-                    "linear classifier: {name} has shape {:?}, expected {:?}",
-                    v.dims(),
-                    like.dims()
-                )));
-            }
-            // A copy: the state may hold this very head's tensors.
-            v.to_device(like.device())
-                .and_then(|v| v.to_dtype(like.dtype()))
-                .and_then(|v| v.copy())
-                .map_err(tensor_err)
+        let get = |name: &str, like: &Tensor| {
+            super::eval_aug::restored(t, name, like, "linear classifier")
         };
         let expected = self.state().len();
         if t.len() != expected {

@@ -26,6 +26,7 @@ pub mod loss;
 pub mod model;
 pub mod observer;
 pub mod optim;
+pub(crate) mod probe;
 pub mod rng;
 pub mod schedule;
 pub mod supervised;

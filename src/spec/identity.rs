@@ -109,6 +109,7 @@ pub fn eval_stage(pretrain: &RunId, cfg: &EvalConfig) -> Stage {
 /// "linear@h", "knn@z"; the paper's augmented linear protocol is "linear-aug@h", so that
 /// reports, the dashboard and `status` never mix its numbers with the features probe's;
 /// fine-tuning names its label fraction, "fine_tune-1%@h", "fine_tune-10%@h".
+/// Table 3's probe names its task: "probe-rotation@z".
 pub fn eval_label(cfg: &EvalConfig) -> String {
     let kind = serde_json::to_value(cfg.kind).ok();
     let on = serde_json::to_value(cfg.on).ok();
@@ -117,8 +118,12 @@ pub fn eval_label(cfg: &EvalConfig) -> String {
         (_, EvalProtocol::Features) => String::new(),
         (_, EvalProtocol::Augmented) => "-aug".into(),
     };
+    let task = cfg
+        .task
+        .map(|t| format!("-{}", t.name()))
+        .unwrap_or_default();
     format!(
-        "{}{protocol}@{}",
+        "{}{protocol}{task}@{}",
         kind.as_ref().and_then(Value::as_str).unwrap_or("?"),
         on.as_ref().and_then(Value::as_str).unwrap_or("?")
     )
@@ -318,6 +323,63 @@ mod tests {
         assert!(knn.get("momentum").is_none() && knn.get("label_fraction").is_none());
         let (_, _, moved) = id("{kind: linear, momentum: 0.5}");
         assert_eq!(moved["momentum"], serde_json::json!(0.5));
+    }
+
+    #[test]
+    fn probe_fields_are_part_of_the_probe_id_and_absent_from_every_other() {
+        let id = |y: &str| stages(&run_from_yaml(y), "fp")[1].id.clone();
+        let label = |y: &str| stages(&run_from_yaml(y), "fp")[1].label.clone();
+        let base = "evals: [{kind: probe, task: rotation}]";
+        assert_eq!(label(base), "probe-rotation@h");
+        assert_eq!(
+            label("evals: [{kind: probe, task: color_vs_grayscale, on: z}]"),
+            "probe-color_vs_grayscale@z"
+        );
+        for other in [
+            "evals: [{kind: probe, task: sobel}]",
+            "evals: [{kind: probe, task: rotation, on: z}]",
+            "evals: [{kind: probe, task: rotation, hidden: 256}]",
+            "evals: [{kind: probe, task: rotation, epochs: 10}]",
+            "evals: [{kind: probe, task: rotation, lr: 0.5}]",
+            "evals: [{kind: probe, task: rotation, test_subset: 100}]",
+        ] {
+            assert_ne!(id(other), id(base), "{other} must change the probe's id");
+        }
+        // The default width written out, and fields a probe ignores, change nothing.
+        assert_eq!(
+            id("evals: [{kind: probe, task: rotation, hidden: 512}]"),
+            id(base)
+        );
+        assert_eq!(
+            id("evals: [{kind: probe, task: rotation, k: 5, head_bn: true}]"),
+            id(base)
+        );
+        // Other kinds never carry the probe's fields: the ids of before stay.
+        let linear = stages(
+            &run_from_yaml("evals: [{kind: linear, task: sobel, hidden: 8}]"),
+            "fp",
+        );
+        assert_eq!(
+            linear[1].id,
+            stages(&run_from_yaml("evals: [{kind: linear}]"), "fp")[1].id
+        );
+        let json = canonical_json(&linear[1].config);
+        assert!(!json.contains("task") && !json.contains("hidden"), "{json}");
+    }
+
+    #[test]
+    fn extra_augmentations_change_the_pretrain_id_and_are_absent_when_empty() {
+        let base = run_from_yaml("{}");
+        let id = |r: &RunConfig| stages(r, "fp")[0].id.clone();
+        let json = canonical_json(&stages(&base, "fp")[0].config);
+        assert!(!json.contains("extra"), "{json}");
+        assert_eq!(id(&run_from_yaml("augment: {extra: []}")), id(&base));
+        let rot = run_from_yaml("augment: {extra: [{op: rotate, p: 0.75}]}");
+        assert_ne!(id(&rot), id(&base));
+        assert_ne!(
+            id(&run_from_yaml("augment: {extra: [{op: rotate, p: 0.5}]}")),
+            id(&rot)
+        );
     }
 
     #[test]

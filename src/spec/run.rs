@@ -8,8 +8,8 @@ use serde_yaml::Value;
 
 use crate::ml::config::{
     AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalKind, EvalProtocol, HeadConfig,
-    HeadKind, LossKind, Method, OptimizerConfig, OptimizerKind, PretrainConfig,
-    DEFAULT_FOLDER_IMAGE_SIZE,
+    HeadKind, LossKind, Method, OptimizerConfig, OptimizerKind, PretrainConfig, ProbeTask,
+    DEFAULT_FOLDER_IMAGE_SIZE, DEFAULT_PROBE_HIDDEN,
 };
 
 /// One grid point, fully resolved.
@@ -111,10 +111,21 @@ impl RunConfig {
             if e.kind != EvalKind::FineTune {
                 e.label_fraction = d.label_fraction;
             }
+            if e.kind != EvalKind::Probe || e.hidden == Some(DEFAULT_PROBE_HIDDEN) {
+                e.hidden = None;
+            }
+            if e.kind != EvalKind::Probe {
+                e.task = None;
+            }
             match e.kind {
                 EvalKind::Linear | EvalKind::FineTune => {
                     e.k = d.k;
                     e.temperature = d.temperature;
+                }
+                EvalKind::Probe => {
+                    e.k = d.k;
+                    e.temperature = d.temperature;
+                    e.head_bn = d.head_bn;
                 }
                 EvalKind::Knn => {
                     e.epochs = d.epochs;
@@ -265,6 +276,30 @@ impl RunConfig {
                     .into(),
             );
         }
+        if let Some((i, e)) = p
+            .augment
+            .extra
+            .iter()
+            .enumerate()
+            .find(|(_, e)| !(0.0..=1.0).contains(&e.p))
+        {
+            return err(
+                &format!("augment.extra.{i}.p"),
+                format!(
+                    "the probability of {} must be in [0, 1], got {}",
+                    e.op.name(),
+                    e.p
+                ),
+            );
+        }
+        if !p.augment.extra.is_empty() && p.augment.on != crate::ml::config::AugmentOn::Host {
+            return err(
+                "augment.extra",
+                "the extra transformations are applied by the host pipeline only; remove \
+                 augment.on: device or the extras"
+                    .into(),
+            );
+        }
         if matches!(
             p.augment.protocol,
             AugProtocol::OneBranch | AugProtocol::OneBranchRaw
@@ -299,7 +334,7 @@ impl RunConfig {
         if self.evals.is_empty() {
             return err(
                 "evals",
-                "list at least one evaluation (kind: linear, knn or fine_tune)".into(),
+                "list at least one evaluation (kind: linear, knn, fine_tune or probe)".into(),
             );
         }
         for (i, e) in self.evals.iter().enumerate() {
@@ -327,6 +362,34 @@ impl RunConfig {
                     }
                     if e.batch_size == 0 {
                         return Err((at("batch_size"), "must be at least 1".into()));
+                    }
+                    positive(&at("lr"), e.lr)?;
+                }
+                EvalKind::Probe => {
+                    if e.task.is_none() {
+                        let tasks: Vec<&str> = ProbeTask::ALL.iter().map(|t| t.name()).collect();
+                        return Err((
+                            at("task"),
+                            format!(
+                                "a probe predicts a transformation: add task: one of {}",
+                                tasks.join(", ")
+                            ),
+                        ));
+                    }
+                    if e.protocol != EvalProtocol::Features {
+                        return Err((
+                            at("protocol"),
+                            "the probe reads features extracted once; remove protocol".into(),
+                        ));
+                    }
+                    if e.epochs == 0 {
+                        return Err((at("epochs"), "must be at least 1".into()));
+                    }
+                    if e.batch_size == 0 {
+                        return Err((at("batch_size"), "must be at least 1".into()));
+                    }
+                    if e.hidden == Some(0) {
+                        return Err((at("hidden"), "must be at least 1".into()));
                     }
                     positive(&at("lr"), e.lr)?;
                 }

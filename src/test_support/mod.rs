@@ -7,11 +7,13 @@ pub(crate) mod images;
 pub(crate) mod tensors;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::ml::config::{
-    Arch, EncoderConfig, HeadConfig, InitScheme, LrScaling, OptimizerConfig, OptimizerKind,
-    PretrainConfig, Stem,
+    Arch, EncoderConfig, EvalConfig, HeadConfig, InitScheme, LrScaling, OptimizerConfig,
+    OptimizerKind, PretrainConfig, Stem,
 };
+use crate::ml::data::ImageSet;
 use crate::ml::observer::{Control, Observer, ObserverError};
 use crate::ml::{checkpoint, init, Checkpoint, Device, EvalOutcome, EvalResult, MlError, TrainEnv};
 
@@ -127,6 +129,54 @@ pub(crate) fn untrained_checkpoint(
         loader_threads: 1,
     };
     (pretrain, ckpt, env)
+}
+
+/// An untrained encoder's checkpoint (Kaiming-normal weights: under PyTorch's smaller
+/// default, this untrained ConvNet's eval-mode features are dominated by its biases and
+/// barely tell colours apart, and the evaluation tests are about the protocol, not the
+/// init) and the splits it is evaluated on.
+pub(crate) struct EvalFixture {
+    dir: tempfile::TempDir,
+    pretrain: PretrainConfig,
+    ckpt: Checkpoint,
+    env: TrainEnv,
+    train: Arc<ImageSet>,
+    test: Arc<ImageSet>,
+}
+
+impl EvalFixture {
+    pub fn new(train: Arc<ImageSet>, test: Arc<ImageSet>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (pretrain, ckpt, env) = untrained_checkpoint(dir.path(), InitScheme::KaimingNormal);
+        EvalFixture {
+            dir,
+            pretrain,
+            ckpt,
+            env,
+            train,
+            test,
+        }
+    }
+
+    /// The environment with its own checkpoint directory `name` and `resume_from`.
+    pub fn env(&self, name: &str, resume_from: Vec<Checkpoint>) -> TrainEnv {
+        TrainEnv {
+            checkpoint_dir: self.dir.path().join(name),
+            resume_from,
+            ..self.env.clone()
+        }
+    }
+
+    /// Evaluates the encoder by `eval` in `env`.
+    pub fn run(
+        &self,
+        eval: &EvalConfig,
+        env: &TrainEnv,
+        obs: &mut dyn Observer,
+    ) -> Result<EvalOutcome, MlError> {
+        let (train, test) = (self.train.clone(), self.test.clone());
+        crate::ml::eval::evaluate_on(&self.pretrain, eval, &self.ckpt, env, train, test, obs)
+    }
 }
 
 /// Compares `actual` with the committed snapshot `dir/name` (relative to the crate root);

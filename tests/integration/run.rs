@@ -452,3 +452,47 @@ fn fine_tuning_killed_anywhere_resumes_to_the_uninterrupted_metrics_once() {
     // The reference's one evaluation, and the kNN of the pretrain-only sweep.
     assert_eq!((evals(&expected), evals(&got)), (1, 2));
 }
+
+#[test]
+fn a_probe_killed_after_a_checkpoint_resumes_to_the_uninterrupted_metrics_once() {
+    // One pretrain epoch, then Table 3's rotation probe on h for 40 epochs: the probe's
+    // checkpoints are the only ones past epoch 1.
+    let spec_text = tiny_spec("p", &[0.5], 1)
+        .replace(
+            "    - {kind: linear, train_subset: 100, test_subset: 20, epochs: 3, batch_size: 25}\n",
+            "    - {kind: probe, task: rotation, hidden: 16, train_subset: 100, test_subset: 20, \
+             epochs: 40, batch_size: 25}\n",
+        )
+        .replace(
+            "  loss.temperature: [0.5]",
+            "  augment.extra: [[], [{op: rotate, p: 0.75}]]",
+        );
+    let reference = Env::new(2);
+    let spec = reference.write("p.yaml", &spec_text);
+    let o = reference.run(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = all_metrics(&reference);
+    assert_eq!(
+        expected.keys().filter(|k| k.1 == "eval/top1").count(),
+        4,
+        "2 pretrainings x (probe + kNN)"
+    );
+
+    let env = Env::new(2);
+    let spec = env.write("p.yaml", &spec_text);
+    let spec = spec.to_str().unwrap();
+    // Killed once the probe's epoch-20 checkpoint is recorded; the rerun continues the
+    // probe from it rather than starting over, and every metric is stored once, as in the
+    // uninterrupted run.
+    let needle = "checkpoint at epoch 20";
+    assert!(run_and_kill_at(&env, spec, needle), "never saw `{needle}`");
+    let o = env.run(&["run", spec]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("probe-rotation@h: started (attempt 2, from step "),
+        "{out}"
+    );
+    assert!(stages(&env).iter().all(|(_, s, _)| s == "done"));
+    assert_eq!(all_metrics(&env), expected);
+}
