@@ -76,7 +76,7 @@ fn mark_table(data: &SweepData, t: &mut Table, primary: &str) {
 /// Marks `values` (in reading order) against the highest mean among them, the first on a
 /// tie; true when it marked them. Nothing is marked when fewer than two have a value or
 /// when no comparison could be tested (single seeds): not even the best.
-fn mark_values(mut values: Vec<&mut CellValue>) -> bool {
+pub(crate) fn mark_values(mut values: Vec<&mut CellValue>) -> bool {
     values.retain(|v| v.stat().is_some());
     let mean = |v: &CellValue| v.stat().map_or(f64::NEG_INFINITY, |s| s.mean);
     let Some(best) = (0..values.len())

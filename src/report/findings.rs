@@ -1,9 +1,9 @@
 //! The Findings section: one line per claim of the paper that the sweep's cells can test
-//! (Table 1, Figure 5, Figure 7, Figure 8, Table 4, Table 5, Figure 9, Table 7), each held,
-//! not held or inconclusive, with the numbers compared and the test behind the verdict
-//! ([`compare::against`]: a paired t-test over shared seeds, else 95% interval overlap; one
-//! seed tests nothing). All on the primary evaluation's top-1 but Table 7's, on each
-//! fine-tuning's own. Claims about a difference
+//! (Table 1, Table 3, Figure 5, Figure 7, Figure 8, Table 4, Table 5, Figure 9, Table 7),
+//! each held, not held or inconclusive, with the numbers compared and the test behind the
+//! verdict ([`compare::against`]: a paired t-test over shared seeds, else 95% interval
+//! overlap; one seed tests nothing). All on the primary evaluation's top-1 but Table 3's,
+//! on its probes, and Table 7's, on each fine-tuning's own. Claims about a difference
 //! (Figure 9's gap that closes, Figure 7's supervised lead that shrinks) test the per-seed
 //! differences the same way; claims with two comparisons (Table 5's moderate temperature
 //! against both ends) hold only when both do.
@@ -13,7 +13,7 @@ use crate::ml::config::{AugOp, EncoderConfig, HeadKind, LossKind, Method, Pretra
 use super::aggregate::{CellData, CellValue, Mark, SweepData};
 use super::compare::against;
 use super::paper::encoder_config_name;
-use super::sections::{encoder_params, encoders_by_size, Section, MODEL_SIZE_AXES};
+use super::sections::{encoder_params, encoders_by_size, probe_label, Section, MODEL_SIZE_AXES};
 
 /// A claim's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +199,7 @@ fn findings(data: &SweepData, label: &str) -> Vec<Finding> {
     if axes(&["augment.color_strength"]) {
         out.extend(table1(data, &label));
     }
+    out.extend(table3(data));
     if axes(&["augment.ops"]) {
         let composed = pair(data, &|c| c.augment.ops.len() == 2);
         let single = pair(data, &|c| c.augment.ops.len() == 1);
@@ -503,6 +504,30 @@ fn table7(data: &SweepData) -> Vec<Finding> {
                 ),
                 (&super::sections::cell_name(data, c), &v),
                 ("from scratch", &data.top1(k, &label)),
+            ));
+        }
+    }
+    out
+}
+
+/// Table 3's claims, per task probed: h keeps more about the transformation than g(h),
+/// and training removes it from g(h) (the trained g(h) predicts it worse than the same
+/// encoder and head untrained). On each task's own probes, not the primary evaluation.
+fn table3(data: &SweepData) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (t, cell) in super::sections::table3_rows(data) {
+        let (lh, lz) = (probe_label(t, "h"), probe_label(t, "z"));
+        let (h, z) = (data.top1(cell, &lh), data.top1(cell, &lz));
+        out.push(judge(
+            &format!("Table 3: h keeps more about {} than g(h)", t.name()),
+            ("h", &h),
+            ("g(h)", &z),
+        ));
+        if let Some(k) = data.control_of(&[cell], &lz) {
+            out.push(judge(
+                &format!("Table 3: training removes {} from g(h)", t.name()),
+                ("untrained g(h)", &data.top1(k, &lz)),
+                ("trained g(h)", &z),
             ));
         }
     }

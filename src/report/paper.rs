@@ -5,7 +5,7 @@
 
 use crate::ml::config::{
     Arch, DatasetName, EncoderConfig, EvalConfig, EvalKind, EvalProtocol, LossKind, LrScaling,
-    Method, PretrainConfig,
+    Method, PretrainConfig, ProbeTask,
 };
 
 /// Where and how the paper measured a table or figure. `None`: the paper's text does not
@@ -80,6 +80,32 @@ pub(crate) const TABLE_1: PaperSetting = PaperSetting {
 /// Table 1's qualitative finding.
 pub(crate) const TABLE_1_FINDING: &str = "stronger colour distortion improves the linear \
      evaluation of unsupervised (SimCLR) models and does not help, or hurts, supervised ones";
+
+/// Table 3: ImageNet, ResNet-50, the section 4.2 setting (default training, 100 epochs);
+/// MLP probes on its h and g(h).
+pub(crate) const TABLE_3: PaperSetting = PaperSetting {
+    source: "Table 3",
+    dataset: "ImageNet",
+    encoder: "ResNet-50",
+    epochs: Some(100),
+    batch_size: Some(4096),
+};
+
+/// Table 3's finding.
+pub(crate) const TABLE_3_FINDING: &str = "an MLP predicts the transformation applied far \
+     better from h than from g(h): the projection head removes information (colour, \
+     rotation, noise, Sobel) that may be useful downstream";
+
+/// Table 3 top-1 (%) of the MLP predicting `task` from h and from g(h); the last three rows
+/// from a pretraining that also applied rotation, noise and Sobel.
+pub(crate) fn table3(task: ProbeTask) -> (f64, f64) {
+    match task {
+        ProbeTask::ColorVsGrayscale => (99.3, 97.4),
+        ProbeTask::Rotation => (67.6, 25.6),
+        ProbeTask::Corrupted => (99.5, 59.6),
+        ProbeTask::Sobel => (96.6, 56.3),
+    }
+}
 
 /// Table 1's colour strengths, the columns left to right before `1 (+Blur)`.
 pub(crate) const TABLE_1_STRENGTHS: [f64; 4] = [0.125, 0.25, 0.5, 1.0];
@@ -259,6 +285,9 @@ pub(crate) fn protocol_difference(label: &str, cfg: &EvalConfig) -> Option<Strin
     match (cfg.kind, cfg.protocol) {
         (EvalKind::Knn, _) => Some(format!(
             "evaluation: paper linear, {PAPER}; ours {label}, a kNN vote"
+        )),
+        (EvalKind::Probe, _) => Some(format!(
+            "evaluation: paper linear, {PAPER}; ours {label}, Table 3's transformation probe"
         )),
         (EvalKind::Linear, EvalProtocol::Features) => Some(format!(
             "linear evaluation: paper {PAPER}; ours {label}, features extracted once from \

@@ -74,6 +74,16 @@ pub(crate) fn describe(label: &str, cfg: &EvalConfig) -> String {
             on(cfg),
             classifier(cfg)
         ),
+        (EvalKind::Probe, _) => format!(
+            "Table 3's probe: an MLP (one hidden layer of {} units, ReLU) on {} features of \
+             un-augmented images, a share of them transformed, predicting which transformation \
+             ({}); {}",
+            cfg.hidden
+                .unwrap_or(crate::ml::config::DEFAULT_PROBE_HIDDEN),
+            on(cfg),
+            cfg.task.map_or("?", |t| t.name()),
+            classifier(cfg)
+        ),
         (EvalKind::Linear, EvalProtocol::Augmented) => format!(
             "the paper's linear evaluation (appendix B.6, official CIFAR-10 recipe): a fresh \
              random crop + flip of every training image through the frozen encoder at each \

@@ -1,6 +1,6 @@
 //! Which figures and tables a sweep gets, decided from its grid axes, and how each is
 //! built from the cells: Table 1 (`augment.color_strength`, SimCLR and the supervised
-//! baseline as rows), Figure 5 (`augment.ops`), Figure 8 (`head`), Table 4 (`loss`,
+//! baseline as rows), Table 3 (any sweep with probes: h and g(h) per task), Figure 5 (`augment.ops`), Figure 8 (`head`), Table 4 (`loss`,
 //! each loss at its best cell over the tuning axes `optimizer.lr`, `loss.margin`),
 //! Table 5 (`loss.l2_norm`, `loss.temperature`), Figure 9 (`batch_size`, `epochs`),
 //! Table 7 (chosen by its evaluations, not an axis: any `kind: fine_tune`),
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::ml::config::{
     AugOp, AugProtocol, EncoderConfig, EvalKind, HeadKind, LossKind, LrScaling, Method,
-    PretrainConfig, Stem,
+    PretrainConfig, ProbeTask, Stem,
 };
 use crate::ml::encoder::{param_count, IN_CHANNELS};
 use crate::store::MetricRecord;
@@ -147,6 +147,7 @@ pub(crate) fn build(data: &SweepData) -> Vec<Section> {
         control::add(data, &mut s, &cells);
         out.push(s);
     }
+    out.extend(table3(data));
     out.extend(findings::section(data));
     out.push(curves(data));
     let mut all = all_cells(data);
@@ -806,6 +807,158 @@ fn figure7(data: &SweepData, cells: &[&CellData], suffix: &str, id: &str) -> Sec
         cells,
     );
     s
+}
+
+/// Table 3's label of the probe of `task` on `on` (`h` or `z`): "probe-rotation@h".
+pub(crate) fn probe_label(task: ProbeTask, on: &str) -> String {
+    format!("probe-{}@{on}", task.name())
+}
+
+/// Table 3's rows: each task the sweep probes, with the cell it is read from: the paper
+/// reads colour vs grayscale from SimCLR's own pretraining and the other rows from one
+/// that also applied rotation, noise and Sobel, so the first cell without extras
+/// (colour) or with the task's op among its extras, else the first cell probed.
+pub(crate) fn table3_rows(data: &SweepData) -> Vec<(ProbeTask, &CellData)> {
+    let extras = |c: &CellData| -> Vec<AugOp> {
+        data.first(c)
+            .config
+            .augment
+            .extra
+            .iter()
+            .map(|e| e.op)
+            .collect()
+    };
+    ProbeTask::ALL
+        .into_iter()
+        .filter_map(|t| {
+            let probed: Vec<&CellData> = data
+                .cells
+                .iter()
+                .filter(|c| {
+                    ["h", "z"]
+                        .iter()
+                        .any(|on| data.first(c).eval(&probe_label(t, on)).is_some())
+                })
+                .collect();
+            let fits = |c: &&&CellData| match t.op() {
+                None => extras(c).is_empty(),
+                Some(op) => extras(c).contains(&op),
+            };
+            let cell = probed.iter().find(fits).or(probed.first())?;
+            Some((t, *cell))
+        })
+        .collect()
+}
+
+/// "crop, color" and the extras with their probabilities: "crop, color + rotate (p 0.75)".
+fn pretraining_name(c: &PretrainConfig) -> String {
+    let ops: Vec<&str> = c.augment.ops.iter().map(|o| o.name()).collect();
+    let mut s = ops.join(", ");
+    let extra: Vec<String> = c
+        .augment
+        .extra
+        .iter()
+        .map(|e| format!("{} (p {})", e.op.name(), e.p))
+        .collect();
+    if !extra.is_empty() {
+        s.push_str(" + ");
+        s.push_str(&extra.join(", "));
+    }
+    s
+}
+
+/// Table 3: the top-1 of an MLP predicting the transformation applied, from h and from
+/// g(h), beside the random guess, the paper's values and the random-weights control; h and
+/// g(h) of a row are compared with each other (not the rows with one another, which ask
+/// different questions). `None` when the sweep has no probe.
+fn table3(data: &SweepData) -> Option<Section> {
+    let rows_of = table3_rows(data);
+    let (first_task, _) = *rows_of.first()?;
+    let cells: Vec<&CellData> = rows_of.iter().map(|(_, c)| *c).collect();
+    let header: Vec<String> = [
+        "what to predict",
+        "pretraining",
+        "random guess",
+        "h (ours)",
+        "g(h) (ours)",
+        "h (paper)",
+        "g(h) (paper)",
+        "h (random weights)",
+        "g(h) (random weights)",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut rows = Vec::new();
+    let mut bars = Vec::new();
+    for &(t, cell) in &rows_of {
+        let (lh, lz) = (probe_label(t, "h"), probe_label(t, "z"));
+        let (mut h, mut z) = (data.top1(cell, &lh), data.top1(cell, &lz));
+        compare::mark_values(vec![&mut h, &mut z]);
+        let control = |label: &str| match data.control_of(&[cell], label) {
+            Some(k) => Val::Ours(data.top1(k, label)),
+            None => Val::text(""),
+        };
+        let (ph, pz) = paper::table3(t);
+        bars.push(vec![h.clone(), z.clone()]);
+        rows.push(vec![
+            Val::text(t.name()),
+            Val::text(pretraining_name(&data.first(cell).config)),
+            Val::text(format!("{}", t.random_guess())),
+            Val::Ours(h),
+            Val::Ours(z),
+            Val::Paper(Some(ph)),
+            Val::Paper(Some(pz)),
+            control(&lh),
+            control(&lz),
+        ]);
+    }
+    let first = probe_label(first_task, "h");
+    let mut notes = vec![
+        super::setting::sentence(data, &cells, &first),
+        "Top-1 (%) of an MLP trained on the frozen h, or on z = g(h), of un-augmented train \
+         images to predict which transformation each was given, scored on test images. \
+         Random guess: the share of the largest class (1 in 5 images is made grayscale, the \
+         colour augmentation's rate, as the paper's 80%; a quarter per rotation; half \
+         transformed for noise and Sobel)."
+            .into(),
+        "Pretraining: each row is read from the cell the paper's row corresponds to: colour \
+         from SimCLR's crop and colour alone, the other rows from the pretraining that also \
+         applied rotation, Gaussian noise and Sobel filtering, independently, with the \
+         probabilities shown. The table of all cells has every probe of every pretraining."
+            .into(),
+        "In this table best / ≈ compare h with g(h) within a row, not a column (paired t-test on shared seeds, p ≥ 0.05, \
+         or overlapping 95% intervals when seeds are not shared). Random weights: the same \
+         encoder and head untrained (epochs 0), under the same probes and seeds."
+            .into(),
+        "Paper columns: ImageNet, ResNet-50 (Chen et al. 2020, Table 3).".into(),
+    ];
+    notes.extend(protocol_notes(data, std::slice::from_ref(&first)));
+    let caption = "Table 3: top-1 (%) of an MLP predicting the transformation applied, from h \
+                   and from g(h)"
+        .to_string();
+    let mut s = table_and_figure(
+        "Table 3: what h and g(h) keep about the transformation".into(),
+        "table3_what_to_predict".into(),
+        caption,
+        (header, rows, notes),
+        "Table 3: top-1 (%) of the transformation probe, h and g(h)".into(),
+        Plot::Bars {
+            x_label: "what to predict".into(),
+            y_label: "top-1 (%)".into(),
+            groups: rows_of.iter().map(|(t, _)| t.name().to_string()).collect(),
+            bars: vec!["h".into(), "g(h)".into()],
+            values: bars,
+            reference: None,
+        },
+    );
+    s.paper = paper_lines(
+        data,
+        "",
+        Some(paper::TABLE_3_FINDING),
+        &paper::TABLE_3,
+        &configs(data, &cells),
+    );
+    Some(s)
 }
 
 /// Figure 5: the augmentation heatmap (rows first op, columns second, diagonal single).

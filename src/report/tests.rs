@@ -921,6 +921,132 @@ fn figure_7s_shrinking_gap_is_inconclusive_when_the_seeds_disagree() {
     );
 }
 
+/// Table 3's sweep: crop + colour, and the same with rotation, noise and Sobel added, then
+/// the control; evaluated by the linear probe and every transformation probe on h and z.
+fn probe_cells_and_evals() -> (Vec<Cell>, Vec<(&'static str, EvalConfig)>) {
+    use crate::ml::config::{EvalKind, ExtraOp, ProbeTask};
+    let mut cells = Vec::new();
+    for extra in [vec![], vec![AugOp::Rotate, AugOp::Noise, AugOp::Sobel]] {
+        let mut config = smoke_base();
+        config.augment.extra = extra.iter().map(|&op| ExtraOp { op, p: 0.5 }).collect();
+        let coord: Vec<Value> = config
+            .augment
+            .extra
+            .iter()
+            .map(|e| json!({"op": e.op.name(), "p": e.p}))
+            .collect();
+        cells.push(Cell {
+            coords: vec![("augment.extra", json!(coord))],
+            config,
+        });
+    }
+    cells.push(control_cell());
+    let mut evals = vec![evals()[0].clone()];
+    let labels = [
+        "probe-color_vs_grayscale@h",
+        "probe-color_vs_grayscale@z",
+        "probe-rotation@h",
+        "probe-rotation@z",
+        "probe-corrupted@h",
+        "probe-corrupted@z",
+        "probe-sobel@h",
+        "probe-sobel@z",
+    ];
+    for (i, label) in labels.into_iter().enumerate() {
+        let on = if i % 2 == 0 {
+            FeatureSource::H
+        } else {
+            FeatureSource::Z
+        };
+        evals.push((
+            label,
+            EvalConfig {
+                kind: EvalKind::Probe,
+                on,
+                task: Some(ProbeTask::ALL[i / 2]),
+                train_subset: Some(2000),
+                test_subset: Some(1000),
+                epochs: 30,
+                ..EvalConfig::default()
+            },
+        ));
+    }
+    (cells, evals)
+}
+
+#[test]
+fn table_3_reads_each_task_from_its_pretraining_beside_the_papers_and_the_control() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cells, evals) = probe_cells_and_evals();
+    // Every z probe is 12 points under its h probe (the fixture's rule for labels on z).
+    // Crop + colour 90-92, with extras 70-74, the control 85-87.
+    let fate = |ci: usize, seed: u64| match ci {
+        0 => Fate::Done(90.0 + seed as f64),
+        1 => Fate::Done(70.0 + 2.0 * seed as f64),
+        _ => Fate::Done(85.0 + seed as f64),
+    };
+    let out = dir.path().join("what_to_predict");
+    rt().block_on(async {
+        let db = dir.path().join("w.db");
+        let store = fixture(&db, "what_to_predict", &cells, &[0, 1, 2], &evals, fate).await;
+        let data = SweepData::load(&store, "what_to_predict", None)
+            .await
+            .unwrap();
+        render(
+            &data,
+            &fixed_provenance(),
+            &out,
+            &[Format::Md, Format::Tex, Format::Csv, Format::Svg],
+        )
+        .unwrap();
+        store.close().await;
+    });
+    keep(&out, "what_to_predict");
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        md.contains("## Table 3: what h and g(h) keep about the transformation"),
+        "{md}"
+    );
+    // Colour from the plain pretraining, the others from the one with extras; the random
+    // guess and the paper beside; h marked best against g(h) in each row; the control's
+    // probes in the last two columns.
+    assert!(
+        md.contains("| color_vs_grayscale | crop, color | 80 | 91.0 [88.5, 93.5] (n=3) best | 79.0 [76.5, 81.5] (n=3) | 99.3 | 97.4 | 86.0 [83.5, 88.5] (n=3) | 74.0 [71.5, 76.5] (n=3) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| rotation | crop, color + rotate (p 0.5), noise (p 0.5), sobel (p 0.5) | 25 | 72.0 [67.0, 77.0] (n=3) best | 60.0"),
+        "{md}"
+    );
+    assert!(md.contains("| sobel | crop, color + rotate"), "{md}");
+    assert!(
+        md.contains("| 67.6 | 25.6 |") && md.contains("| 96.6 | 56.3 |"),
+        "{md}"
+    );
+    // The findings: h beats g(h) on every seed of every task; training removed the
+    // transformation from g(h) only where the trained g(h) is below the untrained one.
+    assert!(
+        md.contains("Table 3: h keeps more about color_vs_grayscale than g(h): **held** — h 91.0% vs g(h) 79.0%"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Table 3: training removes color_vs_grayscale from g(h): **not held**"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Table 3: training removes rotation from g(h): **held** — untrained g(h) 74.0% vs trained g(h) 60.0%"),
+        "{md}"
+    );
+    assert!(out.join("table3_what_to_predict.svg").exists());
+    let csv = std::fs::read_to_string(out.join("table3_what_to_predict.csv")).unwrap();
+    assert!(csv.lines().count() >= 5, "{csv}");
+    snapshot(
+        SNAPSHOTS,
+        "what_to_predict_table3.tex",
+        &std::fs::read_to_string(out.join("table3_what_to_predict.tex")).unwrap(),
+    );
+}
+
 #[test]
 fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     let dir = tempfile::tempdir().unwrap();
