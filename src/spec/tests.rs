@@ -292,6 +292,57 @@ fn model_size_expands_to_figure_7s_depth_by_width_grid_with_a_control_per_encode
 }
 
 #[test]
+fn what_to_predict_pretrains_with_and_without_the_extras_and_probes_each_task_on_h_and_z() {
+    use crate::ml::config::{AugOp, EvalKind, FeatureSource, ProbeTask};
+    for profile in [None, Some("smoke"), Some("study")] {
+        let p = committed("what_to_predict.yaml", profile);
+        let mut extras: Vec<Vec<AugOp>> = Vec::new();
+        for r in p.grid() {
+            extras.push(
+                r.config
+                    .pretrain
+                    .augment
+                    .extra
+                    .iter()
+                    .map(|e| e.op)
+                    .collect(),
+            );
+        }
+        let seeds = p.grid().len() / 2;
+        let mut want = Vec::new();
+        for _ in 0..seeds {
+            want.push(vec![]);
+            want.push(vec![AugOp::Rotate, AugOp::Noise, AugOp::Sobel]);
+        }
+        assert_eq!(extras, want, "{profile:?}");
+        for r in p.grid() {
+            let probes: Vec<(ProbeTask, FeatureSource)> = r
+                .config
+                .evals
+                .iter()
+                .filter(|e| e.kind == EvalKind::Probe)
+                .map(|e| (e.task.unwrap(), e.on))
+                .collect();
+            let want: Vec<_> = ProbeTask::ALL
+                .iter()
+                .flat_map(|&t| [(t, FeatureSource::H), (t, FeatureSource::Z)])
+                .collect();
+            assert_eq!(probes, want, "{profile:?}");
+            assert!(r.config.evals.iter().any(|e| e.kind == EvalKind::Linear));
+        }
+        // The extras are training-only: the controls (h, and the head's for z) have none.
+        for c in p.control_runs() {
+            assert!(c.config.pretrain.augment.extra.is_empty());
+        }
+    }
+    snapshot(
+        SNAPSHOTS,
+        "what_to_predict_smoke.txt",
+        &render_cells(&committed("what_to_predict.yaml", Some("smoke"))),
+    );
+}
+
+#[test]
 fn every_committed_spec_plans_under_every_profile() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
     let mut specs = 0;
@@ -314,6 +365,26 @@ fn every_committed_spec_plans_under_every_profile() {
         specs += 1;
     }
     assert!(specs >= 8, "only {specs} specs found in {}", dir.display());
+}
+
+#[test]
+fn a_probe_without_a_task_or_with_a_bad_extra_is_refused_by_field() {
+    let t = err("name: t
+base:
+  evals: [{kind: probe, on: h}]
+");
+    assert_eq!(t.path, "base.evals.0.task", "{t}");
+    assert!(t.message.contains("rotation"), "{t}");
+    let p = err("name: t
+base:
+  evals: [{kind: probe, task: sobel, protocol: augmented}]
+");
+    assert_eq!(p.path, "base.evals.0.protocol", "{p}");
+    let x = err("name: t
+base:
+  augment: {extra: [{op: noise, p: 2}]}
+");
+    assert_eq!(x.path, "base.augment.extra.0.p", "{x}");
 }
 
 #[test]

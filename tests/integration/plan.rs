@@ -118,6 +118,31 @@ fn plan_lists_figure_7s_encoders_with_a_control_per_encoder() {
 }
 
 #[test]
+fn plan_lists_table_3s_probes_for_both_pretrainings() {
+    let env = Env::new(2);
+    let spec = spec_path("what_to_predict.yaml");
+    let o = env.run(&["plan", &spec, "--profile", "smoke"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    // 2 pretrainings x 3 seeds and a control per seed, each with the linear probe and the
+    // 8 transformation probes.
+    assert!(out.contains("9 pretrain runs, 90 stages"), "{out}");
+    assert!(
+        out.contains("probe-rotation@h new, probe-rotation@z new"),
+        "{out}"
+    );
+    assert!(out.contains("op=rotate p=0.75"), "{out}");
+    let o = env.run(&["plan", &spec, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["pretrain_runs"].as_u64(), v["controls"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert!(!env.db().exists(), "plan must not create the database");
+}
+
+#[test]
 fn planning_twice_leaves_an_existing_database_byte_identical() {
     let env = Env::new(2);
     let spec = env.write("t.yaml", &crate::common::tiny_spec("t", &[0.5], 1));
