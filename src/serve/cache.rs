@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::report::ParsedConfig;
-use crate::store::{MetricRecord, RunRecord, SharedConfig, SweepVersion};
+use crate::store::{LastMetric, MetricRecord, RunRecord, SharedConfig, SweepVersion};
+use crate::vocab::metric;
 
 /// Rendered bodies kept (pages of sweeps and runs); the oldest half goes beyond this.
 const MAX_BODIES: usize = 64;
@@ -19,22 +20,60 @@ const MAX_BODIES: usize = 64;
 /// A rendered body: when it was kept (a counter), its change token, the body.
 type KeptBody = (u64, String, Arc<String>);
 
+/// Metrics of stages as a sweep's page reads them, by stage id: the records it shows
+/// (every step's, or, where it draws no curves, each metric's last step only) and the
+/// epochs each pretrain has finished (how many steps its `epoch/loss` has).
+#[derive(Default)]
+pub struct ShownMetrics {
+    pub records: HashMap<String, Vec<MetricRecord>>,
+    pub epochs: HashMap<String, usize>,
+}
+
+impl ShownMetrics {
+    /// From every step's records.
+    pub fn every(records: HashMap<String, Vec<MetricRecord>>) -> ShownMetrics {
+        let epochs = records
+            .iter()
+            .map(|(id, m)| (id.clone(), epochs_in(m.iter())))
+            .collect();
+        ShownMetrics { records, epochs }
+    }
+
+    /// From each metric's last step.
+    pub fn last(last: HashMap<String, Vec<LastMetric>>) -> ShownMetrics {
+        let mut shown = ShownMetrics::default();
+        for (id, m) in last {
+            let epochs = m
+                .iter()
+                .find(|m| m.last.name == metric::EPOCH_LOSS)
+                .map_or(0, |m| m.steps);
+            shown.epochs.insert(id.clone(), epochs);
+            shown
+                .records
+                .insert(id, m.into_iter().map(|m| m.last).collect());
+        }
+        shown
+    }
+}
+
+fn epochs_in<'a>(m: impl Iterator<Item = &'a MetricRecord>) -> usize {
+    m.filter(|m| m.name == metric::EPOCH_LOSS).count()
+}
+
 /// One sweep's stages as of `version`: rows in grid order (without config text: the
-/// configs are kept parsed, by id) and the metrics of each stage that has any.
+/// configs are kept parsed, by id) and the metrics of each stage that has any, with
+/// its epochs finished.
 pub struct KeptSweep {
     pub version: SweepVersion,
     pub rows: Vec<RunRecord>,
     pub metrics: HashMap<String, Arc<[MetricRecord]>>,
+    pub epochs: HashMap<String, usize>,
     /// Row index by stage id.
     index: HashMap<String, usize>,
 }
 
 impl KeptSweep {
-    pub fn new(
-        version: SweepVersion,
-        rows: Vec<RunRecord>,
-        metrics: HashMap<String, Vec<MetricRecord>>,
-    ) -> KeptSweep {
+    pub fn new(version: SweepVersion, rows: Vec<RunRecord>, shown: ShownMetrics) -> KeptSweep {
         let index = rows
             .iter()
             .enumerate()
@@ -43,7 +82,10 @@ impl KeptSweep {
         KeptSweep {
             version,
             rows,
-            metrics: metrics.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            metrics: (shown.records.into_iter())
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
+            epochs: shown.epochs,
             index,
         }
     }
@@ -52,17 +94,16 @@ impl KeptSweep {
     /// again) replace theirs, with their metrics read again (`fresh`: a moved stage
     /// absent from it has none). Stages that are not members are ignored (a membership
     /// change reads everything anew instead).
-    pub fn patch(
-        &mut self,
-        version: SweepVersion,
-        moved: Vec<RunRecord>,
-        mut fresh: HashMap<String, Vec<MetricRecord>>,
-    ) {
+    pub fn patch(&mut self, version: SweepVersion, moved: Vec<RunRecord>, mut fresh: ShownMetrics) {
         for r in moved {
             let Some(&i) = self.index.get(&r.id) else {
                 continue;
             };
-            match fresh.remove(&r.id) {
+            match fresh.epochs.remove(&r.id) {
+                Some(e) => self.epochs.insert(r.id.clone(), e),
+                None => self.epochs.remove(&r.id),
+            };
+            match fresh.records.remove(&r.id) {
                 Some(m) => {
                     self.metrics.insert(r.id.clone(), m.into());
                 }
@@ -233,10 +274,10 @@ mod tests {
                 stage("running", RunState::Running, 1),
                 stage("queued", RunState::Queued, 0),
             ],
-            HashMap::from([
+            ShownMetrics::every(HashMap::from([
                 ("done".to_string(), vec![loss(1.0)]),
                 ("running".to_string(), vec![loss(2.0)]),
-            ]),
+            ])),
         );
         // The running stage was given back and its metrics read again (none now), the
         // queued one started and recorded a loss; a stage of another sweep is ignored.
@@ -247,7 +288,7 @@ mod tests {
                 stage("queued", RunState::Running, 1),
                 stage("elsewhere", RunState::Done, 1),
             ],
-            HashMap::from([("queued".to_string(), vec![loss(3.0)])]),
+            ShownMetrics::every(HashMap::from([("queued".to_string(), vec![loss(3.0)])])),
         );
         assert_eq!(kept.version, version(5));
         let states: Vec<_> = kept.rows.iter().map(|r| (r.id.as_str(), r.state)).collect();
@@ -262,6 +303,9 @@ mod tests {
         assert_eq!(kept.metrics["done"][0].value, 1.0);
         assert!(!kept.metrics.contains_key("running"));
         assert_eq!(kept.metrics["queued"][0].value, 3.0);
+        assert_eq!(kept.epochs.get("done"), Some(&1));
+        assert_eq!(kept.epochs.get("running"), None);
+        assert_eq!(kept.epochs.get("queued"), Some(&1));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
 
-use super::cache::{parse_configs, Cache, KeptSweep};
+use super::cache::{parse_configs, Cache, KeptSweep, ShownMetrics};
 use crate::ml::Checkpoint;
 use crate::report::{self, Section, SweepData};
 use crate::sched::slurm;
@@ -18,7 +18,8 @@ use crate::store::{
 use crate::vocab::metric;
 
 /// Above this many pretrain runs the sweep page reads only the metrics its tables need,
-/// not every step's (the training-curves figure is then on each run's page instead).
+/// and of each only its last step (with how many steps it has), not every step's: the
+/// training-curves figure is then on each run's page instead.
 pub const CURVES_MAX_RUNS: usize = 200;
 
 /// Metrics the sweep page reads when it skips the per-step curves.
@@ -214,8 +215,9 @@ pub async fn sweep(
         .iter()
         .map(|run| {
             let m = k.metrics.get(&run.id).map_or(&[][..], |m| &m[..]);
+            let done = k.epochs.get(&run.id).copied().unwrap_or(0);
             let epochs = planned.get(run.id.as_str()).copied().unwrap_or(0);
-            stage_row(run.clone(), m, epochs)
+            stage_row(run.clone(), m, (done, epochs))
         })
         .collect();
     Ok(Some(SweepView {
@@ -238,18 +240,18 @@ fn pretrains(rows: &[RunRecord]) -> usize {
         .count()
 }
 
-/// The metrics a sweep of `rows` shows: every step's for its training curves, or (above
-/// [`CURVES_MAX_RUNS`] pretrains) only those its tables need.
-fn shown_metrics(rows: &[RunRecord]) -> Option<&'static [&'static str]> {
-    (pretrains(rows) > CURVES_MAX_RUNS).then_some(&FINAL_METRICS[..])
+/// Whether a sweep of `rows` reads every step's metrics for its training curves, or (above
+/// [`CURVES_MAX_RUNS`] pretrains) only the last step of those its tables need.
+fn draws_curves(rows: &[RunRecord]) -> bool {
+    pretrains(rows) <= CURVES_MAX_RUNS
 }
 
 /// Every stage of the sweep (configs parsed into `cache`) and its metrics, under
 /// `version` (read before them: whatever changes meanwhile is read again next time).
 /// Three reads on the pool's two connections, in this order: the sweep's distinct
-/// configs (then parsed off the async threads), the metrics its tables need, and the
-/// stage rows without their configs; every step's metrics too on a sweep small enough
-/// to draw its curves.
+/// configs (then parsed off the async threads), the last step of the metrics its tables
+/// need, and the stage rows without their configs; every step's metrics instead on a
+/// sweep small enough to draw its curves.
 async fn first_view(
     store: &Store,
     cache: &Cache,
@@ -262,12 +264,12 @@ async fn first_view(
         cache.keep_configs(parsed);
         anyhow::Ok(())
     };
-    let finals = async { anyhow::Ok(store.sweep_metrics(name, Some(&FINAL_METRICS[..])).await?) };
+    let finals = async { anyhow::Ok(store.sweep_last_metrics(name, &FINAL_METRICS).await?) };
     let stages = async { anyhow::Ok(store.sweep_stages(name).await?) };
     let ((), finals, rows) = tokio::try_join!(configs, finals, stages)?;
-    let metrics = match shown_metrics(&rows) {
-        Some(_) => finals,
-        None => store.sweep_metrics(name, None).await?,
+    let metrics = match draws_curves(&rows) {
+        false => ShownMetrics::last(finals),
+        true => ShownMetrics::every(store.sweep_metrics(name, None).await?),
     };
     // Stages that joined the sweep between the reads: their configs by id.
     let missing = cache.without_config(&rows);
@@ -288,13 +290,16 @@ async fn refresh(
     let moved = store
         .sweep_stages_changed_since(name, kept.version.changed)
         .await?;
-    let names = shown_metrics(&kept.rows);
-    let fresh = if moved.len() * 2 > kept.rows.len() {
-        // Most stages moved: one query over the sweep is cheaper.
-        store.sweep_metrics(name, names).await?
-    } else {
-        let ids: Vec<&str> = moved.iter().map(|r| r.id.as_str()).collect();
-        store.metrics_of_stages(&ids, names).await?
+    // Most stages moved: one query over the sweep is cheaper.
+    let whole = moved.len() * 2 > kept.rows.len();
+    let ids: Vec<&str> = moved.iter().map(|r| r.id.as_str()).collect();
+    let fresh = match (draws_curves(&kept.rows), whole) {
+        (true, true) => ShownMetrics::every(store.sweep_metrics(name, None).await?),
+        (true, false) => ShownMetrics::every(store.metrics_of_stages(&ids, None).await?),
+        (false, true) => ShownMetrics::last(store.sweep_last_metrics(name, &FINAL_METRICS).await?),
+        (false, false) => {
+            ShownMetrics::last(store.last_metrics_of_stages(&ids, &FINAL_METRICS).await?)
+        }
     };
     kept.patch(version, moved, fresh);
     Ok(())
@@ -344,8 +349,8 @@ fn last(metrics: &[MetricRecord], name: &str) -> Option<f64> {
         .map(|m| m.value)
 }
 
-/// `planned`: the pretrain's epochs (from its parsed config).
-fn stage_row(run: RunRecord, metrics: &[MetricRecord], planned: usize) -> StageRow {
+/// `epochs`: the pretrain's epochs done and planned (from its parsed config).
+fn stage_row(run: RunRecord, metrics: &[MetricRecord], epochs: (usize, usize)) -> StageRow {
     if run.stage == StageKind::Eval {
         let top1 = last(metrics, metric::EVAL_TOP1)
             .filter(|_| run.state == RunState::Done)
@@ -357,12 +362,8 @@ fn stage_row(run: RunRecord, metrics: &[MetricRecord], planned: usize) -> StageR
             top1,
         };
     }
-    let done = metrics
-        .iter()
-        .filter(|m| m.name == metric::EPOCH_LOSS)
-        .count();
     StageRow {
-        epochs: Some((done, planned)),
+        epochs: Some(epochs),
         loss: last(metrics, metric::EPOCH_LOSS),
         top1: None,
         run,

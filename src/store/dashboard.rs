@@ -176,6 +176,71 @@ impl Store {
         Ok(out)
     }
 
+    /// The last value of each metric named in `names` of each stage of `sweep` (at its
+    /// highest step), with how many steps it has, by stage id in name order: what a page
+    /// that draws no curves shows (the last loss, the epochs done, a top-1), one row per
+    /// metric of a stage instead of one per step. Stages without any are absent.
+    pub async fn sweep_last_metrics(
+        &self,
+        sweep: &str,
+        names: &[&str],
+    ) -> Result<HashMap<String, Vec<LastMetric>>> {
+        let sql = self.last_metrics_sql(
+            "(SELECT run_id FROM sweep_runs WHERE sweep = $1)",
+            2,
+            names.len(),
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
+        for n in names {
+            q = q.bind(*n);
+        }
+        let mut out = HashMap::new();
+        collect_last(q.fetch_all(&self.pool).await?, &mut out);
+        Ok(out)
+    }
+
+    /// [`Store::sweep_last_metrics`] for the stages `ids` only (any sweep): a few queries
+    /// of at most [`IDS_PER_QUERY`] ids each.
+    pub async fn last_metrics_of_stages(
+        &self,
+        ids: &[&str],
+        names: &[&str],
+    ) -> Result<HashMap<String, Vec<LastMetric>>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                self.last_metrics_sql(&format!("({})", ph.join(",")), chunk.len() + 1, names.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for v in chunk.iter().chain(names) {
+                q = q.bind(*v);
+            }
+            collect_last(q.fetch_all(&self.pool).await?, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// The query of the last value of `names` metrics (placeholders from `$first`) of the
+    /// stages whose ids are in `stages` (a list or a subquery): rows of (stage id, name,
+    /// step, value, steps). SQLite takes a bare column from the row where `MAX` found its
+    /// maximum; PostgreSQL keeps each group's first row by step, descending.
+    fn last_metrics_sql(&self, stages: &str, first: usize, names: usize) -> String {
+        let ph: Vec<String> = (first..first + names).map(|i| format!("${i}")).collect();
+        let ph = ph.join(",");
+        match self.backend {
+            Backend::Sqlite => format!(
+                "SELECT x.run_id, x.name, MAX(x.step), x.value, COUNT(*) FROM metrics x \
+                 WHERE x.run_id IN {stages} AND x.name IN ({ph}) GROUP BY x.run_id, x.name"
+            ),
+            Backend::Postgres => format!(
+                "SELECT DISTINCT ON (x.run_id, x.name) x.run_id, x.name, x.step, x.value, \
+                 COUNT(*) OVER (PARTITION BY x.run_id, x.name) FROM metrics x \
+                 WHERE x.run_id IN {stages} AND x.name IN ({ph}) \
+                 ORDER BY x.run_id, x.name, x.step DESC"
+            ),
+        }
+    }
+
     /// Every sweep's stages in brief (how many of each kind in each state, their compute,
     /// who holds them), for the list of sweeps: one grouped query, a few rows per sweep.
     pub async fn stage_briefs(&self) -> Result<Vec<StageBrief>> {
@@ -279,6 +344,24 @@ fn collect_metrics(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<M
             step: row.get(2),
             value: row.get(3),
         });
+    }
+}
+
+/// Rows of (stage id, name, step, value, steps) into `out`, by stage id, in name order.
+fn collect_last(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<LastMetric>>) {
+    for row in rows {
+        let steps: i64 = row.get(4);
+        out.entry(row.get(0)).or_default().push(LastMetric {
+            last: MetricRecord {
+                name: row.get(1),
+                step: row.get(2),
+                value: row.get(3),
+            },
+            steps: steps as usize,
+        });
+    }
+    for m in out.values_mut() {
+        m.sort_unstable_by(|a, b| a.last.name.cmp(&b.last.name));
     }
 }
 

@@ -173,6 +173,14 @@ pub struct MetricRecord {
     pub value: f64,
 }
 
+/// A stage's metric as a page that draws no curves reads it: its value at its highest
+/// step, and how many steps it has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastMetric {
+    pub last: MetricRecord,
+    pub steps: usize,
+}
+
 /// One config text and the stages that have it (of one kind): a sweep's evaluations
 /// mostly share a few texts, so each is read, and parsed, once.
 #[derive(Clone, Debug, PartialEq)]

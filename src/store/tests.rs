@@ -578,6 +578,30 @@ async fn dashboard_queries_follow_the_store(db: Db) {
     let every = s.sweep_metrics("a", None).await.unwrap();
     assert_eq!(every["p1"].len(), 2);
     assert!(!every.contains_key("e1"));
+    // Each metric's last step only, with how many steps it has: three epochs recorded,
+    // the last one first (a replay may write out of order).
+    let loss = |step, value| MetricRecord {
+        name: "epoch/loss".into(),
+        step,
+        value,
+    };
+    s.record_metrics("p1", &[loss(2, 0.25), loss(1, 0.5)])
+        .await
+        .unwrap();
+    let names = ["epoch/loss", "train/loss", "eval/top1"];
+    let last = s.sweep_last_metrics("a", &names).await.unwrap();
+    let shown = |m: &LastMetric| (m.last.clone(), m.steps);
+    assert_eq!(
+        last["p1"].iter().map(shown).collect::<Vec<_>>(),
+        [(loss(2, 0.25), 3), (m("train/loss", 0), 1)]
+    );
+    assert!(!last.contains_key("e1"));
+    let of = s
+        .last_metrics_of_stages(&["p1", "e1"], &names)
+        .await
+        .unwrap();
+    assert_eq!(of, last);
+    assert!(s.sweep_last_metrics("b", &names).await.unwrap().is_empty());
 
     s.record_checkpoint("p1", &checkpoint()).await.unwrap();
     assert!(s.finish("p1", &w, 2.0).await.unwrap());
