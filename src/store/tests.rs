@@ -581,9 +581,8 @@ async fn dashboard_queries_follow_the_store(db: Db) {
     // Each metric's last step only, with how many steps it has: three epochs recorded,
     // the last one first (a replay may write out of order).
     let loss = |step, value| MetricRecord {
-        name: "epoch/loss".into(),
-        step,
         value,
+        ..m("epoch/loss", step)
     };
     s.record_metrics("p1", &[loss(2, 0.25), loss(1, 0.5)])
         .await
