@@ -6,6 +6,22 @@ fn spec_path(name: &str) -> String {
     format!("{}/sweeps/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `sweep plan SPEC [ARGS] --json` on a committed spec, which must succeed; its JSON.
+fn plan_json(env: &Env, spec: &str, args: &[&str]) -> serde_json::Value {
+    let path = spec_path(spec);
+    let mut all = vec!["plan", path.as_str()];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let o = env.run(&all);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// (pretrain runs, random-weights controls) of a plan's JSON.
+fn counts(v: &serde_json::Value) -> (Option<u64>, Option<u64>) {
+    (v["pretrain_runs"].as_u64(), v["controls"].as_u64())
+}
+
 #[test]
 fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
     let env = Env::new(2);
@@ -19,36 +35,19 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
         out.contains("[crop,cutout]") && out.contains("linear-aug@h new, knn@h new"),
         "{out}"
     );
-    let o = env.run(&[
-        "plan",
-        &spec_path("head_dims.yaml"),
-        "--profile",
-        "smoke",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = plan_json(&env, "head_dims.yaml", &["--profile", "smoke"]);
     // 15 heads; controls: one per head for z (the random head is read), the default head's
     // also carrying every head's h evaluations (one untrained pretrain, one stage).
     assert_eq!(v["controls"], 15);
     assert_eq!(v["pretrain_runs"], 30);
     assert_eq!(v["runs"].as_array().unwrap().len(), 30);
     // `--set control=false` drops them for this invocation; anything but a bool is refused.
-    let o = env.run(&[
-        "plan",
-        &spec_path("head_dims.yaml"),
-        "--profile",
-        "smoke",
-        "--set",
-        "control=false",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        (v["controls"].as_u64(), v["pretrain_runs"].as_u64()),
-        (Some(0), Some(15))
+    let v = plan_json(
+        &env,
+        "head_dims.yaml",
+        &["--profile", "smoke", "--set", "control=false"],
     );
+    assert_eq!(counts(&v), (Some(15), Some(0)));
     let o = env.run(&["plan", &spec_path("head_dims.yaml"), "--set", "control=off"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
@@ -58,19 +57,8 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
     );
     // Table 7's spec: one SimCLR pretrain per seed and its control ("from scratch"),
     // each evaluated by linear and by fine-tuning at 1% and 10% of the labels.
-    let o = env.run(&[
-        "plan",
-        &spec_path("few_labels.yaml"),
-        "--profile",
-        "smoke",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        (v["pretrain_runs"].as_u64(), v["controls"].as_u64()),
-        (Some(6), Some(3))
-    );
+    let v = plan_json(&env, "few_labels.yaml", &["--profile", "smoke"]);
+    assert_eq!(counts(&v), (Some(6), Some(3)));
     let o = env.run(&["plan", &spec_path("few_labels.yaml"), "--profile", "smoke"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
@@ -100,20 +88,9 @@ fn plan_lists_the_49_figure_5_cells_and_the_15_heads_and_writes_nothing() {
 #[test]
 fn plan_lists_figure_7s_encoders_with_a_control_per_encoder() {
     let env = Env::new(2);
-    let o = env.run(&[
-        "plan",
-        &spec_path("model_size.yaml"),
-        "--profile",
-        "smoke",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = plan_json(&env, "model_size.yaml", &["--profile", "smoke"]);
     // 3 depths x 2 widths x 2 methods, and one untrained encoder per depth and width.
-    assert_eq!(
-        (v["pretrain_runs"].as_u64(), v["controls"].as_u64()),
-        (Some(18), Some(6))
-    );
+    assert_eq!(counts(&v), (Some(18), Some(6)));
     assert!(!env.db().exists(), "plan must not create the database");
 }
 
@@ -132,13 +109,8 @@ fn plan_lists_table_3s_probes_for_both_pretrainings() {
         "{out}"
     );
     assert!(out.contains("op=rotate p=0.75"), "{out}");
-    let o = env.run(&["plan", &spec, "--json"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        (v["pretrain_runs"].as_u64(), v["controls"].as_u64()),
-        (Some(3), Some(1))
-    );
+    let v = plan_json(&env, "what_to_predict.yaml", &[]);
+    assert_eq!(counts(&v), (Some(3), Some(1)));
     assert!(!env.db().exists(), "plan must not create the database");
 }
 
