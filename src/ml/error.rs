@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum MlError {
     /// A data file is missing, truncated or corrupt.
-    #[error("data: {path}: {message}")]
+    #[error("data file or directory {path}: {message}")]
     Data { path: PathBuf, message: String },
     /// The configuration cannot be trained as given (e.g. batch larger than the subset).
     #[error("config: {0}")]
