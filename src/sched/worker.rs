@@ -598,6 +598,7 @@ impl Observer for StoreObserver<'_> {
         self.flush()?;
         let record = retry_transient(|| self.store.record_checkpoint(&self.run_id, c));
         self.rt.block_on(record)?;
+        crate::ml::fault::point("checkpoint_recorded");
         self.emit.send(&Event::Checkpoint {
             run: self.run_id.clone(),
             epoch: c.epoch,
