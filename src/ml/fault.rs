@@ -1,8 +1,8 @@
 //! Fault injection for crash tests: `SWEEP_FAULT=NAME:MARKER` makes the process SIGKILL
 //! itself the first time it reaches the point `NAME` (the marker file records that it
 //! happened, so the rerun goes through). Points: `checkpoint_write` (temp file written and
-//! fsynced, not yet renamed) and `checkpoint_recorded` (the worker has recorded a checkpoint
-//! in the store and not yet gone on). Without the variable this is one environment lookup.
+//! fsynced, not yet renamed) and `checkpoint_recorded@STEP` (the worker has recorded the
+//! checkpoint of global step STEP in the store and not yet gone on). Without the variable this is one environment lookup.
 
 /// Dies here (SIGKILL, like a lost machine) if `SWEEP_FAULT` names this point and its
 /// marker file does not exist yet.

@@ -598,7 +598,7 @@ impl Observer for StoreObserver<'_> {
         self.flush()?;
         let record = retry_transient(|| self.store.record_checkpoint(&self.run_id, c));
         self.rt.block_on(record)?;
-        crate::ml::fault::point("checkpoint_recorded");
+        crate::ml::fault::point(&format!("checkpoint_recorded@{}", c.step));
         self.emit.send(&Event::Checkpoint {
             run: self.run_id.clone(),
             epoch: c.epoch,

@@ -361,7 +361,7 @@ fn a_supervised_pretrain_killed_anywhere_resumes_to_the_uninterrupted_metrics_on
     let spec = spec.to_str().unwrap();
     // Started again from scratch after the fault (nothing was recorded), killed once its
     // epoch-2 checkpoint is recorded; the third attempt continues from that checkpoint.
-    let out = fault_kill_then_finish(&env, spec, "checkpoint at epoch 2");
+    let out = fault_kill_then_finish(&env, spec, 8);
     assert!(
         out.contains("pretrain: started (attempt 3, from step 8)"),
         "{out}"
@@ -374,27 +374,31 @@ fn a_supervised_pretrain_killed_anywhere_resumes_to_the_uninterrupted_metrics_on
     }
 }
 
-/// Kills `sweep run SPEC` twice, then runs it to the end and returns that last run's
-/// output: first a worker dies while writing its first checkpoint (`SWEEP_FAULT`: temp
-/// file written and fsynced, not renamed; SIGKILL from inside, like a lost machine), then
-/// the whole run is SIGKILLed from outside at the log line `needle`; the last run is the
-/// stage's third attempt, the most `--max-attempts` allows by default.
-fn fault_kill_then_finish(env: &Env, spec: &str, needle: &str) -> String {
-    let marker = env.path().join("fault-marker");
-    let o = env
-        .sweep()
-        .args(["run", spec, "--quiet"])
-        .env(
-            "SWEEP_FAULT",
-            format!("checkpoint_write:{}", marker.display()),
-        )
-        .output()
-        .unwrap();
-    assert!(marker.exists(), "the fault point was reached: {}", text(&o));
-    assert!(run_and_kill_at(env, spec, needle), "never saw `{needle}`");
+/// Kills a worker of `sweep run SPEC` twice, then runs the sweep to the end, and returns
+/// the output of the second and the last invocation: first a worker dies while writing its
+/// first checkpoint (`SWEEP_FAULT` `checkpoint_write`: temp file written and fsynced, not
+/// renamed; SIGKILL from inside, like a lost machine), then a worker dies right after it
+/// records the checkpoint of global step `step` (`checkpoint_recorded@STEP`); so the stage
+/// that died there ends on its third attempt, the most `--max-attempts` allows by default.
+/// Faults from inside, not a kill on a log line: a tiny stage can finish before a kill sent
+/// from outside lands.
+fn fault_kill_then_finish(env: &Env, spec: &str, step: usize) -> String {
+    let run_with_fault = |point: String, marker: &str| {
+        let marker = env.path().join(marker);
+        let o = env
+            .sweep()
+            .args(["run", spec])
+            .env("SWEEP_FAULT", format!("{point}:{}", marker.display()))
+            .output()
+            .unwrap();
+        assert!(marker.exists(), "{point} was reached: {}", text(&o));
+        text(&o)
+    };
+    run_with_fault("checkpoint_write".into(), "fault-write");
+    let second = run_with_fault(format!("checkpoint_recorded@{step}"), "fault-recorded");
     let o = env.run(&["run", spec]);
     assert!(o.status.success(), "{}", text(&o));
-    text(&o)
+    format!("{second}{}", text(&o))
 }
 
 /// A tiny sweep whose one evaluation fine-tunes on 40% of the 100 fixture labels (4 per
@@ -437,7 +441,7 @@ fn fine_tuning_killed_anywhere_resumes_to_the_uninterrupted_metrics_once() {
     // A worker dies writing its first fine-tuning checkpoint, then the run is killed once
     // a later one is recorded; the third attempt continues from the newest recorded one,
     // not from the start.
-    let out = fault_kill_then_finish(&env, spec, "checkpoint at epoch 3");
+    let out = fault_kill_then_finish(&env, spec, 12);
     assert!(
         out.contains("fine_tune-40%@h: started (attempt 3, from step "),
         "{out}"
@@ -502,7 +506,7 @@ fn a_probe_killed_after_a_checkpoint_resumes_to_the_uninterrupted_metrics_once()
         .args(["run", spec])
         .env(
             "SWEEP_FAULT",
-            format!("checkpoint_recorded:{}", marker.display()),
+            format!("checkpoint_recorded@4:{}", marker.display()),
         )
         .output()
         .unwrap();
