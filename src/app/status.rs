@@ -96,9 +96,11 @@ pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> 
         writeln!(o, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(exit::OK);
     }
+    // The stage column fits the longest label (`probe-color_vs_grayscale@h`), at least 10.
+    let w = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(10);
     writeln!(
         o,
-        "{:<12}  {:<10}  {:<8}  {:>3}  {:>7}  cell",
+        "{:<12}  {:<w$}  {:<8}  {:>3}  {:>7}  cell",
         "id", "stage", "state", "try", "top-1"
     )?;
     for r in &rows {
@@ -116,7 +118,7 @@ pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> 
             .unwrap_or_default();
         writeln!(
             o,
-            "{:<12}  {:<10}  {:<8}  {:>3}  {:>7}  {cell}",
+            "{:<12}  {:<w$}  {:<8}  {:>3}  {:>7}  {cell}",
             short_id(&r.id),
             r.label,
             r.state.as_str(),
