@@ -97,7 +97,12 @@ pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> 
         return Ok(exit::OK);
     }
     // The stage column fits the longest label (`probe-color_vs_grayscale@h`), at least 10.
-    let w = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max(10);
+    let w = rows
+        .iter()
+        .map(|r| r.label.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     writeln!(
         o,
         "{:<12}  {:<w$}  {:<8}  {:>3}  {:>7}  cell",
