@@ -310,14 +310,7 @@ impl AugmentedRun<'_> {
         let spe = n / bs;
         let total = spe * eval.epochs;
         let peak = eval.peak_lr(eval.batch_size);
-        let mut learner = fresh()?;
-        let mut pos = match self.resume(&mut learner, spe) {
-            Some(p) => p,
-            None => {
-                learner = fresh()?; // a failed restore may have changed some tensors
-                self.start(spe)
-            }
-        };
+        let (mut learner, mut pos) = self.resume_or_start(fresh, spe)?;
         let (h, w) = (train.height, train.width);
         while pos.epoch < eval.epochs {
             let epoch = pos.epoch;
@@ -378,7 +371,7 @@ impl AugmentedRun<'_> {
     }
 
     /// Where a run of `steps_per_epoch` steps an epoch starts.
-    pub(crate) fn start(&self, steps_per_epoch: usize) -> EvalCheckpointMeta {
+    fn start(&self, steps_per_epoch: usize) -> EvalCheckpointMeta {
         EvalCheckpointMeta {
             version: VERSION,
             epoch: 0,
@@ -392,9 +385,24 @@ impl AugmentedRun<'_> {
         }
     }
 
+    /// A learner from `fresh` restored from the newest usable checkpoint, and where it
+    /// stands; or a fresh learner at the start when no checkpoint restores.
+    pub(crate) fn resume_or_start<L: Checkpointed>(
+        &self,
+        fresh: &dyn Fn() -> Result<L, MlError>,
+        steps_per_epoch: usize,
+    ) -> Result<(L, EvalCheckpointMeta), MlError> {
+        let mut learner = fresh()?;
+        Ok(match self.resume(&mut learner, steps_per_epoch) {
+            Some(pos) => (learner, pos),
+            // A failed restore may have changed some tensors: start from a fresh learner.
+            None => (fresh()?, self.start(steps_per_epoch)),
+        })
+    }
+
     /// The position of the first checkpoint of `env.resume_from` that verifies and belongs
     /// to this evaluation, with the learner restored from it; `None` to start over.
-    pub(crate) fn resume(
+    fn resume(
         &self,
         learner: &mut dyn Checkpointed,
         steps_per_epoch: usize,

@@ -277,14 +277,7 @@ impl AugmentedRun<'_> {
             let opt = linear_head::optimizer(eval, mlp.params.clone());
             Ok(ProbeLearner { mlp, opt })
         };
-        let mut learner = fresh()?;
-        let mut pos = match self.resume(&mut learner, spe) {
-            Some(p) => p,
-            None => {
-                learner = fresh()?; // a failed restore may have changed some tensors
-                self.start(spe)
-            }
-        };
+        let (mut learner, mut pos) = self.resume_or_start(&fresh, spe)?;
         let ytr_t = Tensor::from_vec(ytr.iter().map(|&y| y as u32).collect::<Vec<_>>(), n, dev)
             .map_err(tensor_err)?;
         while pos.epoch < eval.epochs {
