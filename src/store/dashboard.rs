@@ -8,12 +8,14 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use sqlx::Row;
 
+use super::bulk::{real, Col};
 use super::error::Result;
 use super::records::*;
 use super::runs::{parse_stage, parse_state, run_record, RUN_COLUMNS, RUN_COLUMNS_WITHOUT_CONFIG};
-use super::{Backend, Store, IDS_PER_QUERY};
+use super::{AnyQuery, Backend, Store, IDS_PER_QUERY};
 
 impl Store {
     /// One stage by id, with its place in the first sweep (by name) that contains it;
@@ -75,16 +77,12 @@ impl Store {
              WHERE m.sweep = $1 AND r.stage <> 'pretrain' GROUP BY r.stage, r.config",
             self.id_list()
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(sweep)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(shared_config).collect()
+        self.shared_configs(&sql, |q| q.bind(sweep)).await
     }
 
     /// [`Store::sweep_configs`] for the stages `ids` (any sweep): a few queries of at
     /// most [`IDS_PER_QUERY`] ids each. Ids of no stage are absent.
-    pub async fn configs_of_stages(&self, ids: &[&str]) -> Result<Vec<SharedConfig>> {
+    pub async fn configs_of_stages<'q>(&self, ids: &[&'q str]) -> Result<Vec<SharedConfig>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
@@ -94,15 +92,37 @@ impl Store {
                 self.id_list(),
                 ph.join(",")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                out.push(shared_config(&row)?);
-            }
+            let bind = |mut q: AnyQuery<'q>| {
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q
+            };
+            out.extend(self.shared_configs(&sql, bind).await?);
         }
         Ok(out)
+    }
+
+    /// The configs `sql` selects as rows of (stage kind, config text, comma-joined ids),
+    /// its parameters bound by `bind`, in one bulk read.
+    async fn shared_configs<'q>(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> Result<Vec<SharedConfig>> {
+        let sql = self.bulk_sql(sql, &[Col::Value; 3]);
+        let rows: Vec<(String, String, String)> = self
+            .fetch_bulk(bind(sqlx::query(sqlx::AssertSqlSafe(sql))))
+            .await?;
+        (rows.into_iter())
+            .map(|(stage, text, ids)| {
+                Ok(SharedConfig {
+                    stage: parse_stage(&stage)?,
+                    text,
+                    ids: ids.split(',').map(String::from).collect(),
+                })
+            })
+            .collect()
     }
 
     /// The aggregate that joins a group's stage ids with commas (hex ids hold none).
@@ -115,10 +135,10 @@ impl Store {
 
     /// Every metric of every stage of `sweep` (only those named in `names`, when given),
     /// by stage id, in (name, step) order: one query instead of one per stage.
-    pub async fn sweep_metrics(
+    pub async fn sweep_metrics<'q>(
         &self,
-        sweep: &str,
-        names: Option<&[&str]>,
+        sweep: &'q str,
+        names: Option<&[&'q str]>,
     ) -> Result<HashMap<String, Vec<MetricRecord>>> {
         let filter = match names {
             Some(names) => {
@@ -131,22 +151,25 @@ impl Store {
             "SELECT x.run_id, x.name, x.step, x.value FROM sweep_runs m JOIN metrics x ON x.run_id = m.run_id \
              WHERE m.sweep = $1{filter}"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
-        for n in names.unwrap_or_default() {
-            q = q.bind(*n);
-        }
+        let bind = |mut q: AnyQuery<'q>| {
+            q = q.bind(sweep);
+            for n in names.unwrap_or_default() {
+                q = q.bind(*n);
+            }
+            q
+        };
         let mut out = HashMap::new();
-        collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
+        self.collect_metrics(&sql, bind, &mut out).await?;
         in_order(&mut out);
         Ok(out)
     }
 
     /// [`Store::sweep_metrics`] for the stages `ids` only (any sweep), by stage id: a few
     /// queries of at most [`IDS_PER_QUERY`] ids each. Stages without metrics are absent.
-    pub async fn metrics_of_stages(
+    pub async fn metrics_of_stages<'q>(
         &self,
-        ids: &[&str],
-        names: Option<&[&str]>,
+        ids: &[&'q str],
+        names: Option<&[&'q str]>,
     ) -> Result<HashMap<String, Vec<MetricRecord>>> {
         let names = names.unwrap_or_default();
         let mut out = HashMap::new();
@@ -166,11 +189,8 @@ impl Store {
                 "SELECT run_id, name, step, value FROM metrics WHERE run_id IN ({}){filter}",
                 ph(1, chunk.len()),
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for v in chunk.iter().chain(names) {
-                q = q.bind(*v);
-            }
-            collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
+            self.collect_metrics(&sql, binding(chunk, names), &mut out)
+                .await?;
         }
         in_order(&mut out);
         Ok(out)
@@ -180,42 +200,42 @@ impl Store {
     /// highest step), with how many steps it has, by stage id in name order: what a page
     /// that draws no curves shows (the last loss, the epochs done, a top-1), one row per
     /// metric of a stage instead of one per step. Stages without any are absent.
-    pub async fn sweep_last_metrics(
+    pub async fn sweep_last_metrics<'q>(
         &self,
-        sweep: &str,
-        names: &[&str],
+        sweep: &'q str,
+        names: &[&'q str],
     ) -> Result<HashMap<String, Vec<LastMetric>>> {
         let sql = self.last_metrics_sql(
             "(SELECT run_id FROM sweep_runs WHERE sweep = $1)",
             2,
             names.len(),
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
-        for n in names {
-            q = q.bind(*n);
-        }
+        let bind = |mut q: AnyQuery<'q>| {
+            q = q.bind(sweep);
+            for n in names {
+                q = q.bind(*n);
+            }
+            q
+        };
         let mut out = HashMap::new();
-        collect_last(q.fetch_all(&self.pool).await?, &mut out);
+        self.collect_last(&sql, bind, &mut out).await?;
         Ok(out)
     }
 
     /// [`Store::sweep_last_metrics`] for the stages `ids` only (any sweep): a few queries
     /// of at most [`IDS_PER_QUERY`] ids each.
-    pub async fn last_metrics_of_stages(
+    pub async fn last_metrics_of_stages<'q>(
         &self,
-        ids: &[&str],
-        names: &[&str],
+        ids: &[&'q str],
+        names: &[&'q str],
     ) -> Result<HashMap<String, Vec<LastMetric>>> {
         let mut out = HashMap::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql =
                 self.last_metrics_sql(&format!("({})", ph.join(",")), chunk.len() + 1, names.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for v in chunk.iter().chain(names) {
-                q = q.bind(*v);
-            }
-            collect_last(q.fetch_all(&self.pool).await?, &mut out);
+            self.collect_last(&sql, binding(chunk, names), &mut out)
+                .await?;
         }
         Ok(out)
     }
@@ -308,12 +328,7 @@ impl Store {
             "SELECT {RUN_COLUMNS_WITHOUT_CONFIG}, m.position, m.cell FROM runs r CROSS JOIN sweep_runs m \
              WHERE r.changed_seq > $2 AND m.sweep = $1 AND m.run_id = r.id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(sweep)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(run_record).collect()
+        self.stage_rows(&sql, |q| q.bind(sweep).bind(since)).await
     }
 
     /// Changes whenever stage `id` or one of its evaluations changes, or records a metric
@@ -336,32 +351,73 @@ impl Store {
     }
 }
 
-/// Rows of (stage id, name, step, value) into `out`, by stage id, in row order.
-fn collect_metrics(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<MetricRecord>>) {
-    for row in rows {
-        out.entry(row.get(0)).or_default().push(MetricRecord {
-            name: row.get(1),
-            step: row.get(2),
-            value: row.get(3),
-        });
+/// Binds `ids`, then `names`.
+fn binding<'q>(
+    ids: &'q [&'q str],
+    names: &'q [&'q str],
+) -> impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q> {
+    move |mut q| {
+        for v in ids.iter().chain(names) {
+            q = q.bind(*v);
+        }
+        q
     }
 }
 
-/// Rows of (stage id, name, step, value, steps) into `out`, by stage id, in name order.
-fn collect_last(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<LastMetric>>) {
-    for row in rows {
-        let steps: i64 = row.get(4);
-        out.entry(row.get(0)).or_default().push(LastMetric {
-            last: MetricRecord {
+/// A last-metric row: stage id, name, highest step, its value, steps.
+#[derive(Deserialize)]
+struct LastRow(
+    String,
+    String,
+    i64,
+    #[serde(deserialize_with = "real")] f64,
+    usize,
+);
+
+impl Store {
+    /// The rows of (stage id, name, step, value) `sql` selects into `out`, by stage id,
+    /// in row order. Row by row, not a bulk read: a sweep's every-step metrics grow with
+    /// its steps (a long run records a few per step), past what one value may hold.
+    async fn collect_metrics<'q>(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+        out: &mut HashMap<String, Vec<MetricRecord>>,
+    ) -> Result<()> {
+        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            out.entry(row.get(0)).or_default().push(MetricRecord {
                 name: row.get(1),
                 step: row.get(2),
                 value: row.get(3),
-            },
-            steps: steps as usize,
-        });
+            });
+        }
+        Ok(())
     }
-    for m in out.values_mut() {
-        m.sort_unstable_by(|a, b| a.last.name.cmp(&b.last.name));
+
+    /// The rows of (stage id, name, step, value, steps) `sql` selects into `out`, by
+    /// stage id, in name order: one bulk read.
+    async fn collect_last<'q>(
+        &self,
+        sql: &str,
+        bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+        out: &mut HashMap<String, Vec<LastMetric>>,
+    ) -> Result<()> {
+        let cols = [Col::Value, Col::Value, Col::Value, Col::Real, Col::Value];
+        let sql = self.bulk_sql(sql, &cols);
+        let rows: Vec<LastRow> = self
+            .fetch_bulk(bind(sqlx::query(sqlx::AssertSqlSafe(sql))))
+            .await?;
+        for LastRow(id, name, step, value, steps) in rows {
+            let last = MetricRecord { name, step, value };
+            out.entry(id).or_default().push(LastMetric { last, steps });
+        }
+        for m in out.values_mut() {
+            m.sort_unstable_by(|a, b| a.last.name.cmp(&b.last.name));
+        }
+        Ok(())
     }
 }
 
@@ -371,17 +427,6 @@ fn in_order(metrics: &mut HashMap<String, Vec<MetricRecord>>) {
     for m in metrics.values_mut() {
         m.sort_unstable_by(|a, b| (&a.name, a.step).cmp(&(&b.name, b.step)));
     }
-}
-
-/// A row of (stage kind, config text, comma-joined ids).
-fn shared_config(row: &sqlx::any::AnyRow) -> Result<SharedConfig> {
-    let stage: String = row.get(0);
-    let ids: String = row.get(2);
-    Ok(SharedConfig {
-        stage: parse_stage(&stage)?,
-        text: row.get(1),
-        ids: ids.split(',').map(String::from).collect(),
-    })
 }
 
 /// The integer columns of a token row, joined.

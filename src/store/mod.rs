@@ -10,6 +10,7 @@
 //! transactions). PostgreSQL: claims lock their row with `FOR UPDATE SKIP LOCKED`, so
 //! concurrent workers skip each other's candidates instead of waiting on them.
 
+mod bulk;
 mod dashboard;
 mod error;
 mod open;
@@ -27,6 +28,9 @@ pub const IDS_PER_QUERY: usize = 500;
 pub use records::*;
 
 use sqlx::AnyPool;
+
+/// A query on the `Any` driver, parameters bound or to bind.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Which database a store talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -92,9 +92,9 @@ impl Store {
                     return Ok(None);
                 }
                 let (opts, _) = sqlite_options(location, false)?;
-                sqlite_pool(&shown, opts.read_only(true), 2, false).await?
+                sqlite_pool(&shown, opts.read_only(true), 3, false).await?
             }
-            Backend::Postgres => pg_pool(location, &shown, 2, true).await?,
+            Backend::Postgres => pg_pool(location, &shown, 3, true).await?,
         };
         let store = Store {
             pool,

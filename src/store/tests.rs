@@ -173,6 +173,7 @@ both_backends!(
     slurm_jobs_are_recorded_per_sweep,
     dashboard_queries_follow_the_store,
     a_sweep_version_moves_with_each_change_and_names_the_stages_that_moved,
+    bulk_reads_return_every_value_exactly_as_a_row_read_does,
     concurrent_writers_stamp_changes_in_commit_order,
     a_first_view_reads_stages_and_each_distinct_config_once,
 );
@@ -701,6 +702,97 @@ async fn a_first_view_reads_stages_and_each_distinct_config_once(db: Db) {
         s.metrics_of_stages(&["p1"], None).await.unwrap()["p1"],
         in_order
     );
+    s.close().await;
+}
+
+/// The bulk reads (one JSON text per query) against the row-by-row reads: every string
+/// as stored (quotes, backslashes, newlines, non-ASCII, text that looks like JSON), every
+/// double bit for bit (SQLite's JSON writes only 15 digits: 0.1 + 0.2 would come back
+/// 0.3), infinities too (a diverged loss). Not -0.0: SQLite stores it as 0.
+async fn bulk_reads_return_every_value_exactly_as_a_row_read_does(db: Db) {
+    let s = db.open().await;
+    let hostile = "lab\"el\\ \n\t é 漢 {\"a\": [1]}";
+    let mut p1 = pretrain("p1");
+    p1.label = hostile.into();
+    p1.config = format!("{{\"note\": {}}}", serde_json::json!(hostile));
+    p1.cell = serde_json::json!({ "label": hostile }).to_string();
+    s.register(&sweep("a", "x"), &[p1, eval("e1", "p1"), pretrain("p2")])
+        .await
+        .unwrap();
+    let w = worker("w1");
+    assert_eq!(
+        s.claim(Some("a"), &w, 60_000, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .run
+            .id,
+        "p1"
+    );
+    let values = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        -1.234_567_890_123_456_7e-5,
+        5e-324,
+        1e-310,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        2.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    let metrics: Vec<MetricRecord> = (values.iter().enumerate())
+        .map(|(step, &value)| MetricRecord {
+            name: "epoch/loss".into(),
+            step: step as i64,
+            value,
+        })
+        .collect();
+    s.record_metrics("p1", &metrics).await.unwrap();
+    s.record_checkpoint("p1", &checkpoint()).await.unwrap();
+    assert!(s.finish("p1", &w, 0.1 + 0.2).await.unwrap());
+    assert_eq!(
+        s.claim(Some("a"), &w, 60_000, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .run
+            .id,
+        "e1"
+    );
+    s.fail("e1", &w, hostile, 1.0 / 3.0).await.unwrap();
+
+    let bits = |m: &[MetricRecord]| {
+        m.iter()
+            .map(|m| (m.step, m.value.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    let by_row = s.metrics("p1").await.unwrap();
+    assert_eq!(bits(&by_row), bits(&metrics), "the row read as recorded");
+    let bulk = s.sweep_metrics("a", None).await.unwrap();
+    assert_eq!(bits(&bulk["p1"]), bits(&metrics));
+    let of = s.metrics_of_stages(&["p1"], None).await.unwrap();
+    assert_eq!(bits(&of["p1"]), bits(&metrics));
+    let last = s.sweep_last_metrics("a", &["epoch/loss"]).await.unwrap();
+    let last = &last["p1"][0];
+    assert_eq!((last.last.step, last.steps), (9, values.len()));
+    assert_eq!(last.last.value, f64::NEG_INFINITY);
+
+    let bulk = s.sweep_runs("a").await.unwrap();
+    assert_eq!(bulk.len(), 3);
+    for r in &bulk {
+        let by_row = s.run(&r.id).await.unwrap().unwrap();
+        assert_eq!(r, &by_row, "stage {}", r.id);
+        assert_eq!(
+            r.compute_seconds.to_bits(),
+            by_row.compute_seconds.to_bits()
+        );
+    }
+    assert_eq!(bulk[0].label, hostile);
+    assert_eq!(bulk[0].compute_seconds.to_bits(), (0.1f64 + 0.2).to_bits());
+    assert_eq!(bulk[1].failure.as_deref(), Some(hostile));
+    let configs = s.configs_of_stages(&["p1"]).await.unwrap();
+    assert_eq!(configs[0].text, bulk[0].config);
     s.close().await;
 }
 
