@@ -248,10 +248,10 @@ fn draws_curves(rows: &[RunRecord]) -> bool {
 
 /// Every stage of the sweep (configs parsed into `cache`) and its metrics, under
 /// `version` (read before them: whatever changes meanwhile is read again next time).
-/// Three reads on the pool's two connections, in this order: the sweep's distinct
-/// configs (then parsed off the async threads), the last step of the metrics its tables
-/// need, and the stage rows without their configs; every step's metrics instead on a
-/// sweep small enough to draw its curves.
+/// Three bulk reads at once, one on each of the read-only pool's connections: the
+/// sweep's distinct configs (then parsed off the async threads), the last step of the
+/// metrics its tables need, and the stage rows without their configs; every step's
+/// metrics instead on a sweep small enough to draw its curves.
 async fn first_view(
     store: &Store,
     cache: &Cache,

@@ -28,9 +28,27 @@ pub(super) enum Col {
 }
 
 impl Store {
-    /// `query` (a SELECT of `cols.len()` columns, its parameters bound as usual) folded
-    /// into one row of one JSON text: an array with one array per row, in row order.
-    pub(super) fn bulk_sql(&self, query: &str, cols: &[Col]) -> String {
+    /// The rows `query` selects (`cols.len()` columns, its parameters bound by `bind`),
+    /// folded by the database into one JSON text, decoded as `T`s (a tuple struct whose
+    /// fields follow the columns).
+    pub(super) async fn fetch_bulk<'q, T: DeserializeOwned>(
+        &self,
+        query: &str,
+        cols: &[Col],
+        bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> Result<Vec<T>> {
+        let sql = self.bulk_sql(query, cols);
+        let text: String = bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("a row of unexpected shape: {e}")))
+    }
+
+    /// `query` folded into one row of one JSON text: an array with one array per row, in
+    /// row order.
+    fn bulk_sql(&self, query: &str, cols: &[Col]) -> String {
         let names: Vec<String> = (0..cols.len()).map(|i| format!("c{i}")).collect();
         let values: Vec<String> = (cols.iter().zip(&names))
             .map(|(col, name)| match (col, self.backend) {
@@ -50,17 +68,6 @@ impl Store {
             "WITH folded ({}) AS ({query}) SELECT {fold} FROM folded",
             names.join(", ")
         )
-    }
-
-    /// Runs a query built on [`Store::bulk_sql`] and decodes its rows as `T`s (a tuple
-    /// struct whose fields follow the columns).
-    pub(super) async fn fetch_bulk<T: DeserializeOwned>(
-        &self,
-        query: AnyQuery<'_>,
-    ) -> Result<Vec<T>> {
-        let text: String = query.fetch_one(&self.pool).await?.try_get(0)?;
-        serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("a row of unexpected shape: {e}")))
     }
 }
 

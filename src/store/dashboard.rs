@@ -110,10 +110,8 @@ impl Store {
         sql: &str,
         bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
     ) -> Result<Vec<SharedConfig>> {
-        let sql = self.bulk_sql(sql, &[Col::Value; 3]);
-        let rows: Vec<(String, String, String)> = self
-            .fetch_bulk(bind(sqlx::query(sqlx::AssertSqlSafe(sql))))
-            .await?;
+        let rows: Vec<(String, String, String)> =
+            self.fetch_bulk(sql, &[Col::Value; 3], bind).await?;
         (rows.into_iter())
             .map(|(stage, text, ids)| {
                 Ok(SharedConfig {
@@ -406,10 +404,7 @@ impl Store {
         out: &mut HashMap<String, Vec<LastMetric>>,
     ) -> Result<()> {
         let cols = [Col::Value, Col::Value, Col::Value, Col::Real, Col::Value];
-        let sql = self.bulk_sql(sql, &cols);
-        let rows: Vec<LastRow> = self
-            .fetch_bulk(bind(sqlx::query(sqlx::AssertSqlSafe(sql))))
-            .await?;
+        let rows: Vec<LastRow> = self.fetch_bulk(sql, &cols, bind).await?;
         for LastRow(id, name, step, value, steps) in rows {
             let last = MetricRecord { name, step, value };
             out.entry(id).or_default().push(LastMetric { last, steps });

@@ -85,6 +85,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(location);
         let shown = redact(location);
+        // Three connections: a dashboard's first view of a sweep makes three reads at once.
         let pool = match backend {
             Backend::Sqlite => {
                 let path = sqlite_path(location);

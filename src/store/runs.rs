@@ -239,10 +239,7 @@ impl Store {
         sql: &str,
         bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
     ) -> Result<Vec<RunRecord>> {
-        let sql = self.bulk_sql(sql, &RUN_ROW);
-        let rows: Vec<RunRow> = self
-            .fetch_bulk(bind(sqlx::query(sqlx::AssertSqlSafe(sql))))
-            .await?;
+        let rows: Vec<RunRow> = self.fetch_bulk(sql, &RUN_ROW, bind).await?;
         rows.into_iter().map(RunRecord::try_from).collect()
     }
 

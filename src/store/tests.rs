@@ -720,15 +720,15 @@ async fn bulk_reads_return_every_value_exactly_as_a_row_read_does(db: Db) {
         .await
         .unwrap();
     let w = worker("w1");
-    assert_eq!(
+    let claim = || async {
         s.claim(Some("a"), &w, 60_000, 3)
             .await
             .unwrap()
             .unwrap()
             .run
-            .id,
-        "p1"
-    );
+            .id
+    };
+    assert_eq!(claim().await, "p1");
     let values = [
         0.1 + 0.2,
         1.0 / 3.0,
@@ -751,15 +751,7 @@ async fn bulk_reads_return_every_value_exactly_as_a_row_read_does(db: Db) {
     s.record_metrics("p1", &metrics).await.unwrap();
     s.record_checkpoint("p1", &checkpoint()).await.unwrap();
     assert!(s.finish("p1", &w, 0.1 + 0.2).await.unwrap());
-    assert_eq!(
-        s.claim(Some("a"), &w, 60_000, 3)
-            .await
-            .unwrap()
-            .unwrap()
-            .run
-            .id,
-        "e1"
-    );
+    assert_eq!(claim().await, "e1");
     s.fail("e1", &w, hostile, 1.0 / 3.0).await.unwrap();
 
     let bits = |m: &[MetricRecord]| {
