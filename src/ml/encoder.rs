@@ -118,6 +118,19 @@ pub(crate) fn use_fast(x: &Tensor) -> bool {
         && kernels::kernels() == Kernels::Fast
 }
 
+/// ReLU with PyTorch's gradient: none where the input is exactly 0. candle's own `relu`
+/// passes it there (its backward is `ge(0)`), and exact zeros are common: with
+/// zero-initialised residual BatchNorm a block's sum before its ReLU is exactly 0 wherever
+/// its shortcut is, at step 0, so candle ops (CUDA) would train that BatchNorm unlike
+/// PyTorch and our CPU kernels. The same values forward; candle's own where no gradient
+/// is tracked.
+pub(crate) fn relu(x: &Tensor) -> Result<Tensor> {
+    if !x.track_op() {
+        return x.relu();
+    }
+    x.gt(0.0)?.where_cond(x, &x.zeros_like()?)
+}
+
 /// BN (training statistics if `train`) then ReLU if `relu`, fused on the fast path; the
 /// caller has checked [`use_fast`].
 pub(crate) fn bn_relu(x: &Tensor, bn: &BatchNorm, train: bool, relu: bool) -> Result<Tensor> {
@@ -126,7 +139,7 @@ pub(crate) fn bn_relu(x: &Tensor, bn: &BatchNorm, train: bool, relu: bool) -> Re
     }
     let y = bn.forward_t(x, false)?;
     if relu {
-        y.relu()
+        self::relu(&y)
     } else {
         Ok(y)
     }
@@ -214,7 +227,7 @@ impl ConvBn {
         }
         let y = self.bn.forward_t(&self.conv.forward(x)?, train)?;
         if relu {
-            y.relu()
+            self::relu(&y)
         } else {
             Ok(y)
         }
@@ -228,7 +241,7 @@ impl ConvBn {
         let w = self.conv.weight().to_dtype(x.dtype())?;
         let y = x.conv2d(&w, self.pad, self.stride, 1, 1)?;
         let y = self.bn.forward_t(&y.to_dtype(DType::F32)?, train)?;
-        let y = if relu { y.relu()? } else { y };
+        let y = if relu { self::relu(&y)? } else { y };
         y.to_dtype(x.dtype())
     }
 }
@@ -404,7 +417,7 @@ impl ResBlock {
         if use_fast(x) && kernels::fused_blocks() {
             return kernels::add_relu(&y, &short);
         }
-        (y + short)?.relu()
+        relu(&(y + short)?)
     }
 }
 
@@ -898,6 +911,17 @@ mod tests {
         let vb = seeded_var_builder(&map, 0, &Device::Cpu);
         assert!(Encoder::new(&enc(Arch::Convnet, Stem::Imagenet, 1), 3, vb.clone()).is_err());
         assert!(Encoder::new(&enc(Arch::Resnet18, Stem::Cifar, 0), 3, vb).is_err());
+    }
+
+    #[test]
+    fn relu_gives_no_gradient_at_exactly_zero_as_pytorch() {
+        let x = candle_core::Var::new(&[-1.0f32, 0.0, 2.0], &Device::Cpu).unwrap();
+        let y = relu(x.as_tensor()).unwrap();
+        assert_eq!(y.to_vec1::<f32>().unwrap(), [0.0, 0.0, 2.0]);
+        let grads = (y * 3.0).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = grads.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        // torch.relu: d/dx at 0 is 0 (candle's own `relu` gives 3 there).
+        assert_eq!(g, [0.0, 0.0, 3.0]);
     }
 
     #[test]

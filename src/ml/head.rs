@@ -20,7 +20,7 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{linear_no_bias, BatchNorm, Linear, VarBuilder};
 
 use super::config::{HeadConfig, HeadKind};
-use super::encoder::{bn, bn_relu, bn_with, use_fast};
+use super::encoder::{bn, bn_relu, bn_with, relu, use_fast};
 
 /// One layer: the linear map, then BatchNorm if any, then ReLU if `relu`.
 struct Layer {
@@ -122,7 +122,7 @@ impl Head {
                 } else {
                     let y = b.forward_t(&z, train)?;
                     if l.relu {
-                        y.relu()?
+                        relu(&y)?
                     } else {
                         y
                     }

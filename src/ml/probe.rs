@@ -35,6 +35,7 @@ use rand::Rng;
 use super::augment::{grayscale, random_noise, rotate90, sobel};
 use super::config::{ProbeTask, DEFAULT_PROBE_HIDDEN};
 use super::data::ImageSet;
+use super::encoder::relu;
 use super::error::tensor_err;
 use super::eval::{extract, standardize, top_k};
 use super::eval_aug::{prefixed, restored, under, AugmentedRun, Checkpointed, Flavour, Splits};
@@ -159,7 +160,7 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor, MlError> {
         x.matmul(self.t(0))
             .and_then(|y| y.broadcast_add(self.t(1)))
-            .and_then(|y| y.relu())
+            .and_then(|y| relu(&y))
             .and_then(|y| y.matmul(self.t(2)))
             .and_then(|y| y.broadcast_add(self.t(3)))
             .map_err(tensor_err)

@@ -319,21 +319,14 @@ mod tests {
     /// final variables, running statistics included.
     fn tiny_pretrain(
         k: Kernels,
-        arch: Arch,
+        enc: &EncoderConfig,
         steps: u64,
         dtype: DType,
     ) -> (Vec<f64>, Vec<(String, Vec<f64>)>) {
         with_kernels(k, || {
-            let enc = EncoderConfig {
-                arch,
-                stem: Stem::Cifar,
-                width: 1,
-                // Gamma 1: every conv of the residual blocks gets a gradient from step 0.
-                zero_init_residual: false,
-            };
             let map = VarMap::new();
             let vb = seeded_var_builder(&map, 11, &Device::Cpu).set_dtype(dtype);
-            let model = SimclrModel::new(vb, &enc, &HeadConfig::default(), 3).unwrap();
+            let model = SimclrModel::new(vb, enc, &HeadConfig::default(), 3).unwrap();
             let cfg = OptimizerConfig {
                 kind: OptimizerKind::Sgd,
                 weight_decay: 1e-4,
@@ -376,13 +369,28 @@ mod tests {
         })
     }
 
-    fn assert_same_run(arch: Arch, steps: u64, dtype: DType, loss_tol: f64, var_tol: f64) {
-        let (l1, v1) = tiny_pretrain(Kernels::Candle, arch, steps, dtype);
-        let (l2, v2) = tiny_pretrain(Kernels::Fast, arch, steps, dtype);
+    /// `zero_init_residual`: each residual block's last BatchNorm starts at gamma 0, so at
+    /// step 0 a block's sum before its ReLU is exactly 0 wherever its shortcut is: the
+    /// two paths agree only if both give a ReLU no gradient at exactly 0, as PyTorch does.
+    fn assert_same_run(
+        arch: Arch,
+        zero_init_residual: bool,
+        steps: u64,
+        dtype: DType,
+        (loss_tol, var_tol): (f64, f64),
+    ) {
+        let enc = EncoderConfig {
+            arch,
+            stem: Stem::Cifar,
+            width: 1,
+            zero_init_residual,
+        };
+        let (l1, v1) = tiny_pretrain(Kernels::Candle, &enc, steps, dtype);
+        let (l2, v2) = tiny_pretrain(Kernels::Fast, &enc, steps, dtype);
         for (a, b) in l1.iter().zip(&l2) {
             assert!(
                 (a - b).abs() <= loss_tol * a.abs(),
-                "{arch:?} {dtype:?} losses {l1:?} vs {l2:?}"
+                "{arch:?} zero-init {zero_init_residual} {dtype:?} losses {l1:?} vs {l2:?}"
             );
         }
         // Both paths moved the weights alike (running statistics included).
@@ -393,18 +401,21 @@ mod tests {
             let d = a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
             assert!(
                 d <= var_tol * scale,
-                "{arch:?} {dtype:?} {n1}: max diff {d} ({scale})"
+                "{arch:?} zero-init {zero_init_residual} {dtype:?} {n1}: max diff {d} ({scale})"
             );
         }
     }
 
     #[test]
     fn pretrain_with_fast_kernels_matches_candle_ops() {
-        // f64: the two paths agree to rounding through several optimizer steps.
-        assert_same_run(Arch::Convnet, 4, DType::F64, 1e-10, 1e-9);
-        assert_same_run(Arch::Resnet18, 2, DType::F64, 1e-10, 1e-9);
+        // f64: the two paths agree to rounding through several optimizer steps, with
+        // residual blocks that start as their shortcut (the default) and without.
+        let f64_tol = (1e-10, 1e-9);
+        assert_same_run(Arch::Convnet, false, 4, DType::F64, f64_tol);
+        assert_same_run(Arch::Resnet18, false, 2, DType::F64, f64_tol);
+        assert_same_run(Arch::Resnet18, true, 2, DType::F64, f64_tol);
         // f32, what training uses.
-        assert_same_run(Arch::Convnet, 4, DType::F32, 1e-4, 1e-3);
+        assert_same_run(Arch::Convnet, false, 4, DType::F32, (1e-4, 1e-3));
     }
 
     #[test]
