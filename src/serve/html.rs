@@ -29,6 +29,48 @@ impl fmt::Display for Esc<'_> {
     }
 }
 
+/// A paragraph of a report section's text, which is Markdown for the `.md` report: a
+/// list where every line starts with `- `, else a paragraph with its line breaks kept;
+/// `**bold**` in either. Escaped first, so markers are the only markup.
+pub fn report_text(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    match lines
+        .iter()
+        .map(|l| l.strip_prefix("- "))
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(items) if !items.is_empty() => {
+            let items: Vec<String> = (items.iter())
+                .map(|i| format!("<li>{}</li>", bold(&Esc(i).to_string())))
+                .collect();
+            format!("<ul>{}</ul>", items.concat())
+        }
+        _ => {
+            let lines: Vec<String> = lines.iter().map(|l| bold(&Esc(l).to_string())).collect();
+            format!("<p>{}</p>", lines.join("<br>"))
+        }
+    }
+}
+
+/// `**x**` as `<strong>x</strong>`; an unpaired `**` stays as it is.
+fn bold(escaped: &str) -> String {
+    let parts: Vec<&str> = escaped.split("**").collect();
+    if parts.len() % 2 == 0 {
+        return escaped.to_string();
+    }
+    let mut out = String::with_capacity(escaped.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<strong>");
+            out.push_str(part);
+            out.push_str("</strong>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 /// A URL path segment: unreserved characters kept, everything else percent-encoded.
 pub fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -163,6 +205,24 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
         assert_eq!(Esc("plain — text").to_string(), "plain — text");
+    }
+
+    #[test]
+    fn report_text_renders_its_lists_and_bold_and_escapes_the_rest() {
+        assert_eq!(
+            report_text("- a: **held** <b>\n- b: **not held**"),
+            "<ul><li>a: <strong>held</strong> &lt;b&gt;</li><li>b: <strong>not held</strong></li></ul>"
+        );
+        assert_eq!(
+            report_text("one **two**\n- three"),
+            "<p>one <strong>two</strong><br>- three</p>"
+        );
+        // An unpaired marker is text, and markup in a run's label stays text.
+        assert_eq!(report_text("a ** b"), "<p>a ** b</p>");
+        assert_eq!(
+            report_text("**<script>**"),
+            "<p><strong>&lt;script&gt;</strong></p>"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::store::{RunState, StageKind};
 use crate::vocab::{metric, short_id as short};
 
 use super::gather::{RunView, SweepOverview, SweepView, CURVES_MAX_RUNS};
-use super::html::{seg, table, Esc};
+use super::html::{report_text, seg, table, Esc};
 
 pub fn sweep_url(name: &str) -> String {
     format!("/sweep/{}", seg(name))
@@ -130,7 +130,7 @@ fn figure(f: &Figure) -> String {
 fn section(sec: &Section) -> String {
     let mut s = format!("<h2>{}</h2>", Esc(&sec.title));
     for t in &sec.text {
-        let _ = write!(s, "<p>{}</p>", Esc(t));
+        s.push_str(&report_text(t));
     }
     for f in &sec.figures {
         s.push_str(&figure(f));
