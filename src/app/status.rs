@@ -69,15 +69,17 @@ pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> 
         return Ok(exit::OK);
     };
     let runs = rt.block_on(store.sweep_runs(name))?;
+    // Each evaluation's top-1 at its last step (as the report reads it), in one query for
+    // the sweep rather than one per stage.
+    let last = rt.block_on(store.sweep_last_metrics(name, &[metric::EVAL_TOP1]))?;
     let mut rows = Vec::with_capacity(runs.len());
     for r in runs {
-        let top1 = if r.stage == StageKind::Eval {
-            rt.block_on(store.metrics(&r.id))?
-                .into_iter()
-                .find(|m| m.name == metric::EVAL_TOP1)
-                .map(|m| m.value)
-        } else {
-            None
+        let top1 = match r.stage {
+            StageKind::Eval => last
+                .get(&r.id)
+                .and_then(|m| m.first())
+                .map(|m| m.last.value),
+            StageKind::Pretrain => None,
         };
         rows.push(RunStatusJson {
             cell: serde_json::from_str(&r.cell).unwrap_or(serde_json::Value::Null),

@@ -53,6 +53,15 @@ fn a_tiny_sweep_runs_to_the_end_and_a_second_run_skips_everything() {
     let o = env.run(&["status", "t", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 6);
+    // Each evaluation's top-1 as the store holds it (its last step); pretrains have none.
+    for r in rows.as_array().unwrap() {
+        let id = r["id"].as_str().unwrap();
+        let stored = (m.iter().rev())
+            .find(|(k, _)| k.0 == id && k.1 == "eval/top1")
+            .map(|(_, v)| *v);
+        assert_eq!(r["top1"].as_f64(), stored, "{r}");
+        assert_eq!(stored.is_some(), r["stage"] == "eval", "{r}");
+    }
 
     let again = env.run(&["run", spec.to_str().unwrap()]);
     assert!(again.status.success(), "{}", text(&again));
