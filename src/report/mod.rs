@@ -22,6 +22,7 @@ mod stats;
 mod tables;
 mod tuning;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -234,38 +235,49 @@ fn runs_csv(data: &SweepData) -> String {
     ]
     .map(String::from)
     .to_vec();
-    let mut rows: Vec<Vec<(String, String)>> = Vec::new();
     let num = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_default();
-    for r in &data.runs {
-        let in_cell = |c: &&aggregate::CellData| c.runs.iter().any(|&i| data.runs[i].id == r.id);
-        let coords = |c: &aggregate::CellData| -> Vec<String> {
-            c.coords
-                .iter()
-                .map(|(k, v)| format!("{k}={}", aggregate::compact(v)))
-                .collect()
-        };
-        let cell = match data.cells.iter().find(in_cell) {
-            Some(c) => coords(c).join("; "),
-            None => data
-                .controls
-                .iter()
-                .find(in_cell)
-                .map(|c| {
-                    let mut parts = vec![format!(
-                        "{}={}",
-                        crate::spec::CONTROL_KEY,
-                        crate::spec::CONTROL_VALUE
-                    )];
-                    parts.extend(coords(c));
-                    parts.join("; ")
-                })
-                .unwrap_or_default(),
-        };
+    let coords = |c: &aggregate::CellData| -> Vec<String> {
+        c.coords
+            .iter()
+            .map(|(k, v)| format!("{k}={}", aggregate::compact(v)))
+            .collect()
+    };
+    // Each run's cell, by run index (a cell first, else a control): one pass over the
+    // cells rather than a search of every cell for every run.
+    let mut cell_of: Vec<Option<String>> = vec![None; data.runs.len()];
+    for c in &data.cells {
+        for &i in &c.runs {
+            cell_of[i].get_or_insert_with(|| coords(c).join("; "));
+        }
+    }
+    for c in &data.controls {
+        for &i in &c.runs {
+            cell_of[i].get_or_insert_with(|| {
+                let control = format!(
+                    "{}={}",
+                    crate::spec::CONTROL_KEY,
+                    crate::spec::CONTROL_VALUE
+                );
+                std::iter::once(control)
+                    .chain(coords(c))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+        }
+    }
+    // Columns in order of first appearance, with their index; each row's fields by
+    // column (the first value of a key a row repeats).
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, c) in columns.iter().enumerate() {
+        index.insert(c.clone(), i);
+    }
+    let mut rows: Vec<Vec<Option<String>>> = Vec::with_capacity(data.runs.len());
+    for (r, cell) in data.runs.iter().zip(cell_of) {
         let mut row = vec![
             ("run_id".to_string(), r.id.clone()),
             ("state".into(), r.state.as_str().into()),
             ("seed".into(), r.seed.to_string()),
-            ("cell".into(), cell),
+            ("cell".into(), cell.unwrap_or_default()),
             (
                 "compute_seconds".into(),
                 format!("{:.3}", r.compute_seconds),
@@ -288,23 +300,24 @@ fn runs_csv(data: &SweepData) -> String {
         for e in &r.evals {
             flatten(&format!("{}.config", e.label), &e.config, &mut row);
         }
-        for (k, _) in &row {
-            if !columns.contains(k) {
+        let mut fields: Vec<Option<String>> = Vec::new();
+        for (k, v) in row {
+            let next = columns.len();
+            let i = *index.entry(k).or_insert_with_key(|k| {
                 columns.push(k.clone());
+                next
+            });
+            if fields.len() <= i {
+                fields.resize(i + 1, None);
             }
+            fields[i].get_or_insert(v);
         }
-        rows.push(row);
+        rows.push(fields);
     }
     let mut s = csv_line(&columns);
     for row in rows {
-        let fields: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                row.iter()
-                    .find(|(k, _)| k == c)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            })
+        let fields: Vec<String> = (0..columns.len())
+            .map(|i| row.get(i).cloned().flatten().unwrap_or_default())
             .collect();
         s.push_str(&csv_line(&fields));
     }
