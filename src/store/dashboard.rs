@@ -82,7 +82,7 @@ impl Store {
 
     /// [`Store::sweep_configs`] for the stages `ids` (any sweep): a few queries of at
     /// most [`IDS_PER_QUERY`] ids each. Ids of no stage are absent.
-    pub async fn configs_of_stages<'q>(&self, ids: &[&'q str]) -> Result<Vec<SharedConfig>> {
+    pub async fn configs_of_stages(&self, ids: &[&str]) -> Result<Vec<SharedConfig>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
@@ -92,13 +92,7 @@ impl Store {
                 self.id_list(),
                 ph.join(",")
             );
-            let bind = |mut q: AnyQuery<'q>| {
-                for id in chunk {
-                    q = q.bind(*id);
-                }
-                q
-            };
-            out.extend(self.shared_configs(&sql, bind).await?);
+            out.extend(self.shared_configs(&sql, binding(chunk, &[])).await?);
         }
         Ok(out)
     }
@@ -133,10 +127,10 @@ impl Store {
 
     /// Every metric of every stage of `sweep` (only those named in `names`, when given),
     /// by stage id, in (name, step) order: one query instead of one per stage.
-    pub async fn sweep_metrics<'q>(
+    pub async fn sweep_metrics(
         &self,
-        sweep: &'q str,
-        names: Option<&[&'q str]>,
+        sweep: &str,
+        names: Option<&[&str]>,
     ) -> Result<HashMap<String, Vec<MetricRecord>>> {
         let filter = match names {
             Some(names) => {
@@ -149,25 +143,22 @@ impl Store {
             "SELECT x.run_id, x.name, x.step, x.value FROM sweep_runs m JOIN metrics x ON x.run_id = m.run_id \
              WHERE m.sweep = $1{filter}"
         );
-        let bind = |mut q: AnyQuery<'q>| {
-            q = q.bind(sweep);
-            for n in names.unwrap_or_default() {
-                q = q.bind(*n);
-            }
-            q
-        };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sweep);
+        for n in names.unwrap_or_default() {
+            q = q.bind(*n);
+        }
         let mut out = HashMap::new();
-        self.collect_metrics(&sql, bind, &mut out).await?;
+        collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
         in_order(&mut out);
         Ok(out)
     }
 
     /// [`Store::sweep_metrics`] for the stages `ids` only (any sweep), by stage id: a few
     /// queries of at most [`IDS_PER_QUERY`] ids each. Stages without metrics are absent.
-    pub async fn metrics_of_stages<'q>(
+    pub async fn metrics_of_stages(
         &self,
-        ids: &[&'q str],
-        names: Option<&[&'q str]>,
+        ids: &[&str],
+        names: Option<&[&str]>,
     ) -> Result<HashMap<String, Vec<MetricRecord>>> {
         let names = names.unwrap_or_default();
         let mut out = HashMap::new();
@@ -187,8 +178,11 @@ impl Store {
                 "SELECT run_id, name, step, value FROM metrics WHERE run_id IN ({}){filter}",
                 ph(1, chunk.len()),
             );
-            self.collect_metrics(&sql, binding(chunk, names), &mut out)
-                .await?;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for v in chunk.iter().chain(names) {
+                q = q.bind(*v);
+            }
+            collect_metrics(q.fetch_all(&self.pool).await?, &mut out);
         }
         in_order(&mut out);
         Ok(out)
@@ -217,6 +211,7 @@ impl Store {
         };
         let mut out = HashMap::new();
         self.collect_last(&sql, bind, &mut out).await?;
+        by_name(&mut out);
         Ok(out)
     }
 
@@ -235,6 +230,7 @@ impl Store {
             self.collect_last(&sql, binding(chunk, names), &mut out)
                 .await?;
         }
+        by_name(&mut out);
         Ok(out)
     }
 
@@ -373,30 +369,8 @@ struct LastRow(
 );
 
 impl Store {
-    /// The rows of (stage id, name, step, value) `sql` selects into `out`, by stage id,
-    /// in row order. Row by row, not a bulk read: a sweep's every-step metrics grow with
-    /// its steps (a long run records a few per step), past what one value may hold.
-    async fn collect_metrics<'q>(
-        &self,
-        sql: &str,
-        bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
-        out: &mut HashMap<String, Vec<MetricRecord>>,
-    ) -> Result<()> {
-        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .fetch_all(&self.pool)
-            .await?;
-        for row in rows {
-            out.entry(row.get(0)).or_default().push(MetricRecord {
-                name: row.get(1),
-                step: row.get(2),
-                value: row.get(3),
-            });
-        }
-        Ok(())
-    }
-
     /// The rows of (stage id, name, step, value, steps) `sql` selects into `out`, by
-    /// stage id, in name order: one bulk read.
+    /// stage id: one bulk read.
     async fn collect_last<'q>(
         &self,
         sql: &str,
@@ -409,10 +383,27 @@ impl Store {
             let last = MetricRecord { name, step, value };
             out.entry(id).or_default().push(LastMetric { last, steps });
         }
-        for m in out.values_mut() {
-            m.sort_unstable_by(|a, b| a.last.name.cmp(&b.last.name));
-        }
         Ok(())
+    }
+}
+
+/// Rows of (stage id, name, step, value) into `out`, by stage id, in row order. Row by
+/// row, not a bulk read: a sweep's every-step metrics grow with its steps (a long run
+/// records a few per step), past what one value may hold.
+fn collect_metrics(rows: Vec<sqlx::any::AnyRow>, out: &mut HashMap<String, Vec<MetricRecord>>) {
+    for row in rows {
+        out.entry(row.get(0)).or_default().push(MetricRecord {
+            name: row.get(1),
+            step: row.get(2),
+            value: row.get(3),
+        });
+    }
+}
+
+/// Each stage's last metrics in name order, sorted once after every read.
+fn by_name(last: &mut HashMap<String, Vec<LastMetric>>) {
+    for m in last.values_mut() {
+        m.sort_unstable_by(|a, b| a.last.name.cmp(&b.last.name));
     }
 }
 
