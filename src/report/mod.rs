@@ -315,10 +315,10 @@ fn runs_csv(data: &SweepData) -> String {
         rows.push(fields);
     }
     let mut s = csv_line(&columns);
-    for row in rows {
-        let fields: Vec<String> = (0..columns.len())
-            .map(|i| row.get(i).cloned().flatten().unwrap_or_default())
-            .collect();
+    for mut row in rows {
+        // A row made before later rows added columns is short: empty fields.
+        row.resize(columns.len(), None);
+        let fields: Vec<String> = row.into_iter().map(Option::unwrap_or_default).collect();
         s.push_str(&csv_line(&fields));
     }
     s
