@@ -3,10 +3,10 @@
 torchvision.transforms.v2.functional on uint8 CHW tensors (what bench/twin_torch.py feeds
 its RandomResizedCrop / ColorJitter / RandomGrayscale pipeline), with fixed parameters on
 small fixed images, plus the statistics of RandomResizedCrop.get_params over many draws.
-It writes src/ml/augment_goldens.json, which the Rust tests of
+It writes src/ml/augment/augment_goldens.json, which the Rust tests of
 src/ml/augment_torchvision.rs compare our ops against (they never need Python).
 
-    python bench/augment_goldens.py         # rewrites src/ml/augment_goldens.json
+    python bench/augment_goldens.py         # rewrites src/ml/augment/augment_goldens.json
 
 Images: `pattern(h, w)` below, HWC u8, the same formula as the Rust tests' `pattern`: a
 hash of the byte index, with every 7th pixel (in row-major order) set grey, so that the
@@ -138,7 +138,7 @@ def main():
         "centre_y_std": float(np.std(cy)),
     }
 
-    path = os.path.join(os.path.dirname(__file__), "..", "src", "ml", "augment_goldens.json")
+    path = os.path.join(os.path.dirname(__file__), "..", "src", "ml", "augment", "augment_goldens.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

@@ -2,11 +2,11 @@
 
 A plain, loop-per-anchor reference of every loss variant (Table 2 / Table 4 of Chen et al.
 2020 with the options of `LossConfig`), computed in float64 with autograd on fixed small
-inputs. It writes src/ml/loss_goldens.json: for each variant its config, inputs, loss value
+inputs. It writes src/ml/training/loss_goldens.json: for each variant its config, inputs, loss value
 and gradient with respect to z1 and z2, which the Rust unit tests compare against (they
 never need Python).
 
-    python bench/loss_goldens.py            # rewrites src/ml/loss_goldens.json
+    python bench/loss_goldens.py            # rewrites src/ml/training/loss_goldens.json
 
 Definitions (the module doc of src/ml/loss.rs says the same in words):
 - anchors are the 2N rows of cat(z1, z2); the positive of row i is row (i + N) mod 2N;
@@ -166,7 +166,7 @@ def check_well_posed(z1, z2, c):
 
 
 def main():
-    out = os.path.join(os.path.dirname(__file__), "..", "src", "ml", "loss_goldens.json")
+    out = os.path.join(os.path.dirname(__file__), "..", "src", "ml", "training", "loss_goldens.json")
     goldens = []
     for name, key, opts in CASES:
         c = dict(DEFAULTS, **opts)

@@ -17,7 +17,7 @@
 //! `augment` prints augmented views/s (SimCLR's default crop + colour, two views per
 //! image, 32x32) of: the host pipeline on one thread (`augment_pair`) and through the
 //! threaded loader (`view_batches`, `--threads`, default every core); the device pipeline
-//! (`ml::augment_device`, batches of `--batch`, on `--device`, default the first GPU when
+//! (`ml::augment::device`, batches of `--batch`, on `--device`, default the first GPU when
 //! the build has CUDA and one is there, else the CPU); torchvision's pipeline, one thread
 //! (`bench/step_torch.py augment`, with `$PYTHON` or `python3` when it has torchvision);
 //! and beside them the training step's demand at N = 512: 2 x `--step-pairs-per-s`
@@ -27,16 +27,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use simclr_sweep::ml::augment_device::DeviceImages;
+use simclr_sweep::ml::augment::device::DeviceImages;
 use simclr_sweep::ml::config::{
     Arch, AugmentConfig, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig, OptimizerKind,
     Stem,
 };
-use simclr_sweep::ml::data::{view_batches, ImageSet, Views};
-use simclr_sweep::ml::init::build_model;
+use simclr_sweep::ml::data::{view_batches, EpochViews, ImageSet, Views};
 use simclr_sweep::ml::kernels::{set_fused_blocks, set_kernels, Kernels};
-use simclr_sweep::ml::loss::contrastive_loss;
-use simclr_sweep::ml::optim::Optimizer;
+use simclr_sweep::ml::model::init::build_model;
+use simclr_sweep::ml::training::loss::contrastive_loss;
+use simclr_sweep::ml::training::optim::Optimizer;
 
 fn max_rss_mib() -> f64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -100,7 +100,7 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
         "cpu" => Device::Cpu,
         d => Device::new_cuda(d.strip_prefix("cuda:").unwrap_or(d).parse()?)?,
     };
-    // The run config's `precision` as the trainer applies it (ml::trainer): tf32 is
+    // The run config's `precision` as the trainer applies it (ml::training::trainer): tf32 is
     // candle's cuBLAS switch, bf16 casts the views (the encoder casts its f32 weights).
     let precision = argstr(args, "--precision", "f32");
     candle_core::cuda::set_gemm_reduced_precision_f32(precision == "tf32");
@@ -208,17 +208,16 @@ fn augment_bench(args: &[String]) -> anyhow::Result<()> {
     let loader = |threads: usize| -> anyhow::Result<f64> {
         let t0 = Instant::now();
         let mut views = 0;
-        for vb in view_batches(
-            Views::Pair,
-            set.clone(),
-            idx.clone(),
-            &aug,
-            0,
-            0,
-            batch,
-            0,
+        let epoch = EpochViews {
+            views: Views::Pair,
+            aug: &aug,
+            seed: 0,
+            epoch: 0,
+            batch_size: batch,
+            start_step: 0,
             threads,
-        )? {
+        };
+        for vb in view_batches(set.clone(), idx.clone(), &epoch)? {
             views += 2 * vb.n;
         }
         Ok(views as f64 / t0.elapsed().as_secs_f64())

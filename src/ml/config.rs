@@ -339,7 +339,7 @@ pub enum AugmentOn {
     #[default]
     Host,
     /// On the run's device: the training images held there as u8 and augmented by tensor
-    /// ops (`ml::augment_device`), parameters drawn by the same code from the same streams
+    /// ops (`ml::augment::device`), parameters drawn by the same code from the same streams
     /// as on the host. The views equal the host's up to float rounding (a pixel may differ
     /// by one level), so it is part of the run id. The official code augments on the
     /// accelerator too (TF ops in the input pipeline).

@@ -35,12 +35,13 @@ use super::config::{EvalConfig, EvalKind, EvalProtocol, FeatureSource, PretrainC
 use super::data::{self, ImageSet, Split};
 use super::error::{no_panic, tensor_err};
 use super::linear_head::{self, LinearHead};
-use super::loss::l2_normalize;
-use super::model::SimclrModel;
+use super::model::init;
 use super::observer::{Control, Observer};
 use super::rng::{self, Domain};
-use super::{eval_aug, finetune, init, probe};
+use super::{eval_aug, finetune, probe};
 use super::{Checkpoint, EvalOutcome, EvalResult, MlError, TrainEnv};
+use crate::ml::model::SimclrModel;
+use crate::ml::training::loss::l2_normalize;
 
 /// Evaluate a pretrain checkpoint: verify and load it, extract features, and score the
 /// linear classifier or the kNN vote on the test split; or stop when the observer asks.

@@ -35,18 +35,18 @@ use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::augment::random_crop;
 use super::checkpoint;
 use super::config::{EvalConfig, FeatureSource};
 use super::data::{self, ImageSet};
 use super::error::tensor_err;
 use super::eval::{extract, features, rank_of, top_k};
 use super::linear_head::{self, LinearHead};
-use super::model::SimclrModel;
 use super::observer::{Control, Observer};
-use super::optim::Optimizer;
 use super::rng::{self, Domain};
 use super::{Checkpoint, EvalOutcome, EvalResult, MlError, TrainEnv};
+use crate::ml::augment::random_crop;
+use crate::ml::model::SimclrModel;
+use crate::ml::training::optim::Optimizer;
 
 const VERSION: u32 = 1;
 const HEAD_PREFIX: &str = "head/";

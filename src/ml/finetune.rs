@@ -25,12 +25,12 @@ use super::config::{EvalConfig, PretrainConfig};
 use super::data::{self, ImageSet};
 use super::error::tensor_err;
 use super::eval_aug::{prefixed, under, AugmentedRun, Checkpointed, Flavour, Learner, Splits};
-use super::init;
 use super::linear_head::{self, LinearHead};
-use super::model::SimclrModel;
 use super::observer::Observer;
-use super::optim::Optimizer;
 use super::{Checkpoint, EvalOutcome, MlError, TrainEnv};
+use crate::ml::model::init;
+use crate::ml::model::SimclrModel;
+use crate::ml::training::optim::Optimizer;
 
 /// Fine-tuning's checkpoints, streams and progress label.
 pub(crate) const FINE_TUNE: Flavour = Flavour {
@@ -169,7 +169,7 @@ mod tests {
     use crate::ml::config::{AugOp, AugmentConfig, EvalKind};
     use crate::ml::eval::evaluate_on;
     use crate::ml::observer::NullObserver;
-    use crate::ml::{trainer, PretrainOutcome};
+    use crate::ml::{training::trainer, PretrainOutcome};
     use crate::test_support::images::random_images;
     use crate::test_support::{cpu_env, finished, EvalRecorder};
 

@@ -21,9 +21,9 @@ use rand_distr::{Distribution, Normal};
 
 use super::config::{EvalConfig, OptimizerConfig, OptimizerKind};
 use super::error::{classify, tensor_err};
-use super::optim::Optimizer;
 use super::rng::{self, Domain};
 use super::MlError;
+use crate::ml::training::optim::Optimizer;
 
 const BN_EPS: f64 = 1e-5;
 /// PyTorch's momentum (the official code's decay 0.9).

@@ -5,32 +5,22 @@
 //! structs (`config`) and a device, and reports through an [`observer::Observer`].
 
 pub mod augment;
-pub mod augment_device;
-#[cfg(test)]
-mod augment_torchvision;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
-pub mod encoder;
 pub mod error;
 pub mod eval;
 pub(crate) mod eval_aug;
 pub mod fault;
 pub(crate) mod finetune;
-pub mod head;
 pub mod heap;
-pub mod init;
 pub mod kernels;
 pub(crate) mod linear_head;
-pub mod loss;
 pub mod model;
 pub mod observer;
-pub mod optim;
 pub(crate) mod probe;
 pub mod rng;
-pub mod schedule;
-pub mod supervised;
-pub mod trainer;
+pub mod training;
 
 use std::path::PathBuf;
 
@@ -94,4 +84,4 @@ pub enum EvalOutcome {
 }
 
 pub use eval::evaluate;
-pub use trainer::pretrain;
+pub use training::trainer::pretrain;

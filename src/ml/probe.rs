@@ -32,19 +32,19 @@ use candle_core::{Device, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::augment::{grayscale, random_noise, rotate90, sobel};
 use super::config::{ProbeTask, DEFAULT_PROBE_HIDDEN};
 use super::data::ImageSet;
-use super::encoder::relu;
 use super::error::tensor_err;
 use super::eval::{extract, standardize, top_k};
 use super::eval_aug::{prefixed, restored, under, AugmentedRun, Checkpointed, Flavour, Splits};
 use super::linear_head::{self, cosine_lr};
-use super::model::SimclrModel;
 use super::observer::{Control, Observer};
-use super::optim::Optimizer;
 use super::rng::{self, Domain};
 use super::{EvalOutcome, EvalResult, MlError};
+use crate::ml::augment::{grayscale, random_noise, rotate90, sobel};
+use crate::ml::model::encoder::relu;
+use crate::ml::model::SimclrModel;
+use crate::ml::training::optim::Optimizer;
 
 /// Which split a labelled set is drawn from (a key of its streams).
 #[derive(Clone, Copy)]

@@ -13,7 +13,7 @@ use crate::ml::config::{
     AugOp, AugProtocol, EncoderConfig, EvalKind, HeadKind, LossKind, LrScaling, Method,
     PretrainConfig, ProbeTask, Stem,
 };
-use crate::ml::encoder::{param_count, IN_CHANNELS};
+use crate::ml::model::encoder::{param_count, IN_CHANNELS};
 use crate::store::MetricRecord;
 use crate::vocab::metric;
 

@@ -15,7 +15,9 @@ use crate::ml::config::{
 };
 use crate::ml::data::ImageSet;
 use crate::ml::observer::{Control, Observer, ObserverError};
-use crate::ml::{checkpoint, init, Checkpoint, Device, EvalOutcome, EvalResult, MlError, TrainEnv};
+use crate::ml::{
+    checkpoint, model::init, Checkpoint, Device, EvalOutcome, EvalResult, MlError, TrainEnv,
+};
 
 /// The smallest model a test trains: a width-1 ConvNet with the CIFAR stem and a
 /// 16-dimensional projection; everything else default.

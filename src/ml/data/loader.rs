@@ -125,25 +125,43 @@ pub enum Views {
     Single,
 }
 
-/// The batches of epoch `epoch` of `indices` (indices into `set`) from `start_step` to the
-/// end of the epoch, `views` views per image augmented by `aug` and prepared by `threads`
-/// background threads (0 counts as 1). Output does not depend on `threads`, and starting at
+/// Which batches of which epoch [`view_batches`] makes, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct EpochViews<'a> {
+    /// Two views per image (SimCLR) or one (the supervised baseline).
+    pub views: Views,
+    pub aug: &'a AugmentConfig,
+    /// The run's seed: data order and every augmentation draw derive from it.
+    pub seed: u64,
+    pub epoch: usize,
+    pub batch_size: usize,
+    /// The first step of the epoch to make (a resumed epoch starts past 0).
+    pub start_step: usize,
+    /// Background threads preparing batches (0 counts as 1).
+    pub threads: usize,
+}
+
+/// The batches of epoch `e.epoch` of `indices` (indices into `set`) from `e.start_step` to the
+/// end of the epoch, `e.views` views per image augmented by `e.aug` and prepared by
+/// `e.threads` background threads. Output does not depend on `threads`, and starting at
 /// `start_step = k` gives exactly the batches k.. of an epoch started at 0.
 ///
 /// Errors (`Config`) on a batch size of 0 or above the number of images, an index outside
 /// the set, a `start_step` past the end, or an invalid `aug`.
-#[allow(clippy::too_many_arguments)]
 pub fn view_batches(
-    views: Views,
     set: Arc<ImageSet>,
     indices: Arc<Vec<usize>>,
-    aug: &AugmentConfig,
-    seed: u64,
-    epoch: usize,
-    batch_size: usize,
-    start_step: usize,
-    threads: usize,
+    e: &EpochViews,
 ) -> Result<ViewBatches, MlError> {
+    let &EpochViews {
+        views,
+        aug,
+        seed,
+        epoch,
+        batch_size,
+        start_step,
+        threads,
+    } = e;
     let pair = views == Views::Pair;
     validate(aug)?;
     if batch_size == 0 || batch_size > indices.len() {
@@ -296,6 +314,24 @@ mod tests {
         crate::test_support::images::tiny_images(n, |i| (i * 13 % 251) as u8)
     }
 
+    /// Epoch 2 of seed 9 in batches of 5, from `start_step`, on `threads` threads.
+    fn epoch<'a>(
+        views: Views,
+        aug: &'a AugmentConfig,
+        start_step: usize,
+        threads: usize,
+    ) -> EpochViews<'a> {
+        EpochViews {
+            views,
+            aug,
+            seed: 9,
+            epoch: 2,
+            batch_size: 5,
+            start_step,
+            threads,
+        }
+    }
+
     fn all(
         set: &Arc<ImageSet>,
         idx: &Arc<Vec<usize>>,
@@ -304,15 +340,9 @@ mod tests {
         threads: usize,
     ) -> Vec<ViewBatch> {
         view_batches(
-            Views::Pair,
             set.clone(),
             idx.clone(),
-            aug,
-            9,
-            2,
-            5,
-            start,
-            threads,
+            &epoch(Views::Pair, aug, start, threads),
         )
         .unwrap()
         .collect()
@@ -325,7 +355,7 @@ mod tests {
         let aug = AugmentConfig::default();
         let pairs = all(&set, &idx, &aug, 0, 2);
         let single: Vec<ViewBatch> =
-            view_batches(Views::Single, set.clone(), idx, &aug, 9, 2, 5, 1, 3)
+            view_batches(set.clone(), idx, &epoch(Views::Single, &aug, 1, 3))
                 .unwrap()
                 .collect();
         assert_eq!(single.len(), pairs.len() - 1, "resumed at step 1");
@@ -361,13 +391,20 @@ mod tests {
             assert_ne!(b.v1, b.v2);
         }
         // Another epoch: another order and other views.
-        let e3: Vec<_> = view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 9, 3, 5, 0, 2)
+        let e3 = EpochViews {
+            epoch: 3,
+            ..epoch(Views::Pair, &aug, 0, 2)
+        };
+        let e3: Vec<_> = view_batches(set.clone(), idx.clone(), &e3)
             .unwrap()
             .collect();
         assert_ne!(e3[0].v1, one[0].v1);
         // Dropping the iterator early ends the workers (no hang).
-        let mut it =
-            view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 9, 2, 1, 0, 3).unwrap();
+        let one_per_batch = EpochViews {
+            batch_size: 1,
+            ..epoch(Views::Pair, &aug, 0, 3)
+        };
+        let mut it = view_batches(set.clone(), idx.clone(), &one_per_batch).unwrap();
         it.next().unwrap();
         drop(it);
     }
@@ -381,7 +418,13 @@ mod tests {
             ops: vec![AugOp::Rotate],
             ..AugmentConfig::default()
         };
-        let b = view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 1, 0, 10, 0, 2)
+        let e = EpochViews {
+            seed: 1,
+            epoch: 0,
+            batch_size: 10,
+            ..epoch(Views::Pair, &aug, 0, 2)
+        };
+        let b = view_batches(set.clone(), idx.clone(), &e)
             .unwrap()
             .next()
             .unwrap();
@@ -411,26 +454,18 @@ mod tests {
             .collect();
         assert_eq!(sizes, vec![3, 3, 1]);
         let aug = AugmentConfig::default();
-        assert!(view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 0, 0, 8, 0, 1).is_err());
-        assert!(view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 0, 0, 0, 0, 1).is_err());
-        assert!(view_batches(
-            Views::Pair,
-            set.clone(),
-            Arc::new(vec![0, 99]),
-            &aug,
-            0,
-            0,
-            1,
-            0,
-            1
-        )
-        .is_err());
-        assert!(view_batches(Views::Pair, set.clone(), idx.clone(), &aug, 0, 0, 2, 4, 1).is_err());
-        assert_eq!(
-            view_batches(Views::Pair, set, idx, &aug, 0, 0, 2, 3, 1)
-                .unwrap()
-                .count(),
-            0
-        );
+        let at = |batch_size, start_step| EpochViews {
+            seed: 0,
+            epoch: 0,
+            batch_size,
+            start_step,
+            threads: 1,
+            ..epoch(Views::Pair, &aug, 0, 1)
+        };
+        assert!(view_batches(set.clone(), idx.clone(), &at(8, 0)).is_err());
+        assert!(view_batches(set.clone(), idx.clone(), &at(0, 0)).is_err());
+        assert!(view_batches(set.clone(), Arc::new(vec![0, 99]), &at(1, 0)).is_err());
+        assert!(view_batches(set.clone(), idx.clone(), &at(2, 4)).is_err());
+        assert_eq!(view_batches(set, idx, &at(2, 3)).unwrap().count(), 0);
     }
 }

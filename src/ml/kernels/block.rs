@@ -210,21 +210,40 @@ fn masked_sums<T: Real>(g: &mut [T], c: &[T], a: T, s: T, mu: T, relu: bool) -> 
     (sg, sgx)
 }
 
+/// What one block's forward pass leaves for its backward.
+#[derive(Clone, Copy)]
+pub(super) struct BlockForward<'a, T> {
+    /// The block's input `[B, Cin, H, W]`.
+    pub(super) x: &'a [T],
+    /// The conv's weights `[Cout, Cin, k, k]`.
+    pub(super) w: &'a [T],
+    /// BatchNorm's gamma then beta, as f64.
+    pub(super) gb: &'a [f64],
+    /// The batch statistics the forward normalised with.
+    pub(super) saved: &'a Saved,
+    /// The conv's output `[B, Cout, OH, OW]`.
+    pub(super) c: &'a [T],
+    pub(super) g: &'a Geom,
+    pub(super) cfg: Cfg,
+}
+
 /// Backward of one block: adds dx (`[B, Cin, H, W]`) into `dx` if given, and writes
 /// `[dw; dgamma; dbeta]` into `dparams`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn backward_into<T: Real>(
+    fwd: BlockForward<T>,
     dout: &[T],
-    x: &[T],
-    w: &[T],
-    gb: &[f64],
-    saved: &Saved,
-    c: &[T],
-    g: &Geom,
-    cfg: Cfg,
     dx: Option<&mut [T]>,
     dparams: &mut [T],
 ) {
+    let BlockForward {
+        x,
+        w,
+        gb,
+        saved,
+        c,
+        g,
+        cfg,
+    } = fwd;
     let d = Dims {
         b: g.b,
         c: g.cout,
@@ -408,7 +427,16 @@ impl Kernel<3> for BlockBwd {
         let (dx, dparams) = out.split_at_mut(nx);
         let dx = self.need_dx.then_some(dx);
         let c = sv.c(self.name())?;
-        backward_into(dy, x, w, &self.gb, sv, c, g, cfg, dx, dparams);
+        let fwd = BlockForward {
+            x,
+            w,
+            gb: &self.gb,
+            saved: sv,
+            c,
+            g,
+            cfg,
+        };
+        backward_into(fwd, dy, dx, dparams);
         let n = out.len();
         Ok((out, Shape::from(n)))
     }
@@ -559,7 +587,7 @@ mod tests {
     fn params(cin: usize, cout: usize, k: usize, dtype: DType, seed: u64) -> (VarMap, BatchNorm) {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, dtype, &Device::Cpu);
-        let bn = crate::ml::encoder::bn(cout, vb.pp("bn")).unwrap();
+        let bn = crate::ml::model::encoder::bn(cout, vb.pp("bn")).unwrap();
         map.get(
             (cout, cin, k, k),
             "w",

@@ -126,19 +126,15 @@ fn forward<T: Real>(
     (y, mean, var)
 }
 
-/// Packed `[dx (numel), dgamma (C), dbeta (C)]`.
-#[allow(clippy::too_many_arguments)]
-fn backward<T: Real>(
-    x: &[T],
-    dy: &[T],
-    y: &[T],
-    gamma: &[f64],
-    mean: &[f64],
-    var: &[f64],
-    d: Dims,
-    eps: f64,
-    relu: bool,
-) -> Vec<T> {
+/// Packed `[dx (numel), dgamma (C), dbeta (C)]` of the forward that saved `bwd`'s statistics.
+fn backward<T: Real>(bwd: &BnBwd, [x, dy, y]: [&[T]; 3], d: Dims) -> Vec<T> {
+    let BnBwd {
+        eps,
+        relu,
+        ref gamma,
+        ref mean,
+        ref var,
+    } = *bwd;
     let m = d.m() as f64;
     let n = x.len();
     let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
@@ -283,8 +279,7 @@ impl Kernel<3> for BnBwd {
 
     fn run<T: Real>(&self, [x, dy, y]: [&[T]; 3], dims: [&[usize]; 3]) -> Result<(Vec<T>, Shape)> {
         let d = Dims::of(dims[0])?;
-        let (g, m, v) = (&self.gamma, &self.mean, &self.var);
-        let out = backward(x, dy, y, g, m, v, d, self.eps, self.relu);
+        let out = backward(self, [x, dy, y], d);
         Ok((out, Shape::from(x.len() + 2 * d.c)))
     }
 }
@@ -362,7 +357,7 @@ mod tests {
     fn new_bn(c: usize, dtype: DType, seed: u64) -> (VarMap, BatchNorm) {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, dtype, &Device::Cpu);
-        let bn = crate::ml::encoder::bn(c, vb).unwrap();
+        let bn = crate::ml::model::encoder::bn(c, vb).unwrap();
         // Non-trivial affine parameters and running statistics.
         for (name, s) in [("weight", 1), ("bias", 2), ("running_mean", 3)] {
             let v = map.data().lock().unwrap().get(name).unwrap().clone();

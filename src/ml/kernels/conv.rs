@@ -242,24 +242,36 @@ fn col2im<T: Real>(col: &[T], g: &Geom, x: &mut [T], ld: usize, off: usize) {
     }
 }
 
-/// Row-major `dst [m, n] (+)= a [m, k] x b [k, n]` with explicit row / column strides of a
-/// and b (so transposes are free). Single-threaded: callers parallelise over images.
+/// A read-only matrix operand of [`mm`]: its first element and its row and column strides
+/// (so a transpose is a swap of the strides, never a copy).
+#[derive(Clone, Copy)]
+struct Operand<T> {
+    ptr: *const T,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<T> Operand<T> {
+    fn new(ptr: *const T, row_stride: usize, col_stride: usize) -> Self {
+        Self {
+            ptr,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+/// Row-major `dst [m, n] (+)= a [m, k] x b [k, n]` (`dst` contiguous). Single-threaded:
+/// callers parallelise over images.
 ///
 /// # Safety
 /// The pointers must address matrices of the given shapes and strides.
-#[allow(clippy::too_many_arguments)]
 unsafe fn mm<T: Real>(
-    m: usize,
-    n: usize,
-    k: usize,
+    [m, n, k]: [usize; 3],
     dst: *mut T,
     accumulate: bool,
-    a: *const T,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const T,
-    b_rs: usize,
-    b_cs: usize,
+    a: Operand<T>,
+    b: Operand<T>,
 ) {
     gemm::gemm(
         m,
@@ -269,12 +281,12 @@ unsafe fn mm<T: Real>(
         1,
         n as isize,
         accumulate,
-        a,
-        a_cs as isize,
-        a_rs as isize,
-        b,
-        b_cs as isize,
-        b_rs as isize,
+        a.ptr,
+        a.col_stride as isize,
+        a.row_stride as isize,
+        b.ptr,
+        b.col_stride as isize,
+        b.row_stride as isize,
         if accumulate { T::ONE } else { T::ZERO },
         T::ONE,
         false,
@@ -374,7 +386,15 @@ pub(super) fn forward<T: Real>(x: &[T], w: &[T], g: &Geom) -> Vec<T> {
             tmp.as_mut_ptr()
         };
         // SAFETY: w is [cout, kk], col is [kk, ld], the destination [cout, ld].
-        unsafe { mm(cout, ld, kk, dst, false, w.as_ptr(), kk, 1, colp, ld, 1) };
+        unsafe {
+            mm(
+                [cout, ld, kk],
+                dst,
+                false,
+                Operand::new(w.as_ptr(), kk, 1),
+                Operand::new(colp, ld, 1),
+            )
+        };
         if nb > 1 {
             scatter(tmp, cout, ohw, nb, yg);
         }
@@ -409,7 +429,15 @@ pub(super) fn grad_input_into<T: Real>(dy: &[T], w: &[T], g: &Geom, dx: &mut [T]
         };
         // W^T [kk, cout]: row stride 1, column stride kk; dy group [cout, ld].
         // SAFETY: shapes as stated.
-        unsafe { mm(kk, ld, cout, dst, direct, w.as_ptr(), 1, kk, dyp, ld, 1) };
+        unsafe {
+            mm(
+                [kk, ld, cout],
+                dst,
+                direct,
+                Operand::new(w.as_ptr(), 1, kk),
+                Operand::new(dyp, ld, 1),
+            )
+        };
         if !direct {
             for i in 0..nb {
                 col2im(dcol, g, &mut dxg[i * img_in..(i + 1) * img_in], ld, i * ohw);
@@ -452,17 +480,11 @@ pub(super) fn grad_weight<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
                 // SAFETY: shapes as stated.
                 unsafe {
                     mm(
-                        kk,
-                        cout,
-                        ld,
+                        [kk, cout, ld],
                         acc.as_mut_ptr(),
                         first_done,
-                        colp,
-                        ld,
-                        1,
-                        dyp,
-                        1,
-                        ld,
+                        Operand::new(colp, ld, 1),
+                        Operand::new(dyp, 1, ld),
                     )
                 };
                 first_done = true;

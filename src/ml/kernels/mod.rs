@@ -295,10 +295,10 @@ mod tests {
     use crate::ml::config::{
         Arch, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig, OptimizerKind, Stem,
     };
-    use crate::ml::init::seeded_var_builder;
-    use crate::ml::loss::contrastive_loss;
+    use crate::ml::model::init::seeded_var_builder;
     use crate::ml::model::SimclrModel;
-    use crate::ml::optim::Optimizer;
+    use crate::ml::training::loss::contrastive_loss;
+    use crate::ml::training::optim::Optimizer;
     use candle_core::{DType, Device, Tensor};
     use candle_nn::VarMap;
 

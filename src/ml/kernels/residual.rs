@@ -23,7 +23,8 @@ use candle_nn::BatchNorm;
 use rayon::prelude::*;
 
 use super::block::{
-    self, activation, add_relu_in_place, affine, split_dx, take_saved, Cfg, ReluMask, Saved, Stash,
+    self, activation, add_relu_in_place, affine, split_dx, take_saved, BlockForward, Cfg, ReluMask,
+    Saved, Stash,
 };
 use super::bn::update_running;
 use super::conv::Geom;
@@ -203,7 +204,17 @@ fn backward<T: Real>(
         let cfg = s.cfg(i + 1 < n);
         if i == 0 {
             let dx = need_dx.then_some(&mut *dx);
-            block::backward_into(dout, x, w, &gb, sv, sv.c(what)?, g, cfg, dx, dparams);
+            let c = sv.c(what)?;
+            let fwd = BlockForward {
+                x,
+                w,
+                gb: &gb,
+                saved: sv,
+                c,
+                g,
+                cfg,
+            };
+            block::backward_into(fwd, dout, dx, dparams);
         } else {
             // The previous conv's activation, recomputed from its saved output.
             let (ps, pv) = (&plan.main[i - 1], &state.main[i - 1]);
@@ -212,7 +223,16 @@ fn backward<T: Real>(
             let input = activation(pv.c::<T>(what)?, gs.main[i - 1].ohw(), &a, &sh, true);
             let mut din = vec![T::ZERO; input.len()];
             let c = sv.c(what)?;
-            block::backward_into(dout, &input, w, &gb, sv, c, g, cfg, Some(&mut din), dparams);
+            let fwd = BlockForward {
+                x: &input,
+                w,
+                gb: &gb,
+                saved: sv,
+                c,
+                g,
+                cfg,
+            };
+            block::backward_into(fwd, dout, Some(&mut din), dparams);
             d = Some(din);
         }
     }
@@ -223,7 +243,16 @@ fn backward<T: Real>(
             let gb = to_f64(gb);
             let dparams = &mut dp[offs[n]..offs[n] + s.len()];
             let dx = need_dx.then_some(dx);
-            block::backward_into(gm, x, w, &gb, sv, sv.c(what)?, g, s.cfg(false), dx, dparams);
+            let fwd = BlockForward {
+                x,
+                w,
+                gb: &gb,
+                saved: sv,
+                c: sv.c(what)?,
+                g,
+                cfg: s.cfg(false),
+            };
+            block::backward_into(fwd, gm, dx, dparams);
         }
         _ if need_dx => {
             dx.par_chunks_mut(1 << 14)
@@ -421,7 +450,7 @@ mod tests {
         let vb = VarBuilder::from_varmap(&map, dtype, &Device::Cpu);
         let mut bns = Vec::new();
         for (i, &(cin, cout, k, _)) in case.main.iter().chain(&case.down).enumerate() {
-            bns.push(crate::ml::encoder::bn(cout, vb.pp(format!("bn{i}"))).unwrap());
+            bns.push(crate::ml::model::encoder::bn(cout, vb.pp(format!("bn{i}"))).unwrap());
             let init = candle_nn::Init::Const(0.0);
             map.get(
                 (cout, cin, k, k),

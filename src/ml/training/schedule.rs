@@ -5,7 +5,7 @@
 //! `lr = peak * step / warmup_steps` (0 at step 0), after it
 //! `lr = peak * 0.5 * (1 + cos(pi * (step - warmup_steps) / (total_steps - warmup_steps)))`.
 
-use super::config::OptimizerConfig;
+use crate::ml::config::OptimizerConfig;
 
 /// Number of warmup steps: `floor(warmup_epochs * steps_per_epoch)`.
 pub fn warmup_steps(cfg: &OptimizerConfig, steps_per_epoch: usize) -> usize {

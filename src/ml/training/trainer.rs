@@ -22,19 +22,19 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use candle_nn::{Linear, VarMap};
 
-use super::augment_device::DeviceImages;
-use super::checkpoint::{self, resume_key, CheckpointMeta, LoadedCheckpoint};
-use super::config::{AugmentOn, Method, Precision, PretrainConfig};
-use super::data::{self, ImageSet, Split};
-use super::error::{classify, no_panic, tensor_err};
-use super::init;
-use super::loss;
-use super::model::SimclrModel;
-use super::observer::{Control, EpochMetrics, Observer, StepMetrics};
-use super::optim::Optimizer;
-use super::schedule::lr_at;
-use super::supervised;
-use super::{Checkpoint, MlError, PretrainOutcome, TrainEnv};
+use crate::ml::augment::device::DeviceImages;
+use crate::ml::checkpoint::{self, resume_key, CheckpointMeta, LoadedCheckpoint};
+use crate::ml::config::{AugmentOn, Method, Precision, PretrainConfig};
+use crate::ml::data::{self, ImageSet, Split};
+use crate::ml::error::{classify, no_panic, tensor_err};
+use crate::ml::model::init;
+use crate::ml::model::SimclrModel;
+use crate::ml::observer::{Control, EpochMetrics, Observer, StepMetrics};
+use crate::ml::training::loss;
+use crate::ml::training::optim::Optimizer;
+use crate::ml::training::schedule::lr_at;
+use crate::ml::training::supervised;
+use crate::ml::{Checkpoint, MlError, PretrainOutcome, TrainEnv};
 
 /// Pretrain a SimCLR model: load the training split (`cfg.dataset`, `env.data_path`),
 /// optionally a class-balanced subset of it (`train_subset`, seeded by `cfg.seed`), resume
@@ -266,15 +266,17 @@ impl<'a> Run<'a> {
             AugmentOn::Host => {
                 let (h, w, device) = (self.set.height, self.set.width, self.env.device.clone());
                 let batches = data::view_batches(
-                    views,
                     self.set.clone(),
                     self.indices.clone(),
-                    &cfg.augment,
-                    cfg.seed,
-                    epoch,
-                    cfg.batch_size,
-                    pos.step_in_epoch,
-                    self.env.loader_threads,
+                    &data::EpochViews {
+                        views,
+                        aug: &cfg.augment,
+                        seed: cfg.seed,
+                        epoch,
+                        batch_size: cfg.batch_size,
+                        start_step: pos.step_in_epoch,
+                        threads: self.env.loader_threads,
+                    },
                 )?;
                 Box::new(batches.map(move |b| {
                     let t = |v: Vec<f32>| Tensor::from_vec(v, (b.n, 3, h, w), &device);

@@ -2,14 +2,14 @@
 //! both the representation h = f(x) (used for evaluation) and z = g(h) (fed to the
 //! contrastive loss) are returned. Variables live under `encoder.` and `head.`.
 //!
-//! Build it with [`super::init::build_model`] for deterministic weights.
+//! Build it with [`crate::ml::model::init::build_model`] for deterministic weights.
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::config::{EncoderConfig, HeadConfig};
-use super::encoder::Encoder;
-use super::head::Head;
+use crate::ml::config::{EncoderConfig, HeadConfig};
+use crate::ml::model::encoder::Encoder;
+use crate::ml::model::head::Head;
 
 pub struct SimclrModel {
     encoder: Encoder,
@@ -60,7 +60,7 @@ impl SimclrModel {
 #[cfg(test)]
 mod tests {
     use crate::ml::config::{Arch, EncoderConfig, HeadConfig, HeadKind, Stem};
-    use crate::ml::init::build_model;
+    use crate::ml::model::init::build_model;
     use candle_core::{DType, Device, Tensor};
 
     fn convnet() -> EncoderConfig {

@@ -31,10 +31,10 @@ use candle_nn::{Init, Linear, VarBuilder, VarMap};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
-use super::config::{EncoderConfig, HeadConfig, InitScheme, Method, PretrainConfig};
-use super::model::SimclrModel;
-use super::rng::{self, Domain};
-use super::supervised;
+use super::classifier;
+use crate::ml::config::{EncoderConfig, HeadConfig, InitScheme, Method, PretrainConfig};
+use crate::ml::model::SimclrModel;
+use crate::ml::rng::{self, Domain};
 
 /// A `VarBuilder` backend: get-or-create in `map`, creating from the seeded stream of the
 /// variable's name, with the distribution `scheme` gives the layer's hint.
@@ -281,7 +281,7 @@ pub fn build_model_with(
 
 /// Everything a pretrain of `cfg` trains and checkpoints, drawn from its seed under its
 /// scheme: encoder and head, and for a supervised run (`Method::Supervised`) the linear
-/// classifier on h over `num_classes` (`supervised::classifier`). The trainer starts from
+/// classifier on h over `num_classes` (`classifier::classifier`). The trainer starts from
 /// it and an evaluation restores a checkpoint into it, so both agree on the variables.
 pub fn build_pretrain(
     cfg: &PretrainConfig,
@@ -292,7 +292,7 @@ pub fn build_pretrain(
         cfg.init,
         &cfg.encoder,
         &cfg.head,
-        super::encoder::IN_CHANNELS,
+        crate::ml::model::encoder::IN_CHANNELS,
         cfg.seed,
         device,
     )?;
@@ -300,7 +300,7 @@ pub fn build_pretrain(
         Method::Simclr => None,
         Method::Supervised => {
             let vb = seeded_var_builder_with(&map, cfg.seed, cfg.init, device);
-            Some(supervised::classifier(model.repr_dim(), num_classes, vb)?)
+            Some(classifier::classifier(model.repr_dim(), num_classes, vb)?)
         }
     };
     Ok((map, model, classifier))

@@ -31,12 +31,12 @@
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
-use super::augment::{
+use crate::ml::augment::{
     self, antialias_taps, bilinear_taps, blur_kernel_size, blur_taps, CropBox, Jitter, OpParams,
     PairParams,
 };
-use super::config::AugmentConfig;
-use super::data::ImageSet;
+use crate::ml::config::AugmentConfig;
+use crate::ml::data::ImageSet;
 
 /// BT.601 luma, as the host pipeline (`augment::LUMA`).
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];

@@ -54,7 +54,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
-use super::config::{
+use crate::ml::config::{
     LossConfig, LossKind, NegativeWeighting, Negatives, SemiHardFallback, SemiHardPick,
 };
 

@@ -11,7 +11,7 @@
 //! have no bias (BatchNorm follows). Like the official code, the stem also scales with the
 //! width multiplier (64 * width channels).
 //!
-//! Conv and training-mode BatchNorm(+ReLU) go through `super::kernels` on the CPU unless
+//! Conv and training-mode BatchNorm(+ReLU) go through `crate::ml::kernels` on the CPU unless
 //! `Kernels::Candle` is selected (and always through candle on CUDA). In training each block
 //! is one fused op there: the ConvNet's conv-BN-ReLU-avgpool and ResNet's stem
 //! ([`kernels::conv_bn_train`]), and each whole residual block
@@ -25,8 +25,8 @@ use candle_core::{DType, Module, ModuleT, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_nn::{batch_norm, conv2d_no_bias, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig};
 
-use super::config::{Arch, EncoderConfig, Stem};
-use super::kernels::{self, Kernels};
+use crate::ml::config::{Arch, EncoderConfig, Stem};
+use crate::ml::kernels::{self, Kernels};
 
 /// The input channels of every encoder a pretrain builds: images are decoded as RGB
 /// (CIFAR and image folders alike).
@@ -566,7 +566,7 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::init::seeded_var_builder;
+    use crate::ml::model::init::seeded_var_builder;
     use candle_core::{DType, Device, Var};
     use candle_nn::VarMap;
 
@@ -672,7 +672,7 @@ mod tests {
     }
 
     fn n_params(map: &VarMap) -> usize {
-        crate::ml::init::trainable_vars(map)
+        crate::ml::model::init::trainable_vars(map)
             .iter()
             .map(|(_, v)| v.elem_count())
             .sum()
@@ -788,7 +788,7 @@ mod tests {
                 .unwrap()
         };
         let grads = f(&e).backward().unwrap();
-        for (name, var) in crate::ml::init::trainable_vars(&map) {
+        for (name, var) in crate::ml::model::init::trainable_vars(&map) {
             let g = grads
                 .get(&var)
                 .unwrap_or_else(|| panic!("no gradient for {name}"));
@@ -876,7 +876,7 @@ mod tests {
             rel(&h16, &h32)
         );
         let mut checked = 0;
-        for (name, var) in crate::ml::init::trainable_vars(&map) {
+        for (name, var) in crate::ml::model::init::trainable_vars(&map) {
             assert_eq!(
                 var.dtype(),
                 DType::F32,

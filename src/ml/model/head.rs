@@ -19,8 +19,8 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{linear_no_bias, BatchNorm, Linear, VarBuilder};
 
-use super::config::{HeadConfig, HeadKind};
-use super::encoder::{bn, bn_relu, bn_with, relu, use_fast};
+use crate::ml::config::{HeadConfig, HeadKind};
+use crate::ml::model::encoder::{bn, bn_relu, bn_with, relu, use_fast};
 
 /// One layer: the linear map, then BatchNorm if any, then ReLU if `relu`.
 struct Layer {
@@ -136,7 +136,7 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::init::seeded_var_builder;
+    use crate::ml::model::init::seeded_var_builder;
     use candle_core::Device;
     use candle_nn::VarMap;
 

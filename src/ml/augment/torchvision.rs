@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use super::augment::{
+use crate::ml::augment::{
     color_distort, gaussian_blur, grayscale, hflip, jitter, random_blur, resized_crop,
     sample_crop_box, sample_jitter, view_rng, CropBox, Jitter,
 };
@@ -153,7 +153,12 @@ fn resized_crop_matches_torchvision_up_and_down_within_one_level() {
         };
         let mut out = Vec::new();
         resized_crop(
-            &src, r.src_h, r.src_w, b, r.out_h, r.out_w, c.flip, &mut out,
+            &src,
+            [r.src_h, r.src_w],
+            b,
+            [r.out_h, r.out_w],
+            c.flip,
+            &mut out,
         );
         let exact = c.height == r.out_h && c.width == r.out_w && !c.flip;
         let what = format!("{b:?} flip {}", c.flip);
@@ -174,8 +179,8 @@ fn hflip_and_gaussian_blur_match_torchvision_exactly() {
     for c in &b.cases {
         let mut img = pattern(b.h, b.w);
         gaussian_blur(&mut img, b.h, b.w, c.sigma);
-        assert_eq!(super::augment::blur_kernel_size(32), b.kernel_size);
-        assert_eq!(super::augment::blur_kernel_size(b.h), b.kernel_size);
+        assert_eq!(crate::ml::augment::blur_kernel_size(32), b.kernel_size);
+        assert_eq!(crate::ml::augment::blur_kernel_size(b.h), b.kernel_size);
         assert_within(&format!("blur sigma {}", c.sigma), &img, &c.out, 0);
     }
 }

@@ -18,9 +18,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::config::{AugOp, AugProtocol, AugmentConfig};
-use super::error::MlError;
-use super::rng::{self, Domain};
+use crate::ml::config::{AugOp, AugProtocol, AugmentConfig};
+use crate::ml::error::MlError;
+use crate::ml::rng::{self, Domain};
 
 /// ITU-R BT.601 luma weights as PIL's `convert("L")` applies them, which is what
 /// torchvision's transforms do to the PIL images of a PyTorch CIFAR-10 pipeline. TF's and
@@ -75,7 +75,7 @@ pub fn validate(aug: &AugmentConfig) -> Result<(), MlError> {
 
 /// The parameters of one op for one view, drawn from the view's stream by [`draw_op`]
 /// before any pixel is touched (no draw depends on the image), so the host pipeline
-/// ([`apply_params`]) and the device pipeline (`ml::augment_device`) apply the same draws.
+/// ([`apply_params`]) and the device pipeline (`ml::augment::device`) apply the same draws.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OpParams {
     /// A resized crop of the box back to the image's size, mirrored when the flag is set.
@@ -166,7 +166,7 @@ pub fn augment_pair(
     let base = match p.shared_crop {
         Some(b) => {
             let mut x = Vec::new();
-            resized_crop(img, h, w, b, h, w, false, &mut x);
+            resized_crop(img, [h, w], b, [h, w], false, &mut x);
             x
         }
         None => img.to_vec(),
@@ -269,7 +269,7 @@ pub fn draw_op<R: Rng>(
 pub fn apply_params(p: &OpParams, buf: &mut Vec<u8>, scratch: &mut Vec<u8>, h: usize, w: usize) {
     match p {
         OpParams::Crop(b, flip) => {
-            resized_crop(buf, h, w, *b, h, w, *flip, scratch);
+            resized_crop(buf, [h, w], *b, [h, w], *flip, scratch);
             std::mem::swap(buf, scratch);
         }
         OpParams::Flip(flip) => {
@@ -301,7 +301,7 @@ pub fn apply_params(p: &OpParams, buf: &mut Vec<u8>, scratch: &mut Vec<u8>, h: u
                     height: w,
                     width: h,
                 };
-                resized_crop(scratch, w, h, full, h, w, false, buf);
+                resized_crop(scratch, [w, h], full, [h, w], false, buf);
             } else {
                 std::mem::swap(buf, scratch);
             }
@@ -376,14 +376,11 @@ pub fn sample_crop_box<R: Rng>(h: usize, w: usize, min_scale: f64, rng: &mut R) 
 /// after each axis, so the two differ by at most one level (augment_goldens.json).
 /// A random resized crop to the image's own size never shrinks; a quarter turn of a
 /// non-square image does.
-#[allow(clippy::too_many_arguments)]
 pub fn resized_crop(
     src: &[u8],
-    h: usize,
-    w: usize,
+    [h, w]: [usize; 2],
     b: CropBox,
-    out_h: usize,
-    out_w: usize,
+    [out_h, out_w]: [usize; 2],
     flip: bool,
     out: &mut Vec<u8>,
 ) {
@@ -521,7 +518,7 @@ pub fn random_crop<R: Rng>(
     out: &mut Vec<u8>,
 ) {
     let (b, flip) = draw_crop(h, w, min_scale, flip, rng);
-    resized_crop(img, h, w, b, h, w, flip, out);
+    resized_crop(img, [h, w], b, [h, w], flip, out);
 }
 
 /// [`random_crop`]'s draws: the box, then the flip's coin (only when `flip`).
@@ -1005,9 +1002,9 @@ mod tests {
             width: w,
         };
         let mut out = Vec::new();
-        resized_crop(&img, h, w, full, h, w, false, &mut out);
+        resized_crop(&img, [h, w], full, [h, w], false, &mut out);
         assert_eq!(out, img);
-        resized_crop(&img, h, w, full, h, w, true, &mut out);
+        resized_crop(&img, [h, w], full, [h, w], true, &mut out);
         for y in 0..h {
             for x in 0..w {
                 let a = (y * w + x) * 3;

@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::{backprop::GradStore, DType, Tensor, Var};
 use candle_nn::VarMap;
 
-use super::config::{OptimizerConfig, OptimizerKind};
-use super::MlError;
+use crate::ml::config::{OptimizerConfig, OptimizerKind};
+use crate::ml::MlError;
 
 /// Whether `name` names a BatchNorm or bias parameter (no weight decay, no LARS adaptation).
 /// The optimizer also excludes every rank <= 1 parameter; see the module documentation.
@@ -106,23 +106,19 @@ impl Optimizer {
             };
             let g = g.to_dtype(var.dtype())?;
             let excluded = is_excluded(name) || var.rank() <= 1;
+            let u = ParamUpdate {
+                name,
+                var,
+                g: &g,
+                lr,
+                excluded,
+            };
             let new = match self.cfg.kind {
-                OptimizerKind::Sgd => {
-                    sgd_update(&self.cfg, &mut self.state, name, var, &g, lr, excluded)?
+                OptimizerKind::Sgd => sgd_update(&self.cfg, &mut self.state, &u)?,
+                OptimizerKind::Lars => lars_update(&self.cfg, &mut self.state, &u)?,
+                OptimizerKind::Adamw => {
+                    adamw_update(&self.cfg, &mut self.state, self.adam_steps, &u)?
                 }
-                OptimizerKind::Lars => {
-                    lars_update(&self.cfg, &mut self.state, name, var, &g, lr, excluded)?
-                }
-                OptimizerKind::Adamw => adamw_update(
-                    &self.cfg,
-                    &mut self.state,
-                    self.adam_steps,
-                    name,
-                    var,
-                    &g,
-                    lr,
-                    excluded,
-                )?,
             };
             var.set(&new)?;
         }
@@ -191,6 +187,19 @@ impl Optimizer {
     }
 }
 
+/// One parameter's update at one step: what every update rule reads besides its config and
+/// its state.
+struct ParamUpdate<'a> {
+    /// The parameter's name, the key of its optimizer state.
+    name: &'a str,
+    var: &'a Var,
+    /// Its gradient, in the parameter's dtype.
+    g: &'a Tensor,
+    lr: f64,
+    /// Excluded from weight decay and from LARS's trust ratio (BatchNorm and biases).
+    excluded: bool,
+}
+
 /// d = g (+ wd * w unless excluded).
 fn decayed_grad(w: &Tensor, g: &Tensor, wd: f64, excluded: bool) -> candle_core::Result<Tensor> {
     if excluded || wd == 0.0 {
@@ -214,12 +223,15 @@ fn l2(t: &Tensor) -> candle_core::Result<f64> {
 fn sgd_update(
     cfg: &OptimizerConfig,
     state: &mut BTreeMap<String, Tensor>,
-    name: &str,
-    var: &Var,
-    g: &Tensor,
-    lr: f64,
-    excluded: bool,
+    u: &ParamUpdate,
 ) -> candle_core::Result<Tensor> {
+    let &ParamUpdate {
+        name,
+        var,
+        g,
+        lr,
+        excluded,
+    } = u;
     let w = var.as_tensor();
     let d = decayed_grad(w, g, cfg.weight_decay, excluded)?;
     let d = if cfg.momentum != 0.0 {
@@ -248,12 +260,15 @@ fn sgd_update(
 fn lars_update(
     cfg: &OptimizerConfig,
     state: &mut BTreeMap<String, Tensor>,
-    name: &str,
-    var: &Var,
-    g: &Tensor,
-    lr: f64,
-    excluded: bool,
+    u: &ParamUpdate,
 ) -> candle_core::Result<Tensor> {
+    let &ParamUpdate {
+        name,
+        var,
+        g,
+        lr,
+        excluded,
+    } = u;
     let w = var.as_tensor();
     let d = decayed_grad(w, g, cfg.weight_decay, excluded)?;
     let mut trust = 1.0;
@@ -280,17 +295,19 @@ fn lars_update(
 
 /// `torch.optim.AdamW`: w *= 1 - lr wd (unless excluded); m = b1 m + (1-b1) g;
 /// v = b2 v + (1-b2) g^2; w -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps).
-#[allow(clippy::too_many_arguments)]
 fn adamw_update(
     cfg: &OptimizerConfig,
     state: &mut BTreeMap<String, Tensor>,
     t: u64,
-    name: &str,
-    var: &Var,
-    g: &Tensor,
-    lr: f64,
-    excluded: bool,
+    u: &ParamUpdate,
 ) -> candle_core::Result<Tensor> {
+    let &ParamUpdate {
+        name,
+        var,
+        g,
+        lr,
+        excluded,
+    } = u;
     let mut w = var.as_tensor().clone();
     if !excluded && cfg.weight_decay != 0.0 {
         w = (w * (1.0 - lr * cfg.weight_decay))?;

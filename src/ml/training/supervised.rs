@@ -2,27 +2,10 @@
 //! Figure 7 compare SimCLR against it): a linear classifier on the encoder's h, trained with
 //! the encoder by softmax cross-entropy on the labels of one augmented view per image.
 //! The training loop, optimizer, schedule and checkpoints are the pretrain's (`trainer`);
-//! this module owns only the classifier and the step's loss.
-//!
-//! The classifier is `classifier.weight` `[classes, repr_dim]` and `classifier.bias`
-//! `[classes]` in the run's `VarMap` (so checkpoints carry it and a resume restores it),
-//! drawn like every dense layer under the run's `InitScheme`. It is the official code's
-//! supervised head (`model_util.supervised_head`: `linear_layer(num_classes,
-//! use_bias=True, use_bn=False)`); evaluations ignore it and read h.
+//! the classifier is the model's (`model::classifier`); this module owns the step's loss.
 
 use candle_core::{DType, Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
-
-/// Prefix of the classifier's variables.
-pub const CLASSIFIER: &str = "classifier";
-
-/// The linear classifier h -> logits over `num_classes`.
-pub fn classifier(repr_dim: usize, num_classes: usize, vb: VarBuilder) -> Result<Linear> {
-    if num_classes < 2 {
-        candle_core::bail!("a supervised run needs at least 2 classes, got {num_classes}");
-    }
-    candle_nn::linear(repr_dim, num_classes, vb.pp(CLASSIFIER))
-}
+use candle_nn::{Linear, Module};
 
 /// What one supervised step computes: the mean cross-entropy (a scalar tensor, for the
 /// backward) and the batch's top-1 accuracy (fraction).
@@ -65,8 +48,9 @@ fn argmax(row: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::model::classifier::classifier;
     use candle_core::Device;
-    use candle_nn::VarMap;
+    use candle_nn::{VarBuilder, VarMap};
 
     #[test]
     fn cross_entropy_and_accuracy_of_a_known_classifier() {
@@ -108,7 +92,9 @@ mod tests {
         use crate::ml::data::ImageSet;
         use crate::ml::observer::{Control, EpochMetrics, Observer, ObserverError, StepMetrics};
         use crate::ml::rng::{self, Domain};
-        use crate::ml::{eval, trainer, Checkpoint, EvalOutcome, PretrainOutcome, TrainEnv};
+        use crate::ml::{
+            eval, training::trainer, Checkpoint, EvalOutcome, PretrainOutcome, TrainEnv,
+        };
         use crate::test_support::cpu_env as env;
         use rand::Rng;
 
