@@ -168,8 +168,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MlError> {
     Ok(())
 }
 
-/// Save a checkpoint into `dir` (created if missing), durably, then delete the run's older
-/// checkpoints except the newest one before this (two are kept). Returns what was written.
+/// Save a checkpoint into `dir` (created if missing), durably. Returns what was written.
+/// Nothing is deleted here: older files go only once a newer one is recorded
+/// ([`prune_recorded`]), since a file may be the one the store points to.
 pub fn save(
     dir: &Path,
     meta: &CheckpointMeta,
@@ -181,7 +182,7 @@ pub fn save(
 }
 
 /// Writes checkpoint `bytes` of (epoch, step) into `dir` (created if missing) atomically
-/// under [`file_name`]'s name, then prunes all but the two newest.
+/// under [`file_name`]'s name.
 pub(crate) fn save_bytes(
     dir: &Path,
     epoch: usize,
@@ -192,7 +193,6 @@ pub(crate) fn save_bytes(
     let sha256 = sha256_hex(bytes);
     let path = dir.join(file_name(epoch, step));
     write_atomic(&path, bytes)?;
-    prune(dir, step, 2)?;
     Ok(Checkpoint {
         path,
         epoch,
@@ -201,29 +201,45 @@ pub(crate) fn save_bytes(
     })
 }
 
-/// Keep the checkpoint at `newest_step` and the `keep - 1` newest ones before it; delete the
-/// others, including any later than `newest_step` (a stale lineage, e.g. a corrupt checkpoint
-/// the run resumed around). Returns the deleted paths.
-pub fn prune(dir: &Path, newest_step: usize, keep: usize) -> Result<Vec<PathBuf>, MlError> {
-    let mut found: Vec<(usize, PathBuf)> = Vec::new();
+/// How many recorded checkpoints of a run keep their files: the newest, and one to fall back
+/// to should the newest turn out corrupt.
+pub const KEEP_RECORDED: usize = 2;
+
+/// Deletes the checkpoint files in `dir` that are older than the `keep`-th newest of the
+/// `recorded` steps (the steps the store holds for this run, in any order). What it never
+/// deletes:
+/// - the `keep` newest recorded checkpoints, so the file a store row points to goes only
+///   after a newer one is recorded;
+/// - any file newer than those, recorded or not: another worker that still holds (or held)
+///   the lease may be about to record it, and a reclaimed worker that resumed from an older
+///   checkpoint writes older steps than a newer recorded one.
+///
+/// Fewer than `keep` recorded checkpoints delete nothing. Returns the deleted paths.
+pub fn prune_recorded(
+    dir: &Path,
+    recorded: &[usize],
+    keep: usize,
+) -> Result<Vec<PathBuf>, MlError> {
+    let mut steps = recorded.to_vec();
+    steps.sort_unstable_by(|a, b| b.cmp(a));
+    steps.dedup();
+    let Some(&oldest_kept) = steps.get(keep.saturating_sub(1)).filter(|_| keep > 0) else {
+        return Ok(Vec::new());
+    };
+    let mut deleted = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let entry = entry.map_err(|e| io_err(dir, e))?;
         let name = entry.file_name();
-        if let Some(step) = name.to_str().and_then(step_of_file) {
-            found.push((step, entry.path()));
-        }
-    }
-    found.sort();
-    let mut kept = 0;
-    let mut deleted = Vec::new();
-    for (step, path) in found.into_iter().rev() {
-        if step <= newest_step && kept < keep {
-            kept += 1;
+        let Some(step) = name.to_str().and_then(step_of_file) else {
             continue;
+        };
+        if step < oldest_kept {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            deleted.push(path);
         }
-        fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-        deleted.push(path);
     }
+    deleted.sort();
     Ok(deleted)
 }
 
@@ -486,26 +502,77 @@ mod tests {
         assert!(restore_varmap(&other, &loaded.model, &info.path).is_err());
     }
 
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn keeps_the_last_two_checkpoints() {
+    fn pruning_keeps_the_two_newest_recorded_and_everything_newer() {
         let dir = tempfile::tempdir().unwrap();
         let vm = varmap(0.5);
-        for e in 1..=4 {
+        for e in 1..=5 {
             save(dir.path(), &meta(e, 4 * e), &vm, &[]).unwrap();
         }
-        let mut names: Vec<String> = fs::read_dir(dir.path())
+        // Saving deletes nothing.
+        assert_eq!(names_in(dir.path()).len(), 5);
+        // Steps 4..12 recorded, 16 and 20 written but not (yet) recorded.
+        let deleted = prune_recorded(dir.path(), &[12, 4, 8], KEEP_RECORDED).unwrap();
+        assert_eq!(deleted, vec![dir.path().join(file_name(1, 4))]);
+        assert_eq!(
+            names_in(dir.path()),
+            vec![
+                file_name(2, 8),
+                file_name(3, 12),
+                file_name(4, 16),
+                file_name(5, 20)
+            ]
+        );
+        // One recorded checkpoint is not enough to delete anything.
+        assert!(prune_recorded(dir.path(), &[20], KEEP_RECORDED)
             .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, vec![file_name(3, 12), file_name(4, 16)]);
-        // A run that resumed from an older checkpoint drops the stale later ones when it writes.
-        save(dir.path(), &meta(2, 8), &vm, &[]).unwrap();
-        let mut names: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, vec![file_name(2, 8)]);
+            .is_empty());
+    }
+
+    /// Two workers on one stage: A holds the lease, writes and records step 20, then stalls
+    /// past its lease. B reclaims the stage, resumes from the checkpoint it found verified
+    /// (step 10: say A's step-20 record reached the store after B read it), writes step 15
+    /// and dies before recording it. Whatever happened in between, the newest recorded
+    /// checkpoint's file must still be there and verify, or the next resume starts over.
+    #[test]
+    fn a_reclaimed_worker_writing_an_older_step_never_deletes_the_newest_recorded_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let vm = varmap(0.5);
+        let mut recorded: Vec<Checkpoint> = Vec::new();
+        let record = |c: Checkpoint, recorded: &mut Vec<Checkpoint>| {
+            recorded.push(c);
+            let steps: Vec<usize> = recorded.iter().map(|c| c.step).collect();
+            prune_recorded(dir.path(), &steps, KEEP_RECORDED).unwrap();
+        };
+        // A: epochs 1 and 2, both recorded.
+        record(
+            save(dir.path(), &meta(1, 10), &vm, &[]).unwrap(),
+            &mut recorded,
+        );
+        record(
+            save(dir.path(), &meta(2, 20), &vm, &[]).unwrap(),
+            &mut recorded,
+        );
+        // B, resumed from step 10, writes step 15 and crashes before recording it.
+        save(dir.path(), &meta(1, 15), &vm, &[]).unwrap();
+        let newest = recorded.iter().max_by_key(|c| c.step).unwrap();
+        assert_eq!(newest.step, 20);
+        let loaded = load(newest, &Device::Cpu);
+        assert!(
+            loaded.is_ok(),
+            "the newest recorded checkpoint must survive: {:?}",
+            loaded.err()
+        );
+        // B's file stays too (it may still be recorded by a worker that holds a lease).
+        assert!(dir.path().join(file_name(1, 15)).exists());
     }
 }

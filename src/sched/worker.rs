@@ -532,6 +532,28 @@ impl StoreObserver<'_> {
     }
 }
 
+impl StoreObserver<'_> {
+    /// Deletes this run's checkpoint files older than its two newest recorded ones, now that
+    /// `c` is recorded (`ml::checkpoint::prune_recorded`: never a file the store may point
+    /// to, never one newer than those). A file that cannot be deleted costs disk, not
+    /// results: a warning, and the stage goes on.
+    fn prune_older_checkpoints(&self, c: &Checkpoint) -> Result<()> {
+        let read = retry_transient(|| self.store.checkpoints(&self.run_id));
+        let recorded = self.rt.block_on(read)?;
+        let steps: Vec<usize> = recorded.iter().map(|r| r.step).collect();
+        let Some(dir) = c.path.parent() else {
+            return Ok(());
+        };
+        if let Err(e) = ml::checkpoint::prune_recorded(dir, &steps, ml::checkpoint::KEEP_RECORDED) {
+            eprintln!(
+                "warning: old checkpoints of {} not deleted: {e}",
+                self.run_id
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Observer for StoreObserver<'_> {
     fn on_step(&mut self, m: &StepMetrics) -> Control {
         let mut metrics = vec![
@@ -599,6 +621,7 @@ impl Observer for StoreObserver<'_> {
         let record = retry_transient(|| self.store.record_checkpoint(&self.run_id, c));
         self.rt.block_on(record)?;
         crate::ml::fault::point(&format!("checkpoint_recorded@{}", c.step));
+        self.prune_older_checkpoints(c)?;
         self.emit.send(&Event::Checkpoint {
             run: self.run_id.clone(),
             epoch: c.epoch,

@@ -530,4 +530,21 @@ fn a_probe_killed_after_a_checkpoint_resumes_to_the_uninterrupted_metrics_once()
     assert!(out.contains(": started (attempt 2, from step 4)"), "{out}");
     assert!(stages(&env).iter().all(|(_, s, _)| s == "done"));
     assert_eq!(all_metrics(&env), expected);
+    // 40 probe checkpoints were written; each stage keeps only its two newest recorded.
+    let mut dirs = vec![env.path().join("runs")];
+    let mut probe_dirs = 0;
+    while let Some(dir) = dirs.pop() {
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "safetensors") {
+                files += 1;
+            }
+        }
+        assert!(files <= 2, "{} holds {files} checkpoints", dir.display());
+        probe_dirs += usize::from(files == 2 && dir.to_string_lossy().contains("/eval-"));
+    }
+    assert_eq!(probe_dirs, 2, "each probe kept its two newest checkpoints");
 }
