@@ -253,6 +253,51 @@ fn keep(out: &Path, name: &str) {
     }
 }
 
+/// Compares the whole report in `out` with its committed snapshot in `SNAPSHOTS/name/`:
+/// README.md, runs.csv and every table's CSV and LaTeX byte for byte, and the figures (SVG
+/// and PNG, deterministic for the same data) by their SHA-256 in `figures.sha256`. The
+/// snapshot directory holds exactly those files: a file the report stops writing fails too.
+fn snapshot_report(out: &Path, name: &str) {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut digests = String::new();
+    let mut expected = Vec::new();
+    for f in &files {
+        let path = out.join(f);
+        match Path::new(f).extension().and_then(|e| e.to_str()) {
+            Some("md" | "csv" | "tex") => {
+                let text = std::fs::read_to_string(&path).unwrap();
+                snapshot(SNAPSHOTS, &format!("{name}/{f}"), &text);
+                expected.push(f.clone());
+            }
+            Some("svg" | "png") => {
+                let bytes = std::fs::read(&path).unwrap();
+                digests.push_str(&format!("{}  {f}\n", hex::encode(Sha256::digest(&bytes))));
+            }
+            _ => panic!("unexpected file {f} in the report"),
+        }
+    }
+    if !digests.is_empty() {
+        snapshot(SNAPSHOTS, &format!("{name}/figures.sha256"), &digests);
+        expected.push("figures.sha256".into());
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(SNAPSHOTS).join(name);
+    let mut committed: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    committed.sort();
+    expected.sort();
+    assert_eq!(
+        committed, expected,
+        "the snapshot {name}/ has files the report no longer writes"
+    );
+}
+
 fn fixed_provenance() -> Provenance {
     Provenance {
         code: "simclr-sweep (test)".into(),
@@ -337,10 +382,23 @@ fn rendered(
     fate: impl Fn(usize, u64) -> Fate,
     formats: &[Format],
 ) -> std::path::PathBuf {
+    rendered_with(dir, name, cells, seeds, &evals(), fate, formats)
+}
+
+/// [`rendered`] with the evaluations `evals`.
+fn rendered_with(
+    dir: &Path,
+    name: &str,
+    cells: &[Cell],
+    seeds: &[u64],
+    evals: &[(&'static str, EvalConfig)],
+    fate: impl Fn(usize, u64) -> Fate,
+    formats: &[Format],
+) -> std::path::PathBuf {
     let out = dir.join(name);
     rt().block_on(async {
         let db = dir.join(format!("{name}.db"));
-        let store = fixture(&db, name, cells, seeds, &evals(), fate).await;
+        let store = fixture(&db, name, cells, seeds, evals, fate).await;
         let data = SweepData::load(&store, name, None).await.unwrap();
         render(&data, &fixed_provenance(), &out, formats).unwrap();
         store.close().await;
@@ -390,17 +448,7 @@ fn a_partial_pairs_sweep_reports_with_missing_cells_marked() {
         md.contains("— (pending)") && md.contains("— (failed)"),
         "{md}"
     );
-    snapshot(SNAPSHOTS, "pairs_README.md", &md);
-    snapshot(
-        SNAPSHOTS,
-        "pairs_fig5_augment_pairs.tex",
-        &std::fs::read_to_string(out.join("fig5_augment_pairs.tex")).unwrap(),
-    );
-    snapshot(
-        SNAPSHOTS,
-        "pairs_runs.csv",
-        &std::fs::read_to_string(out.join("runs.csv")).unwrap(),
-    );
+    snapshot_report(&out, "augment_pairs");
     let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(
         csv.lines().count(),
@@ -561,7 +609,8 @@ fn table4_reports_each_loss_at_its_best_setting_and_the_split_that_chose_it() {
         (None, 3) => Fate::Fail,
         (None, _) => Fate::Queued,
     };
-    let out = rendered(dir.path(), "losses", &cells, &[0], fate, &[Format::Md]);
+    let out = rendered(dir.path(), "losses", &cells, &[0], fate, &all_formats());
+    snapshot_report(&out, "losses");
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert_eq!(
         md.matches("Table 4: contrastive losses").count(),
@@ -658,13 +707,7 @@ fn table_7_sets_fine_tuning_beside_from_scratch_and_the_papers_rows() {
         let db = dir.path().join("f.db");
         let store = fixture(&db, "few_labels", &cells, &[0, 1, 2], &evals, fate).await;
         let data = SweepData::load(&store, "few_labels", None).await.unwrap();
-        render(
-            &data,
-            &fixed_provenance(),
-            &out,
-            &[Format::Md, Format::Tex, Format::Csv],
-        )
-        .unwrap();
+        render(&data, &fixed_provenance(), &out, &all_formats()).unwrap();
         store.close().await;
     });
     keep(&out, "few_labels");
@@ -696,7 +739,7 @@ fn table_7_sets_fine_tuning_beside_from_scratch_and_the_papers_rows() {
     let tex = std::fs::read_to_string(out.join("table7_few_labels.tex")).unwrap();
     assert!(tex.contains("fine\\_tune-1\\%@h"), "{tex}");
     assert!(out.join("table7_few_labels.csv").exists());
-    snapshot(SNAPSHOTS, "few_labels_table7.tex", &tex);
+    snapshot_report(&out, "few_labels");
 }
 
 #[test]
@@ -715,7 +758,7 @@ fn table_1_sets_simclr_and_supervised_rows_beside_the_papers() {
         &cells,
         &[0, 1, 2],
         fate,
-        &[Format::Md, Format::Tex, Format::Svg],
+        &all_formats(),
     );
     keep(&out, "color_strength");
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
@@ -757,11 +800,7 @@ fn table_1_sets_simclr_and_supervised_rows_beside_the_papers() {
         "{md}"
     );
     assert!(out.join("table1_color_strength.svg").exists());
-    snapshot(
-        SNAPSHOTS,
-        "color_strength_table1.tex",
-        &std::fs::read_to_string(out.join("table1_color_strength.tex")).unwrap(),
-    );
+    snapshot_report(&out, "color_strength");
 }
 
 /// Figure 7's grid: ResNet-18 (1x) and ResNet-50 at 1x, 2x and 4x, each for SimCLR then
@@ -887,12 +926,7 @@ fn figure_7_plots_top1_against_parameters_for_both_methods_beside_the_papers() {
         assert!(svg.contains(text), "missing {text:?} in the figure");
     }
     assert!(out.join("fig7_model_size.png").exists());
-    snapshot(
-        SNAPSHOTS,
-        "model_size_fig7.tex",
-        &std::fs::read_to_string(out.join("fig7_model_size.tex")).unwrap(),
-    );
-    snapshot(SNAPSHOTS, "model_size_fig7.csv", &fig7);
+    snapshot_report(&out, "model_size");
 }
 
 #[test]
@@ -992,13 +1026,7 @@ fn table_3_reads_each_task_from_its_pretraining_beside_the_papers_and_the_contro
         let data = SweepData::load(&store, "what_to_predict", None)
             .await
             .unwrap();
-        render(
-            &data,
-            &fixed_provenance(),
-            &out,
-            &[Format::Md, Format::Tex, Format::Csv, Format::Svg],
-        )
-        .unwrap();
+        render(&data, &fixed_provenance(), &out, &all_formats()).unwrap();
         store.close().await;
     });
     keep(&out, "what_to_predict");
@@ -1040,11 +1068,7 @@ fn table_3_reads_each_task_from_its_pretraining_beside_the_papers_and_the_contro
     assert!(out.join("table3_what_to_predict.svg").exists());
     let csv = std::fs::read_to_string(out.join("table3_what_to_predict.csv")).unwrap();
     assert!(csv.lines().count() >= 5, "{csv}");
-    snapshot(
-        SNAPSHOTS,
-        "what_to_predict_table3.tex",
-        &std::fs::read_to_string(out.join("table3_what_to_predict.tex")).unwrap(),
-    );
+    snapshot_report(&out, "what_to_predict");
 }
 
 #[test]
@@ -1072,10 +1096,9 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
         &cells,
         &[0],
         fate,
-        &[Format::Md, Format::Tex],
+        &all_formats(),
     );
-    let t4 = std::fs::read_to_string(out.join("table4_losses.tex")).unwrap();
-    snapshot(SNAPSHOTS, "losses_table4.tex", &t4);
+    snapshot_report(&out, "losses_untuned");
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
         md.contains("| NT-Xent | no | lr 1, temperature 0.5 | 1 of 1 | 42.0 | 37.0 | 63.9 |"),
@@ -1085,29 +1108,22 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
     assert!(md.contains("batch size: paper 4096, ours 100"), "{md}");
 
     // Batch size x epochs: bars, and Table B.1 beside the cells the paper has.
-    let cells = batch_epoch_cells();
-    let out = dir.path().join("be");
-    rt().block_on(async {
-        let store = fixture(
-            &dir.path().join("b.db"),
-            "be",
-            &cells,
-            &[0, 1],
-            &evals()[..1],
-            |ci, s| {
-                if ci == 3 {
-                    Fate::Fail
-                } else {
-                    Fate::Done(50.0 + ci as f64 + s as f64)
-                }
-            },
-        )
-        .await;
-        write(&store, "be", &out, &[Format::Md, Format::Png])
-            .await
-            .unwrap();
-        store.close().await;
-    });
+    let out = rendered_with(
+        dir.path(),
+        "be",
+        &batch_epoch_cells(),
+        &[0, 1],
+        &evals()[..1],
+        |ci, s| {
+            if ci == 3 {
+                Fate::Fail
+            } else {
+                Fate::Done(50.0 + ci as f64 + s as f64)
+            }
+        },
+        &all_formats(),
+    );
+    snapshot_report(&out, "batch_epochs");
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
         md.contains(
@@ -1158,11 +1174,66 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
             }
             other => panic!("{other:?}"),
         }
-        render(&data, &fixed_provenance(), &out, &[Format::Md, Format::Png]).unwrap();
+        render(&data, &fixed_provenance(), &out, &all_formats()).unwrap();
         store.close().await;
     });
     assert!(out.join("fig8_head_dims.png").exists());
+    snapshot_report(&out, "head_dims");
     keep(&out, "heads");
+}
+
+/// Table 5's grid: l2-normalised at temperatures 0.1, 0.5 and 1, unnormalised at 10, then
+/// the random-weights control.
+fn l2_temperature_cells() -> Vec<Cell> {
+    let mut out: Vec<Cell> = [(true, 0.1), (true, 0.5), (true, 1.0), (false, 10.0)]
+        .into_iter()
+        .map(|(l2, t)| {
+            let mut config = smoke_base();
+            config.loss.l2_norm = l2;
+            config.loss.temperature = t;
+            Cell {
+                coords: vec![("loss.l2_norm", json!(l2)), ("loss.temperature", json!(t))],
+                config,
+            }
+        })
+        .collect();
+    out.push(control_cell());
+    out
+}
+
+#[test]
+fn table_5_sets_both_contrastive_accuracies_and_top1_beside_the_papers() {
+    let dir = tempfile::tempdir().unwrap();
+    // l2 at 0.1, 0.5, 1: 50, 55, 52; unnormalised 45; the control 30; each seed moves every
+    // cell alike, plus a little noise.
+    let fate = |ci: usize, seed: u64| {
+        let noise = ((ci as u64 * 7 + seed * 3) % 5) as f64 * 0.1;
+        Fate::Done([50.0, 55.0, 52.0, 45.0, 30.0][ci] + seed as f64 + noise)
+    };
+    let out = rendered(
+        dir.path(),
+        "temperature",
+        &l2_temperature_cells(),
+        &[0, 1, 2],
+        fate,
+        &all_formats(),
+    );
+    keep(&out, "temperature");
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        md.contains("| l2 norm | temperature | contrastive acc. | strict contrastive acc. | top-1 linear@h | top-1 knn@h | paper contrastive acc. | paper top-1 |"),
+        "{md}"
+    );
+    // The paper's values beside the cells it has, unnormalised at 10 among them.
+    assert!(md.contains("| 87.8 | 64.4 |") && md.contains("| 91.7 | 57.2 |"), "{md}");
+    assert!(md.contains("| random-weights control |"), "{md}");
+    for claim in [
+        "Table 5: l2 normalisation (best at temperature 0.5) beats none: **held**",
+        "Table 5: with l2 normalisation a moderate temperature is best (the best inner temperature vs the smallest and the largest swept): **held**",
+    ] {
+        assert!(md.contains(claim), "missing {claim:?}\n{md}");
+    }
+    snapshot_report(&out, "temperature");
 }
 
 /// One cell per temperature (l2-normalised, the default).
@@ -1311,6 +1382,17 @@ fn findings_test_table5_figure8_and_figure9_claims_on_the_seeds() {
 /// the report's README.
 fn batch_epochs_readme(scaling: LrScaling, evals: &[(&'static str, EvalConfig)]) -> String {
     let dir = tempfile::tempdir().unwrap();
+    let out = batch_epochs_rendered(dir.path(), scaling, evals, &[Format::Md]);
+    std::fs::read_to_string(out.join("README.md")).unwrap()
+}
+
+/// [`batch_epochs_readme`]'s report in `formats`, rendered under `dir`; its directory.
+fn batch_epochs_rendered(
+    dir: &Path,
+    scaling: LrScaling,
+    evals: &[(&'static str, EvalConfig)],
+    formats: &[Format],
+) -> std::path::PathBuf {
     let cells: Vec<Cell> = [(256, 100), (512, 200)]
         .into_iter()
         .map(|(b, e)| {
@@ -1324,21 +1406,15 @@ fn batch_epochs_readme(scaling: LrScaling, evals: &[(&'static str, EvalConfig)])
             }
         })
         .collect();
-    let out = dir.path().join("out");
-    rt().block_on(async {
-        let store = fixture(
-            &dir.path().join("a.db"),
-            "be",
-            &cells,
-            &[0],
-            evals,
-            |ci, _| Fate::Done(50.0 + ci as f64),
-        )
-        .await;
-        write(&store, "be", &out, &[Format::Md]).await.unwrap();
-        store.close().await;
-    });
-    std::fs::read_to_string(out.join("README.md")).unwrap()
+    rendered_with(
+        dir,
+        "be",
+        &cells,
+        &[0],
+        evals,
+        |ci, _| Fate::Done(50.0 + ci as f64),
+        formats,
+    )
 }
 
 #[test]
@@ -1361,7 +1437,10 @@ fn figure_9_sets_table_b1_only_beside_cells_with_the_same_lr_scaling() {
     assert!(md.contains("| 256 | 50.0 | 57.5 |"), "{md}");
     // No scaling: the paper never ran that, so no paper column beside ours; its Table B.1
     // with both rules as a reference instead.
-    let md = batch_epochs_readme(LrScaling::None, &evals()[..1]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = batch_epochs_rendered(dir.path(), LrScaling::None, &evals()[..1], &all_formats());
+    snapshot_report(&out, "batch_epochs_unscaled");
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
         md.contains("| batch size | 100 epochs | 200 epochs |"),
         "{md}"
