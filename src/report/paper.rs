@@ -398,7 +398,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reference_values_match_design_section_8() {
+    fn tables_4_5_and_b1_give_the_papers_numbers_and_none_off_its_grid() {
         assert_eq!(table4(LossKind::NtXent, false), Some(63.9));
         assert_eq!(table4(LossKind::Margin, true), Some(57.5));
         assert_eq!(table5(true, 0.1), Some((87.8, 64.4)));
