@@ -13,6 +13,8 @@ use crate::ml::config::{EvalConfig, PretrainConfig};
 use crate::store::{MetricRecord, RunRecord, RunState, Store, SweepRecord};
 use crate::vocab::{metric, short_id, StageKind};
 
+use super::labels;
+
 /// Mean, sample standard deviation and 95% confidence interval (n > 1), and count of one
 /// quantity over seeds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -514,17 +516,48 @@ impl SweepData {
             .find_map(|e| EvalConfig::deserialize(&*e.config).ok())
     }
 
-    /// The evaluation the figures plot: linear on h by the paper's augmented protocol if
-    /// the sweep has it, else the features probe on h, else the first linear evaluation,
-    /// else the first one.
+    /// The evaluation the figures plot ([`labels::primary`]); `None` before any.
     pub fn primary_label(&self) -> Option<&str> {
-        self.labels
+        labels::primary(&self.labels)
+    }
+
+    /// The evaluation the figures plot, [`labels::FALLBACK_PRIMARY`] before any.
+    pub fn primary(&self) -> String {
+        self.primary_label()
+            .unwrap_or(labels::FALLBACK_PRIMARY)
+            .to_string()
+    }
+
+    /// Whether the grid varies one of `axes`.
+    pub fn varies(&self, axes: &[&str]) -> bool {
+        self.axes.iter().any(|a| axes.contains(&a.as_str()))
+    }
+
+    /// The resolved configs of every run of `cells`.
+    pub fn configs(&self, cells: &[&CellData]) -> Vec<&PretrainConfig> {
+        cells
             .iter()
-            .find(|l| l.as_str() == "linear-aug@h")
-            .or_else(|| self.labels.iter().find(|l| l.as_str() == "linear@h"))
-            .or_else(|| self.labels.iter().find(|l| l.starts_with("linear")))
-            .or_else(|| self.labels.first())
-            .map(|s| s.as_str())
+            .flat_map(|c| c.runs.iter().map(|&i| &*self.runs[i].config))
+            .collect()
+    }
+
+    /// A cell's name for legends: its coordinates, compact (the sweep's name for a sweep
+    /// without axes).
+    pub fn cell_name(&self, c: &CellData) -> String {
+        if c.coords.is_empty() {
+            return self.sweep.name.clone();
+        }
+        c.coords
+            .iter()
+            .map(|(k, v)| {
+                if k == "augment.ops" {
+                    compact(v)
+                } else {
+                    format!("{k}={}", compact(v))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The first run of a cell (its resolved config stands for the cell's settings).
@@ -568,6 +601,21 @@ pub(crate) fn state_counts(data: &SweepData) -> BTreeMap<&'static str, usize> {
         }
     }
     out
+}
+
+/// A value of `seeds` (seed i the i-th), unmarked: what tests compare.
+#[cfg(test)]
+pub(crate) fn test_value(seeds: &[f64]) -> CellValue {
+    CellValue::Value {
+        stat: Stat::of(seeds).unwrap(),
+        expected: seeds.len(),
+        seeds: seeds
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (i as i64, *x))
+            .collect(),
+        mark: Mark::None,
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@
 
 use super::aggregate::{CellValue, Mark, SweepData};
 use super::plots::Plot;
-use super::sections::{column_label, Section};
+use super::sections::Section;
 use super::stats::paired_t;
-use super::tables::{Table, Val};
+use super::tables::{column_label, Table, Val};
 
 /// The significance level of the comparisons.
 pub(crate) const ALPHA: f64 = 0.05;
@@ -17,7 +17,7 @@ pub(crate) const ALPHA: f64 = 0.05;
 /// Marks every table of `sec` (before the control's rows join them: a reference is never
 /// marked).
 pub(crate) fn mark(data: &SweepData, sec: &mut Section) {
-    let primary = data.primary_label().unwrap_or("linear@h").to_string();
+    let primary = data.primary();
     for t in &mut sec.tables {
         mark_table(data, t, &primary);
     }

@@ -6,8 +6,8 @@
 
 use super::aggregate::{compact, CellData, CellValue, SweepData};
 use super::plots::{heatmap_scale_note, Plot, Series};
-use super::sections::{column_label, Section};
-use super::tables::Val;
+use super::sections::Section;
+use super::tables::{column_label, Table, Val};
 
 /// The row label of a control in every table.
 pub(crate) const ROW: &str = "random-weights control";
@@ -126,7 +126,7 @@ pub(crate) fn add(data: &SweepData, sec: &mut Section, cells: &[&CellData]) {
 /// Column `i` of control `k`'s row in `t`: its name in the first column, its top-1 under a
 /// column's evaluation where the header names one, under the primary evaluation in every
 /// column of ours of a table that names none (a matrix of cells), and blank elsewhere.
-fn cell(data: &SweepData, t: &super::tables::Table, i: usize, k: &CellData, primary: &str) -> Val {
+fn cell(data: &SweepData, t: &Table, i: usize, k: &CellData, primary: &str) -> Val {
     if i == 0 {
         return Val::text(name(k));
     }

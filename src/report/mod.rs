@@ -4,14 +4,19 @@
 //! Output in `out/`: README.md (settings, provenance, tables, embedded figures, the
 //! paper's numbers beside ours with the settings that differ), PNG/SVG figures, booktabs
 //! LaTeX tables, and CSV (every run's resolved config and final metrics in `runs.csv`,
-//! each table as CSV). Which figures and tables are drawn follows the grid axes
-//! (`sections`). A partial sweep reports what it has: missing or failed cells are marked,
-//! never fatal.
+//! each table as CSV). Which figures and tables are drawn follows the grid axes and the
+//! evaluations (`contents`): each of the paper's experiments is one file in
+//! `experiments/`, and everything else here is shared by all of them. A partial sweep
+//! reports what it has: missing or failed cells are marked, never fatal.
 
 mod aggregate;
 mod compare;
+mod contents;
 mod control;
+mod experiment;
+mod experiments;
 mod findings;
+mod labels;
 mod paper;
 mod plots;
 mod protocols;
@@ -35,8 +40,14 @@ use crate::store::Store;
 pub(crate) use aggregate::{compact, ParsedConfig, SweepData};
 pub(crate) use plots::Figure;
 use readme::Provenance;
-pub(crate) use sections::{build as sections, run_curves, Section};
+pub(crate) use sections::{run_curves, Section};
 use tables::csv_line;
+
+/// The sections of a sweep's report, in order: the paper experiments it is, then the
+/// Findings, the training curves and the table of every cell.
+pub(crate) fn sections(data: &SweepData) -> Vec<Section> {
+    contents::build(data, experiments::ALL)
+}
 
 /// The kinds of file a report is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +114,7 @@ pub async fn write_all(
             "- [{}]({}/README.md){profile}: {}\n",
             s.name,
             s.name,
-            findings::headline(&data)
+            contents::headline(&data, experiments::ALL)
         ));
     }
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
@@ -126,7 +137,7 @@ fn render(
         formats,
         written: Vec::new(),
     };
-    let secs = sections::build(data);
+    let secs = sections(data);
     for sec in &secs {
         files.section(sec)?;
     }
@@ -161,7 +172,7 @@ impl Files<'_> {
     }
 
     /// A section's figures and tables in the formats asked for.
-    fn section(&mut self, sec: &sections::Section) -> anyhow::Result<()> {
+    fn section(&mut self, sec: &Section) -> anyhow::Result<()> {
         let (png, svg) = (self.wants(Format::Png), self.wants(Format::Svg));
         for fig in &sec.figures {
             self.written.extend(fig.write(self.out, png, svg)?);

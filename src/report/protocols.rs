@@ -1,8 +1,10 @@
 //! Which evaluation protocol produced a number: one line per evaluation label, written
-//! under every table and figure that shows its top-1 (issue: the paper's augmented linear
+//! under every table and figure that shows its top-1 (the paper's augmented linear
 //! protocol and the fast features probe give different numbers and must never be mixed up).
 
 use crate::ml::config::{EvalConfig, EvalKind, EvalProtocol, FeatureSource, LrScaling};
+
+use super::aggregate::SweepData;
 
 fn on(cfg: &EvalConfig) -> &'static str {
     match cfg.on {
@@ -100,6 +102,14 @@ pub(crate) fn describe(label: &str, cfg: &EvalConfig) -> String {
         ),
     };
     format!("{label}: {what}{}.", subsets(cfg))
+}
+
+/// One note per evaluation label shown: which protocol produced its numbers.
+pub(crate) fn notes(data: &SweepData, labels: &[String]) -> Vec<String> {
+    labels
+        .iter()
+        .filter_map(|l| data.eval_config(l).map(|c| describe(l, &c)))
+        .collect()
 }
 
 #[cfg(test)]

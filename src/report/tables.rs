@@ -22,6 +22,30 @@ impl Val {
     }
 }
 
+/// The header of a table's column of evaluation `label`'s top-1.
+pub(crate) fn label_header(label: &str) -> String {
+    format!("top-1 {label}")
+}
+
+/// What the values of column `i` of a table with `header` are: `Some(label)` of a column
+/// per evaluation; `Some(primary)` for every column of a table that has none (a matrix of
+/// cells under the primary evaluation); `None` for the other columns of a table that has.
+pub(crate) fn column_label<'a>(
+    labels: &'a [String],
+    header: &[String],
+    i: usize,
+    primary: &'a str,
+) -> Option<&'a str> {
+    let per_label = header
+        .iter()
+        .any(|h| labels.iter().any(|l| label_header(l) == *h));
+    match labels.iter().find(|l| label_header(l) == header[i]) {
+        Some(l) => Some(l.as_str()),
+        None if per_label => None,
+        None => Some(primary),
+    }
+}
+
 /// A table with a caption, a LaTeX label and notes printed under it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Table {

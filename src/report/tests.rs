@@ -285,7 +285,9 @@ fn snapshot_report(out: &Path, name: &str) {
         snapshot(SNAPSHOTS, &format!("{name}/figures.sha256"), &digests);
         expected.push("figures.sha256".into());
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(SNAPSHOTS).join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(SNAPSHOTS)
+        .join(name);
     let mut committed: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
@@ -1090,14 +1092,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
         });
     }
     let fate = |ci: usize, _| Fate::Done(40.0 + ci as f64);
-    let out = rendered(
-        dir.path(),
-        "losses",
-        &cells,
-        &[0],
-        fate,
-        &all_formats(),
-    );
+    let out = rendered(dir.path(), "losses", &cells, &[0], fate, &all_formats());
     snapshot_report(&out, "losses_untuned");
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
@@ -1159,7 +1154,7 @@ fn the_other_experiments_get_their_tables_with_the_papers_numbers() {
         )
         .await;
         let data = SweepData::load(&store, "heads", None).await.unwrap();
-        let secs = sections::build(&data);
+        let secs = sections(&data);
         let fig8 = secs
             .iter()
             .find(|s| s.title.starts_with("Figure 8"))
@@ -1225,7 +1220,10 @@ fn table_5_sets_both_contrastive_accuracies_and_top1_beside_the_papers() {
         "{md}"
     );
     // The paper's values beside the cells it has, unnormalised at 10 among them.
-    assert!(md.contains("| 87.8 | 64.4 |") && md.contains("| 91.7 | 57.2 |"), "{md}");
+    assert!(
+        md.contains("| 87.8 | 64.4 |") && md.contains("| 91.7 | 57.2 |"),
+        "{md}"
+    );
     assert!(md.contains("| random-weights control |"), "{md}");
     for claim in [
         "Table 5: l2 normalisation (best at temperature 0.5) beats none: **held**",
@@ -1320,7 +1318,10 @@ fn findings_of(
         )
         .await;
         let data = SweepData::load(&store, "f", None).await.unwrap();
-        let s = findings::section(&data).expect("a Findings section");
+        let s = sections(&data)
+            .into_iter()
+            .find(|s| s.title == "Findings")
+            .expect("a Findings section");
         store.close().await;
         s.text[1].lines().map(str::to_string).collect()
     })
