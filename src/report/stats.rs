@@ -161,7 +161,7 @@ pub(crate) fn paired_t(pairs: &[(f64, f64)]) -> Option<Paired> {
 mod tests {
     use super::*;
 
-    // Reference values from scipy 1.x (/work/torchenv):
+    // Reference values from scipy 1.x:
     //   stats.t.ppf(0.975, d); stats.t.interval(0.95, 2, loc=m, scale=sd/sqrt(3));
     //   stats.ttest_rel(a, b)
     #[test]
