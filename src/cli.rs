@@ -132,6 +132,12 @@ pub enum Command {
     /// Datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Print a shell completion script, e.g.
+    /// `sweep completions bash > ~/.local/share/bash-completion/completions/sweep`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -49,7 +49,17 @@ pub fn main(cli: Cli) -> Result<i32> {
             url,
             sha256,
         }) => fetch(&cli, *dataset, url.as_deref(), sha256.as_deref()),
+        Command::Completions { shell } => completions(*shell),
     }
+}
+
+/// `sweep completions SHELL`: the completion script clap derives from the command line's
+/// own definition, so it never falls behind a new subcommand or flag.
+fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "sweep", &mut std::io::stdout());
+    Ok(exit::OK)
 }
 
 /// The async runtime the store runs on (one thread: the store is the only async part).

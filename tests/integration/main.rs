@@ -5,6 +5,7 @@ mod browser;
 mod cluster;
 #[allow(dead_code)]
 mod common;
+mod completions;
 mod plan;
 mod run;
 mod serve;
