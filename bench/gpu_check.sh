@@ -9,7 +9,7 @@
 #   bash bench/gpu_check.sh data      # the data subset and the spec, into target/cuda/
 #   bash bench/gpu_check.sh prepare   # `data`, plus a CUDA build of sweep made without a GPU
 #   bash bench/gpu_check.sh run       # on the GPU machine: the check itself
-#   bash bench/gpu_check.sh issue12   # on the GPU machine: bench/gpu_issue12.sh's measurements
+#   bash bench/gpu_check.sh bench     # on the GPU machine: bench/gpu_bench.sh's measurements
 #
 # Three ways to run it:
 #
@@ -153,7 +153,7 @@ EOF
     (cd "$src" && PATH=$cu13/bin:$PATH CUDA_ROOT=$env/cudaroot CUDA_COMPUTE_CAP=$cap \
         CARGO_TARGET_DIR=$tdir CUDAFORGE_THREADS=$(nproc) \
         nice cargo build --release --locked --features cuda --bin sweep)
-    # The bench binary too (bench/step.rs: the step and augmentation benches), for `issue12`.
+    # The bench binary too (bench/step.rs: the step and augmentation benches), for `bench`.
     (cd "$src" && PATH=$cu13/bin:$PATH CUDA_ROOT=$env/cudaroot CUDA_COMPUTE_CAP=$cap \
         CARGO_TARGET_DIR=$tdir CUDAFORGE_THREADS=$(nproc) \
         nice cargo build --release --locked --features cuda --bench step)
@@ -272,9 +272,9 @@ run_check() {
     echo "== done $(date -u)"
 }
 
-# Issue 12's measurements (bench/gpu_issue12.sh says what and how to run them).
-issue12() {
-    setup issue12.log
+# The GPU measurements (bench/gpu_bench.sh says what and how to run them).
+gpu_bench() {
+    setup bench.log
     local step=${STEP_BIN:-}
     if [ -z "$step" ] && [ -f $C/step.xz ]; then
         step=${TMPDIR:-/tmp}/step-cuda-$$
@@ -286,7 +286,7 @@ shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/step.xz 
     local w t0 py=${PYTHON:-python3}
     w=$(mktemp -d)
     echo "== GPUs: $(nvidia-smi -L | wc -l) ($(nvidia-smi -L | tr '\n' ' '))"
-    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$OUT/smi12.csv" 2>&1 &
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$OUT/smi_bench.csv" 2>&1 &
     local smi=$!
     echo "== augment_pairs --profile gpu_smoke (float32, host augmentation)"
     t0=$SECONDS
@@ -330,9 +330,9 @@ case $cmd in
 data) data ;;
 prepare) prepare ;;
 run) run_check ;;
-issue12) issue12 ;;
+bench) gpu_bench ;;
 *)
-    echo "usage: bash bench/gpu_check.sh data|prepare|run|issue12 (the comments at its top say more)" >&2
+    echo "usage: bash bench/gpu_check.sh data|prepare|run|bench (the comments at its top say more)" >&2
     exit 2
     ;;
 esac

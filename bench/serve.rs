@@ -1,4 +1,4 @@
-//! Dashboard bench (issue 16), run on demand, not in CI:
+//! Dashboard bench, run on demand, not in CI:
 //!
 //! ```text
 //! cargo bench --bench serve -- render [--runs 10000] [--reps 7] [--store PATH]
