@@ -1,5 +1,6 @@
 //! Process exit codes of `sweep`, defined once: `main` maps errors to them, the coordinator
-//! reads its workers' codes with them, and the signal handler exits with [`INTERRUPTED`].
+//! reads its workers' codes with them, and the signal handlers (a sweep's, the dashboard's)
+//! exit with [`INTERRUPTED`].
 
 /// Success.
 pub const OK: i32 = 0;
@@ -10,5 +11,6 @@ pub const FAILURE: i32 = 1;
 pub const BAD_INPUT: i32 = 2;
 /// The sweep finished but some runs failed (`sweep status NAME` shows why).
 pub const RUNS_FAILED: i32 = 3;
-/// Interrupted (Ctrl-C, SIGTERM, Slurm's USR1): checkpoints written, `sweep resume` continues.
+/// Interrupted (Ctrl-C, SIGTERM, Slurm's USR1): checkpoints written, `sweep resume` continues;
+/// the way `sweep serve` ends.
 pub const INTERRUPTED: i32 = 130;

@@ -12,11 +12,14 @@ pub mod cli;
 pub mod exit;
 pub mod fetch;
 pub mod ml;
+pub(crate) mod overview;
 pub mod report;
 pub mod sched;
 pub mod serve;
+pub(crate) mod slurm;
 pub mod spec;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub(crate) mod units;
 pub mod vocab;

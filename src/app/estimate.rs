@@ -61,16 +61,3 @@ fn stem_speedup(stem: Stem) -> f64 {
         Stem::Imagenet => 3.0,
     }
 }
-
-/// `42 s`, `12 min`, `3.5 h`, `2.1 days`.
-pub(super) fn human_duration(secs: f64) -> String {
-    if secs < 120.0 {
-        format!("{secs:.0} s")
-    } else if secs < 7200.0 {
-        format!("{:.0} min", secs / 60.0)
-    } else if secs < 48.0 * 3600.0 {
-        format!("{:.1} h", secs / 3600.0)
-    } else {
-        format!("{:.1} days", secs / 86400.0)
-    }
-}

@@ -7,13 +7,14 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::estimate::{estimate_seconds, human_duration};
+use super::estimate::estimate_seconds;
 use super::staging::{load_plan, stage, Staged};
 use super::{cell_text, runtime};
 use crate::cli::{Cli, SpecArgs};
 use crate::exit;
 use crate::spec::Plan;
 use crate::store::{RunState, Store};
+use crate::units::human_duration;
 use crate::vocab::short_id;
 
 pub(super) fn plan(cli: &Cli, args: &SpecArgs, json: bool) -> Result<i32> {

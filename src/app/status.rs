@@ -1,5 +1,6 @@
-//! `sweep status` and `sweep ls`: the sweeps in the store, or one sweep's stages with their
-//! state, attempts, top-1 and failure reasons, and its Slurm jobs where squeue answers.
+//! `sweep status` and `sweep ls`: the sweeps in the store with their progress, or one
+//! sweep's stages with their state, attempts, top-1 and failure reasons, then its progress,
+//! time left, workers and Slurm jobs (the overview the dashboard shows, [`crate::overview`]).
 
 use std::io::Write;
 
@@ -9,9 +10,36 @@ use serde::Serialize;
 use super::{cell_text, runtime};
 use crate::cli::Cli;
 use crate::exit;
-use crate::sched;
+use crate::overview::{self, Progress, SweepOverview};
 use crate::store::{RunState, Store};
 use crate::vocab::{metric, short_id, StageKind};
+
+/// One sweep of `sweep ls --json`.
+#[derive(Serialize)]
+struct SweepJson<'a> {
+    name: &'a str,
+    profile: Option<&'a str>,
+    queued: usize,
+    running: usize,
+    done: usize,
+    failed: usize,
+    updated_at: i64,
+}
+
+impl<'a> From<&'a SweepOverview> for SweepJson<'a> {
+    fn from(o: &'a SweepOverview) -> Self {
+        let p = &o.progress;
+        SweepJson {
+            name: &o.name,
+            profile: o.profile.as_deref(),
+            queued: p.queued,
+            running: p.running,
+            done: p.done,
+            failed: p.failed,
+            updated_at: o.updated_at,
+        }
+    }
+}
 
 #[derive(Serialize)]
 struct RunStatusJson {
@@ -42,9 +70,10 @@ pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> 
     };
     let mut o = std::io::stdout().lock();
     let Some(name) = sweep else {
-        let sweeps = rt.block_on(store.sweeps())?;
+        let sweeps = rt.block_on(overview::sweeps(&store))?;
         if json {
-            writeln!(o, "{}", serde_json::to_string_pretty(&sweeps)?)?;
+            let rows: Vec<SweepJson> = sweeps.iter().map(SweepJson::from).collect();
+            writeln!(o, "{}", serde_json::to_string_pretty(&rows)?)?;
         } else if sweeps.is_empty() {
             writeln!(o, "no sweeps in {}", crate::store::redact(&cli.db))?;
         } else {
@@ -53,22 +82,24 @@ pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> 
                 "{:<24} {:<10} {:>7} {:>7} {:>7} {:>7}",
                 "sweep", "profile", "done", "running", "queued", "failed"
             )?;
-            for s in sweeps {
+            for s in &sweeps {
+                let p = &s.progress;
                 writeln!(
                     o,
                     "{:<24} {:<10} {:>7} {:>7} {:>7} {:>7}",
                     s.name,
-                    s.profile.unwrap_or_else(|| "-".into()),
-                    s.done,
-                    s.running,
-                    s.queued,
-                    s.failed
+                    s.profile.as_deref().unwrap_or("-"),
+                    p.done,
+                    p.running,
+                    p.queued,
+                    p.failed
                 )?;
             }
         }
         return Ok(exit::OK);
     };
     let runs = rt.block_on(store.sweep_runs(name))?;
+    let progress = Progress::of_runs(&runs);
     // Each evaluation's top-1 at its last step (as the report reads it), in one query for
     // the sweep rather than one per stage.
     let last = rt.block_on(store.sweep_last_metrics(name, &[metric::EVAL_TOP1]))?;
@@ -136,26 +167,14 @@ pub(super) fn status(cli: &Cli, sweep: Option<&str>, json: bool) -> Result<i32> 
             writeln!(o, "              failed: {f}")?;
         }
     }
-    // Workers submitted to Slurm, where squeue answers (an older store has no such table).
-    let jobs = rt.block_on(store.slurm_jobs(name)).unwrap_or_default();
-    if !jobs.is_empty() {
-        let ids: Vec<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
-        match sched::slurm::squeue(&ids) {
-            Some(tasks) => {
-                for j in &jobs {
-                    writeln!(
-                        o,
-                        "{}",
-                        sched::slurm::describe(&j.job_id, j.workers, &tasks)
-                    )?;
-                }
-            }
-            None => writeln!(
-                o,
-                "slurm jobs {} (squeue does not answer here)",
-                ids.join(", ")
-            )?,
-        }
+    writeln!(o)?;
+    writeln!(o, "progress:  {}", progress.stages_text())?;
+    writeln!(o, "time left: {}", progress.time_left_text())?;
+    writeln!(o, "workers:   {}", progress.workers_text())?;
+    // Workers submitted to Slurm, as squeue shows them.
+    let slurm = rt.block_on(overview::slurm_lines(&store, &[name]));
+    for line in slurm.iter().flatten() {
+        writeln!(o, "{line}")?;
     }
     Ok(exit::OK)
 }

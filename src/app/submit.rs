@@ -11,7 +11,8 @@ use super::staging::{check_precision, load_plan, register, stage};
 use super::{runtime, UserError};
 use crate::cli::{Cli, SubmitArgs};
 use crate::exit;
-use crate::sched::{slurm, WorkerLaunch};
+use crate::sched::{slurm_array, WorkerLaunch};
+use crate::slurm;
 use crate::store::{Backend, SlurmJobRecord, Store};
 
 pub(super) fn submit(cli: &Cli, args: &SubmitArgs) -> Result<i32> {
@@ -27,7 +28,7 @@ pub(super) fn submit(cli: &Cli, args: &SubmitArgs) -> Result<i32> {
     let staged = stage(&plan, &cli.data_dir)?; // the data must be there before workers start
     let opts = slurm_options(cli, args, &plan.name)?;
     check_precision(&plan, std::slice::from_ref(&opts.worker.device))?;
-    let script = slurm::script(&opts);
+    let script = slurm_array::script(&opts);
     if args.dry_run {
         print!("{script}");
         if !cli.quiet {
@@ -92,14 +93,14 @@ fn store_for_workers(db: &str, allow_sqlite: bool) -> Result<String> {
 }
 
 /// The job array: each task's worker command line, resources and log directory.
-fn slurm_options(cli: &Cli, args: &SubmitArgs, sweep: &str) -> Result<slurm::SlurmOptions> {
+fn slurm_options(cli: &Cli, args: &SubmitArgs, sweep: &str) -> Result<slurm_array::SlurmOptions> {
     let runs_dir = absolute(&cli.runs_dir)?;
     let gpu = args.gres.as_deref().is_some_and(|g| g.contains("gpu"));
     let device = args
         .device
         .clone()
         .unwrap_or_else(|| if gpu { "auto" } else { "cpu" }.into());
-    Ok(slurm::SlurmOptions {
+    Ok(slurm_array::SlurmOptions {
         worker: WorkerLaunch {
             exe: std::env::current_exe().context("finding the sweep binary")?,
             data_dir: absolute(&cli.data_dir)?,

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::aggregate::{state_counts, SweepData};
 use super::sections::Section;
+use crate::units::human_duration;
 use crate::vocab::short_id;
 
 /// Where and when the report was rendered, and by which code.
@@ -21,16 +22,6 @@ pub(crate) struct Provenance {
     /// UTC time of rendering, and when the sweep was registered / last changed.
     pub rendered_at: String,
     pub sweep_dates: String,
-}
-
-fn human_duration(secs: f64) -> String {
-    if secs < 120.0 {
-        format!("{secs:.1} s")
-    } else if secs < 7200.0 {
-        format!("{:.1} min", secs / 60.0)
-    } else {
-        format!("{:.1} h", secs / 3600.0)
-    }
 }
 
 /// `image` is Some("png") / Some("svg") for the figure format to embed, None for none.

@@ -8,7 +8,7 @@ pub mod events;
 mod launch;
 mod progress;
 pub mod signals;
-pub mod slurm;
+pub mod slurm_array;
 mod worker;
 
 pub use coordinator::{coordinate, RunOptions, RunSummary};

@@ -1,19 +1,18 @@
-//! Reading what a page shows from the store (read-only) into plain views: the sweeps
-//! with their progress, estimated time left, workers and Slurm state; one sweep with its
-//! report (the report module's own data, sections and figures) and its stages; one
-//! stage with its metrics, checkpoints and evaluations. Rendering is `pages`' job.
+//! Reading what a page shows from the store (read-only) into plain views: one sweep with
+//! its progress (the shared [`crate::overview`], also the list of sweeps'), its report
+//! (the report module's own data, sections and figures) and its stages; one stage with
+//! its metrics, checkpoints and evaluations. Rendering is `pages`' job.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Result;
 
 use super::cache::{parse_configs, Cache, KeptSweep, ShownMetrics};
 use crate::ml::Checkpoint;
+use crate::overview::Progress;
 use crate::report::{self, Section, SweepData};
-use crate::sched::slurm;
 use crate::store::{
-    MetricRecord, RunRecord, RunState, StageBrief, StageKind, Store, StoreError, SweepRecord,
-    SweepSummary, SweepVersion,
+    MetricRecord, RunRecord, RunState, StageKind, Store, StoreError, SweepRecord, SweepVersion,
 };
 use crate::vocab::metric;
 
@@ -30,109 +29,6 @@ const FINAL_METRICS: [&str; 4] = [
     metric::EVAL_TOP5,
 ];
 
-/// One row of the list of sweeps.
-pub struct SweepOverview {
-    pub summary: SweepSummary,
-    /// Seconds of compute left divided among the running workers; `None` while no stage
-    /// of a kind that is left has finished yet (nothing to estimate from).
-    pub eta_seconds: Option<f64>,
-    /// Running workers per host.
-    pub hosts: BTreeMap<String, usize>,
-    /// One line per Slurm job array, where squeue answers.
-    pub slurm: Vec<String>,
-}
-
-pub async fn sweeps(store: &Store) -> Result<Vec<SweepOverview>> {
-    let summaries = store.sweeps().await?;
-    let briefs = store.stage_briefs().await?;
-    let mut by_sweep: HashMap<&str, Vec<&StageBrief>> = HashMap::new();
-    for b in &briefs {
-        by_sweep.entry(b.sweep.as_str()).or_default().push(b);
-    }
-    let mut out = Vec::with_capacity(summaries.len());
-    let mut jobs = Vec::new();
-    for s in &summaries {
-        // An older store has no slurm_jobs table: no Slurm state, not an error.
-        jobs.push(store.slurm_jobs(&s.name).await.unwrap_or_default());
-    }
-    let ids: Vec<String> = jobs.iter().flatten().map(|j| j.job_id.clone()).collect();
-    let tasks = if ids.is_empty() {
-        None
-    } else {
-        tokio::task::spawn_blocking(move || slurm::squeue(&ids))
-            .await
-            .ok()
-            .flatten()
-    };
-    for (summary, jobs) in summaries.into_iter().zip(jobs) {
-        let stages = by_sweep.remove(summary.name.as_str()).unwrap_or_default();
-        let slurm = match (&tasks, jobs.is_empty()) {
-            (_, true) => Vec::new(),
-            (Some(tasks), false) => jobs
-                .iter()
-                .map(|j| slurm::describe(&j.job_id, j.workers, tasks))
-                .collect(),
-            (None, false) => vec![format!(
-                "slurm jobs {} (squeue does not answer here)",
-                jobs.iter()
-                    .map(|j| j.job_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )],
-        };
-        out.push(SweepOverview {
-            eta_seconds: eta_seconds(&stages),
-            hosts: hosts(&stages),
-            slurm,
-            summary,
-        });
-    }
-    Ok(out)
-}
-
-/// Running workers per host.
-fn hosts(stages: &[&StageBrief]) -> BTreeMap<String, usize> {
-    let mut workers: BTreeSet<(String, String)> = BTreeSet::new();
-    for s in stages.iter().filter(|s| s.state == RunState::Running) {
-        if let Some(owner) = &s.lease_owner {
-            let host = s.lease_host.clone().unwrap_or_else(|| "?".into());
-            workers.insert((host, owner.clone()));
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (host, _) in workers {
-        *out.entry(host).or_insert(0) += 1;
-    }
-    out
-}
-
-/// Compute left (stages not finished x the mean compute of finished stages of the same
-/// kind) divided by the running workers (at least one).
-pub fn eta_seconds(stages: &[&StageBrief]) -> Option<f64> {
-    let mut left = 0.0;
-    for kind in [StageKind::Pretrain, StageKind::Eval] {
-        let of_kind = || stages.iter().filter(move |s| s.stage == kind);
-        let (mut done, mut done_seconds) = (0, 0.0);
-        for s in of_kind().filter(|s| s.state == RunState::Done) {
-            done += s.count;
-            done_seconds += s.compute_seconds;
-        }
-        let open: i64 = of_kind()
-            .filter(|s| matches!(s.state, RunState::Queued | RunState::Running))
-            .map(|s| s.count)
-            .sum();
-        if open == 0 {
-            continue;
-        }
-        if done == 0 {
-            return None;
-        }
-        left += open as f64 * done_seconds / done as f64;
-    }
-    let workers: usize = hosts(stages).values().sum();
-    Some(left / workers.max(1) as f64)
-}
-
 /// Stages per page of a sweep's runs table.
 pub const RUNS_PER_PAGE: usize = 250;
 
@@ -148,9 +44,7 @@ pub struct StageRow {
 
 pub struct SweepView {
     pub sweep: SweepRecord,
-    pub counts: [usize; 4],
-    pub eta_seconds: Option<f64>,
-    pub hosts: BTreeMap<String, usize>,
+    pub progress: Progress,
     /// The report's sections (figures still to be drawn).
     pub sections: Vec<Section>,
     pub curves_skipped: bool,
@@ -196,12 +90,6 @@ pub async fn sweep(
     if curves_skipped {
         sections.retain(|s| !is_curves(s));
     }
-    let briefs = briefs(name, &k.rows);
-    let refs: Vec<&StageBrief> = briefs.iter().collect();
-    let mut counts = [0usize; 4];
-    for s in &k.rows {
-        counts[s.state as usize] += 1;
-    }
     let pages = k.rows.len().div_ceil(RUNS_PER_PAGE).max(1);
     let page = page.min(pages - 1);
     let of_page = &k.rows
@@ -221,9 +109,7 @@ pub async fn sweep(
         })
         .collect();
     Ok(Some(SweepView {
-        counts,
-        eta_seconds: eta_seconds(&refs),
-        hosts: hosts(&refs),
+        progress: Progress::of_runs(&k.rows),
         sections,
         curves_skipped,
         warnings: data.warnings.clone(),
@@ -303,38 +189,6 @@ async fn refresh(
     };
     kept.patch(version, moved, fresh);
     Ok(())
-}
-
-/// The sweep's stages in brief (as the list of sweeps reads them): one per kind, state
-/// and holder.
-fn briefs(name: &str, rows: &[RunRecord]) -> Vec<StageBrief> {
-    type Key<'a> = (StageKind, RunState, Option<&'a str>, Option<&'a str>);
-    let mut groups: HashMap<Key, (i64, f64)> = HashMap::new();
-    for s in rows {
-        let key = (
-            s.stage,
-            s.state,
-            s.lease_owner.as_deref(),
-            s.lease_host.as_deref(),
-        );
-        let g = groups.entry(key).or_default();
-        g.0 += 1;
-        g.1 += s.compute_seconds;
-    }
-    groups
-        .into_iter()
-        .map(
-            |((stage, state, owner, host), (count, compute_seconds))| StageBrief {
-                sweep: name.to_string(),
-                stage,
-                state,
-                count,
-                compute_seconds,
-                lease_owner: owner.map(String::from),
-                lease_host: host.map(String::from),
-            },
-        )
-        .collect()
 }
 
 fn is_curves(s: &Section) -> bool {
@@ -548,43 +402,5 @@ mod tests {
             assert_eq!(fresh_look(&store, &cache).await.len(), 3);
             store.close().await;
         });
-    }
-
-    fn brief(stage: StageKind, state: RunState, secs: f64, owner: Option<&str>) -> StageBrief {
-        StageBrief {
-            sweep: "s".into(),
-            stage,
-            state,
-            count: 1,
-            compute_seconds: secs,
-            lease_owner: owner.map(String::from),
-            lease_host: owner.map(|_| "vm".to_string()),
-        }
-    }
-
-    #[test]
-    fn time_left_is_the_mean_cost_of_each_kind_shared_by_the_running_workers() {
-        let stages = [
-            brief(StageKind::Pretrain, RunState::Done, 10.0, None),
-            brief(StageKind::Pretrain, RunState::Done, 20.0, None),
-            brief(StageKind::Pretrain, RunState::Running, 0.0, Some("w1")),
-            brief(StageKind::Pretrain, RunState::Running, 0.0, Some("w2")),
-            brief(StageKind::Pretrain, RunState::Queued, 0.0, None),
-            brief(StageKind::Eval, RunState::Done, 2.0, None),
-            brief(StageKind::Eval, RunState::Queued, 0.0, None),
-        ];
-        let refs: Vec<&StageBrief> = stages.iter().collect();
-        // (3 x 15 s + 1 x 2 s) / 2 workers.
-        assert_eq!(eta_seconds(&refs), Some(23.5));
-        assert_eq!(hosts(&refs).get("vm"), Some(&2));
-        // Briefs grouped as the store returns them (two done pretrains in one) give the same.
-        let mut grouped = brief(StageKind::Pretrain, RunState::Done, 30.0, None);
-        grouped.count = 2;
-        let mut refs: Vec<&StageBrief> = stages[2..].iter().collect();
-        refs.push(&grouped);
-        assert_eq!(eta_seconds(&refs), Some(23.5));
-        // Nothing of a kind still to run has finished: no estimate.
-        let first = [brief(StageKind::Pretrain, RunState::Queued, 0.0, None)];
-        assert_eq!(eta_seconds(&first.iter().collect::<Vec<_>>()), None);
     }
 }

@@ -166,7 +166,8 @@ return fetch(m.dataset.fragment,{cache:'no-store'}).then(function(f){if(!f.ok)th
 .then(function(){busy=false;});}\
 setInterval(tick,2000);})();";
 
-/// A whole page: header (with the store's location, password redacted by the store),
+/// A whole page: header (with the store's name: a SQLite file's name, a PostgreSQL URL
+/// with its password redacted by the store),
 /// the live part and the refresh script.
 pub fn page(title: &str, store: &str, live: Option<&Live>, body: &str) -> String {
     let main = match live {

@@ -16,17 +16,23 @@ mod pages;
 mod routes;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::exit;
 use crate::store::{redact, Store};
 
-/// Serves the dashboard of the store at `db` on `bind` until the process is stopped.
+/// Serves the dashboard of the store at `db` on `bind` until Ctrl-C or SIGTERM, then
+/// lets the requests in flight finish, closes the store and returns
+/// [`exit::INTERRUPTED`] (a second signal exits at once with it).
 pub fn main(db: &str, bind: &str) -> Result<i32> {
     let addr: SocketAddr = bind
         .parse()
         .with_context(|| format!("--bind {bind}: not an address and port like 127.0.0.1:8080"))?;
+    let stop = stop_on_signal().context("installing the Ctrl-C handler")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,18 +52,55 @@ pub fn main(db: &str, bind: &str) -> Result<i32> {
         }
         // Listening already: requests made while the store is awaited wait in the backlog.
         println!("serving {} on http://{local}/ (Ctrl-C stops)", redact(db));
-        let store = wait_for_store(db).await?;
-        serve(store, listener).await?;
-        Ok::<_, anyhow::Error>(0)
+        let store = tokio::select! {
+            store = wait_for_store(db) => store?,
+            () = stopped(&stop) => return Ok(exit::INTERRUPTED),
+        };
+        serve_until(store.clone(), listener, stopped(&stop)).await?;
+        store.close().await;
+        Ok::<_, anyhow::Error>(exit::INTERRUPTED)
     })
 }
 
-/// Serves the dashboard of `store` on `listener` until the process is stopped (what
-/// `sweep serve` runs; the benchmark starts it in-process).
+/// Serves the dashboard of `store` on `listener` until the process is stopped (the
+/// benchmark starts it in-process this way).
 pub async fn serve(store: Store, listener: tokio::net::TcpListener) -> Result<()> {
+    serve_until(store, listener, std::future::pending()).await
+}
+
+/// Serves until `stop` resolves, then lets the requests in flight finish.
+async fn serve_until(
+    store: Store,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     axum::serve(listener, routes::router(store))
+        .with_graceful_shutdown(stop)
         .await
         .context("serving")
+}
+
+/// A flag the first SIGINT or SIGTERM sets; the second exits at once with
+/// [`exit::INTERRUPTED`] (the dashboard holds nothing that needs saving).
+fn stop_on_signal() -> std::io::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it runs when the flag is already set: the second signal.
+        signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+/// Resolves once `flag` is set (checked ten times a second).
+fn stopped(flag: &Arc<AtomicBool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let flag = flag.clone();
+    async move {
+        while !flag.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Opens the store read-only, waiting for it to be created (`sweep run` creates it). A

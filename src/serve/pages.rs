@@ -5,11 +5,13 @@
 
 use std::fmt::Write as _;
 
+use crate::overview::SweepOverview;
 use crate::report::{self, compact, Figure, Section};
-use crate::store::{RunState, StageKind};
+use crate::store::StageKind;
+use crate::units::human_duration;
 use crate::vocab::{metric, short_id as short};
 
-use super::gather::{RunView, SweepOverview, SweepView, CURVES_MAX_RUNS};
+use super::gather::{RunView, SweepView, CURVES_MAX_RUNS};
 use super::html::{report_text, seg, table, Esc};
 
 pub fn sweep_url(name: &str) -> String {
@@ -18,26 +20,6 @@ pub fn sweep_url(name: &str) -> String {
 
 pub fn run_url(id: &str) -> String {
     format!("/run/{}", seg(id))
-}
-
-/// `1 h 05 min`, `4 min 10 s`, `12 s`.
-fn duration(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{} min {:02} s", s / 60, s % 60)
-    } else {
-        format!("{s} s")
-    }
-}
-
-fn eta(v: Option<f64>, open: usize) -> String {
-    match v {
-        _ if open == 0 => "finished".into(),
-        Some(s) => format!("about {}", duration(s)),
-        None => "— (nothing finished yet)".into(),
-    }
 }
 
 /// A progress bar: done, running and failed shares of `total`.
@@ -51,17 +33,6 @@ fn bar(done: usize, running: usize, failed: usize, total: usize) -> String {
         pct(running),
         pct(failed)
     )
-}
-
-fn hosts_text(hosts: &std::collections::BTreeMap<String, usize>) -> String {
-    if hosts.is_empty() {
-        return "none running".into();
-    }
-    hosts
-        .iter()
-        .map(|(h, n)| format!("{h} ({n} worker{})", if *n == 1 { "" } else { "s" }))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The list of sweeps (the live part of `/`).
@@ -79,14 +50,9 @@ pub fn sweeps(list: &[SweepOverview]) -> String {
          <th>workers</th><th>slurm</th></tr></thead><tbody>",
     );
     for o in list {
-        let x = &o.summary;
-        let (done, running, queued, failed) = (
-            x.done as usize,
-            x.running as usize,
-            x.queued as usize,
-            x.failed as usize,
-        );
-        let total = done + running + queued + failed;
+        let p = &o.progress;
+        let (done, running, queued, failed) = (p.done, p.running, p.queued, p.failed);
+        let total = p.total();
         let failed_cls = if failed > 0 {
             " class=\"st-failed\""
         } else {
@@ -96,12 +62,12 @@ pub fn sweeps(list: &[SweepOverview]) -> String {
             s,
             "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{done}/{total}</td>\
              <td>{running}</td><td>{queued}</td><td{failed_cls}>{failed}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            Esc(&sweep_url(&x.name)),
-            Esc(&x.name),
-            Esc(x.profile.as_deref().unwrap_or("—")),
+            Esc(&sweep_url(&o.name)),
+            Esc(&o.name),
+            Esc(o.profile.as_deref().unwrap_or("—")),
             bar(done, running, failed, total),
-            Esc(&eta(o.eta_seconds, queued + running)),
-            Esc(&hosts_text(&o.hosts)),
+            Esc(&p.time_left_text()),
+            Esc(&p.workers_text()),
             Esc(&o.slurm.join("; ")),
         );
     }
@@ -230,19 +196,19 @@ fn runs_table(v: &SweepView) -> String {
 /// holds.
 pub fn sweep(v: &SweepView) -> String {
     let name = &v.sweep.name;
-    let [queued, running, done, failed] = v.counts;
-    debug_assert_eq!(RunState::Queued as usize, 0);
-    let total = queued + running + done + failed;
+    let p = &v.progress;
+    let total = p.total();
     let mut s = format!("<h1>Sweep {}</h1>", Esc(name));
     let _ = write!(
         s,
         "<table class=\"facts\"><tbody>\
-         <tr><th>progress</th><td>{}{done} of {total} stages done, {running} running, {queued} queued, {failed} failed</td></tr>\
+         <tr><th>progress</th><td>{}{}</td></tr>\
          <tr><th>time left</th><td>{}</td></tr><tr><th>workers</th><td>{}</td></tr>\
          <tr><th>spec</th><td>{}{}</td></tr></tbody></table>",
-        bar(done, running, failed, total),
-        Esc(&eta(v.eta_seconds, queued + running)),
-        Esc(&hosts_text(&v.hosts)),
+        bar(p.done, p.running, p.failed, total),
+        Esc(&p.stages_text()),
+        Esc(&p.time_left_text()),
+        Esc(&p.workers_text()),
         Esc(&v.sweep.spec_path),
         Esc(&v
             .sweep
@@ -320,7 +286,7 @@ pub fn run(v: &RunView) -> String {
         Esc(r.lease_host.as_deref().unwrap_or("—")),
         ms_time(r.started_at),
         ms_time(r.finished_at),
-        Esc(&duration(r.compute_seconds)),
+        Esc(&human_duration(r.compute_seconds)),
         Esc(&cell_text(&r.cell)),
         sweeps.join(", "),
         Esc(r.failure.as_deref().unwrap_or("")),

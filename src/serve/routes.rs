@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::overview;
 use crate::store::Store;
 
 use super::cache::Cache;
@@ -64,7 +65,7 @@ fn full(
     live: Option<&Live>,
     body: &str,
 ) -> Response {
-    (status, Html(page(title, store.location(), live, body))).into_response()
+    (status, Html(page(title, &store.display_name(), live, body))).into_response()
 }
 
 fn fragment(body: String) -> Response {
@@ -103,7 +104,7 @@ async fn unknown_url(
 }
 
 async fn index(State(Dashboard { store, .. }): State<Dashboard>) -> Response {
-    let (list, tok) = match tokio::try_join!(gather::sweeps(&store), async {
+    let (list, tok) = match tokio::try_join!(overview::sweeps(&store), async {
         Ok::<_, anyhow::Error>(store.change_token().await?)
     }) {
         Ok(x) => x,
@@ -124,7 +125,7 @@ async fn index(State(Dashboard { store, .. }): State<Dashboard>) -> Response {
 }
 
 async fn index_live(State(Dashboard { store, .. }): State<Dashboard>) -> Response {
-    match gather::sweeps(&store).await {
+    match overview::sweeps(&store).await {
         Ok(list) => fragment(pages::sweeps(&list)),
         Err(e) => failed(&store, e),
     }

@@ -68,6 +68,12 @@ impl Store {
         &self.location
     }
 
+    /// The store as the dashboard's header names it: a SQLite file by its file name, a
+    /// PostgreSQL URL with its password replaced by `***`.
+    pub fn display_name(&self) -> String {
+        open::display_name(self.backend, &self.location)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -282,6 +282,22 @@ fn lock_file(location: &str, path: &Path) -> Result<Option<FileLock>> {
 }
 
 /// The file path inside a `sqlite://` URL, or the location itself.
+/// How a page names the store at `location` (already redacted): a SQLite file by its
+/// file name (its directories tell where it sits on someone's disk, nothing about the
+/// sweeps), a PostgreSQL URL whole (its password already `***`).
+pub(super) fn display_name(backend: Backend, location: &str) -> String {
+    match backend {
+        Backend::Postgres => location.to_string(),
+        Backend::Sqlite => {
+            let path = sqlite_path(location);
+            std::path::Path::new(&path)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or(path)
+        }
+    }
+}
+
 fn sqlite_path(location: &str) -> String {
     let s = location
         .strip_prefix("sqlite://")
@@ -423,7 +439,25 @@ async fn pg_pool(location: &str, shown: &str, max: u32, read_only: bool) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{display_name, redact};
+    use crate::store::Backend;
+
+    #[test]
+    fn a_page_names_a_sqlite_store_by_its_file_and_a_postgres_store_by_its_redacted_url() {
+        for (location, shown) in [
+            ("/srv/experiments/runs/sweeps.db", "sweeps.db"),
+            ("runs/sweeps.db", "sweeps.db"),
+            ("sweeps.db", "sweeps.db"),
+            ("sqlite:///srv/runs/s.db?mode=rwc", "s.db"),
+        ] {
+            assert_eq!(display_name(Backend::Sqlite, location), shown);
+        }
+        let url = redact("postgres://sweep:hunter2@db.example/sweeps");
+        assert_eq!(
+            display_name(Backend::Postgres, &url),
+            "postgres://sweep:***@db.example/sweeps"
+        );
+    }
 
     #[test]
     fn redact_hides_passwords_and_nothing_else() {

@@ -153,6 +153,21 @@ pub struct Server {
 }
 
 impl Server {
+    /// Sends SIGTERM and waits for the process: its exit code (`None`: killed by a
+    /// signal, or not ended within 30 s).
+    pub fn stop(&mut self) -> Option<i32> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
     /// GET `path`: status code and body (any status, never an error).
     pub fn get(&self, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.base);

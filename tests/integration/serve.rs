@@ -75,17 +75,28 @@ fn pages_show_a_finished_sweep_escape_hostile_strings_and_404_the_unknown() {
     let o = env.run(&["run", spec.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", text(&o));
     add_hostile_sweep(&env);
-    let server = env.serve();
+    let mut server = env.serve();
 
     let (code, body) = server.get("/");
     assert_eq!(code, 200);
     assert!(body.contains("href=\"/sweep/t\""), "{body}");
     assert!(body.contains("6/6"), "all 6 stages of t done: {body}");
     assert!(body.contains("finished"), "no time left: {body}");
-    assert!(
-        body.contains(&env.db().display().to_string()),
-        "the store is named"
-    );
+    // The header names the store by its file, never by where it sits on the disk.
+    let file = env.db().file_name().unwrap().to_string_lossy().into_owned();
+    assert!(body.contains(&format!("store: {file}<")), "{body}");
+    let dir = env.db().parent().unwrap().display().to_string();
+    assert!(!body.contains(&dir), "the store's directory is not shown");
+    // `sweep status NAME` prints the overview the list of sweeps shows.
+    let o = env.run(&["status", "t"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for line in [
+        "progress:  6 of 6 stages done, 0 running, 0 queued, 0 failed",
+        "time left: finished",
+        "workers:   none running",
+    ] {
+        assert!(text(&o).contains(line), "no {line:?} in\n{}", text(&o));
+    }
 
     let (code, body) = server.get("/sweep/t");
     assert_eq!(code, 200);
@@ -176,6 +187,9 @@ fn pages_show_a_finished_sweep_escape_hostile_strings_and_404_the_unknown() {
         assert!(body.contains("Not found"), "{path}: {body}");
         assert!(!body.contains("<script>alert"), "{path}");
     }
+
+    // SIGTERM (as Ctrl-C) stops the dashboard with the interrupted exit code.
+    assert_eq!(server.stop(), Some(130));
 }
 
 #[test]
