@@ -7,7 +7,7 @@
 //! store URL, password included, reaches the workers only through the environment of
 //! `sbatch` (`--export=ALL` with `SWEEP_DB` set), never through the script, which
 //! `scontrol` shows to every user. Running `sbatch` and reading the queue are
-//! [`crate::slurm`]'s.
+//! `crate::slurm`'s.
 
 use std::path::PathBuf;
 

@@ -8,6 +8,9 @@
 //! opened read-only (SQLite WAL readers never block the workers' writes; the one write is
 //! bringing a store an older `sweep` wrote up to date, at start), the password of a
 //! database URL never shown, every stored string escaped, unknown URLs a 404 page.
+//! Ctrl-C or SIGTERM stops it: the requests in flight finish, then it exits with
+//! [`crate::exit::INTERRUPTED`]. What a sweep's progress is comes from `crate::overview`,
+//! shared with `sweep status`.
 
 mod cache;
 mod gather;
