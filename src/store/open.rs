@@ -281,7 +281,6 @@ fn lock_file(location: &str, path: &Path) -> Result<Option<FileLock>> {
     Ok(Some(FileLock(file)))
 }
 
-/// The file path inside a `sqlite://` URL, or the location itself.
 /// How a page names the store at `location` (already redacted): a SQLite file by its
 /// file name (its directories tell where it sits on someone's disk, nothing about the
 /// sweeps), a PostgreSQL URL whole (its password already `***`).
@@ -298,6 +297,7 @@ pub(super) fn display_name(backend: Backend, location: &str) -> String {
     }
 }
 
+/// The file path inside a `sqlite://` URL, or the location itself.
 fn sqlite_path(location: &str) -> String {
     let s = location
         .strip_prefix("sqlite://")
