@@ -6,6 +6,7 @@ mod cluster;
 #[allow(dead_code)]
 mod common;
 mod completions;
+mod layers;
 mod plan;
 mod run;
 mod serve;
