@@ -58,6 +58,15 @@ pub mod metric {
     pub const EVAL_N_TEST: &str = "eval/n_test";
     /// The linear classifier's top-1 on its own training images (linear evaluations only).
     pub const EVAL_TRAIN_TOP1: &str = "eval/train_top1";
+    /// On CUDA, once per stage at step 0: 1 if the stage's convolutions and BatchNorm ran
+    /// through cuDNN (`ml::cuda`), 0 if through candle's ops.
+    pub const CUDA_CUDNN_OPS: &str = "cuda/cudnn_ops";
+    /// On CUDA, once per stage at step 0: 1 if the device's self-check of the cuDNN ops
+    /// passed in this worker, else 0.
+    pub const CUDA_SELF_CHECK_PASSED: &str = "cuda/self_check_passed";
+    /// On CUDA, once per stage at step 0: the check's largest error as a fraction of its
+    /// tolerance (below 1 passes; very large when an op failed to run).
+    pub const CUDA_SELF_CHECK_WORST: &str = "cuda/self_check_worst";
 }
 
 /// Characters of a run id (or dataset fingerprint) shown to people: enough to be unique in

@@ -593,6 +593,38 @@ impl Precision {
     }
 }
 
+/// Which implementation of the encoder's convolutions and training-mode BatchNorm a CUDA
+/// pretrain uses (`PretrainConfig::conv_impl`; the CPU has its own kernels and ignores it).
+/// Part of the run id away from `auto`, since the two paths round differently.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvImpl {
+    /// cuDNN (`ml::cuda`) when the worker's self-check of those ops passed on this device,
+    /// else candle's ops, with a warning (default).
+    #[default]
+    Auto,
+    /// cuDNN for all three convolution directions and BatchNorm; the stage fails if the
+    /// self-check did not pass on this device.
+    Cudnn,
+    /// candle's ops: its cuDNN forward convolution, its own kernels for the gradients and
+    /// BatchNorm as elementwise ops (the path before `ml::cuda` existed).
+    Candle,
+}
+
+impl ConvImpl {
+    fn is_auto(&self) -> bool {
+        *self == ConvImpl::Auto
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvImpl::Auto => "auto",
+            ConvImpl::Cudnn => "cudnn",
+            ConvImpl::Candle => "candle",
+        }
+    }
+}
+
 /// Everything one pretraining run needs, and nothing about where or how it is executed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -623,6 +655,10 @@ pub struct PretrainConfig {
     /// the canonical JSON at f32, so every run made before the field existed keeps its id.
     #[serde(skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// auto (default), cudnn or candle (see [`ConvImpl`]). Left out of the canonical JSON
+    /// at auto, so every run made before the field existed keeps its id.
+    #[serde(skip_serializing_if = "ConvImpl::is_auto")]
+    pub conv_impl: ConvImpl,
 }
 
 impl Default for PretrainConfig {
@@ -641,6 +677,7 @@ impl Default for PretrainConfig {
             seed: 0,
             checkpoint_every: 1,
             precision: Precision::F32,
+            conv_impl: ConvImpl::Auto,
         }
     }
 }

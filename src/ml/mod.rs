@@ -7,6 +7,7 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
+pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod eval;

@@ -268,6 +268,10 @@ impl<'a> Worker<'a> {
         };
         let pretrain: PretrainConfig = serde_json::from_str(pretrain_json)
             .context("stored pretrain config does not parse (database from another version?)")?;
+        // Every stage, pretrain or evaluation, runs its encoder on the ops its pretrain's
+        // conv_impl and the device's self-check choose (the check runs before the first).
+        let stage_ops = ml::cuda::prepare_stage(&self.device, pretrain.conv_impl)?;
+        self.log_stage_ops(&stage_ops);
         let mut env = self.train_env(run, &pretrain, pretrain_id)?;
         // An evaluation reads the pretrain's newest checkpoint and resumes from its own
         // (the augmented linear protocol writes them; the others keep none).
@@ -304,6 +308,21 @@ impl<'a> Worker<'a> {
             epochs: pretrain.epochs,
             supervised: pretrain.method == Method::Supervised,
         };
+        if let Some(check) = &stage_ops.check {
+            let cudnn = stage_ops.path == ml::cuda::OpsPath::Cudnn;
+            let worst = check.worst_ratio().min(1e30);
+            obs.queue(
+                0,
+                &[
+                    (metric::CUDA_CUDNN_OPS, f64::from(u8::from(cudnn))),
+                    (
+                        metric::CUDA_SELF_CHECK_PASSED,
+                        f64::from(u8::from(check.passed())),
+                    ),
+                    (metric::CUDA_SELF_CHECK_WORST, worst),
+                ],
+            );
+        }
         match encoder {
             None => pretrain_stage(&pretrain, &env, &mut obs),
             Some(encoder) => {
@@ -311,6 +330,24 @@ impl<'a> Worker<'a> {
                     .context("stored eval config does not parse")?;
                 eval_stage(&pretrain, &eval, &encoder, &env, &mut obs)
             }
+        }
+    }
+
+    /// The device's self-check in full the first time it runs, and why a stage falls back
+    /// to candle's ops whenever one does (stderr, unless quiet and it passed).
+    fn log_stage_ops(&self, ops: &ml::cuda::StageOps) {
+        if let (Some(check), true) = (&ops.check, ops.first_check) {
+            if !self.cfg.quiet || !check.passed() {
+                eprintln!(
+                    "worker: self-check of the cuDNN ops on {}: {}",
+                    self.cfg.device,
+                    check.describe()
+                );
+            }
+        }
+        if let Some(w) = &ops.warning {
+            // Its first line: the whole check is above (first stage) or was (later ones).
+            eprintln!("worker: {}", w.lines().next().unwrap_or(w));
         }
     }
 

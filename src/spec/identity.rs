@@ -210,6 +210,8 @@ mod tests {
             "precision: tf32",
             "precision: bf16",
             "augment: {on: device}",
+            "conv_impl: cudnn",
+            "conv_impl: candle",
         ];
         for e in edits {
             assert_ne!(id(&run_from_yaml(e)), id(&base), "{e} must change the id");
@@ -222,13 +224,15 @@ mod tests {
         assert_eq!(id(&run_from_yaml("checkpoint_every: 5")), id(&base));
         // Written out at their defaults, the fields added later leave the id alone.
         assert_eq!(
-            id(&run_from_yaml("precision: f32\naugment: {on: host}")),
+            id(&run_from_yaml(
+                "precision: f32\naugment: {on: host}\nconv_impl: auto"
+            )),
             id(&base)
         );
         // An untrained encoder runs no step: neither field splits the control.
         assert_eq!(
             id(&run_from_yaml(
-                "epochs: 0\nprecision: bf16\naugment: {on: device}"
+                "epochs: 0\nprecision: bf16\naugment: {on: device}\nconv_impl: candle"
             )),
             id(&run_from_yaml("epochs: 0"))
         );

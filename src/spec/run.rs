@@ -91,10 +91,11 @@ impl RunConfig {
             p.loss.semi_hard_fallback = defaults.semi_hard_fallback;
         }
         if p.epochs == 0 {
-            // An untrained encoder: no step runs, so neither the arithmetic of a step nor
-            // where its views are made can change a result.
+            // An untrained encoder: no step runs, so neither the arithmetic of a step, the
+            // implementation of its ops nor where its views are made can change a result.
             p.precision = crate::ml::config::Precision::F32;
             p.augment.on = crate::ml::config::AugmentOn::Host;
+            p.conv_impl = crate::ml::config::ConvImpl::Auto;
         }
         canonical_optimizer(&mut p.optimizer);
         if p.dataset.name == DatasetName::ImageFolder && p.dataset.image_size.is_none() {

@@ -12,10 +12,11 @@
 //! width multiplier (64 * width channels).
 //!
 //! Conv and training-mode BatchNorm(+ReLU) go through `crate::ml::kernels` on the CPU unless
-//! `Kernels::Candle` is selected (and always through candle on CUDA). In training each block
-//! is one fused op there: the ConvNet's conv-BN-ReLU-avgpool and ResNet's stem
-//! ([`kernels::conv_bn_train`]), and each whole residual block
-//! ([`kernels::residual_block_train`]).
+//! `Kernels::Candle` is selected; on CUDA through `crate::ml::cuda`'s cuDNN ops when the
+//! stage chose them (`conv_impl`, after the device's self-check), else through candle's
+//! ops. In training each block is one fused op on the CPU path: the ConvNet's
+//! conv-BN-ReLU-avgpool and ResNet's stem ([`kernels::conv_bn_train`]), and each whole
+//! residual block ([`kernels::residual_block_train`]).
 //!
 //! BatchNorm is candle_nn's (`forward_t(x, train)`: batch statistics and a running-average
 //! update with momentum 0.1 in training mode, running statistics in eval mode); its running
@@ -26,6 +27,7 @@ use candle_nn::VarBuilder;
 use candle_nn::{batch_norm, conv2d_no_bias, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig};
 
 use crate::ml::config::{Arch, EncoderConfig, Stem};
+use crate::ml::cuda;
 use crate::ml::kernels::{self, Kernels};
 
 /// The input channels of every encoder a pretrain builds: images are decoded as RGB
@@ -146,8 +148,8 @@ pub(crate) fn bn_relu(x: &Tensor, bn: &BatchNorm, train: bool, relu: bool) -> Re
 }
 
 /// conv -> BN (-> ReLU). On CPU with [`kernels::Kernels::Fast`] the conv is
-/// [`kernels::conv2d`] and training-mode BN(+ReLU) is [`kernels::batch_norm_train`]; else
-/// candle's ops (always on CUDA, where cuDNN serves them).
+/// [`kernels::conv2d`] and training-mode BN(+ReLU) is [`kernels::batch_norm_train`]; on
+/// CUDA `cuda::stage_ops` when the stage chose cuDNN's ops; else candle's ops.
 struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm,
@@ -222,6 +224,9 @@ impl ConvBn {
             let y = kernels::conv2d(x, self.conv.weight(), self.pad, self.stride)?;
             return bn_relu(&y, &self.bn, train, relu);
         }
+        if let Some(ops) = cuda::stage_ops(x) {
+            return self.forward_with(ops, x, train, relu);
+        }
         if x.dtype() != DType::F32 && x.dtype() != self.conv.weight().dtype() {
             return self.forward_mixed(x, train, relu);
         }
@@ -231,6 +236,28 @@ impl ConvBn {
         } else {
             Ok(y)
         }
+    }
+
+    /// Through `ops` (`ml::cuda`'s cuDNN ops): the convolution in the input's dtype (the
+    /// master weight cast to it when they differ, as [`Self::forward_mixed`] does),
+    /// BatchNorm in its parameters' dtype, the output back in the input's dtype.
+    fn forward_with(
+        &self,
+        ops: &dyn cuda::TrainOps,
+        x: &Tensor,
+        train: bool,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let w = self.conv.weight().to_dtype(x.dtype())?;
+        let y = ops.conv2d(x, &w, self.stride, self.pad)?;
+        let y = y.to_dtype(self.bn.running_mean().dtype())?;
+        let y = if train {
+            ops.batch_norm_train(&y, &self.bn)?
+        } else {
+            self.bn.forward_t(&y, false)?
+        };
+        let y = if relu { self::relu(&y)? } else { y };
+        y.to_dtype(x.dtype())
     }
 
     /// Mixed precision (`Precision::Bf16`): the float32 master weight cast to the input's

@@ -208,6 +208,7 @@ impl<'a> Run<'a> {
     ) -> Result<Self, MlError> {
         let steps_per_epoch = checked_steps_per_epoch(cfg, indices.len())?;
         set_precision(cfg.precision, &env.device)?;
+        crate::ml::cuda::prepare_stage(&env.device, cfg.conv_impl)?;
         let (varmap, model, classifier, opt) = fresh(cfg, env, set.num_classes)?;
         Ok(Run {
             cfg,
