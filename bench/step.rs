@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! cargo bench --bench step -- step --arch convnet|resnet18 --n 64 --kernels candle|fast|fast-unfused \
-//!     [--warmup 1] [--steps 2] [--device cpu|cuda:0] [--precision f32|tf32|bf16]
+//!     [--warmup 1] [--steps 2] [--device cpu|cuda:0] [--precision f32|tf32|bf16] \
+//!     [--conv-impl candle|cudnn|auto]
 //! cargo bench --bench step -- augment [--images 2048] [--batch 512] [--threads N] \
 //!     [--device cpu|cuda:0] [--step-pairs-per-s 201]
 //! ```
 //!
 //! `--kernels fast-unfused` is the fast path with separate conv and BN ops instead of the
-//! fused blocks, for A/B.
+//! fused blocks, for A/B. `--conv-impl` is the run config's `conv_impl` on CUDA (default
+//! `candle`, candle's ops; `cudnn` runs the device's self-check first and prints it).
 //! `step` times one SimCLR training step (forward on 2N views of 32x32, NT-Xent with tau 0.5,
 //! backward, SGD with momentum 0.9 and weight decay 1e-4) and prints one line
 //! `RESULT step arch=.. n=.. kernels=.. images_per_s=.. maxrss_mib=..`; images are views
@@ -29,8 +31,8 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use simclr_sweep::ml::augment::device::DeviceImages;
 use simclr_sweep::ml::config::{
-    Arch, AugmentConfig, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig, OptimizerKind,
-    Stem,
+    Arch, AugmentConfig, ConvImpl, EncoderConfig, HeadConfig, LossConfig, OptimizerConfig,
+    OptimizerKind, Stem,
 };
 use simclr_sweep::ml::data::{view_batches, EpochViews, ImageSet, Views};
 use simclr_sweep::ml::kernels::{set_fused_blocks, set_kernels, Kernels};
@@ -112,6 +114,16 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
         ),
         other => anyhow::bail!("unknown --precision {other}"),
     };
+    let conv_impl = match argstr(args, "--conv-impl", "candle").as_str() {
+        "auto" => ConvImpl::Auto,
+        "cudnn" => ConvImpl::Cudnn,
+        "candle" => ConvImpl::Candle,
+        other => anyhow::bail!("unknown --conv-impl {other}"),
+    };
+    let stage_ops = simclr_sweep::ml::cuda::prepare_stage(&dev, conv_impl)?;
+    if let Some(check) = &stage_ops.check {
+        eprintln!("self-check of the cuDNN ops: {}", check.describe());
+    }
     let enc = EncoderConfig {
         arch,
         stem: Stem::Cifar,
@@ -167,7 +179,8 @@ fn step_bench(args: &[String]) -> anyhow::Result<()> {
     );
     println!(
         "RESULT step arch={arch_s} n={n} kernels={kern_s} precision={precision} \
-         images_per_s={:.1} maxrss_mib={:.0} sec_per_step={:.3} last_loss={last:.6}",
+         conv_impl={} images_per_s={:.1} maxrss_mib={:.0} sec_per_step={:.3} last_loss={last:.6}",
+        conv_impl.name(),
         (2 * n * steps) as f64 / secs,
         max_rss_mib(),
         secs / steps as f64

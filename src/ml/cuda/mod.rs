@@ -110,6 +110,7 @@ pub(crate) fn decide(
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 struct Verdicts(Mutex<Vec<(usize, Arc<CheckReport>)>>);
 
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 impl Verdicts {
     const fn new() -> Self {
         Self(Mutex::new(Vec::new()))
