@@ -10,6 +10,7 @@
 #   bash bench/gpu_check.sh prepare   # `data`, plus a CUDA build of sweep made without a GPU
 #   bash bench/gpu_check.sh run       # on the GPU machine: the check itself
 #   bash bench/gpu_check.sh bench     # on the GPU machine: bench/gpu_bench.sh's measurements
+#   bash bench/gpu_check.sh verdict   # on the GPU machine: the cuDNN ops' verdict table (< 8 min)
 #
 # Three ways to run it:
 #
@@ -326,13 +327,98 @@ shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/step.xz 
     echo "== done $(date -u)"
 }
 
+# One sample of GPU memory in use (MiB) every 200 ms into $1 while the rest of the line runs.
+with_mem() {
+    local out=$1 smi rc
+    shift
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$out" 2>/dev/null &
+    smi=$!
+    "$@"
+    rc=$?
+    kill $smi 2>/dev/null
+    wait $smi 2>/dev/null
+    return $rc
+}
+
+# The verdict on the cuDNN ops (src/ml/cuda), in one go on the GPU machine, under 8 minutes:
+# the device's self-check per op; pairs/s and peak GPU memory of a training step
+# (bench/step.rs: ConvNet and ResNet-18 with the CIFAR stem, N = 256 and 512, f32 / tf32 /
+# bf16, cuDNN ops beside candle's) and PyTorch eager's (bench/step_torch.py: fp32, and
+# autocast bf16 + channels_last) in the same run; and the loss after 200 SGD steps of the
+# same model on the same synthetic images on the CPU and on CUDA through either path.
+# Peak memory is nvidia-smi's largest reading during the run (CUDA context included).
+verdict() {
+    setup verdict.log
+    local step=${STEP_BIN:-} py=${PYTHON:-python3} mem=${TMPDIR:-/tmp}/verdict-mem-$$ t0=$SECONDS
+    if [ -z "$step" ] && [ -f $C/step.xz ]; then
+        step=${TMPDIR:-/tmp}/step-cuda-$$
+        xz -dc $C/step.xz >$step 2>/dev/null || python3 -c 'import lzma, shutil, sys
+shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' $C/step.xz $step
+        chmod +x $step
+    fi
+    [ -x "$step" ] || { echo "no bench binary: \`prepare\` builds $C/step.xz, or set STEP_BIN" >&2; exit 2; }
+    echo "== self-check of the cuDNN ops against candle's (cuda:0)"
+    timeout -k 5 120 $step step --arch convnet --n 8 --device cuda:0 --conv-impl cudnn \
+        --warmup 0 --steps 1 2>&1 | grep -v '^phases'
+    # label, then the command: one table row (pairs/s are images_per_s / 2).
+    row() {
+        local label=$1 line peak
+        shift
+        line=$(with_mem "$mem" timeout -k 5 ${VERDICT_RUN_SECS:-60} "$@" 2>&1 | grep -E '^RESULT|rror' | tail -1)
+        peak=$(sort -n "$mem" 2>/dev/null | tail -1)
+        python3 - "$label" "$line" "${peak:-?}" <<'PY'
+import re, sys
+label, line, peak = sys.argv[1:]
+m = re.search(r"images_per_s=([0-9.]+)", line)
+pairs = f"{float(m.group(1)) / 2:.0f}" if m else "FAILED: " + line[-120:]
+peak = f"{int(peak) / 1024:.1f}" if peak.isdigit() else peak
+print(f"| {label:38} | {pairs:>8} | {peak:>8} |")
+PY
+    }
+    echo
+    echo "| step (cuda:0)                          |  pairs/s | peak GiB |"
+    echo "|----------------------------------------|----------|----------|"
+    local arch n p impl
+    for arch in convnet resnet18; do
+        for n in 256 512; do
+            for p in f32 tf32 bf16; do
+                for impl in cudnn candle; do
+                    row "$arch N=$n $p $impl" $step step --arch $arch --n $n --kernels candle \
+                        --device cuda:0 --precision $p --conv-impl $impl --warmup 2 --steps 8
+                done
+            done
+            if $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+                row "$arch N=$n PyTorch eager fp32" $py bench/step_torch.py step --arch $arch --n $n \
+                    --device cuda --warmup 2 --steps 8
+                row "$arch N=$n PyTorch bf16 channels_last" $py bench/step_torch.py step --arch $arch \
+                    --n $n --device cuda --amp bf16 --channels-last --warmup 2 --steps 8
+            else
+                echo "| $arch N=$n PyTorch                      |  no torch with CUDA ($py) |"
+            fi
+        done
+    done
+    echo
+    echo "== loss after 200 SGD steps (ConvNet, N = 64, same init and images; f32)"
+    local last
+    for run in "cpu fast --device cpu --kernels fast" "cuda cudnn --device cuda:0 --conv-impl cudnn" \
+        "cuda candle --device cuda:0 --conv-impl candle"; do
+        set -- $run
+        last=$(timeout -k 5 120 $step step --arch convnet --n 64 --warmup 0 --steps 200 "${@:3}" 2>&1 |
+            grep -oE 'last_loss=[0-9.eE+-]+|rror.*' | tail -1)
+        echo "$1 ($2): ${last:-no result}"
+    done
+    rm -f "$mem"
+    echo "== verdict done in $((SECONDS - t0)) s, $(date -u)"
+}
+
 case $cmd in
 data) data ;;
 prepare) prepare ;;
 run) run_check ;;
 bench) gpu_bench ;;
+verdict) verdict ;;
 *)
-    echo "usage: bash bench/gpu_check.sh data|prepare|run|bench (the comments at its top say more)" >&2
+    echo "usage: bash bench/gpu_check.sh data|prepare|run|bench|verdict (the comments at its top say more)" >&2
     exit 2
     ;;
 esac
