@@ -162,12 +162,6 @@ pub(crate) fn as_i32<const N: usize>(dims: [usize; N]) -> [i32; N] {
     dims.map(|d| d as i32)
 }
 
-/// Packed (contiguous) strides of an NCHW tensor of `dims`.
-pub(crate) fn packed_strides(dims: [usize; 4]) -> [usize; 4] {
-    let [_, c, h, w] = dims;
-    [c * h * w, h * w, w, 1]
-}
-
 /// Training-mode batch norm over `x [n, c, ...]`: per channel, statistics over the `n * hw`
 /// values of that channel. cuDNN sees it as `[n, c, hw, 1]` (spatial mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -228,11 +222,6 @@ impl BnGeometry {
         let dbeta = dgamma + self.c.div_ceil(ALIGN) * ALIGN;
         (dgamma, dbeta, dbeta + self.c)
     }
-
-    /// The per-channel parameter tensor's dims (`[1, c, 1, 1]`).
-    pub(crate) fn param_dims(&self) -> [usize; 4] {
-        [1, self.c, 1, 1]
-    }
 }
 
 #[cfg(test)]
@@ -275,7 +264,6 @@ mod tests {
         assert_eq!(as_i32(g.x_dims()), [4, 16, 8, 8]);
         assert_eq!(as_i32(g.w_dims()), [32, 16, 3, 3]);
         assert_eq!(as_i32(g.y_dims()), [4, 32, 4, 4]);
-        assert_eq!(packed_strides(g.x_dims()), [1024, 64, 8, 1]);
         assert_eq!(
             g.to_string(),
             "3x3 conv stride 2 pad 1 on [4, 16, 8, 8] -> 32 channels"
@@ -315,7 +303,6 @@ mod tests {
         let g = BnGeometry::of(&[4, 6, 5, 3]).unwrap();
         assert_eq!((g.m(), g.len()), (60, 360));
         assert_eq!(g.x_dims(), [4, 6, 15, 1]);
-        assert_eq!(g.param_dims(), [1, 6, 1, 1]);
         assert_eq!(BnGeometry::of(&[8, 5]).unwrap().x_dims(), [8, 5, 1, 1]);
         // [dx: 360 | pad to 384 | dgamma: 6 | pad to 448 | dbeta: 6]
         assert_eq!(g.packed_gradients(), (384, 448, 454));

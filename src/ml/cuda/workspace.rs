@@ -60,11 +60,13 @@ impl<B> Workspace<B> {
         Ok(self.buf.as_mut())
     }
 
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// How many buffers were allocated so far.
+    #[cfg(test)]
     pub(crate) fn allocations(&self) -> usize {
         self.allocations
     }
@@ -99,6 +101,7 @@ impl<K: Eq + Hash, V> PerShape<K, V> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
