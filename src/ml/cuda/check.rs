@@ -18,7 +18,7 @@
 use std::fmt::Write as _;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::{BatchNormConfig, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -352,7 +352,14 @@ fn bn_quantities(
 ) -> Result<Quantities> {
     let c = dims[1];
     let map = VarMap::new();
-    let bn = crate::ml::model::encoder::bn(c, VarBuilder::from_varmap(&map, dtype, device))?;
+    // The encoders' BatchNorm: PyTorch's eps and momentum, affine.
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        remove_mean: true,
+        affine: true,
+        momentum: 0.1,
+    };
+    let bn = candle_nn::batch_norm(c, cfg, VarBuilder::from_varmap(&map, dtype, device))?;
     let named = |name: &str| -> Result<Var> {
         map.data()
             .lock()
