@@ -40,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// (a lower floor never reaches up).
 const ML_FLOORS: &[(&str, &[&str])] = &[
     ("kernels", &["model", "training", "eval", "augment", "data"]),
+    ("cuda", &["model", "training", "eval", "augment", "data"]),
     ("augment", &["model", "training", "eval"]),
     ("data", &["model", "training", "eval"]),
     ("model", &["training", "eval"]),
