@@ -386,6 +386,34 @@ mod tests {
         );
     }
 
+    /// One evaluation stage of a committed study (`reports/*/runs.csv`): its pretrain's id,
+    /// its config as stored and its stored id.
+    #[derive(Deserialize)]
+    struct StoredEval {
+        study: String,
+        label: String,
+        pretrain: String,
+        id: String,
+        config: Value,
+    }
+
+    #[test]
+    fn every_stored_evaluation_reads_back_to_the_same_config_bytes_label_and_id() {
+        let stored: Vec<StoredEval> =
+            serde_json::from_str(include_str!("fixtures/eval_ids.json")).unwrap();
+        assert!(stored.len() >= 300, "{} stored evaluations", stored.len());
+        for s in &stored {
+            let at = format!("{} {} {}", s.study, s.label, s.id);
+            let cfg: EvalConfig = serde_json::from_value(s.config.clone())
+                .unwrap_or_else(|e| panic!("{at}: {e}"));
+            let written = serde_json::to_value(&cfg).unwrap();
+            assert_eq!(canonical_json(&written), canonical_json(&s.config), "{at}");
+            let stage = eval_stage(&RunId(s.pretrain.clone()), &cfg);
+            assert_eq!(stage.id.0, s.id, "{at}");
+            assert_eq!(stage.label, s.label, "{at}");
+        }
+    }
+
     #[test]
     fn fields_a_kind_ignores_do_not_split_runs() {
         let a = run_from_yaml("head: {kind: none, out_dim: 64}");

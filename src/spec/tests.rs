@@ -346,7 +346,10 @@ fn what_to_predict_pretrains_with_and_without_the_extras_and_probes_each_task_on
 fn every_committed_spec_plans_under_every_profile() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
     let mut specs = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
+    let mut stages = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    entries.sort_by_key(|e| e.as_ref().map(|e| e.path()).ok());
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
@@ -361,10 +364,32 @@ fn every_committed_spec_plans_under_every_profile() {
         for profile in profiles {
             let p = committed(&name, profile.as_deref());
             assert!(!p.grid().is_empty(), "{name} {profile:?}: an empty grid");
+            stages.push(format!("{name} {}\n", profile.as_deref().unwrap_or("-")));
+            stages.push(render_eval_stages(&p));
         }
         specs += 1;
     }
     assert!(specs >= 8, "only {specs} specs found in {}", dir.display());
+    // Each spec and profile resolves to the same evaluation stages: labels, configs, ids.
+    snapshot(SNAPSHOTS, "eval_stages.txt", &stages.concat());
+}
+
+/// The distinct evaluation stages of a plan, sorted: label, id (under a fixed dataset
+/// fingerprint, so the pretrain's config is in it too) and the canonical config.
+fn render_eval_stages(p: &Plan) -> String {
+    let mut lines: Vec<String> = p
+        .runs
+        .iter()
+        .flat_map(|r| identity::stages(&r.config, "fp"))
+        .filter(|s| s.kind == StageKind::Eval)
+        .map(|s| {
+            let config = canonical_json(&s.config);
+            format!("  {} {} {config}\n", s.label, s.id.short())
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines.concat()
 }
 
 #[test]
