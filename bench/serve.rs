@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use simclr_sweep::ml::config::{AugOp, EvalConfig, EvalKind, PretrainConfig};
+use simclr_sweep::ml::config::{AugOp, EvalConfig, PretrainConfig};
 use simclr_sweep::store::{MetricRecord, NewStage, NewSweep, StageKind, Store};
 use simclr_sweep::vocab::metric;
 
@@ -77,7 +77,10 @@ fn id(n: usize) -> String {
 async fn fill(db: &str, runs: usize) {
     let store = Store::open(db).await.unwrap();
     let mut stages = Vec::with_capacity(runs * 3);
-    let evals = [("linear@h", EvalKind::Linear), ("knn@h", EvalKind::Knn)];
+    let evals = [
+        ("linear@h", EvalConfig::default()),
+        ("knn@h", EvalConfig::knn()),
+    ];
     for i in 0..runs {
         let (cell, seed) = (i % 49, i / 49);
         let (a, b) = (AugOp::FIGURE5[cell / 7], AugOp::FIGURE5[cell % 7]);
@@ -100,11 +103,7 @@ async fn fill(db: &str, runs: usize) {
             semantics_version: 1,
             cell: coords.to_string(),
         });
-        for (k, (label, kind)) in evals.iter().enumerate() {
-            let e = EvalConfig {
-                kind: *kind,
-                ..Default::default()
-            };
+        for (k, (label, e)) in evals.iter().enumerate() {
             stages.push(NewStage {
                 id: id(runs + 2 * i + k),
                 stage: StageKind::Eval,

@@ -1,7 +1,7 @@
 //! What `sweep plan` says a sweep will cost: CPU seconds per run from measured throughput,
 //! and durations as a person reads them.
 
-use crate::ml::config::{Arch, EvalKind, EvalProtocol, Method, Stem};
+use crate::ml::config::{Arch, EvalMethod, Method, Stem};
 use crate::spec::RunConfig;
 
 /// Rough CPU seconds of a run on the 2-core development machine, from end-to-end stage
@@ -32,18 +32,18 @@ pub(super) fn estimate_seconds(run: &RunConfig) -> f64 {
         .evals
         .iter()
         .map(|e| {
-            let passes = match (e.kind, e.protocol) {
-                (EvalKind::Linear, EvalProtocol::Augmented) => e.epochs.max(1),
+            let passes = match &e.method {
+                EvalMethod::LinearAugmented(c) => c.training.epochs.max(1),
+                EvalMethod::FineTune(c) => {
+                    // Forward and backward through the encoder, one view per labelled image
+                    // per epoch: a supervised pretrain's step, about half a SimCLR pair's.
+                    let n = (50_000.0 * c.label_fraction).floor() * c.training.epochs as f64;
+                    let test = e.test_subset.unwrap_or(10_000) as f64;
+                    return n * 0.5 / pairs_per_sec + test / (pairs_per_sec * 2.2);
+                }
                 _ => 1,
             };
-            if e.kind == EvalKind::FineTune {
-                // Forward and backward through the encoder, one view per labelled image
-                // per epoch: a supervised pretrain's step, about half a SimCLR pair's.
-                let n = (50_000.0 * e.label_fraction).floor() * e.epochs as f64;
-                let test = e.test_subset.unwrap_or(10_000) as f64;
-                return n * 0.5 / pairs_per_sec + test / (pairs_per_sec * 2.2);
-            }
-            let n = e.train_subset.unwrap_or(50_000) * passes + e.test_subset.unwrap_or(10_000);
+            let n = e.train_subset().unwrap_or(50_000) * passes + e.test_subset.unwrap_or(10_000);
             n as f64 / (pairs_per_sec * 2.2)
         })
         .sum();

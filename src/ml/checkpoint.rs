@@ -4,8 +4,9 @@
 //! metadata, a JSON [`CheckpointMeta`] (epochs completed, next global step, position in the
 //! epoch, the whole `PretrainConfig`, format version) under the metadata key
 //! `simclr-sweep-checkpoint`. Identical states give byte-identical files (and sha256). The
-//! augmented linear evaluation (`eval_aug`) writes its checkpoints with the same layout and
-//! code ([`encode`], [`save_bytes`], [`decode`]) under its own metadata key.
+//! evaluations that train for long (`eval::checkpointed`) write their checkpoints with the
+//! same layout and code ([`encode`], [`save_bytes`], [`decode`]) under their own metadata
+//! keys.
 //!
 //! There is no RNG state to store: every random decision is drawn from `rng::stream` keyed by
 //! (seed, epoch, image index, view), so seed + epoch + step_in_epoch *is* the RNG and
@@ -129,7 +130,7 @@ pub fn to_bytes(
 
 /// Safetensors bytes of `tensors` (moved to the CPU, sorted by name) with `meta_json` as the
 /// one metadata entry `tag`: the layout of every checkpoint this crate writes (a pretrain's
-/// here, a linear evaluation's in `eval_aug`).
+/// here, an evaluation's in `eval::checkpointed`).
 pub(crate) fn encode(
     tag: &str,
     meta_json: String,

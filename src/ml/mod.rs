@@ -11,15 +11,11 @@ pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod eval;
-pub(crate) mod eval_aug;
 pub mod fault;
-pub(crate) mod finetune;
 pub mod heap;
 pub mod kernels;
-pub(crate) mod linear_head;
 pub mod model;
 pub mod observer;
-pub(crate) mod probe;
 pub mod rng;
 pub mod training;
 

@@ -28,6 +28,8 @@ pub(crate) struct PaperSetting {
 pub(crate) fn protocol_difference(label: &str, cfg: &EvalConfig) -> Option<String> {
     const PAPER: &str = "appendix B.6 (augmented crops through the frozen encoder, \
                          batch 4096, 90 epochs)";
+    let flat = cfg.flat();
+    let cfg = &flat;
     match (cfg.kind, cfg.protocol) {
         (EvalKind::Knn, _) => Some(format!(
             "evaluation: paper linear, {PAPER}; ours {label}, a kNN vote"

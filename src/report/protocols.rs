@@ -2,18 +2,20 @@
 //! under every table and figure that shows its top-1 (the paper's augmented linear
 //! protocol and the fast features probe give different numbers and must never be mixed up).
 
-use crate::ml::config::{EvalConfig, EvalKind, EvalProtocol, FeatureSource, LrScaling};
+use crate::ml::config::{
+    EvalConfig, EvalKind, EvalProtocol, FeatureSource, FlatEvalConfig, LrScaling,
+};
 
 use super::aggregate::SweepData;
 
-fn on(cfg: &EvalConfig) -> &'static str {
+fn on(cfg: &FlatEvalConfig) -> &'static str {
     match cfg.on {
         FeatureSource::H => "h",
         FeatureSource::Z => "z = g(h)",
     }
 }
 
-fn subsets(cfg: &EvalConfig) -> String {
+fn subsets(cfg: &FlatEvalConfig) -> String {
     let part = |n: Option<usize>, split: &str| match n {
         Some(n) => format!(", {n}-image {split} subset"),
         None => String::new(),
@@ -27,18 +29,18 @@ fn subsets(cfg: &EvalConfig) -> String {
 
 /// The classifier's optimisation in words: "100 epochs, batch 512, Nesterov momentum 0.9,
 /// lr 0.1 x B/256 = 0.2 with cosine decay, weight decay 0".
-fn classifier(cfg: &EvalConfig) -> String {
+fn classifier(cfg: &FlatEvalConfig) -> String {
     let lr = match cfg.lr_scaling {
         LrScaling::None => format!("lr {}", cfg.lr),
         LrScaling::Linear => format!(
             "lr {} x B/256 = {}",
             cfg.lr,
-            round(cfg.peak_lr(cfg.batch_size))
+            round(cfg.lr_scaling.apply(cfg.lr, cfg.batch_size))
         ),
         LrScaling::Sqrt => format!(
             "lr {} x sqrt(B) = {}",
             cfg.lr,
-            round(cfg.peak_lr(cfg.batch_size))
+            round(cfg.lr_scaling.apply(cfg.lr, cfg.batch_size))
         ),
     };
     format!(
@@ -62,6 +64,8 @@ fn round(v: f64) -> String {
 
 /// "`label`: what produced its numbers".
 pub(crate) fn describe(label: &str, cfg: &EvalConfig) -> String {
+    let flat = cfg.flat();
+    let cfg = &flat;
     let what = match (cfg.kind, cfg.protocol) {
         (EvalKind::Knn, _) => format!(
             "weighted kNN (k = {}, tau = {}) on {} features extracted once from the \
@@ -130,11 +134,9 @@ mod tests {
             paper.contains("batch 512, Nesterov momentum 0.9, lr 0.1 x B/256 = 0.2"),
             "{paper}"
         );
-        let knn = EvalConfig {
-            kind: EvalKind::Knn,
-            train_subset: Some(2000),
-            ..EvalConfig::default()
-        };
+        let knn: EvalConfig =
+            serde_json::from_value(serde_json::json!({"kind": "knn", "train_subset": 2000}))
+                .unwrap();
         let k = describe("knn@h", &knn);
         assert!(k.starts_with("knn@h: weighted kNN (k = 200"), "{k}");
         assert!(k.ends_with(", 2000-image train subset."), "{k}");

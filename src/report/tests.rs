@@ -43,17 +43,14 @@ struct Cell {
     config: PretrainConfig,
 }
 
+/// An evaluation as a spec writes it (the flat form, every field optional).
+fn eval(spec: Value) -> EvalConfig {
+    serde_json::from_value(spec).unwrap()
+}
+
 fn evals() -> Vec<(&'static str, EvalConfig)> {
-    let linear = EvalConfig {
-        train_subset: Some(2000),
-        test_subset: Some(2000),
-        epochs: 30,
-        ..EvalConfig::default()
-    };
-    let knn = EvalConfig {
-        kind: crate::ml::config::EvalKind::Knn,
-        ..linear.clone()
-    };
+    let linear = eval(json!({"train_subset": 2000, "test_subset": 2000, "epochs": 30}));
+    let knn = eval(json!({"kind": "knn", "train_subset": 2000, "test_subset": 2000}));
     vec![("linear@h", linear), ("knn@h", knn)]
 }
 
@@ -691,10 +688,8 @@ fn table_7_sets_fine_tuning_beside_from_scratch_and_the_papers_rows() {
         },
         control_cell(),
     ];
-    let fine = |f: f64| EvalConfig {
-        test_subset: Some(2000),
-        epochs: 6,
-        ..EvalConfig::fine_tune(f)
+    let fine = |f: f64| {
+        eval(json!({"kind": "fine_tune", "label_fraction": f, "test_subset": 2000, "epochs": 6}))
     };
     let mut evals = vec![evals().remove(0)];
     evals.push(("fine_tune-1%@h", fine(0.01)));
@@ -960,7 +955,7 @@ fn figure_7s_shrinking_gap_is_inconclusive_when_the_seeds_disagree() {
 /// Table 3's sweep: crop + colour, and the same with rotation, noise and Sobel added, then
 /// the control; evaluated by the linear probe and every transformation probe on h and z.
 fn probe_cells_and_evals() -> (Vec<Cell>, Vec<(&'static str, EvalConfig)>) {
-    use crate::ml::config::{EvalKind, ExtraOp, ProbeTask};
+    use crate::ml::config::{ExtraOp, ProbeTask};
     let mut cells = Vec::new();
     for extra in [vec![], vec![AugOp::Rotate, AugOp::Noise, AugOp::Sobel]] {
         let mut config = smoke_base();
@@ -996,15 +991,14 @@ fn probe_cells_and_evals() -> (Vec<Cell>, Vec<(&'static str, EvalConfig)>) {
         };
         evals.push((
             label,
-            EvalConfig {
-                kind: EvalKind::Probe,
-                on,
-                task: Some(ProbeTask::ALL[i / 2]),
-                train_subset: Some(2000),
-                test_subset: Some(1000),
-                epochs: 30,
-                ..EvalConfig::default()
-            },
+            eval(json!({
+                "kind": "probe",
+                "on": on,
+                "task": ProbeTask::ALL[i / 2],
+                "train_subset": 2000,
+                "test_subset": 1000,
+                "epochs": 30,
+            })),
         ));
     }
     (cells, evals)

@@ -11,7 +11,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::run::RunConfig;
-use crate::ml::config::{EvalConfig, EvalKind, EvalProtocol, PretrainConfig};
+pub use crate::ml::config::percent;
+use crate::ml::config::{EvalConfig, PretrainConfig};
 pub use crate::vocab::StageKind;
 
 /// Bump when a change to the code changes what a stored config means (training
@@ -102,37 +103,8 @@ pub fn eval_stage(pretrain: &RunId, cfg: &EvalConfig) -> Stage {
         kind: StageKind::Eval,
         parent: Some(pretrain.clone()),
         config,
-        label: eval_label(cfg),
+        label: cfg.label(),
     }
-}
-
-/// "linear@h", "knn@z"; the paper's augmented linear protocol is "linear-aug@h", so that
-/// reports, the dashboard and `status` never mix its numbers with the features probe's;
-/// fine-tuning names its label fraction, "fine_tune-1%@h", "fine_tune-10%@h".
-/// Table 3's probe names its task: "probe-rotation@z".
-pub fn eval_label(cfg: &EvalConfig) -> String {
-    let kind = serde_json::to_value(cfg.kind).ok();
-    let on = serde_json::to_value(cfg.on).ok();
-    let protocol = match (cfg.kind, cfg.protocol) {
-        (EvalKind::FineTune, _) => format!("-{}%", percent(cfg.label_fraction)),
-        (_, EvalProtocol::Features) => String::new(),
-        (_, EvalProtocol::Augmented) => "-aug".into(),
-    };
-    let task = cfg
-        .task
-        .map(|t| format!("-{}", t.name()))
-        .unwrap_or_default();
-    format!(
-        "{}{protocol}{task}@{}",
-        kind.as_ref().and_then(Value::as_str).unwrap_or("?"),
-        on.as_ref().and_then(Value::as_str).unwrap_or("?")
-    )
-}
-
-/// A fraction as a percentage without trailing zeros: 0.01 -> "1", 0.125 -> "12.5".
-pub fn percent(fraction: f64) -> String {
-    let p = (fraction * 100.0 * 1e6).round() / 1e6;
-    format!("{p}")
 }
 
 fn hash(v: &Value) -> RunId {
@@ -404,8 +376,8 @@ mod tests {
         assert!(stored.len() >= 300, "{} stored evaluations", stored.len());
         for s in &stored {
             let at = format!("{} {} {}", s.study, s.label, s.id);
-            let cfg: EvalConfig = serde_json::from_value(s.config.clone())
-                .unwrap_or_else(|e| panic!("{at}: {e}"));
+            let cfg: EvalConfig =
+                serde_json::from_value(s.config.clone()).unwrap_or_else(|e| panic!("{at}: {e}"));
             let written = serde_json::to_value(&cfg).unwrap();
             assert_eq!(canonical_json(&written), canonical_json(&s.config), "{at}");
             let stage = eval_stage(&RunId(s.pretrain.clone()), &cfg);

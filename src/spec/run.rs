@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::ml::config::{
-    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalKind, EvalProtocol, HeadConfig,
-    HeadKind, LossKind, Method, OptimizerConfig, OptimizerKind, PretrainConfig, ProbeTask,
-    DEFAULT_FOLDER_IMAGE_SIZE, DEFAULT_PROBE_HIDDEN,
+    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalConfigSpec, EvalMethod, EvalTraining,
+    FeatureSource, HeadConfig, HeadKind, LossKind, Method, OptimizerConfig, OptimizerKind,
+    PretrainConfig, DEFAULT_FOLDER_IMAGE_SIZE,
 };
 
 /// One grid point, fully resolved.
@@ -24,16 +24,7 @@ pub(crate) type FieldError = (String, String);
 
 /// The evaluations a run gets when the spec lists none: linear and kNN on h.
 pub fn default_evals() -> Vec<EvalConfig> {
-    vec![
-        EvalConfig {
-            kind: EvalKind::Linear,
-            ..EvalConfig::default()
-        },
-        EvalConfig {
-            kind: EvalKind::Knn,
-            ..EvalConfig::default()
-        },
-    ]
+    vec![EvalConfig::default(), EvalConfig::knn()]
 }
 
 impl RunConfig {
@@ -41,7 +32,15 @@ impl RunConfig {
     pub(crate) fn from_tree(mut tree: Value) -> Result<Self, FieldError> {
         let evals = match tree.as_mapping_mut().and_then(|m| m.remove("evals")) {
             None | Some(Value::Null) => default_evals(),
-            Some(v) => typed::<Vec<EvalConfig>>(v).map_err(|(p, m)| (join("evals", &p), m))?,
+            Some(v) => typed::<Vec<EvalConfigSpec>>(v)
+                .map_err(|(p, m)| (join("evals", &p), m))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    e.resolve()
+                        .map_err(|(field, m)| (format!("evals.{i}.{field}"), m))
+                })
+                .collect::<Result<_, _>>()?,
         };
         let pretrain = typed::<PretrainConfig>(tree)?;
         let mut run = RunConfig { pretrain, evals };
@@ -50,7 +49,8 @@ impl RunConfig {
         Ok(run)
     }
 
-    /// Resets fields that the chosen kinds ignore to their defaults.
+    /// Resets fields that the chosen kinds ignore to their defaults (an evaluation's
+    /// config has no place for what its method ignores) and merges repeated evaluations.
     pub fn canonicalize(&mut self) {
         let p = &mut self.pretrain;
         if p.method == Method::Supervised {
@@ -101,44 +101,6 @@ impl RunConfig {
         if p.dataset.name == DatasetName::ImageFolder && p.dataset.image_size.is_none() {
             // The resolution the folder is read at, spelled out in the id.
             p.dataset.image_size = Some(DEFAULT_FOLDER_IMAGE_SIZE);
-        }
-        for e in &mut self.evals {
-            if e.kind == EvalKind::FineTune {
-                // Always augmented crops of the labelled subset through the whole encoder:
-                // the linear protocols' switch means nothing to it.
-                e.protocol = EvalProtocol::default();
-            }
-            let d = EvalConfig::defaults_for(e.kind, e.protocol, e.label_fraction);
-            if e.kind != EvalKind::FineTune {
-                e.label_fraction = d.label_fraction;
-            }
-            if e.kind != EvalKind::Probe || e.hidden == Some(DEFAULT_PROBE_HIDDEN) {
-                e.hidden = None;
-            }
-            if e.kind != EvalKind::Probe {
-                e.task = None;
-            }
-            match e.kind {
-                EvalKind::Linear | EvalKind::FineTune => {
-                    e.k = d.k;
-                    e.temperature = d.temperature;
-                }
-                EvalKind::Probe => {
-                    e.k = d.k;
-                    e.temperature = d.temperature;
-                    e.head_bn = d.head_bn;
-                }
-                EvalKind::Knn => {
-                    e.epochs = d.epochs;
-                    e.lr = d.lr;
-                    e.lr_scaling = d.lr_scaling;
-                    e.batch_size = d.batch_size;
-                    e.weight_decay = d.weight_decay;
-                    e.nesterov = d.nesterov;
-                    e.head_bn = d.head_bn;
-                    e.momentum = d.momentum;
-                }
-            }
         }
         // The same evaluation listed twice is one stage.
         let mut seen = Vec::new();
@@ -339,111 +301,80 @@ impl RunConfig {
             );
         }
         for (i, e) in self.evals.iter().enumerate() {
-            let at = |f: &str| format!("evals.{i}.{f}");
-            if e.on == crate::ml::config::FeatureSource::Z && p.method == Method::Supervised {
-                return Err((
-                    at("on"),
-                    "a supervised run has no projection head, so no z; evaluate on h".into(),
-                ));
-            }
-            // `on: z` without a head (z = h) is allowed: the same number as `on: h`.
-            match e.kind {
-                EvalKind::Linear | EvalKind::FineTune => {
-                    if e.kind == EvalKind::FineTune {
-                        validate_fine_tune(e).map_err(|(f, m)| (at(&f), m))?;
-                    }
-                    if !(0.0..1.0).contains(&e.momentum) {
-                        return Err((
-                            at("momentum"),
-                            format!("must be in [0, 1), got {}", e.momentum),
-                        ));
-                    }
-                    if e.epochs == 0 {
-                        return Err((at("epochs"), "must be at least 1".into()));
-                    }
-                    if e.batch_size == 0 {
-                        return Err((at("batch_size"), "must be at least 1".into()));
-                    }
-                    positive(&at("lr"), e.lr)?;
-                }
-                EvalKind::Probe => {
-                    if e.task.is_none() {
-                        let tasks: Vec<&str> = ProbeTask::ALL.iter().map(|t| t.name()).collect();
-                        return Err((
-                            at("task"),
-                            format!(
-                                "a probe predicts a transformation: add task: one of {}",
-                                tasks.join(", ")
-                            ),
-                        ));
-                    }
-                    if e.protocol != EvalProtocol::Features {
-                        return Err((
-                            at("protocol"),
-                            "the probe reads features extracted once; remove protocol".into(),
-                        ));
-                    }
-                    if e.epochs == 0 {
-                        return Err((at("epochs"), "must be at least 1".into()));
-                    }
-                    if e.batch_size == 0 {
-                        return Err((at("batch_size"), "must be at least 1".into()));
-                    }
-                    if e.hidden == Some(0) {
-                        return Err((at("hidden"), "must be at least 1".into()));
-                    }
-                    positive(&at("lr"), e.lr)?;
-                }
-                EvalKind::Knn => {
-                    if e.protocol != EvalProtocol::Features {
-                        return Err((
-                            at("protocol"),
-                            format!(
-                                "{} applies to linear evaluation; kNN reads the extracted features \
-                                 (remove protocol or use kind: linear)",
-                                e.protocol.name()
-                            ),
-                        ));
-                    }
-                    if e.k == 0 {
-                        return Err((at("k"), "must be at least 1".into()));
-                    }
-                    positive(&at("temperature"), e.temperature)?;
-                }
-            }
+            validate_eval(e, p.method).map_err(|(f, m)| (format!("evals.{i}.{f}"), m))?;
         }
         Ok(())
     }
 }
 
-/// What only fine-tuning refuses: a fraction outside (0, 1], a train subset (the fraction
-/// is its subset), and z (it fine-tunes the encoder and reads h; the projection head is
-/// discarded, as in the paper's B.5).
-fn validate_fine_tune(e: &EvalConfig) -> Result<(), FieldError> {
-    if !(e.label_fraction > 0.0 && e.label_fraction <= 1.0) {
+/// Rejects an evaluation's values that cannot run, naming its field.
+fn validate_eval(e: &EvalConfig, method: Method) -> Result<(), FieldError> {
+    let err = |field: &str, msg: String| Err((field.to_string(), msg));
+    if e.on == FeatureSource::Z && method == Method::Supervised {
+        return err(
+            "on",
+            "a supervised run has no projection head, so no z; evaluate on h".into(),
+        );
+    }
+    // `on: z` without a head (z = h) is allowed: the same number as `on: h`.
+    match &e.method {
+        EvalMethod::Knn(c) => {
+            if c.k == 0 {
+                return err("k", "must be at least 1".into());
+            }
+            positive("temperature", c.temperature)
+        }
+        EvalMethod::LinearFeatures(c) | EvalMethod::LinearAugmented(c) => {
+            validate_training(&c.training)
+        }
+        EvalMethod::Probe(c) => {
+            validate_training(&c.training)?;
+            if c.hidden == 0 {
+                return err("hidden", "must be at least 1".into());
+            }
+            Ok(())
+        }
+        EvalMethod::FineTune(c) => {
+            // Fine-tuning refuses a fraction outside (0, 1] and z (it fine-tunes the
+            // encoder and reads h; the projection head is discarded, as in the paper's B.5).
+            if !(c.label_fraction > 0.0 && c.label_fraction <= 1.0) {
+                return err(
+                    "label_fraction",
+                    format!(
+                        "must be in (0, 1] (0.01 and 0.1 in the paper's Table 7), got {}",
+                        c.label_fraction
+                    ),
+                );
+            }
+            if e.on == FeatureSource::Z {
+                return err(
+                    "on",
+                    "fine_tune trains a new head on h (the projection head is discarded); use \
+                     on: h"
+                        .into(),
+                );
+            }
+            validate_training(&c.training)
+        }
+    }
+}
+
+/// What every trained evaluation needs: momentum in [0, 1), at least one epoch and one
+/// image a batch, a positive learning rate.
+fn validate_training(t: &EvalTraining) -> Result<(), FieldError> {
+    if !(0.0..1.0).contains(&t.momentum) {
         return Err((
-            "label_fraction".into(),
-            format!(
-                "must be in (0, 1] (0.01 and 0.1 in the paper's Table 7), got {}",
-                e.label_fraction
-            ),
+            "momentum".into(),
+            format!("must be in [0, 1), got {}", t.momentum),
         ));
     }
-    if e.train_subset.is_some() {
-        return Err((
-            "train_subset".into(),
-            "fine_tune trains on a class-balanced label_fraction of the training split; \
-             remove train_subset and set label_fraction"
-                .into(),
-        ));
+    if t.epochs == 0 {
+        return Err(("epochs".into(), "must be at least 1".into()));
     }
-    if e.on == crate::ml::config::FeatureSource::Z {
-        return Err((
-            "on".into(),
-            "fine_tune trains a new head on h (the projection head is discarded); use on: h".into(),
-        ));
+    if t.batch_size == 0 {
+        return Err(("batch_size".into(), "must be at least 1".into()));
     }
-    Ok(())
+    positive("lr", t.lr)
 }
 
 fn canonical_optimizer(o: &mut OptimizerConfig) {

@@ -167,7 +167,7 @@ fn color_strength_expands_to_table_1_for_both_methods_with_one_shared_control() 
 
 #[test]
 fn few_labels_fine_tunes_each_seed_and_its_control_on_one_and_ten_percent() {
-    use crate::ml::config::EvalKind;
+    use crate::ml::config::EvalMethod;
     for (profile, epochs) in [(None, [60, 30]), (Some("smoke"), [30, 6])] {
         let p = committed("few_labels.yaml", profile);
         assert_eq!(p.grid().len(), 3, "one SimCLR pretrain per seed");
@@ -182,8 +182,10 @@ fn few_labels_fine_tunes_each_seed_and_its_control_on_one_and_ten_percent() {
                 .config
                 .evals
                 .iter()
-                .filter(|e| e.kind == EvalKind::FineTune)
-                .map(|e| (e.label_fraction, e.epochs))
+                .filter_map(|e| match &e.method {
+                    EvalMethod::FineTune(f) => Some((f.label_fraction, f.training.epochs)),
+                    _ => None,
+                })
                 .collect();
             assert_eq!(fine, [(0.01, epochs[0]), (0.1, epochs[1])], "{profile:?}");
             let labels: Vec<String> = crate::spec::stages(&run.config, "fp")
@@ -276,7 +278,7 @@ fn model_size_expands_to_figure_7s_depth_by_width_grid_with_a_control_per_encode
             .config
             .evals
             .iter()
-            .map(identity::eval_label)
+            .map(crate::ml::config::EvalConfig::label)
             .collect();
         let want = match profile {
             None => ["linear-aug@h", "knn@h"],
@@ -293,7 +295,7 @@ fn model_size_expands_to_figure_7s_depth_by_width_grid_with_a_control_per_encode
 
 #[test]
 fn what_to_predict_pretrains_with_and_without_the_extras_and_probes_each_task_on_h_and_z() {
-    use crate::ml::config::{AugOp, EvalKind, FeatureSource, ProbeTask};
+    use crate::ml::config::{AugOp, EvalMethod, FeatureSource, ProbeTask};
     for profile in [None, Some("smoke"), Some("study")] {
         let p = committed("what_to_predict.yaml", profile);
         let mut extras: Vec<Vec<AugOp>> = Vec::new();
@@ -320,15 +322,20 @@ fn what_to_predict_pretrains_with_and_without_the_extras_and_probes_each_task_on
                 .config
                 .evals
                 .iter()
-                .filter(|e| e.kind == EvalKind::Probe)
-                .map(|e| (e.task.unwrap(), e.on))
+                .filter_map(|e| match &e.method {
+                    EvalMethod::Probe(c) => Some((c.task, e.on)),
+                    _ => None,
+                })
                 .collect();
             let want: Vec<_> = ProbeTask::ALL
                 .iter()
                 .flat_map(|&t| [(t, FeatureSource::H), (t, FeatureSource::Z)])
                 .collect();
             assert_eq!(probes, want, "{profile:?}");
-            assert!(r.config.evals.iter().any(|e| e.kind == EvalKind::Linear));
+            assert!(r.config.evals.iter().any(|e| matches!(
+                e.method,
+                EvalMethod::LinearFeatures(_) | EvalMethod::LinearAugmented(_)
+            )));
         }
         // The extras are training-only: the controls (h, and the head's for z) have none.
         for c in p.control_runs() {

@@ -45,11 +45,17 @@ pub fn steps_per_epoch(n_images: usize, batch_size: usize) -> usize {
     n_images.checked_div(batch_size).unwrap_or(0)
 }
 
-/// Epoch `epoch`'s order of `indices`.
-pub fn epoch_order(indices: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
+/// An epoch's order of `indices`: a shuffle drawn from `stream`. Pretraining draws it from
+/// [`pretrain_order_stream`]; evaluations that train draw theirs from their own streams.
+pub fn epoch_order(indices: &[usize], stream: &mut impl rand::Rng) -> Vec<usize> {
     let mut perm = indices.to_vec();
-    perm.shuffle(&mut rng::stream(seed, Domain::DataOrder, &[epoch as u64]));
+    perm.shuffle(stream);
     perm
+}
+
+/// The stream of a pretrain's epoch order: `rng::stream(seed, Domain::DataOrder, &[epoch])`.
+pub fn pretrain_order_stream(seed: u64, epoch: usize) -> rand_chacha::ChaCha8Rng {
+    rng::stream(seed, Domain::DataOrder, &[epoch as u64])
 }
 
 /// HWC u8 -> CHW f32 in [0, 1]. `out` is `3 * hw` long.
@@ -184,7 +190,10 @@ pub fn view_batches(
     }
     let threads = threads.max(1).min((steps - start_step).max(1));
     let job = Arc::new(Job {
-        perm: Arc::new(epoch_order(&indices, seed, epoch)),
+        perm: Arc::new(epoch_order(
+            &indices,
+            &mut pretrain_order_stream(seed, epoch),
+        )),
         set,
         aug: aug.clone(),
         seed,
@@ -428,7 +437,7 @@ mod tests {
             .unwrap()
             .next()
             .unwrap();
-        let order = epoch_order(&idx, 1, 0);
+        let order = epoch_order(&idx, &mut pretrain_order_stream(1, 0));
         let (plain, labels) = plain_batches(set.clone(), Arc::new(order.clone()), 10)
             .next()
             .unwrap();

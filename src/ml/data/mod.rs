@@ -21,8 +21,8 @@ use super::error::MlError;
 pub use cache::load_split_shared;
 pub use fingerprint::fingerprint;
 pub use loader::{
-    epoch_order, plain_batches, steps_per_epoch, view_batches, EpochViews, PlainBatches, ViewBatch,
-    ViewBatches, Views,
+    epoch_order, plain_batches, pretrain_order_stream, steps_per_epoch, view_batches, EpochViews,
+    PlainBatches, ViewBatch, ViewBatches, Views,
 };
 pub use subset::balanced_subset;
 

@@ -4,6 +4,8 @@
 //! Follows the official SimCLR `WarmUpAndCosineDecay`: during warmup
 //! `lr = peak * step / warmup_steps` (0 at step 0), after it
 //! `lr = peak * 0.5 * (1 + cos(pi * (step - warmup_steps) / (total_steps - warmup_steps)))`.
+//! Evaluations that train decay the same way from their peak without warmup
+//! ([`cosine_decay`]).
 
 use crate::ml::config::OptimizerConfig;
 
@@ -33,7 +35,25 @@ pub fn lr_at(
         return 0.0;
     }
     let progress = ((step - warm).min(decay)) as f64 / decay as f64;
-    peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    half_cosine(peak, std::f64::consts::PI * progress)
+}
+
+/// Cosine decay from `peak` to 0 over `total` steps without warmup, at step `step`: the
+/// schedule of every evaluation that trains (linear classifiers, the probe, fine-tuning).
+///
+/// The angle is `(pi * step) / total`, rounded in that order, where [`lr_at`] rounds
+/// `pi * (step / total)`: the two orders differ in the last bit on about a quarter of the
+/// steps, and each keeps the rounding its stored results were made with.
+pub fn cosine_decay(peak: f64, step: usize, total: usize) -> f64 {
+    half_cosine(
+        peak,
+        std::f64::consts::PI * step as f64 / total.max(1) as f64,
+    )
+}
+
+/// `peak * 0.5 * (1 + cos(angle))`: the cosine schedule's shape, one place for both.
+fn half_cosine(peak: f64, angle: f64) -> f64 {
+    peak * 0.5 * (1.0 + angle.cos())
 }
 
 #[cfg(test)]

@@ -168,11 +168,10 @@ mod tests {
         }
 
         fn linear_top1(c: &PretrainConfig, ck: &Checkpoint, e: &TrainEnv) -> f64 {
-            let ev = EvalConfig {
-                epochs: 30,
-                batch_size: 16,
-                ..Default::default()
-            };
+            let mut ev = EvalConfig::default();
+            let t = ev.training_mut().expect("the linear classifier trains");
+            t.epochs = 30;
+            t.batch_size = 16;
             let (tr, te) = (quadrants(64, 1), quadrants(40, 2));
             match eval::evaluate_on(
                 c,

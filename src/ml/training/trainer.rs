@@ -300,7 +300,10 @@ impl<'a> Run<'a> {
                     self.on_device = Some(Arc::new(up.map_err(tensor_err)?));
                 }
                 let images = self.on_device.clone().expect("uploaded above");
-                let order = data::epoch_order(&self.indices, cfg.seed, epoch);
+                let order = data::epoch_order(
+                    &self.indices,
+                    &mut data::pretrain_order_stream(cfg.seed, epoch),
+                );
                 let (set, aug, n) = (self.set.clone(), cfg.augment.clone(), cfg.batch_size);
                 let seed = cfg.seed;
                 Box::new((pos.step_in_epoch..spe).map(move |s| {

@@ -215,11 +215,10 @@ mod tests {
             augmented.contains("same protocol at batch 512, 100 epochs"),
             "{augmented}"
         );
-        let exact = EvalConfig {
-            batch_size: 4096,
-            epochs: 90,
-            ..EvalConfig::augmented()
-        };
+        let mut exact = EvalConfig::augmented();
+        let t = exact.training_mut().unwrap();
+        t.batch_size = 4096;
+        t.epochs = 90;
         assert_eq!(paper::protocol_difference("linear-aug@h", &exact), None);
     }
 }

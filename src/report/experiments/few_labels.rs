@@ -62,7 +62,7 @@ fn fine_tune_labels(data: &SweepData) -> Vec<(String, f64)> {
         .iter()
         .filter_map(|l| {
             let c = data.eval_config(l)?;
-            (c.kind == EvalKind::FineTune).then(|| (l.clone(), c.label_fraction))
+            (c.kind() == EvalKind::FineTune).then(|| (l.clone(), c.flat().label_fraction))
         })
         .collect();
     out.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -82,7 +82,7 @@ fn section(data: &SweepData, slice: &Slice) -> Option<Section> {
     let primary = data.primary();
     let reference = data
         .eval_config(&primary)
-        .filter(|c| c.kind == EvalKind::Linear)
+        .filter(|c| c.kind() == EvalKind::Linear)
         .map(|_| primary.clone());
     let mut labels: Vec<String> = fine.iter().map(|(l, _)| l.clone()).collect();
     labels.extend(reference.clone());

@@ -1,5 +1,5 @@
-//! The linear classifier of linear evaluation, shared by both protocols (`eval`'s features
-//! probe and `eval_aug`'s augmented protocol): logits = x W + b, or with `head_bn`
+//! The linear classifier of linear evaluation, shared by both protocols (`linear_features`
+//! and `linear_augmented`) and fine-tuning's new head: logits = x W + b, or with `head_bn`
 //! logits = BN(x W) (the official `linear_layer(use_bn=True)`: no bias before BN, BN with
 //! scale and centre, eps 1e-5, running averages with decay 0.9, i.e. PyTorch momentum 0.1;
 //! the running variance is the unbiased batch variance, as PyTorch keeps it).
@@ -8,8 +8,8 @@
 //! `--zero_init_logits_layer=True`); with BN, W is drawn from N(0, 0.01) (the official
 //! dense initialiser) from `rng::stream(seed, Domain::Eval, ..)`, gamma = 1, beta = 0: zero
 //! weights under BN would never move. One training step ([`LinearHead::train_step`]) is
-//! softmax cross-entropy on a batch, backward, and one optimizer step; the learning rate
-//! follows [`cosine_lr`].
+//! softmax cross-entropy on a batch, backward, and one optimizer step. [`optimizer`] is the
+//! SGD of every evaluation that trains.
 //!
 //! Names (for the optimizer's decay rule and checkpoints): `linear.weight` `[D, C]`,
 //! `linear.bias`, `bn.weight`, `bn.bias`, `bn.running_mean`, `bn.running_var`.
@@ -19,11 +19,12 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, Var};
 use rand_distr::{Distribution, Normal};
 
-use super::config::{EvalConfig, OptimizerConfig, OptimizerKind};
-use super::error::{classify, tensor_err};
-use super::rng::{self, Domain};
-use super::MlError;
+use super::checkpointed::restored;
+use crate::ml::config::{EvalTraining, OptimizerConfig, OptimizerKind};
+use crate::ml::error::{classify, tensor_err};
+use crate::ml::rng::{self, Domain};
 use crate::ml::training::optim::Optimizer;
+use crate::ml::MlError;
 
 const BN_EPS: f64 = 1e-5;
 /// PyTorch's momentum (the official code's decay 0.9).
@@ -41,11 +42,6 @@ pub(crate) struct LinearHead {
     weight: Var,
     bias: Option<Var>,
     bn: Option<HeadBn>,
-}
-
-/// `peak * 0.5 * (1 + cos(pi * step / total))`: cosine decay to 0 without warmup.
-pub(crate) fn cosine_lr(peak: f64, step: usize, total: usize) -> f64 {
-    peak * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
 }
 
 /// One optimizer step on the softmax cross-entropy of `logits` against labels `y` (u32
@@ -72,15 +68,14 @@ pub(crate) fn cross_entropy_step(
 }
 
 /// An evaluation's optimizer over `params` (the classifier's, for fine-tuning the
-/// encoder's too, the probe's MLP): SGD with momentum `eval.momentum` (0.9), Nesterov when `eval.nesterov`,
-/// the evaluation's weight decay on weights only (bias and BN parameters are excluded by
-/// name).
-pub(crate) fn optimizer(eval: &EvalConfig, params: Vec<(String, Var)>) -> Optimizer {
+/// encoder's too, the probe's MLP): SGD with the training's momentum, Nesterov when it
+/// says, its weight decay on weights only (bias and BN parameters are excluded by name).
+pub(crate) fn optimizer(training: &EvalTraining, params: Vec<(String, Var)>) -> Optimizer {
     let cfg = OptimizerConfig {
         kind: OptimizerKind::Sgd,
-        momentum: eval.momentum,
-        nesterov: eval.nesterov,
-        weight_decay: eval.weight_decay,
+        momentum: training.momentum,
+        nesterov: training.nesterov,
+        weight_decay: training.weight_decay,
         ..Default::default()
     };
     Optimizer::new(&cfg, params)
@@ -212,9 +207,7 @@ impl LinearHead {
 
     /// Restores a state written by [`LinearHead::state`]: every tensor present, same shapes.
     pub fn load_state(&mut self, t: &HashMap<String, Tensor>) -> Result<(), MlError> {
-        let get = |name: &str, like: &Tensor| {
-            super::eval_aug::restored(t, name, like, "linear classifier")
-        };
+        let get = |name: &str, like: &Tensor| restored(t, name, like, "linear classifier");
         let expected = self.state().len();
         if t.len() != expected {
             return Err(MlError::Config(format!(

@@ -2,23 +2,23 @@
 //! transformation applied"): what a frozen encoder's h or z = g(h) keeps about a
 //! transformation of its input.
 //!
-//! The labelled sets: the un-augmented images of the train subset (`eval.train_subset`)
-//! and of the test subset (`eval.test_subset`), each image transformed by the class it is
+//! The labelled sets: the un-augmented images of the train subset (`train_subset`)
+//! and of the test subset (`test_subset`), each image transformed by the class it is
 //! given ([`ProbeTask`]: grayscale, one of four rotations, Gaussian noise, Sobel). Classes
 //! follow a permutation drawn from `rng::stream(seed, Domain::Eval, &[key_of("probe_classes"),
 //! task, split])`, so each class has its exact share (`ProbeTask::class_at`); image i's noise
 //! is drawn from `&[key_of("probe_noise"), split, i]`. Features are extracted with
-//! BatchNorm in inference mode (`eval::extract`) and standardised with the train statistics.
+//! BatchNorm in inference mode (`features`) and standardised with the train statistics.
 //!
 //! The MLP: `fc1` (`D x hidden`, ReLU) then `fc2` (`hidden x classes`), weights and biases
 //! U(+-1/sqrt(fan_in)) (PyTorch's `nn.Linear`) from `&[key_of(name)]`; softmax
-//! cross-entropy, SGD with momentum 0.9 (`linear_head::optimizer`: weight decay on the
-//! weights only), cosine decay from `eval.lr` to 0 without warmup, `eval.epochs` epochs of
-//! minibatches in an order drawn from `&[key_of("probe_order"), epoch]` (the last batch of
-//! an epoch may be smaller). Scored on the
+//! cross-entropy, SGD with momentum (`linear_head::optimizer`: weight decay on the weights
+//! only), cosine decay from the peak learning rate to 0 without warmup, the training's
+//! epochs of minibatches in an order drawn from `&[key_of("probe_order"), epoch]`
+//! (`feature_training`; the last batch of an epoch may be smaller). Scored on the
 //! test set: top-1 (and top-5, which is 1 with at most five classes); its train top-1 too.
 //!
-//! Stop and resume (`eval_aug`'s checkpoints, under the probe's own metadata key): the MLP
+//! Stop and resume (`checkpointed`, under the probe's own metadata key): the MLP
 //! and its momentum are checkpointed at every epoch's end; a stop request (checked after each epoch and during extraction) ends with
 //! `EvalOutcome::Stopped`, and the next call extracts the features again (deterministic)
 //! and continues from the newest checkpoint of this evaluation and encoder, giving exactly
@@ -32,19 +32,22 @@ use candle_core::{Device, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::config::{ProbeTask, DEFAULT_PROBE_HIDDEN};
-use super::data::ImageSet;
-use super::error::tensor_err;
-use super::eval::{extract, standardize, top_k};
-use super::eval_aug::{prefixed, restored, under, AugmentedRun, Checkpointed, Flavour, Splits};
-use super::linear_head::{self, cosine_lr};
-use super::observer::{Control, Observer};
-use super::rng::{self, Domain};
-use super::{EvalOutcome, EvalResult, MlError};
+use super::checkpointed::{prefixed, restored, under, Checkpointed, CheckpointedEval, MethodNames};
+use super::feature_training::FeatureEpochs;
+use super::features::{standardize, Extractor};
+use super::linear_head;
+use super::score::{top_k, Scores};
+use super::splits::Splits;
 use crate::ml::augment::{grayscale, random_noise, rotate90, sobel};
+use crate::ml::config::{ProbeConfig, ProbeTask};
+use crate::ml::data::ImageSet;
+use crate::ml::error::tensor_err;
 use crate::ml::model::encoder::relu;
 use crate::ml::model::SimclrModel;
+use crate::ml::observer::{Control, Observer};
+use crate::ml::rng::{self, Domain};
 use crate::ml::training::optim::Optimizer;
+use crate::ml::{EvalOutcome, MlError};
 
 /// Which split a labelled set is drawn from (a key of its streams).
 #[derive(Clone, Copy)]
@@ -219,105 +222,93 @@ impl Checkpointed for ProbeLearner {
 }
 
 /// Table 3's probe: its checkpoints, streams and progress.
-pub(crate) const PROBE: Flavour = Flavour {
-    tag: "simclr-sweep-probe-checkpoint",
+pub(crate) const PROBE: MethodNames = MethodNames {
+    checkpoint_tag: "simclr-sweep-probe-checkpoint",
     stream: "probe",
-    what: "probe MLP",
+    progress: "probe MLP",
 };
 
-impl AugmentedRun<'_> {
-    /// Extracts the labelled features, trains the MLP to `eval.epochs` (from the newest
-    /// usable checkpoint) and scores the test set; or stops when the observer asks.
-    pub fn evaluate_probe(
-        &self,
-        model: &SimclrModel,
-        splits: Splits,
-        obs: &mut dyn Observer,
-    ) -> Result<EvalOutcome, MlError> {
-        let (eval, dev) = (self.eval, &self.env.device);
-        let task = eval
-            .task
-            .ok_or_else(|| MlError::Config("a probe needs a task".into()))?;
-        let bs = eval.batch_size.max(1);
-        let feats =
-            |set: &ImageSet, idx: &[usize], part: Part, what: &str, obs: &mut dyn Observer| {
-                let set = Arc::new(labelled_set(set, idx, task, self.seed, part)?);
-                let all = Arc::new((0..set.len()).collect::<Vec<_>>());
-                extract(model, &set, all, eval.on, bs, dev, obs, what)
-            };
-        let Some((xtr, ytr)) = feats(
-            &splits.train,
-            &splits.train_idx,
-            Part::Train,
-            "probe features (train)",
-            obs,
-        )?
-        else {
+/// Extracts the labelled features of `model`, trains the MLP to the training's epochs (from
+/// the newest usable checkpoint of `run`, which runs under [`PROBE`]) and scores the test
+/// set; or stops when the observer asks.
+pub(crate) fn evaluate(
+    run: &CheckpointedEval,
+    model: &SimclrModel,
+    cfg: &ProbeConfig,
+    splits: Splits,
+    obs: &mut dyn Observer,
+) -> Result<EvalOutcome, MlError> {
+    let (t, dev, seed, task) = (&cfg.training, &run.env.device, run.seed, cfg.task);
+    let extractor = Extractor {
+        model,
+        on: run.eval.on,
+        batch_size: t.batch_size.max(1),
+        device: dev,
+    };
+    let feats = |set: &ImageSet, idx: &[usize], part: Part, what: &str, obs: &mut dyn Observer| {
+        let set = Arc::new(labelled_set(set, idx, task, seed, part)?);
+        let all = Arc::new((0..set.len()).collect::<Vec<_>>());
+        extractor.extract(&set, all, what, obs)
+    };
+    let (train, test) = (&splits.train, &splits.test);
+    let Some(tr) = feats(
+        train,
+        &splits.train_idx,
+        Part::Train,
+        "probe features (train)",
+        obs,
+    )?
+    else {
+        return Ok(EvalOutcome::Stopped);
+    };
+    let Some(te) = feats(
+        test,
+        &splits.test_idx,
+        Part::Test,
+        "probe features (test)",
+        obs,
+    )?
+    else {
+        return Ok(EvalOutcome::Stopped);
+    };
+    let (xtr, xte) = standardize(&tr.x, &te.x)?;
+    let (_, dim) = xtr.dims2().map_err(tensor_err)?;
+    let classes = task.classes();
+    let order_key = PROBE.order_key();
+    let epochs = FeatureEpochs::new(&xtr, &tr.y, t, seed, &order_key)?;
+    let fresh = || -> Result<ProbeLearner, MlError> {
+        let mlp = Mlp::new(dim, cfg.hidden, classes, seed, dev)?;
+        let opt = linear_head::optimizer(t, mlp.params.clone());
+        Ok(ProbeLearner { mlp, opt })
+    };
+    let (mut learner, mut pos) = run.resume_or_start(&fresh, epochs.steps_per_epoch())?;
+    while pos.epoch < t.epochs {
+        let epoch = pos.epoch;
+        epochs.run_epoch(epoch, &mut |x, y, lr, step| {
+            let logits = learner.mlp.forward(x)?;
+            linear_head::cross_entropy_step(&mut learner.opt, &logits, y, lr, epoch, step)
+                .map(|_| ())
+        })?;
+        pos.epoch += 1;
+        run.save(&learner, &pos, obs)?;
+        if obs.on_eval_progress(pos.epoch, t.epochs, PROBE.progress) == Control::Stop {
             return Ok(EvalOutcome::Stopped);
-        };
-        let Some((xte, yte)) = feats(
-            &splits.test,
-            &splits.test_idx,
-            Part::Test,
-            "probe features (test)",
-            obs,
-        )?
-        else {
-            return Ok(EvalOutcome::Stopped);
-        };
-        let (xtr, xte) = standardize(&xtr, &xte)?;
-        let (n, dim) = xtr.dims2().map_err(tensor_err)?;
-        let classes = task.classes();
-        let hidden = eval.hidden.unwrap_or(DEFAULT_PROBE_HIDDEN);
-        let bs = eval.batch_size.clamp(1, n);
-        let spe = n.div_ceil(bs);
-        let total = (spe * eval.epochs).max(1);
-        let peak = eval.peak_lr(eval.batch_size);
-        let fresh = || -> Result<ProbeLearner, MlError> {
-            let mlp = Mlp::new(dim, hidden, classes, self.seed, dev)?;
-            let opt = linear_head::optimizer(eval, mlp.params.clone());
-            Ok(ProbeLearner { mlp, opt })
-        };
-        let (mut learner, mut pos) = self.resume_or_start(&fresh, spe)?;
-        let ytr_t = Tensor::from_vec(ytr.iter().map(|&y| y as u32).collect::<Vec<_>>(), n, dev)
-            .map_err(tensor_err)?;
-        while pos.epoch < eval.epochs {
-            let epoch = pos.epoch;
-            let mut order: Vec<u32> = (0..n as u32).collect();
-            order.shuffle(&mut rng::stream(
-                self.seed,
-                Domain::Eval,
-                &[rng::key_of("probe_order"), epoch as u64],
-            ));
-            for (s, chunk) in order.chunks(bs).enumerate() {
-                let idx = Tensor::new(chunk, dev).map_err(tensor_err)?;
-                let x = xtr.index_select(&idx, 0).map_err(tensor_err)?;
-                let y = ytr_t.index_select(&idx, 0).map_err(tensor_err)?;
-                let global = epoch * spe + s;
-                let (lr, logits) = (cosine_lr(peak, global, total), learner.mlp.forward(&x)?);
-                linear_head::cross_entropy_step(&mut learner.opt, &logits, &y, lr, epoch, global)?;
-            }
-            pos.epoch += 1;
-            self.save(&learner, &pos, obs)?;
-            if obs.on_eval_progress(pos.epoch, eval.epochs, PROBE.what) == Control::Stop {
-                return Ok(EvalOutcome::Stopped);
-            }
         }
-        let (top1, top5) = top_k(&learner.mlp.scores(&xte)?, classes, &yte);
-        let (train_top1, _) = top_k(&learner.mlp.scores(&xtr)?, classes, &ytr);
-        Ok(EvalOutcome::Finished(EvalResult {
-            top1,
-            top5,
-            train_top1: Some(train_top1),
-            n_test: yte.len(),
-        }))
     }
+    let (top1, top5) = top_k(&learner.mlp.scores(&xte)?, classes, &te.y);
+    let (train_top1, _) = top_k(&learner.mlp.scores(&xtr)?, classes, &tr.y);
+    let scores = Scores {
+        top1,
+        top5,
+        train_top1: Some(train_top1),
+    };
+    Ok(EvalOutcome::Finished(scores.result(te.y.len())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::config::{EvalConfig, EvalKind, FeatureSource};
+    use crate::ml::config::{EvalConfig, EvalMethod, FeatureSource};
     use crate::ml::observer::NullObserver;
     use crate::test_support::images::tiny_images;
     use crate::test_support::{finished, EvalFixture, EvalRecorder};
@@ -344,16 +335,17 @@ mod tests {
     }
 
     fn probe(task: ProbeTask, on: FeatureSource, epochs: usize) -> EvalConfig {
-        EvalConfig {
-            kind: EvalKind::Probe,
+        let mut eval = EvalConfig {
             on,
-            task: Some(task),
-            hidden: Some(32),
-            epochs,
-            batch_size: 16,
-            lr: 0.1,
-            ..EvalConfig::default()
+            ..EvalConfig::probe(task)
+        };
+        if let EvalMethod::Probe(p) = &mut eval.method {
+            p.hidden = 32;
+            p.training.epochs = epochs;
+            p.training.batch_size = 16;
+            p.training.lr = 0.1;
         }
+        eval
     }
 
     fn fixture() -> EvalFixture {
@@ -443,10 +435,8 @@ mod tests {
             assert_eq!(rest.reports, 16 - epochs_done, "{stop_at}");
         }
         // Checkpoints of another evaluation are not resumed from.
-        let other = EvalConfig {
-            lr: 0.05,
-            ..eval.clone()
-        };
+        let mut other = eval.clone();
+        other.training_mut().expect("the probe trains").lr = 0.05;
         let foreign = whole.checkpoints.iter().rev().cloned().collect();
         let a = finished(f.run(&other, &f.env("other", foreign), &mut NullObserver));
         let b = finished(f.run(&other, &f.env("other-fresh", vec![]), &mut NullObserver));

@@ -1,16 +1,16 @@
-//! Fine-tuning with few labels (`EvalKind::FineTune`; the paper's Table 7 and appendix
+//! Fine-tuning with few labels (`kind: fine_tune`; the paper's Table 7 and appendix
 //! B.5): the whole pretrained encoder, BatchNorm in training mode, and a new linear head on
 //! h (zero-initialised, the official `--zero_init_logits_layer=True`; the projection head
 //! is discarded) are trained together by softmax cross-entropy on a class-balanced
 //! `label_fraction` of the training split, every step on fresh random resized crops and
-//! flips (the only augmentation B.5 uses), by SGD with (Nesterov) momentum at
-//! `eval.peak_lr` with cosine decay and no warmup; the test split is then scored through
-//! the fine-tuned encoder (BatchNorm in inference mode) and head. Under the random-weights
+//! flips (the only augmentation B.5 uses), by SGD with (Nesterov) momentum at the
+//! training's peak learning rate with cosine decay and no warmup; the test split is then
+//! scored through the fine-tuned encoder (BatchNorm in inference mode) and head. Under the random-weights
 //! control (an untrained encoder) the same stage is training from scratch on the same
 //! labels, the row Table 7 compares SimCLR against.
 //!
 //! The loop, its random streams (`fine_tune_order`, `fine_tune_view`), its checkpoints and
-//! exact resume are `eval_aug`'s ([`AugmentedRun`]); a checkpoint here holds every model
+//! exact resume are `view_training`'s ([`ViewTraining`]); a checkpoint here holds every model
 //! variable (`model/`, BatchNorm running statistics included), the head (`head/`) and the
 //! optimizer's momentum (`optim/`) under its own metadata key.
 
@@ -20,23 +20,25 @@ use std::path::Path;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
 
-use super::checkpoint;
-use super::config::{EvalConfig, PretrainConfig};
-use super::data::{self, ImageSet};
-use super::error::tensor_err;
-use super::eval_aug::{prefixed, under, AugmentedRun, Checkpointed, Flavour, Learner, Splits};
+use super::checkpointed::{prefixed, under, Checkpointed, CheckpointedEval, MethodNames};
 use super::linear_head::{self, LinearHead};
-use super::observer::Observer;
-use super::{Checkpoint, EvalOutcome, MlError, TrainEnv};
+use super::splits::Splits;
+use super::view_training::{Learner, ViewTraining};
+use crate::ml::checkpoint;
+use crate::ml::config::{FeatureSource, FineTuneConfig, PretrainConfig};
+use crate::ml::data::{self, ImageSet};
+use crate::ml::error::tensor_err;
 use crate::ml::model::init;
 use crate::ml::model::SimclrModel;
+use crate::ml::observer::Observer;
 use crate::ml::training::optim::Optimizer;
+use crate::ml::{EvalOutcome, MlError};
 
 /// Fine-tuning's checkpoints, streams and progress label.
-pub(crate) const FINE_TUNE: Flavour = Flavour {
-    tag: "simclr-sweep-finetune-checkpoint",
+pub(crate) const FINE_TUNE: MethodNames = MethodNames {
+    checkpoint_tag: "simclr-sweep-finetune-checkpoint",
     stream: "fine_tune",
-    what: "fine-tuning",
+    progress: "fine-tuning",
 };
 
 const MODEL_PREFIX: &str = "model/";
@@ -119,24 +121,23 @@ impl Checkpointed for FineTuner {
     }
 }
 
-/// Fine-tunes the encoder of checkpoint `ckpt` (its verified model tensors `weights`,
+/// Fine-tunes the encoder of `run`'s checkpoint (its verified model tensors `weights`,
 /// written by `pretrain`) on the training images of `splits` (see [`label_subset`]) and
 /// scores its test images; or stops, checkpointed, when the observer asks.
 pub(crate) fn evaluate(
+    run: &CheckpointedEval,
     pretrain: &PretrainConfig,
-    eval: &EvalConfig,
-    ckpt: &Checkpoint,
+    cfg: &FineTuneConfig,
     weights: &HashMap<String, Tensor>,
-    env: &TrainEnv,
     splits: Splits,
     obs: &mut dyn Observer,
 ) -> Result<EvalOutcome, MlError> {
-    let (dev, classes) = (&env.device, splits.train.num_classes);
+    let (dev, classes) = (&run.env.device, splits.train.num_classes);
     let fresh = || -> Result<FineTuner, MlError> {
         let (varmap, model, _) =
             init::build_pretrain(pretrain, classes, dev).map_err(tensor_err)?;
-        checkpoint::restore_varmap(&varmap, weights, &ckpt.path)?;
-        let head = LinearHead::new(model.repr_dim(), classes, eval.head_bn, pretrain.seed, dev)?;
+        checkpoint::restore_varmap(&varmap, weights, &run.encoder.path)?;
+        let head = LinearHead::new(model.repr_dim(), classes, cfg.head_bn, run.seed, dev)?;
         // The encoder's weights and BatchNorm parameters (not its running statistics,
         // which the optimizer skips), then the head's; the projection head and a supervised
         // run's classifier stay as they were, unused.
@@ -145,7 +146,7 @@ pub(crate) fn evaluate(
             .filter(|(name, _)| name.starts_with("encoder."))
             .collect();
         params.extend(head.params());
-        let opt = linear_head::optimizer(eval, params);
+        let opt = linear_head::optimizer(&cfg.training, params);
         Ok(FineTuner {
             varmap,
             model,
@@ -153,23 +154,22 @@ pub(crate) fn evaluate(
             opt,
         })
     };
-    let run = AugmentedRun {
-        eval,
-        seed: pretrain.seed,
-        encoder: ckpt,
-        env,
-        flavour: FINE_TUNE,
+    let training = ViewTraining {
+        run,
+        training: &cfg.training,
+        // It trains a new head on h (the projection head is discarded).
+        on: FeatureSource::H,
     };
-    run.evaluate(&fresh, splits, obs)
+    training.run(&fresh, splits, obs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ml::config::{AugOp, AugmentConfig, EvalKind};
+    use crate::ml::config::{AugOp, AugmentConfig, EvalConfig, EvalMethod};
     use crate::ml::eval::evaluate_on;
     use crate::ml::observer::NullObserver;
-    use crate::ml::{training::trainer, PretrainOutcome};
+    use crate::ml::{training::trainer, Checkpoint, PretrainOutcome, TrainEnv};
     use crate::test_support::images::random_images;
     use crate::test_support::{cpu_env, finished, EvalRecorder};
 
@@ -197,12 +197,12 @@ mod tests {
     }
 
     fn fine_tune(epochs: usize) -> EvalConfig {
-        EvalConfig {
-            epochs,
-            batch_size: 8,
-            lr: 0.5,
-            ..EvalConfig::fine_tune(0.5)
-        }
+        let mut eval = EvalConfig::fine_tune(0.5);
+        let t = eval.training_mut().expect("fine-tuning trains");
+        t.epochs = epochs;
+        t.batch_size = 8;
+        t.lr = 0.5;
+        eval
     }
 
     /// Runs `eval` on the encoder `(cfg, ckpt)` with its checkpoints in `dir/name`.
@@ -292,7 +292,7 @@ mod tests {
         );
         // The last checkpoint holds the fine-tuned encoder: every weight tensor moved
         // away from the pretrain's (the head is not all that learns).
-        let tuned = encoder_weights(obs.checkpoints.last().unwrap(), FINE_TUNE.tag);
+        let tuned = encoder_weights(obs.checkpoints.last().unwrap(), FINE_TUNE.checkpoint_tag);
         let before = encoder_weights(&simclr.1, "simclr-sweep-checkpoint");
         assert_eq!(tuned.len(), before.len());
         assert!(!tuned.is_empty());
@@ -330,11 +330,13 @@ mod tests {
             assert_eq!(rest.reports, whole.reports - stop_at.min(9), "{stop_at}");
         }
         // A linear evaluation's checkpoint is not a fine-tuning one: it starts over.
-        let linear = EvalConfig {
-            kind: EvalKind::Linear,
-            protocol: crate::ml::config::EvalProtocol::Augmented,
-            ..eval.clone()
+        let EvalMethod::FineTune(c) = &eval.method else {
+            unreachable!("fine-tuning")
         };
+        let mut linear = EvalConfig::augmented();
+        if let EvalMethod::LinearAugmented(l) = &mut linear.method {
+            l.training = c.training.clone();
+        }
         let mut lin = EvalRecorder::default();
         finished(run(dir.path(), "lin", &enc, &linear, vec![], &mut lin));
         let foreign = lin.checkpoints.iter().rev().cloned().collect();
