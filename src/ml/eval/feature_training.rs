@@ -62,7 +62,7 @@ impl<'a> FeatureEpochs<'a> {
     pub fn run_epoch(
         &self,
         epoch: usize,
-        step: &mut dyn FnMut(&Tensor, &Tensor, f64, usize) -> Result<(), MlError>,
+        mut step: impl FnMut(&Tensor, &Tensor, f64, usize) -> Result<(), MlError>,
     ) -> Result<(), MlError> {
         let all: Vec<usize> = (0..self.n).collect();
         let order = epoch_order(&all, self.seed, self.order_key, epoch);

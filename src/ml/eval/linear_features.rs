@@ -72,7 +72,7 @@ pub(crate) fn fit(
     let mut opt = linear_head::optimizer(t, head.params());
     let epochs = FeatureEpochs::new(&xtr, ytr, t, seed, "linear_eval")?;
     for epoch in 0..t.epochs {
-        epochs.run_epoch(epoch, &mut |x, y, lr, step| {
+        epochs.run_epoch(epoch, |x, y, lr, step| {
             head.train_step(&mut opt, x, y, lr, epoch, step).map(|_| ())
         })?;
         if obs.on_eval_progress(epoch + 1, t.epochs, "linear classifier") == Control::Stop {

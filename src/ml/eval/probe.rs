@@ -284,7 +284,7 @@ pub(crate) fn evaluate(
     let (mut learner, mut pos) = run.resume_or_start(&fresh, epochs.steps_per_epoch())?;
     while pos.epoch < t.epochs {
         let epoch = pos.epoch;
-        epochs.run_epoch(epoch, &mut |x, y, lr, step| {
+        epochs.run_epoch(epoch, |x, y, lr, step| {
             let logits = learner.mlp.forward(x)?;
             linear_head::cross_entropy_step(&mut learner.opt, &logits, y, lr, epoch, step)
                 .map(|_| ())
