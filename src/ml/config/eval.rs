@@ -726,3 +726,97 @@ impl TryFrom<EvalConfigSpec> for EvalConfig {
             .map_err(|(field, message)| format!("{field}: {message}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> EvalConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn field_error(v: serde_json::Value) -> &'static str {
+        let spec: EvalConfigSpec = serde_json::from_value(v).unwrap();
+        spec.resolve().expect_err("must be refused").0
+    }
+
+    #[test]
+    fn settings_a_method_does_not_use_resolve_away() {
+        let knn = json!({"kind": "knn", "lr": 0.5, "epochs": 3, "head_bn": true, "hidden": 64,
+                         "task": "rotation", "label_fraction": 0.1, "momentum": 0.5});
+        assert_eq!(spec(knn), EvalConfig::knn());
+        assert_eq!(
+            spec(json!({"k": 5, "temperature": 0.3})),
+            EvalConfig::default()
+        );
+        let probe = json!({"kind": "probe", "task": "sobel", "hidden": 512, "head_bn": true});
+        assert_eq!(spec(probe), EvalConfig::probe(ProbeTask::Sobel));
+        let fine = json!({"kind": "fine_tune", "label_fraction": 0.1, "protocol": "augmented"});
+        assert_eq!(spec(fine), EvalConfig::fine_tune(0.1));
+        // The flat form writes the defaults for them, and leaves out the late fields there.
+        let flat = serde_json::to_value(EvalConfig::probe(ProbeTask::Sobel)).unwrap();
+        assert_eq!(flat["k"], json!(200));
+        assert_eq!(flat["task"], json!("sobel"));
+        for late in ["hidden", "momentum", "label_fraction"] {
+            assert!(flat.get(late).is_none(), "{late} in {flat}");
+        }
+    }
+
+    #[test]
+    fn each_method_defaults_per_protocol_and_the_flat_form_reads_back() {
+        let aug = spec(json!({"protocol": "augmented", "on": "z"}));
+        let EvalMethod::LinearAugmented(c) = &aug.method else {
+            panic!("{aug:?}")
+        };
+        assert_eq!(c.training, EvalTraining::augmented());
+        assert_eq!(c.training.peak_lr(), 0.2);
+        assert_eq!(EvalTraining::fine_tune(0.01).epochs, 60);
+        assert_eq!(EvalTraining::fine_tune(0.1).epochs, 30);
+        for eval in [aug, EvalConfig::knn(), EvalConfig::fine_tune(0.1)] {
+            assert_eq!(spec(serde_json::to_value(&eval).unwrap()), eval);
+        }
+    }
+
+    #[test]
+    fn a_method_that_cannot_be_built_names_its_field() {
+        assert_eq!(field_error(json!({"kind": "probe"})), "task");
+        let probe = json!({"kind": "probe", "task": "rotation", "protocol": "augmented"});
+        assert_eq!(field_error(probe), "protocol");
+        assert_eq!(
+            field_error(json!({"kind": "knn", "protocol": "augmented"})),
+            "protocol"
+        );
+        let fine = json!({"kind": "fine_tune", "train_subset": 100});
+        assert_eq!(field_error(fine), "train_subset");
+        // A stored config that cannot be built says which field, through serde too.
+        let e = serde_json::from_value::<EvalConfig>(json!({"kind": "probe"})).unwrap_err();
+        assert!(e.to_string().starts_with("task: "), "{e}");
+    }
+
+    #[test]
+    fn labels_name_the_method_and_what_it_reads() {
+        let z = |e: EvalConfig| EvalConfig {
+            on: FeatureSource::Z,
+            ..e
+        };
+        let labels: Vec<String> = [
+            EvalConfig::default(),
+            z(EvalConfig::augmented()),
+            EvalConfig::knn(),
+            z(EvalConfig::probe(ProbeTask::Rotation)),
+            EvalConfig::fine_tune(0.125),
+        ]
+        .iter()
+        .map(EvalConfig::label)
+        .collect();
+        let want = [
+            "linear@h",
+            "linear-aug@z",
+            "knn@h",
+            "probe-rotation@z",
+            "fine_tune-12.5%@h",
+        ];
+        assert_eq!(labels, want);
+    }
+}
