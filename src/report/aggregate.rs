@@ -518,14 +518,14 @@ impl SweepData {
 
     /// The evaluation the figures plot ([`labels::primary`]); `None` before any.
     pub fn primary_label(&self) -> Option<&str> {
-        labels::primary(&self.labels)
+        labels::primary(self)
     }
 
-    /// The evaluation the figures plot, [`labels::FALLBACK_PRIMARY`] before any.
+    /// The evaluation the figures plot, [`labels::fallback_primary`] before any.
     pub fn primary(&self) -> String {
         self.primary_label()
-            .unwrap_or(labels::FALLBACK_PRIMARY)
-            .to_string()
+            .map(str::to_string)
+            .unwrap_or_else(labels::fallback_primary)
     }
 
     /// Whether the grid varies one of `axes`.

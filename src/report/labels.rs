@@ -1,60 +1,72 @@
-//! Evaluation labels as the report reads them: every place in `report` that looks inside a
-//! label (`linear@h`, `linear-aug@z`, `knn@h`, `probe-rotation@h`, `fine_tune-10%@h`) or
-//! writes one does it here, so the report depends on how labels are spelled in this one
-//! module. A label is `NAME@ON`: the evaluation's name, then the representation it reads
-//! (`h`, or `z` = g(h)).
+//! Evaluation columns as the report reads them. A column is keyed by its stages' label, but
+//! what it evaluates (which method, h or z, which probe task) is read from the stages' typed
+//! config (`EvalConfig`, `EvalMethod`), never from how the label is spelled; every label
+//! the report writes itself is the type's own ([`EvalConfig::label`]).
 
-use crate::ml::config::ProbeTask;
+use crate::ml::config::{EvalConfig, EvalMethod, FeatureSource, ProbeTask};
 
-/// The evaluation the report plots when a sweep has none of its own yet.
-pub(crate) const FALLBACK_PRIMARY: &str = "linear@h";
+use super::aggregate::SweepData;
 
-/// The evaluation the figures plot among `labels`: linear on h by the paper's augmented
-/// protocol if the sweep has it, else the features probe on h, else the first linear
-/// evaluation, else the first one.
-pub(crate) fn primary(labels: &[String]) -> Option<&str> {
-    labels
+/// The evaluation the report plots when a sweep has none of its own yet: the default
+/// evaluation (the features probe on h).
+pub(crate) fn fallback_primary() -> String {
+    EvalConfig::default().label()
+}
+
+/// The evaluation the figures plot among the sweep's columns: linear on h by the paper's
+/// augmented protocol if the sweep has it, else the features probe on h, else the first
+/// linear evaluation, else the first one.
+pub(crate) fn primary(data: &SweepData) -> Option<&str> {
+    let typed: Vec<(&str, Option<EvalConfig>)> = data
+        .labels
         .iter()
-        .find(|l| l.as_str() == "linear-aug@h")
-        .or_else(|| labels.iter().find(|l| l.as_str() == "linear@h"))
-        .or_else(|| labels.iter().find(|l| is_linear(l)))
-        .or_else(|| labels.first())
-        .map(|s| s.as_str())
+        .map(|l| (l.as_str(), data.eval_config(l)))
+        .collect();
+    let first_where = |want: &dyn Fn(&EvalConfig) -> bool| {
+        typed
+            .iter()
+            .find(|(_, c)| c.as_ref().is_some_and(want))
+            .map(|(l, _)| *l)
+    };
+    first_where(&|c| is_augmented_linear(c) && c.on == FeatureSource::H)
+        .or_else(|| {
+            first_where(&|c| {
+                matches!(c.method, EvalMethod::LinearFeatures(_)) && c.on == FeatureSource::H
+            })
+        })
+        .or_else(|| first_where(&is_linear))
+        .or_else(|| typed.first().map(|(l, _)| *l))
 }
 
-/// Whether `label` is a linear evaluation (the features probe or the augmented protocol).
-pub(crate) fn is_linear(label: &str) -> bool {
-    label.starts_with("linear")
+/// Whether `c` is a linear evaluation (the features probe or the augmented protocol).
+pub(crate) fn is_linear(c: &EvalConfig) -> bool {
+    matches!(
+        c.method,
+        EvalMethod::LinearFeatures(_) | EvalMethod::LinearAugmented(_)
+    )
 }
 
-/// Whether `label` is the paper's augmented linear protocol.
-pub(crate) fn is_augmented_linear(label: &str) -> bool {
-    label.starts_with("linear-aug")
+/// Whether `c` is the paper's augmented linear protocol.
+pub(crate) fn is_augmented_linear(c: &EvalConfig) -> bool {
+    matches!(c.method, EvalMethod::LinearAugmented(_))
 }
 
-/// The representation `label` reads, `h` or `z` (the whole label when it names none).
-pub(crate) fn representation(label: &str) -> &str {
-    label.split('@').nth(1).unwrap_or(label)
+/// The label of the same evaluation as `c`, on z = g(h).
+pub(crate) fn on_z(c: &EvalConfig) -> String {
+    EvalConfig {
+        on: FeatureSource::Z,
+        ..c.clone()
+    }
+    .label()
 }
 
-/// Whether `label` reads h.
-pub(crate) fn is_on_h(label: &str) -> bool {
-    label.ends_with("@h")
-}
-
-/// Whether `label` reads z = g(h).
-pub(crate) fn is_on_z(label: &str) -> bool {
-    label.ends_with("@z")
-}
-
-/// The same evaluation on z as `label` is on h: `linear@h` -> `linear@z`.
-pub(crate) fn on_z(label: &str) -> String {
-    label.replace("@h", "@z")
-}
-
-/// Table 3's label of the probe of `task` on `on` (`h` or `z`): "probe-rotation@h".
-pub(crate) fn probe(task: ProbeTask, on: &str) -> String {
-    format!("probe-{}@{on}", task.name())
+/// The label of Table 3's probe of `task` on `on`.
+pub(crate) fn probe(task: ProbeTask, on: FeatureSource) -> String {
+    EvalConfig {
+        on,
+        ..EvalConfig::probe(task)
+    }
+    .label()
 }
 
 #[cfg(test)]
@@ -62,23 +74,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_papers_protocol_on_h_is_plotted_before_the_fast_probe_and_any_other() {
-        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let both = labels(&["knn@h", "linear@h", "linear-aug@h"]);
-        assert_eq!(primary(&both), Some("linear-aug@h"));
-        assert_eq!(primary(&labels(&["knn@h", "linear@h"])), Some("linear@h"));
-        assert_eq!(primary(&labels(&["knn@h", "linear@z"])), Some("linear@z"));
-        assert_eq!(primary(&labels(&["knn@h"])), Some("knn@h"));
-        assert_eq!(primary(&[]), None);
-    }
-
-    #[test]
-    fn a_label_names_its_representation_and_its_counterpart_on_z() {
-        assert_eq!(representation("linear-aug@z"), "z");
-        assert!(is_on_h("probe-sobel@h") && !is_on_z("probe-sobel@h"));
-        assert_eq!(on_z("linear-aug@h"), "linear-aug@z");
-        assert_eq!(probe(ProbeTask::Rotation, "z"), "probe-rotation@z");
-        assert!(is_augmented_linear("linear-aug@h") && is_linear("linear-aug@h"));
-        assert!(!is_linear("knn@h"));
+    fn labels_the_report_writes_are_the_types_own() {
+        assert_eq!(fallback_primary(), "linear@h");
+        assert_eq!(
+            probe(ProbeTask::Rotation, FeatureSource::Z),
+            "probe-rotation@z"
+        );
+        assert_eq!(on_z(&EvalConfig::augmented()), "linear-aug@z");
+        assert!(is_augmented_linear(&EvalConfig::augmented()));
+        assert!(is_linear(&EvalConfig::augmented()) && is_linear(&EvalConfig::default()));
+        assert!(!is_linear(&EvalConfig::knn()));
+        assert!(!is_linear(&EvalConfig::probe(ProbeTask::Sobel)));
     }
 }

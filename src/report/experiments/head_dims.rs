@@ -3,7 +3,7 @@
 //! same as a table, and the paper's claims: a nonlinear head beats a linear one, a linear
 //! head beats none, and h is better than z.
 
-use crate::ml::config::HeadKind;
+use crate::ml::config::{EvalConfig, FeatureSource, HeadKind};
 use crate::report::aggregate::{CellData, Stat, SweepData};
 use crate::report::experiment::{ChosenBy, Experiment, Slice};
 use crate::report::findings::{best, judge, Finding};
@@ -52,14 +52,15 @@ fn head_kind_name(k: HeadKind) -> &'static str {
 /// Figure 8: top-1 against the projection output dimension per head kind, h and z.
 fn section(data: &SweepData, slice: &Slice) -> Section {
     let (cells, suffix, id) = (&slice.cells, &slice.title, &slice.id);
-    let mut linear_labels: Vec<String> = data
+    // The linear columns with their typed configs (the default evaluation before any).
+    let mut linear_labels: Vec<(String, EvalConfig)> = data
         .labels
         .iter()
-        .filter(|l| labels::is_linear(l))
-        .cloned()
+        .filter_map(|l| Some((l.clone(), data.eval_config(l)?)))
+        .filter(|(_, c)| labels::is_linear(c))
         .collect();
     if linear_labels.is_empty() {
-        linear_labels.push(data.primary());
+        linear_labels.push((data.primary(), EvalConfig::default()));
     }
     let mut series = Vec::new();
     let mut flat = Vec::new();
@@ -67,10 +68,10 @@ fn section(data: &SweepData, slice: &Slice) -> Section {
         .into_iter()
         .enumerate()
     {
-        for label in &linear_labels {
-            let on = labels::representation(label);
+        for (label, eval) in &linear_labels {
+            let on = eval.on.name();
             // Two linear protocols on the same representation stay apart in the legend.
-            let proto = if labels::is_augmented_linear(label) {
+            let proto = if labels::is_augmented_linear(eval) {
                 " (augmented)"
             } else {
                 ""
@@ -90,7 +91,7 @@ fn section(data: &SweepData, slice: &Slice) -> Section {
             let sr = Series {
                 name: format!("{} head, {on}{proto}", head_kind_name(kind)),
                 color: ki,
-                dashed: on == "z",
+                dashed: eval.on == FeatureSource::Z,
                 points,
             };
             if kind == HeadKind::None {
@@ -120,10 +121,13 @@ fn section(data: &SweepData, slice: &Slice) -> Section {
         .collect();
     let mut notes = Vec::new();
     // Our h-versus-z gap where both were evaluated.
-    let (h, z) = (
-        linear_labels.iter().find(|l| labels::is_on_h(l)),
-        linear_labels.iter().find(|l| labels::is_on_z(l)),
-    );
+    let on = |side: FeatureSource| {
+        linear_labels
+            .iter()
+            .find(|(_, c)| c.on == side)
+            .map(|(l, _)| l)
+    };
+    let (h, z) = (on(FeatureSource::H), on(FeatureSource::Z));
     if let (Some(h), Some(z)) = (h, z) {
         let gaps: Vec<f64> = cells
             .iter()
@@ -185,8 +189,9 @@ fn claims(data: &SweepData, label: &str) -> Vec<Finding> {
             ("no head", v0),
         ));
     }
-    let z_label = labels::on_z(label);
-    if let (Some((cn, vh)), true) = (&nl, data.labels.contains(&z_label)) {
+    let z_label = data.eval_config(label).map(|c| labels::on_z(&c));
+    let z_label = z_label.filter(|z| data.labels.contains(z));
+    if let (Some((cn, vh)), Some(z_label)) = (&nl, z_label) {
         out.push(judge(
             "Figure 8: h is better than z (best nonlinear head)",
             (label, vh),

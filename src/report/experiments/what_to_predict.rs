@@ -6,7 +6,7 @@
 //! controls its own values. The claims: h keeps more than g(h), and training removes the
 //! transformation from g(h).
 
-use crate::ml::config::{AugOp, PretrainConfig, ProbeTask};
+use crate::ml::config::{AugOp, FeatureSource, PretrainConfig, ProbeTask};
 use crate::report::aggregate::{CellData, SweepData};
 use crate::report::compare;
 use crate::report::experiment::{ChosenBy, Experiment, Slice};
@@ -76,8 +76,8 @@ fn table3_rows(data: &SweepData) -> Vec<(ProbeTask, &CellData)> {
                 .cells
                 .iter()
                 .filter(|c| {
-                    ["h", "z"]
-                        .iter()
+                    [FeatureSource::H, FeatureSource::Z]
+                        .into_iter()
                         .any(|on| data.first(c).eval(&labels::probe(t, on)).is_some())
                 })
                 .collect();
@@ -132,7 +132,10 @@ fn section(data: &SweepData, _every_cell: &Slice) -> Option<Section> {
     let mut rows = Vec::new();
     let mut bars = Vec::new();
     for &(t, cell) in &rows_of {
-        let (lh, lz) = (labels::probe(t, "h"), labels::probe(t, "z"));
+        let (lh, lz) = (
+            labels::probe(t, FeatureSource::H),
+            labels::probe(t, FeatureSource::Z),
+        );
         let (mut h, mut z) = (data.top1(cell, &lh), data.top1(cell, &lz));
         compare::mark_values(vec![&mut h, &mut z]);
         let control = |label: &str| match data.control_of(&[cell], label) {
@@ -153,7 +156,7 @@ fn section(data: &SweepData, _every_cell: &Slice) -> Option<Section> {
             control(&lz),
         ]);
     }
-    let first = labels::probe(first_task, "h");
+    let first = labels::probe(first_task, FeatureSource::H);
     let mut notes = vec![
         setting::sentence(data, &cells, &first),
         "Top-1 (%) of an MLP trained on the frozen h, or on z = g(h), of un-augmented train \
@@ -208,7 +211,10 @@ fn section(data: &SweepData, _every_cell: &Slice) -> Option<Section> {
 fn claims(data: &SweepData, _primary: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     for (t, cell) in table3_rows(data) {
-        let (lh, lz) = (labels::probe(t, "h"), labels::probe(t, "z"));
+        let (lh, lz) = (
+            labels::probe(t, FeatureSource::H),
+            labels::probe(t, FeatureSource::Z),
+        );
         let (h, z) = (data.top1(cell, &lh), data.top1(cell, &lz));
         out.push(judge(
             &format!("Table 3: h keeps more about {} than g(h)", t.name()),
