@@ -4,11 +4,10 @@
 //! encoders and methods, and the lines that say, setting by setting, where our runs differ
 //! from it.
 
-use crate::ml::config::{
-    Arch, DatasetName, EncoderConfig, EvalConfig, EvalKind, EvalProtocol, Method, PretrainConfig,
-};
+use crate::ml::config::{Arch, DatasetName, EncoderConfig, Method, PretrainConfig};
 
 use super::aggregate::{CellData, SweepData};
+use super::protocols;
 
 /// Where and how the paper measured a table or figure. `None`: the paper's text does not
 /// pin the setting down (no difference line is printed for it).
@@ -19,47 +18,6 @@ pub(crate) struct PaperSetting {
     pub encoder: &'static str,
     pub epochs: Option<usize>,
     pub batch_size: Option<usize>,
-}
-
-/// How the evaluation `label` differs from the paper's linear evaluation (appendix B.6: a
-/// fresh random crop + flip of each image through the frozen encoder every step, Nesterov
-/// momentum, batch 4096, 90 epochs, 0.1 x B/256); `None` when it is that protocol at the
-/// paper's batch size and epochs.
-pub(crate) fn protocol_difference(label: &str, cfg: &EvalConfig) -> Option<String> {
-    const PAPER: &str = "appendix B.6 (augmented crops through the frozen encoder, \
-                         batch 4096, 90 epochs)";
-    let flat = cfg.flat();
-    let cfg = &flat;
-    match (cfg.kind, cfg.protocol) {
-        (EvalKind::Knn, _) => Some(format!(
-            "evaluation: paper linear, {PAPER}; ours {label}, a kNN vote"
-        )),
-        (EvalKind::Probe, _) => Some(format!(
-            "evaluation: paper linear, {PAPER}; ours {label}, Table 3's transformation probe"
-        )),
-        (EvalKind::Linear, EvalProtocol::Features) => Some(format!(
-            "linear evaluation: paper {PAPER}; ours {label}, features extracted once from \
-             un-augmented images (the fast probe)"
-        )),
-        (EvalKind::FineTune, _) => {
-            let paper_epochs = if cfg.label_fraction <= 0.01 { 60 } else { 30 };
-            (cfg.batch_size != 4096 || cfg.epochs != paper_epochs).then(|| {
-                format!(
-                    "fine-tuning: paper appendix B.5 (batch 4096, {paper_epochs} epochs at this \
-                     label fraction, lr 0.05 x B/256); ours {label}, batch {}, {} epochs",
-                    cfg.batch_size, cfg.epochs
-                )
-            })
-        }
-        (EvalKind::Linear, EvalProtocol::Augmented) => (cfg.batch_size != 4096 || cfg.epochs != 90)
-            .then(|| {
-                format!(
-                    "linear evaluation: paper {PAPER}; ours {label}, the same protocol at batch \
-                     {}, {} epochs",
-                    cfg.batch_size, cfg.epochs
-                )
-            }),
-    }
 }
 
 pub(crate) fn dataset_name(c: &PretrainConfig) -> String {
@@ -165,7 +123,7 @@ pub(crate) fn lines(
     let mut diffs = differences(setting, ours);
     if let Some(d) = data
         .eval_config(label)
-        .and_then(|c| protocol_difference(label, &c))
+        .and_then(|c| protocols::protocol_difference(label, &c))
     {
         diffs.push(d);
     }

@@ -1,6 +1,8 @@
 //! Which evaluation protocol produced a number: one line per evaluation label, written
 //! under every table and figure that shows its top-1 (the paper's augmented linear
-//! protocol and the fast features probe give different numbers and must never be mixed up).
+//! protocol and the fast features probe give different numbers and must never be mixed up),
+//! and how it differs from the paper's own evaluation. What an evaluation method prints
+//! about itself is here, in one place per method.
 
 use crate::ml::config::{
     EvalConfig, EvalKind, EvalProtocol, FeatureSource, FlatEvalConfig, LrScaling,
@@ -114,6 +116,47 @@ pub(crate) fn notes(data: &SweepData, labels: &[String]) -> Vec<String> {
         .iter()
         .filter_map(|l| data.eval_config(l).map(|c| describe(l, &c)))
         .collect()
+}
+
+/// How the evaluation `label` differs from the paper's linear evaluation (appendix B.6: a
+/// fresh random crop + flip of each image through the frozen encoder every step, Nesterov
+/// momentum, batch 4096, 90 epochs, 0.1 x B/256); `None` when it is that protocol at the
+/// paper's batch size and epochs.
+pub(crate) fn protocol_difference(label: &str, cfg: &EvalConfig) -> Option<String> {
+    const PAPER: &str = "appendix B.6 (augmented crops through the frozen encoder, \
+                         batch 4096, 90 epochs)";
+    let flat = cfg.flat();
+    let cfg = &flat;
+    match (cfg.kind, cfg.protocol) {
+        (EvalKind::Knn, _) => Some(format!(
+            "evaluation: paper linear, {PAPER}; ours {label}, a kNN vote"
+        )),
+        (EvalKind::Probe, _) => Some(format!(
+            "evaluation: paper linear, {PAPER}; ours {label}, Table 3's transformation probe"
+        )),
+        (EvalKind::Linear, EvalProtocol::Features) => Some(format!(
+            "linear evaluation: paper {PAPER}; ours {label}, features extracted once from \
+             un-augmented images (the fast probe)"
+        )),
+        (EvalKind::FineTune, _) => {
+            let paper_epochs = if cfg.label_fraction <= 0.01 { 60 } else { 30 };
+            (cfg.batch_size != 4096 || cfg.epochs != paper_epochs).then(|| {
+                format!(
+                    "fine-tuning: paper appendix B.5 (batch 4096, {paper_epochs} epochs at this \
+                     label fraction, lr 0.05 x B/256); ours {label}, batch {}, {} epochs",
+                    cfg.batch_size, cfg.epochs
+                )
+            })
+        }
+        (EvalKind::Linear, EvalProtocol::Augmented) => (cfg.batch_size != 4096 || cfg.epochs != 90)
+            .then(|| {
+                format!(
+                    "linear evaluation: paper {PAPER}; ours {label}, the same protocol at batch \
+                     {}, {} epochs",
+                    cfg.batch_size, cfg.epochs
+                )
+            }),
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::ml::config::{
-    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalConfigSpec, EvalMethod, EvalTraining,
-    FeatureSource, HeadConfig, HeadKind, LossKind, Method, OptimizerConfig, OptimizerKind,
-    PretrainConfig, DEFAULT_FOLDER_IMAGE_SIZE,
+    AugProtocol, DatasetConfig, DatasetName, EvalConfig, EvalConfigSpec, FeatureSource, HeadConfig,
+    HeadKind, LossKind, Method, OptimizerConfig, OptimizerKind, PretrainConfig,
+    DEFAULT_FOLDER_IMAGE_SIZE,
 };
 
 /// One grid point, fully resolved.
@@ -307,74 +307,19 @@ impl RunConfig {
     }
 }
 
-/// Rejects an evaluation's values that cannot run, naming its field.
+/// Rejects an evaluation that cannot run on this pretraining, naming its field: what only
+/// the pair can tell (z of a supervised run), then what its method's own type refuses
+/// ([`EvalConfig::validate`]).
 fn validate_eval(e: &EvalConfig, method: Method) -> Result<(), FieldError> {
-    let err = |field: &str, msg: String| Err((field.to_string(), msg));
     if e.on == FeatureSource::Z && method == Method::Supervised {
-        return err(
-            "on",
-            "a supervised run has no projection head, so no z; evaluate on h".into(),
-        );
-    }
-    // `on: z` without a head (z = h) is allowed: the same number as `on: h`.
-    match &e.method {
-        EvalMethod::Knn(c) => {
-            if c.k == 0 {
-                return err("k", "must be at least 1".into());
-            }
-            positive("temperature", c.temperature)
-        }
-        EvalMethod::LinearFeatures(c) | EvalMethod::LinearAugmented(c) => {
-            validate_training(&c.training)
-        }
-        EvalMethod::Probe(c) => {
-            validate_training(&c.training)?;
-            if c.hidden == 0 {
-                return err("hidden", "must be at least 1".into());
-            }
-            Ok(())
-        }
-        EvalMethod::FineTune(c) => {
-            // Fine-tuning refuses a fraction outside (0, 1] and z (it fine-tunes the
-            // encoder and reads h; the projection head is discarded, as in the paper's B.5).
-            if !(c.label_fraction > 0.0 && c.label_fraction <= 1.0) {
-                return err(
-                    "label_fraction",
-                    format!(
-                        "must be in (0, 1] (0.01 and 0.1 in the paper's Table 7), got {}",
-                        c.label_fraction
-                    ),
-                );
-            }
-            if e.on == FeatureSource::Z {
-                return err(
-                    "on",
-                    "fine_tune trains a new head on h (the projection head is discarded); use \
-                     on: h"
-                        .into(),
-                );
-            }
-            validate_training(&c.training)
-        }
-    }
-}
-
-/// What every trained evaluation needs: momentum in [0, 1), at least one epoch and one
-/// image a batch, a positive learning rate.
-fn validate_training(t: &EvalTraining) -> Result<(), FieldError> {
-    if !(0.0..1.0).contains(&t.momentum) {
         return Err((
-            "momentum".into(),
-            format!("must be in [0, 1), got {}", t.momentum),
+            "on".into(),
+            "a supervised run has no projection head, so no z; evaluate on h".into(),
         ));
     }
-    if t.epochs == 0 {
-        return Err(("epochs".into(), "must be at least 1".into()));
-    }
-    if t.batch_size == 0 {
-        return Err(("batch_size".into(), "must be at least 1".into()));
-    }
-    positive("lr", t.lr)
+    // `on: z` without a head (z = h) is allowed: the same number as `on: h`.
+    e.validate()
+        .map_err(|(field, msg)| (field.to_string(), msg))
 }
 
 fn canonical_optimizer(o: &mut OptimizerConfig) {
@@ -392,15 +337,8 @@ fn canonical_optimizer(o: &mut OptimizerConfig) {
     }
 }
 
-fn positive(path: &str, v: f64) -> Result<(), FieldError> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err((
-            path.to_string(),
-            format!("must be a positive number, got {v}"),
-        ))
-    }
+fn positive(path: &'static str, v: f64) -> Result<(), FieldError> {
+    crate::ml::config::require_positive(path, v).map_err(|(field, msg)| (field.to_string(), msg))
 }
 
 fn join(prefix: &str, path: &str) -> String {

@@ -631,6 +631,80 @@ pub(crate) struct EvalConfigSpec {
 /// A field of an evaluation (relative to it) and what is wrong with it.
 pub(crate) type EvalFieldError = (&'static str, String);
 
+impl EvalConfig {
+    /// Rejects values its method cannot run with, naming the field (relative to the
+    /// evaluation). Each method states its own constraints here, beside its settings.
+    pub(crate) fn validate(&self) -> Result<(), EvalFieldError> {
+        match &self.method {
+            EvalMethod::Knn(c) => {
+                if c.k == 0 {
+                    return Err(("k", "must be at least 1".into()));
+                }
+                require_positive("temperature", c.temperature)
+            }
+            EvalMethod::LinearFeatures(c) | EvalMethod::LinearAugmented(c) => c.training.validate(),
+            EvalMethod::Probe(c) => {
+                c.training.validate()?;
+                if c.hidden == 0 {
+                    return Err(("hidden", "must be at least 1".into()));
+                }
+                Ok(())
+            }
+            EvalMethod::FineTune(c) => {
+                // Fine-tuning refuses a fraction outside (0, 1] and z (it fine-tunes the
+                // encoder and reads h; the projection head is discarded, as in the paper's B.5).
+                if !(c.label_fraction > 0.0 && c.label_fraction <= 1.0) {
+                    return Err((
+                        "label_fraction",
+                        format!(
+                            "must be in (0, 1] (0.01 and 0.1 in the paper's Table 7), got {}",
+                            c.label_fraction
+                        ),
+                    ));
+                }
+                if self.on == FeatureSource::Z {
+                    return Err((
+                        "on",
+                        "fine_tune trains a new head on h (the projection head is discarded); \
+                         use on: h"
+                            .into(),
+                    ));
+                }
+                c.training.validate()
+            }
+        }
+    }
+}
+
+impl EvalTraining {
+    /// What every trained evaluation needs: momentum in [0, 1), at least one epoch and one
+    /// image a batch, a positive learning rate.
+    fn validate(&self) -> Result<(), EvalFieldError> {
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err((
+                "momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(("epochs", "must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(("batch_size", "must be at least 1".into()));
+        }
+        require_positive("lr", self.lr)
+    }
+}
+
+/// A finite number above 0, or the field and what is wrong with it.
+pub(crate) fn require_positive(field: &'static str, v: f64) -> Result<(), EvalFieldError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err((field, format!("must be a positive number, got {v}")))
+    }
+}
+
 impl EvalConfigSpec {
     /// The evaluation this spec entry means, or the field that makes it none.
     pub(crate) fn resolve(self) -> Result<EvalConfig, EvalFieldError> {

@@ -204,13 +204,13 @@ mod tests {
                 "batch size: paper 4096, ours 512"
             ]
         );
-        let fast = paper::protocol_difference("linear@h", &EvalConfig::default()).unwrap();
+        let fast = protocols::protocol_difference("linear@h", &EvalConfig::default()).unwrap();
         assert!(
             fast.contains("ours linear@h, features extracted once"),
             "{fast}"
         );
         let augmented =
-            paper::protocol_difference("linear-aug@h", &EvalConfig::augmented()).unwrap();
+            protocols::protocol_difference("linear-aug@h", &EvalConfig::augmented()).unwrap();
         assert!(
             augmented.contains("same protocol at batch 512, 100 epochs"),
             "{augmented}"
@@ -219,6 +219,6 @@ mod tests {
         let t = exact.training_mut().unwrap();
         t.batch_size = 4096;
         t.epochs = 90;
-        assert_eq!(paper::protocol_difference("linear-aug@h", &exact), None);
+        assert_eq!(protocols::protocol_difference("linear-aug@h", &exact), None);
     }
 }

@@ -153,7 +153,7 @@ fn section(data: &SweepData, slice: &Slice) -> Option<Section> {
     );
     let more = fine[1..].iter().filter_map(|(l, _)| {
         let c = data.eval_config(l)?;
-        paper::protocol_difference(l, &c).map(|d| format!("  - {d}"))
+        protocols::protocol_difference(l, &c).map(|d| format!("  - {d}"))
     });
     s.paper.extend(more);
     Some(s)
