@@ -518,7 +518,9 @@ impl SweepData {
 
     /// The evaluation the figures plot ([`labels::primary`]); `None` before any.
     pub fn primary_label(&self) -> Option<&str> {
-        labels::primary(self)
+        let configs: Vec<Option<EvalConfig>> =
+            self.labels.iter().map(|l| self.eval_config(l)).collect();
+        labels::primary(&configs).map(|i| self.labels[i].as_str())
     }
 
     /// The evaluation the figures plot, [`labels::fallback_primary`] before any.

@@ -5,28 +5,18 @@
 
 use crate::ml::config::{EvalConfig, EvalMethod, FeatureSource, ProbeTask};
 
-use super::aggregate::SweepData;
-
 /// The evaluation the report plots when a sweep has none of its own yet: the default
 /// evaluation (the features probe on h).
 pub(crate) fn fallback_primary() -> String {
     EvalConfig::default().label()
 }
 
-/// The evaluation the figures plot among the sweep's columns: linear on h by the paper's
-/// augmented protocol if the sweep has it, else the features probe on h, else the first
-/// linear evaluation, else the first one.
-pub(crate) fn primary(data: &SweepData) -> Option<&str> {
-    let typed: Vec<(&str, Option<EvalConfig>)> = data
-        .labels
-        .iter()
-        .map(|l| (l.as_str(), data.eval_config(l)))
-        .collect();
+/// Which of a sweep's columns the figures plot, given each column's typed config (`None`
+/// where it does not parse): linear on h by the paper's augmented protocol if the sweep has
+/// it, else the features probe on h, else the first linear evaluation, else the first one.
+pub(crate) fn primary(columns: &[Option<EvalConfig>]) -> Option<usize> {
     let first_where = |want: &dyn Fn(&EvalConfig) -> bool| {
-        typed
-            .iter()
-            .find(|(_, c)| c.as_ref().is_some_and(want))
-            .map(|(l, _)| *l)
+        columns.iter().position(|c| c.as_ref().is_some_and(want))
     };
     first_where(&|c| is_augmented_linear(c) && c.on == FeatureSource::H)
         .or_else(|| {
@@ -35,7 +25,7 @@ pub(crate) fn primary(data: &SweepData) -> Option<&str> {
             })
         })
         .or_else(|| first_where(&is_linear))
-        .or_else(|| typed.first().map(|(l, _)| *l))
+        .or_else(|| (!columns.is_empty()).then_some(0))
 }
 
 /// Whether `c` is a linear evaluation (the features probe or the augmented protocol).
@@ -85,5 +75,26 @@ mod tests {
         assert!(is_linear(&EvalConfig::augmented()) && is_linear(&EvalConfig::default()));
         assert!(!is_linear(&EvalConfig::knn()));
         assert!(!is_linear(&EvalConfig::probe(ProbeTask::Sobel)));
+    }
+
+    #[test]
+    fn the_papers_protocol_on_h_is_plotted_before_the_fast_probe_and_any_other() {
+        let z = |c: EvalConfig| EvalConfig {
+            on: FeatureSource::Z,
+            ..c
+        };
+        let (knn, fast, paper) = (
+            Some(EvalConfig::knn()),
+            Some(EvalConfig::default()),
+            Some(EvalConfig::augmented()),
+        );
+        assert_eq!(primary(&[knn.clone(), fast.clone(), paper]), Some(2));
+        assert_eq!(primary(&[knn.clone(), fast]), Some(1));
+        assert_eq!(
+            primary(&[knn.clone(), Some(z(EvalConfig::default()))]),
+            Some(1)
+        );
+        assert_eq!(primary(&[None, knn]), Some(0));
+        assert_eq!(primary(&[]), None);
     }
 }
