@@ -200,12 +200,14 @@ struct ParamUpdate<'a> {
     excluded: bool,
 }
 
-/// d = g (+ wd * w unless excluded).
-fn decayed_grad(w: &Tensor, g: &Tensor, wd: f64, excluded: bool) -> candle_core::Result<Tensor> {
-    if excluded || wd == 0.0 {
-        Ok(g.clone())
-    } else {
-        g + (w * wd)?
+impl ParamUpdate<'_> {
+    /// d = g (+ wd * w unless excluded).
+    fn decayed_grad(&self, wd: f64) -> candle_core::Result<Tensor> {
+        if self.excluded || wd == 0.0 {
+            Ok(self.g.clone())
+        } else {
+            self.g + (self.var.as_tensor() * wd)?
+        }
     }
 }
 
@@ -225,17 +227,10 @@ fn sgd_update(
     state: &mut BTreeMap<String, Tensor>,
     u: &ParamUpdate,
 ) -> candle_core::Result<Tensor> {
-    let &ParamUpdate {
-        name,
-        var,
-        g,
-        lr,
-        excluded,
-    } = u;
-    let w = var.as_tensor();
-    let d = decayed_grad(w, g, cfg.weight_decay, excluded)?;
+    let w = u.var.as_tensor();
+    let d = u.decayed_grad(cfg.weight_decay)?;
     let d = if cfg.momentum != 0.0 {
-        let key = format!("{name}/momentum");
+        let key = format!("{}/momentum", u.name);
         let buf = match state.get(&key) {
             Some(b) => ((b * cfg.momentum)? + &d)?,
             None => d.clone(),
@@ -250,7 +245,7 @@ fn sgd_update(
     } else {
         d
     };
-    w - (d * lr)?
+    w - (d * u.lr)?
 }
 
 /// The official SimCLR `LARSOptimizer` with `classic_momentum=True`:
@@ -262,24 +257,17 @@ fn lars_update(
     state: &mut BTreeMap<String, Tensor>,
     u: &ParamUpdate,
 ) -> candle_core::Result<Tensor> {
-    let &ParamUpdate {
-        name,
-        var,
-        g,
-        lr,
-        excluded,
-    } = u;
-    let w = var.as_tensor();
-    let d = decayed_grad(w, g, cfg.weight_decay, excluded)?;
+    let w = u.var.as_tensor();
+    let d = u.decayed_grad(cfg.weight_decay)?;
     let mut trust = 1.0;
-    if !excluded {
+    if !u.excluded {
         let (wn, dn) = (l2(w)?, l2(&d)?);
         if wn > 0.0 && dn > 0.0 {
             trust = cfg.trust_coefficient * wn / dn;
         }
     }
-    let scaled = (&d * (lr * trust))?;
-    let key = format!("{name}/momentum");
+    let scaled = (&d * (u.lr * trust))?;
+    let key = format!("{}/momentum", u.name);
     let v = match state.get(&key) {
         Some(v) => ((v * cfg.momentum)? + &scaled)?,
         None => scaled.clone(),
@@ -301,13 +289,13 @@ fn adamw_update(
     t: u64,
     u: &ParamUpdate,
 ) -> candle_core::Result<Tensor> {
-    let &ParamUpdate {
+    let ParamUpdate {
         name,
         var,
         g,
         lr,
         excluded,
-    } = u;
+    } = *u;
     let mut w = var.as_tensor().clone();
     if !excluded && cfg.weight_decay != 0.0 {
         w = (w * (1.0 - lr * cfg.weight_decay))?;
